@@ -1,0 +1,10 @@
+"""pysofie: trained models (ONNX, Keras, PyTorch) -> standalone C++ inference code, callable from Python."""
+__version__ = "0.1.0"
+
+from .errors import (CompileError, InvalidInputError, ModelLoadError, PysofieError, ShapeInferenceError,  # noqa: E402
+                     UnsupportedOperatorError)
+from .api import check, emit, load  # noqa: E402
+from .session import InferenceSession  # noqa: E402
+
+__all__ = ["InferenceSession", "emit", "check", "load", "PysofieError", "ModelLoadError",
+           "UnsupportedOperatorError", "ShapeInferenceError", "CompileError", "InvalidInputError", "__version__"]

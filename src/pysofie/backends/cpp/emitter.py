@@ -1,0 +1,475 @@
+"""Emits a standalone C++ header (``<name>.hxx``) with a ``Session`` for an IR Graph, plus its weights.
+
+Order of work (as in SOFIE): plan storage for every value, generate one small function per node (its
+parameters carry the spec's names: X, W, B, Y), then assemble the Session whose ``infer`` only declares
+pointers and calls those functions. Op families register their generators in ``ops/`` of this package.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from ... import __version__
+from ...errors import UnsupportedOperatorError
+from ...ir import DType, Graph, Node, Value
+from ...ir.shapes import Dim, Sym, cpp_dim, numel, shape_symbols
+from .names import NameTable, comment_text, sanitize
+from .writer import CodeWriter
+
+RUNTIME_HEADER = os.path.join(os.path.dirname(__file__), "runtime", "pysofie_runtime.h")
+
+# op_type -> generator(cx: NodeContext) -> None. Filled by the modules of backends.cpp.ops.
+GENERATORS: dict[str, Callable] = {}
+
+
+def generates(*op_types: str):
+    def deco(fn):
+        for t in op_types:
+            GENERATORS[t] = fn
+        return fn
+    return deco
+
+
+# Ops whose output holds the input's elements unchanged: their output shares the input's storage.
+VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+
+
+@dataclasses.dataclass
+class Storage:
+    kind: str  # "input", "output", "const", "slot", "alias"
+    expr: str  # C++ expression of the data pointer inside infer()
+    root: Optional[Value] = None
+
+
+class NodeContext:
+    """What a generator sees: the node, its parameter names and shapes, and a writer for the body."""
+
+    def __init__(self, emitter: "CppEmitter", node: Node, fname: str):
+        self.em = emitter
+        self.node = node
+        self.op = node.op
+        self.fname = fname
+        self.w = CodeWriter()
+        self.params: list[tuple[str, str]] = []  # (declaration, call argument)
+        self._in_names: dict[int, str] = {}
+        self._out_names: dict[int, str] = {}
+        self._scratch: list[tuple[str, DType, Dim]] = []
+        runtime = set(node.op.runtime_inputs(node))
+        spec = list(node.op.INPUTS)
+        names = NameTable()
+        for i, v in enumerate(node.inputs):
+            if v is None or i not in runtime:
+                continue
+            if spec and spec[-1].endswith("*") and i >= len(spec) - 1:
+                base = f"{spec[-1][:-1]}_{i - len(spec) + 1}"
+            else:
+                base = spec[i] if i < len(spec) else f"input_{i}"
+            self._in_names[i] = names.unique(base)
+        ospec = list(node.op.OUTPUTS)
+        for i, v in enumerate(node.outputs):
+            base = ospec[i] if i < len(ospec) else f"output_{i}"
+            self._out_names[i] = names.unique(base)
+        self._names = names
+
+    # -- queries for generators ------------------------------------------------------------------------
+    def i(self, k: int) -> Optional[str]:
+        """Parameter name of input k inside the node function (None when absent or not read at run time)."""
+        return self._in_names.get(k)
+
+    def o(self, k: int = 0) -> str:
+        return self._out_names[k]
+
+    def has(self, k: int) -> bool:
+        return k in self._in_names
+
+    def vin(self, k: int) -> Value:
+        return self.node.inputs[k]
+
+    def vout(self, k: int = 0) -> Value:
+        return self.node.outputs[k]
+
+    def const(self, k: int) -> Optional[np.ndarray]:
+        v = self.node.input(k)
+        return None if v is None else v.const
+
+    def dims(self, k: int) -> list[str]:
+        return [cpp_dim(d) for d in self.node.inputs[k].shape]
+
+    def odims(self, k: int = 0) -> list[str]:
+        return [cpp_dim(d) for d in self.node.outputs[k].shape]
+
+    def size(self, k: int) -> str:
+        return cpp_dim(numel(self.node.inputs[k].shape))
+
+    def osize(self, k: int = 0) -> str:
+        return cpp_dim(numel(self.node.outputs[k].shape))
+
+    def ctype(self, k: int = 0) -> str:
+        return self.node.inputs[k].dtype.ctype
+
+    def octype(self, k: int = 0) -> str:
+        return self.node.outputs[k].dtype.ctype
+
+    def scratch(self, count: Dim, dtype: DType = DType.FLOAT, name: str = "work") -> str:
+        """A temporary buffer of `count` elements, owned by the Session and shared by all nodes."""
+        pname = self._names.unique(name)
+        self._scratch.append((pname, dtype, count))
+        return pname
+
+    def helper(self, key: str, code: str) -> None:
+        """A function shared by several nodes, emitted once (in the model's detail namespace)."""
+        self.em.helpers.setdefault(key, code)
+
+    def unique(self, base: str) -> str:
+        return self._names.unique(base)
+
+    def describe(self) -> str:
+        return self.node.describe()
+
+
+class CppEmitter:
+    def __init__(self, graph: Graph, *, name: Optional[str] = None, namespace: Optional[str] = None,
+                 weights: str = "dat"):
+        if weights not in ("dat", "bin", "embed"):
+            raise ValueError(f"weights must be 'dat', 'bin' or 'embed', not {weights!r}")
+        self.graph = graph
+        self.name = sanitize(name or graph.name or "model")
+        self.namespace = sanitize(namespace) if namespace else f"SOFIE_{self.name}"
+        self.weights = weights
+        self.helpers: dict[str, str] = {}
+        self.names = NameTable(reserved={"infer", "Session", "detail", "ensure_capacity", "weight_file"})
+        self.params = list(graph.size_params)
+        for p in self.params:
+            self.names.reserve(p)
+        self._plan()
+
+    # -- planning --------------------------------------------------------------------------------------
+    def _plan(self) -> None:
+        g = self.graph
+        problems = []
+        for n in g.nodes:
+            if n.op_type not in GENERATORS:
+                problems.append(f"{n.op_type}: no C++ generator for this operator, node '{n.name}'")
+        if problems:
+            raise UnsupportedOperatorError(problems, g.source)
+        self.storage: dict[int, Storage] = {}
+        self.input_names = [self.names.unique(v.name, "tensor_") for v in g.inputs]
+        for v, nm in zip(g.inputs, self.input_names):
+            self.storage[id(v)] = Storage("input", nm, v)
+        self.output_names = [self.names.unique(v.name, "out_") for v in g.outputs]
+        # outputs written in place by their producer (first occurrence of a produced value)
+        for k, v in enumerate(g.outputs):
+            if id(v) not in self.storage and v.producer is not None:
+                self.storage[id(v)] = Storage("output", self.output_names[k], v)
+        # constants read at run time
+        self.consts: list[tuple[Value, str]] = []
+        runtime_reads: set[int] = set()
+        for n in g.nodes:
+            for i in n.op.runtime_inputs(n):
+                if n.inputs[i] is not None:
+                    runtime_reads.add(id(n.inputs[i]))
+        for v in g.outputs:
+            runtime_reads.add(id(v))
+        for v in g.values():
+            if v.const is not None and v.producer is None and id(v) in runtime_reads and id(v) not in self.storage:
+                cname = self.names.unique(v.name, "")
+                expr = f"detail::kTensor_{cname}" if self.weights == "embed" else f"fTensor_{cname}.data()"
+                self.storage[id(v)] = Storage("const", expr, v)
+                self.consts.append((v, cname))
+        # views alias their input's storage; everything else gets a slot
+        self.aliased: set[int] = set()
+        for n in g.nodes:
+            out = n.outputs[0]
+            if n.op_type in VIEW_OPS and id(out) not in self.storage and n.inputs[0] is not None:
+                src = self.storage.get(id(n.inputs[0]))
+                if src is not None:
+                    self.storage[id(out)] = Storage("alias", "", src.root)
+                    self.aliased.add(id(n))
+            else:
+                for v in n.outputs:
+                    if id(v) not in self.storage:
+                        self.storage[id(v)] = Storage("slot", "", v)
+        # liveness of each slot-held root: alias uses extend it
+        root_end: dict[int, int] = {}
+        for idx, n in enumerate(g.nodes):
+            for v in n.inputs:
+                st = self.storage.get(id(v)) if v is not None else None
+                if st is not None and st.root is not None:
+                    root_end[id(st.root)] = max(root_end.get(id(st.root), -1), idx)
+        # greedy slot assignment
+        self.slots: list[dict] = []  # {dtype, sizes: [Dim], name, free_after: int}
+        for idx, n in enumerate(g.nodes):
+            for v in n.outputs:
+                st = self.storage[id(v)]
+                if st.kind != "slot" or st.expr:
+                    continue
+                size = numel(v.shape)
+                end = root_end.get(id(v), idx)
+                best = None
+                for s in self.slots:
+                    if s["dtype"] is v.dtype and s["free_after"] < idx:
+                        if best is None or (size in s["sizes"] and size not in best["sizes"]):
+                            best = s
+                if best is None:
+                    best = {"dtype": v.dtype, "sizes": [], "name": f"fSlot{len(self.slots)}", "free_after": -1}
+                    self.slots.append(best)
+                if not any(_same(size, x) for x in best["sizes"]):
+                    best["sizes"].append(size)
+                best["free_after"] = max(end, idx)
+                st.expr = f"{best['name']}.data()"
+        # views read their root's storage
+        for st in self.storage.values():
+            if st.kind == "alias":
+                st.expr = self.storage[id(st.root)].expr
+
+    # -- generation ------------------------------------------------------------------------------------
+    def generate(self) -> str:
+        g = self.graph
+        funcs: list[str] = []
+        calls: list[str] = []
+        scratch: dict[DType, list[Dim]] = {}
+        fnames = NameTable()
+        for idx, n in enumerate(g.nodes):
+            if id(n) in self.aliased:
+                calls.append(f"// {comment_text(n.name)} ({n.op_type}): a view of its input, no code")
+                continue
+            fname = fnames.unique(f"op{idx}_{n.op_type}")
+            cx = NodeContext(self, n, fname)
+            GENERATORS[n.op_type](cx)
+            syms = set()
+            for v in n.inputs + n.outputs:
+                if v is not None and v.shape is not None:
+                    syms |= shape_symbols(v.shape)
+            sparams = [p for p in self.params if p in syms]
+            decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
+            args = list(sparams)
+            for i, pname in cx._in_names.items():
+                v = n.inputs[i]
+                decl.append(f"[[maybe_unused]] const {v.dtype.ctype}* __restrict {pname}")
+                args.append(self.storage[id(v)].expr)
+            for i, pname in cx._out_names.items():
+                v = n.outputs[i]
+                decl.append(f"{v.dtype.ctype}* __restrict {pname}")
+                args.append(self.storage[id(v)].expr)
+            for pname, dt, count in cx._scratch:
+                decl.append(f"[[maybe_unused]] {dt.ctype}* __restrict {pname}")
+                args.append(f"fWork_{dt.name.lower()}.data()")
+                scratch.setdefault(dt, []).append(count)
+            fw = CodeWriter()
+            fw.line(f"// {comment_text(n.name)}: {n.op_type}"
+                    f"({', '.join(comment_text(repr(v)) if v else '-' for v in n.inputs)}) -> "
+                    f"{', '.join(comment_text(repr(v)) for v in n.outputs)}")
+            with fw.block(f"inline void {fname}({', '.join(decl)})"):
+                fw.line(cx.w.text().rstrip("\n"))
+            funcs.append(fw.text())
+            calls.append(f"detail::{fname}({', '.join(args)});")
+        self.scratch = scratch
+        return self._assemble(funcs, calls)
+
+    def _slot_size(self, sizes: list[Dim]) -> str:
+        ints = [s for s in sizes if isinstance(s, int)]
+        syms = [s for s in sizes if not isinstance(s, int)]
+        parts = ([str(max(ints))] if ints else []) + [cpp_dim(s) for s in syms]
+        if len(parts) == 1:
+            return parts[0]
+        return "std::max<size_t>({" + ", ".join(f"size_t({p})" for p in parts) + "})"
+
+    def _assemble(self, funcs: list[str], calls: list[str]) -> str:
+        g = self.graph
+        w = CodeWriter()
+        guard = f"PYSOFIE_{self.namespace.upper()}_HXX"
+        w.line(f"// {self.name}.hxx: inference code generated by pysofie {__version__}"
+               f" from {comment_text(os.path.basename(g.source) if g.source else g.name)}.")
+        w.line("// Depends only on a BLAS (sgemm). Do not edit: regenerate instead.")
+        for v, nm in zip(g.inputs, self.input_names):
+            w.line(f"//   input  {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
+        for v in g.outputs:
+            w.line(f"//   output {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
+        w.line(f"#ifndef {guard}")
+        w.line(f"#define {guard}")
+        w.line()
+        with open(RUNTIME_HEADER) as f:
+            w.line(f.read().rstrip("\n"))
+        w.line()
+        with w.block(f"namespace {self.namespace}", close=f"}}  // namespace {self.namespace}"):
+            with w.block("namespace detail", close="}  // namespace detail"):
+                if self.weights == "embed":
+                    for v, cname in self.consts:
+                        w.line(_embedded_array(v, cname))
+                for code in self.helpers.values():
+                    w.line(code.rstrip("\n"))
+                    w.line()
+                for f in funcs:
+                    w.line(f.rstrip("\n"))
+                    w.line()
+            w.line()
+            self._session(w, calls)
+        w.line(f"#endif  // {guard}")
+        return w.text()
+
+    def _session(self, w: CodeWriter, calls: list[str]) -> None:
+        g = self.graph
+        P = self.params
+        default_file = "" if self.weights == "embed" else f"{self.name}.{self.weights}"
+        with w.block("struct Session", close="};"):
+            if self.weights != "embed":
+                for v, cname in self.consts:
+                    w.line(f"std::vector<{v.dtype.ctype}> fTensor_{cname} = "
+                           f"std::vector<{v.dtype.ctype}>({max(1, int(v.const.size))});")
+            for s in self.slots:
+                w.line(f"std::vector<{s['dtype'].ctype}> {s['name']};")
+            for dt in self.scratch:
+                w.line(f"std::vector<{dt.ctype}> fWork_{dt.name.lower()};")
+            for p in P:
+                w.line(f"size_t fCap_{p} = 0;  // buffers are sized for {p} up to this")
+            w.line()
+            # constructor
+            sig = ["std::string weight_file = " + _cstr(default_file)] + [f"size_t {p} = 1" for p in P]
+            attr = "[[maybe_unused]] " if self.weights == "embed" else ""
+            sig[0] = attr + sig[0]
+            with w.block(f"explicit Session({', '.join(sig)})"):
+                if self.weights == "dat" and self.consts:
+                    w.line("pysofie_rt::DatReader reader(weight_file);")
+                    for v, cname in self.consts:
+                        w.line(f"reader.read<{v.dtype.ctype}>({_cstr(cname)}, fTensor_{cname}.data(), {int(v.const.size)});")
+                    w.line("reader.finish();")
+                elif self.weights == "bin" and self.consts:
+                    w.line("pysofie_rt::BinReader reader(weight_file);")
+                    for v, cname in self.consts:
+                        w.line(f"reader.read<{v.dtype.ctype}>({_cstr(cname)}, fTensor_{cname}.data(), "
+                               f"{int(v.const.size)}, {v.dtype.onnx});")
+                    w.line("reader.finish();")
+                elif self.weights != "embed":
+                    w.line("(void)weight_file;")
+                w.line(f"ensure_capacity({', '.join(P)});")
+            w.line()
+            # capacity management: buffers grow only when a size parameter exceeds what they hold
+            psig = ", ".join(f"size_t {p}" for p in P)
+            with w.block(f"void ensure_capacity({psig})"):
+                if P:
+                    cond = " || ".join(f"{p} > fCap_{p}" for p in P)
+                    w.line(f"if (!({cond}) && fCap_{P[0]} != 0) return;")
+                    for p in P:
+                        w.line(f"fCap_{p} = std::max(fCap_{p}, {p});")
+                    # size with the capacities, not the current call's values
+                    for p in P:
+                        w.line(f"{p} = fCap_{p};")
+                for s in self.slots:
+                    w.line(f"if ({s['name']}.size() < size_t({self._slot_size(s['sizes'])})) "
+                           f"{s['name']}.resize({self._slot_size(s['sizes'])});")
+                for dt, sizes in self.scratch.items():
+                    sz = self._slot_size(sizes)
+                    w.line(f"if (fWork_{dt.name.lower()}.size() < size_t({sz})) fWork_{dt.name.lower()}.resize({sz});")
+            w.line()
+            # non-allocating infer
+            params = [f"size_t {p}" for p in P]
+            params += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
+            params += [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, self.output_names)]
+            w.line("// Runs the model, writing the outputs to caller-owned buffers. Allocates nothing unless a")
+            w.line("// size parameter exceeds every value seen before (then the internal buffers grow once).")
+            with w.block(f"void infer({', '.join(params)})"):
+                if P:
+                    w.line(f"ensure_capacity({', '.join(P)});")
+                for c in calls:
+                    w.line(c)
+                # outputs that no node wrote in place
+                done: set[int] = set()
+                for k, v in enumerate(g.outputs):
+                    st = self.storage[id(v)]
+                    if st.kind == "output" and st.expr == self.output_names[k] and id(v) not in done:
+                        done.add(id(v))
+                        continue
+                    n = cpp_dim(numel(v.shape))
+                    w.line(f"std::copy_n({st.expr}, {n}, {self.output_names[k]});")
+            w.line()
+            # allocating infer
+            aparams = [f"size_t {p}" for p in P]
+            aparams += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
+            vec = [f"std::vector<{v.dtype.ctype}>" for v in g.outputs]
+            if len(g.outputs) == 1:
+                ret = vec[0]
+            elif len(set(vec)) == 1:
+                ret = f"std::vector<{vec[0]}>"
+            else:
+                ret = f"std::tuple<{', '.join(vec)}>"
+            w.line("// Runs the model and returns the output(s) in new vectors.")
+            with w.block(f"{ret} infer({', '.join(aparams)})"):
+                outs = []
+                for k, v in enumerate(g.outputs):
+                    nm = f"result{k}"
+                    w.line(f"std::vector<{v.dtype.ctype}> {nm}({cpp_dim(numel(v.shape))});")
+                    outs.append(nm)
+                args = P + self.input_names + [f"{o}.data()" for o in outs]
+                w.line(f"infer({', '.join(args)});")
+                if len(outs) == 1:
+                    w.line(f"return {outs[0]};")
+                elif len(set(vec)) == 1:
+                    w.line(f"return {{{', '.join(f'std::move({o})' for o in outs)}}};")
+                else:
+                    w.line(f"return std::make_tuple({', '.join(f'std::move({o})' for o in outs)});")
+
+    # -- weights ---------------------------------------------------------------------------------------
+    def weight_tensors(self) -> list[tuple[str, np.ndarray]]:
+        return [(cname, np.ascontiguousarray(v.const)) for v, cname in self.consts]
+
+
+def _same(a: Dim, b: Dim) -> bool:
+    return (isinstance(a, int) and isinstance(b, int) and a == b) or (
+        isinstance(a, Sym) and isinstance(b, Sym) and a == b)
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join(cpp_dim(d) for d in shape) + "]"
+
+
+def _cstr(s: str) -> str:
+    from .names import c_string
+    return c_string(s)
+
+
+def format_values(arr: np.ndarray) -> list[str]:
+    """Decimal text that reads back to exactly the same values (9 / 17 significant digits)."""
+    flat = arr.reshape(-1)
+    if arr.dtype == np.float32:
+        return [_float_text(x, 9) for x in flat.tolist()]
+    if arr.dtype == np.float64:
+        return [_float_text(x, 17) for x in flat.tolist()]
+    if arr.dtype == np.bool_:
+        return ["1" if x else "0" for x in flat.tolist()]
+    return [str(int(x)) for x in flat.tolist()]
+
+
+def _float_text(x: float, digits: int) -> str:
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return "%.*g" % (digits, x)
+
+
+def _embedded_array(v: Value, cname: str) -> str:
+    arr = v.const
+    ct = v.dtype.ctype
+    vals = format_values(arr) or ["0"]
+    if v.dtype is DType.FLOAT:
+        lit = [("std::numeric_limits<float>::quiet_NaN()" if s == "nan" else
+                "std::numeric_limits<float>::infinity()" if s == "inf" else
+                "-std::numeric_limits<float>::infinity()" if s == "-inf" else
+                (s + "f" if any(c in s for c in ".e") else s + ".f")) for s in vals]
+    elif v.dtype is DType.DOUBLE:
+        lit = [("std::numeric_limits<double>::quiet_NaN()" if s == "nan" else
+                "std::numeric_limits<double>::infinity()" if s == "inf" else
+                "-std::numeric_limits<double>::infinity()" if s == "-inf" else s) for s in vals]
+    elif v.dtype is DType.INT64:
+        lit = [("INT64_MIN" if s == str(-2 ** 63) else s + "LL") for s in vals]
+    elif v.dtype is DType.BOOL:
+        lit = ["true" if s == "1" else "false" for s in vals]
+    else:
+        lit = vals
+    lines = []
+    for k in range(0, len(lit), 8):
+        lines.append("   " + ", ".join(lit[k:k + 8]) + ",")
+    return f"alignas(64) static const {ct} kTensor_{cname}[] = {{\n" + "\n".join(lines) + "\n};"

@@ -1,0 +1,61 @@
+"""Identifiers for generated code. A model's names never reach the C++ text without going through here."""
+from __future__ import annotations
+
+import re
+
+CPP_KEYWORDS = set("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
+char32_t class compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield
+decltype default delete do double dynamic_cast else enum explicit export extern false float for friend goto if
+inline int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public
+register reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch
+template this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile
+wchar_t while xor xor_eq main std size_t NULL""".split())
+
+
+def sanitize(raw: str, prefix: str = "") -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", raw)
+    s = re.sub(r"__+", "_", s)  # double underscores are reserved in C++
+    s = s.strip("_") or "x"
+    if s[0].isdigit():
+        s = "_" + s if prefix else "n" + s
+    s = prefix + s
+    if s in CPP_KEYWORDS:
+        s += "_"
+    return s
+
+
+class NameTable:
+    """Hands out unique sanitized identifiers."""
+
+    def __init__(self, reserved=()):
+        self._used: set[str] = set(reserved) | CPP_KEYWORDS
+
+    def unique(self, raw: str, prefix: str = "") -> str:
+        base = sanitize(raw, prefix)
+        name, k = base, 1
+        while name in self._used:
+            name = f"{base}_{k}"
+            k += 1
+        self._used.add(name)
+        return name
+
+    def reserve(self, name: str) -> None:
+        self._used.add(name)
+
+
+def c_string(s: str) -> str:
+    """A C++ string literal for arbitrary text (for comments and messages)."""
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= ord(ch) < 127:
+            out.append(ch)
+        else:
+            out.append("?")
+    return '"' + "".join(out) + '"'
+
+
+def comment_text(s: str) -> str:
+    """Text safe inside a // comment (no line breaks, no trigraph or backslash line continuation)."""
+    return re.sub(r"[^ -~]", "?", s).replace("\\", "/").replace("??", "?_")

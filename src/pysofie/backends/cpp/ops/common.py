@@ -1,0 +1,40 @@
+"""Loop-nest helpers shared by the generators."""
+from __future__ import annotations
+
+from ....ir.shapes import Dim, cpp_dim
+
+
+def strides(shape: list[Dim]) -> list[Dim]:
+    out: list[Dim] = [1] * len(shape)
+    acc: Dim = 1
+    for k in range(len(shape) - 1, -1, -1):
+        out[k] = acc
+        acc = acc * shape[k]
+    return out
+
+
+def broadcast_strides(in_shape, out_shape) -> list[str]:
+    """C++ stride expressions of an input broadcast to out_shape (0 where the input dim is 1 / missing)."""
+    r = len(out_shape)
+    pad = [1] * (r - len(in_shape)) + list(in_shape)
+    st = strides(pad)
+    res = []
+    for k in range(r):
+        d = pad[k]
+        res.append("0" if (isinstance(d, int) and d == 1 and not (isinstance(out_shape[k], int) and out_shape[k] == 1))
+                   else cpp_dim(st[k]))
+    return res
+
+
+def loop_nest(w, dims: list[str], body, index_vars: str = "i"):
+    """Nested loops over dims; body(vars) writes the innermost statements. Returns nothing."""
+    vars_ = [f"{index_vars}{k}" for k in range(len(dims))]
+
+    def rec(k):
+        if k == len(dims):
+            body(vars_)
+            return
+        with w.loop(vars_[k], dims[k]):
+            rec(k + 1)
+
+    rec(0)

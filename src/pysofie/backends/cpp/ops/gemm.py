@@ -1,0 +1,79 @@
+"""Gemm and MatMul through the BLAS (float) or a reference loop (other types)."""
+from __future__ import annotations
+
+from ....ir.shapes import cpp_dim, numel
+from ....ops.elementwise import broadcast_shapes
+from ..emitter import generates
+from .common import broadcast_strides, loop_nest
+
+
+def gemm_call(T: str, ta: bool, tb: bool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) -> str:
+    fn = "pysofie_rt::sgemm" if T == "float" else "pysofie_rt::gemm_ref"
+    return (f"{fn}({'true' if ta else 'false'}, {'true' if tb else 'false'}, {M}, {N}, {K}, {T}({alpha!r}), "
+            f"{A}, {lda}, {B}, {ldb}, {T}({beta!r}), {C}, {ldc});")
+
+
+def fill_broadcast(cx, src: str, src_shape, out_shape, dst: str, scale: float = 1.0) -> None:
+    """dst[...] = scale * src broadcast to out_shape."""
+    w = cx.w
+    T = cx.octype(0)
+    mul = "" if scale == 1.0 else f"{T}({scale!r}) * "
+    st = broadcast_strides(list(src_shape), list(out_shape))
+    w.line("size_t pos = 0;")
+
+    def body(vs):
+        terms = [f"{v} * {s}" if s != "1" else v for v, s in zip(vs, st) if s != "0"]
+        w.line(f"{dst}[pos++] = {mul}{src}[{' + '.join(terms) if terms else '0'}];")
+
+    loop_nest(w, [cpp_dim(d) for d in out_shape], body)
+
+
+@generates("Gemm")
+def gen_gemm(cx):
+    op, w = cx.op, cx.w
+    M, N, K = (cpp_dim(d) for d in op.mnk(cx.node))
+    T = cx.octype(0)
+    ta, tb = bool(op.transA), bool(op.transB)
+    lda = cpp_dim(cx.vin(0).shape[1])
+    ldb = cpp_dim(cx.vin(1).shape[1])
+    beta = 0.0
+    if cx.has(2) and op.beta != 0.0:
+        fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
+        beta = 1.0
+    w.line(gemm_call(T, ta, tb, M, N, K, float(op.alpha), cx.i(0), lda, cx.i(1), ldb, beta, cx.o(0), N))
+
+
+@generates("MatMul")
+def gen_matmul(cx):
+    w = cx.w
+    T = cx.octype(0)
+    a_shape, b_shape = list(cx.vin(0).shape), list(cx.vin(1).shape)
+    a2 = [1] + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + [1] if len(b_shape) == 1 else b_shape
+    M, K, N = a2[-2], a2[-1], b2[-1]
+    abatch, bbatch = a2[:-2], b2[:-2]
+    A, B, Y = cx.i(0), cx.i(1), cx.o(0)
+    if numel(bbatch) == 1:
+        # every A matrix times the same B: one product with the batch folded into M
+        rows = cpp_dim(numel(abatch) * M)
+        w.line(gemm_call(T, False, False, rows, cpp_dim(N), cpp_dim(K), 1.0, A, cpp_dim(K), B, cpp_dim(N), 0.0, Y,
+                         cpp_dim(N)))
+        return
+    out_batch = list(broadcast_shapes(cx.node, [abatch, bbatch]))
+    sa = broadcast_strides(abatch, out_batch)
+    sb = broadcast_strides(bbatch, out_batch)
+    ma, mb = cpp_dim(M * K), cpp_dim(K * N)
+    w.line("size_t pos = 0;")
+
+    def body(vs):
+        ta = [f"{v} * {s}" for v, s in zip(vs, sa) if s != "0"]
+        tb = [f"{v} * {s}" for v, s in zip(vs, sb) if s != "0"]
+        aoff = f"({' + '.join(ta)}) * {ma}" if ta else "0"
+        boff = f"({' + '.join(tb)}) * {mb}" if tb else "0"
+        w.line(gemm_call(T, False, False, cpp_dim(M), cpp_dim(N), cpp_dim(K), 1.0, f"{A} + {aoff}", cpp_dim(K),
+                         f"{B} + {boff}", cpp_dim(N), 0.0, f"{Y} + pos", cpp_dim(N)))
+        w.line(f"pos += {cpp_dim(M * N)};")
+
+    loop_nest(w, [cpp_dim(d) for d in out_batch], body)
+
+

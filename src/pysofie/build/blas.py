@@ -1,0 +1,36 @@
+"""BLAS discovery. The default is scipy-openblas32 from pip (symbols prefixed ``scipy_``)."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shlex
+
+
+@dataclasses.dataclass(frozen=True)
+class BlasInfo:
+    name: str
+    cflags: tuple[str, ...]  # what compiling generated code needs (the sgemm symbol name)
+    libs: tuple[str, ...]  # what linking needs, including an rpath so the program finds the library at run time
+
+    def describe(self) -> str:
+        return f"{self.name}: cflags {' '.join(self.cflags)}; libs {' '.join(self.libs)}"
+
+
+@functools.lru_cache(maxsize=None)
+def find_blas() -> BlasInfo:
+    """PYSOFIE_BLAS_LIBS (+ PYSOFIE_SGEMM, default cblas_sgemm) override; else scipy-openblas32."""
+    libs = os.environ.get("PYSOFIE_BLAS_LIBS")
+    if libs:
+        sym = os.environ.get("PYSOFIE_SGEMM", "cblas_sgemm")
+        return BlasInfo("custom", (f"-DPYSOFIE_SGEMM={sym}",), tuple(shlex.split(libs)))
+    try:
+        import scipy_openblas32 as sob
+    except ImportError as e:
+        raise RuntimeError("pysofie needs a BLAS: install scipy-openblas32 (pip install scipy-openblas32) or set "
+                           "PYSOFIE_BLAS_LIBS to the link flags of another CBLAS") from e
+    libdir = sob.get_lib_dir()
+    lib = sob.get_library()  # "scipy_openblas"
+    return BlasInfo("scipy-openblas32 " + getattr(sob, "__version__", ""),
+                    ("-DPYSOFIE_SGEMM=scipy_cblas_sgemm",),
+                    (f"-L{libdir}", f"-l{lib}", f"-Wl,-rpath,{libdir}"))

@@ -1,0 +1,72 @@
+"""The system C++ compiler: discovery, flags, and compiling a shared library into the cache."""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+
+from ..errors import CompileError
+
+
+def find_cxx() -> str:
+    for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if cand and shutil.which(cand.split()[0]):
+            return cand
+    raise CompileError("no C++ compiler found: install g++ or clang++, or set CXX")
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_info(cxx: str) -> str:
+    try:
+        out = subprocess.run(cxx.split() + ["--version"], capture_output=True, text=True, timeout=60)
+        return (out.stdout or out.stderr).splitlines()[0]
+    except Exception as e:
+        raise CompileError(f"C++ compiler '{cxx}' does not run: {e}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _supports_native(cxx: str) -> bool:
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "t.cpp")
+        with open(src, "w") as f:
+            f.write("int main() { return 0; }\n")
+        r = subprocess.run(cxx.split() + ["-march=native", src, "-o", os.path.join(d, "t")], capture_output=True)
+        return r.returncode == 0
+
+
+def opt_flags(level: str | int | None = None, native: bool | None = None) -> list[str]:
+    """Optimization flags. PYSOFIE_OPT (0..3) overrides the default level 3; -march=native when supported
+    (PYSOFIE_NATIVE=0 gives portable code)."""
+    lvl = str(level if level is not None else os.environ.get("PYSOFIE_OPT", "3"))
+    flags = [f"-O{lvl}"]
+    if native is None:
+        native = os.environ.get("PYSOFIE_NATIVE", "1") != "0"
+    if native and _supports_native(find_cxx()):
+        flags.append("-march=native")
+    if lvl in ("2", "3"):
+        flags.append("-fno-math-errno")
+    return flags
+
+
+def compile_shared(sources: list[str], output: str, flags: list[str], libs: list[str], cwd: str) -> None:
+    """Compile C++ sources into a shared library; the library appears atomically at `output`."""
+    cxx = find_cxx()
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(output), prefix=".tmp-", suffix=".so")
+    os.close(fd)
+    cmd = cxx.split() + ["-std=c++17", "-shared", "-fPIC", *flags, *sources, "-o", tmp, *libs]
+    try:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if r.returncode != 0:
+            msg = (r.stderr or r.stdout).strip()
+            lines = msg.splitlines()
+            if len(lines) > 40:
+                msg = "\n".join(lines[:40]) + f"\n... ({len(lines) - 40} more lines)"
+            raise CompileError(f"compiling {', '.join(os.path.basename(s) for s in sources)} failed "
+                               f"(sources kept in {cwd}):\n$ {' '.join(cmd)}\n{msg}")
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

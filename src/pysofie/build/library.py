@@ -1,0 +1,75 @@
+"""Build (or fetch from the cache) a shared library holding one or more generated models, and load it."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import threading
+
+from .. import __version__
+from ..backends.cpp import GeneratedModel
+from ..backends.cpp.capi import symbol_prefix, wrapper_source
+from .blas import find_blas
+from .compiler import compile_shared, compiler_info, find_cxx, opt_flags
+from .fs import atomic_write, cache_dir
+
+_lock = threading.Lock()
+
+
+def _digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, extra_flags=()) -> str:
+    """Path of a shared library with the C entry points of `models`, compiled once per content hash."""
+    blas = find_blas()
+    cxx = find_cxx()
+    flags = opt_flags(opt_level, native) + list(blas.cflags) + list(extra_flags)
+    wrapper = wrapper_source(models)
+    key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
+                  *[m.header for m in models])
+    lib_dir = os.path.join(cache_dir(), "lib", key[:2], key)
+    lib = os.path.join(lib_dir, "model.so")
+    if os.path.exists(lib):
+        return lib
+    src = os.path.join(lib_dir, "src")
+    for m in models:
+        atomic_write(os.path.join(src, m.header_file), m.header)
+    atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
+    compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
+    return lib
+
+
+def weight_file_for(model: GeneratedModel) -> str:
+    """Path of the model's weight file in the cache (content-addressed, written atomically)."""
+    if model.weight_data is None:
+        return ""
+    key = _digest(model.weight_data)
+    path = os.path.join(cache_dir(), "weights", key[:2], f"{key}.{model.weights_mode}")
+    if not os.path.exists(path):
+        atomic_write(path, model.weight_data)
+    return path
+
+
+class NativeModel:
+    """ctypes bindings to one model's entry points in a loaded library."""
+
+    def __init__(self, lib_path: str, model: GeneratedModel):
+        with _lock:
+            lib = ctypes.CDLL(lib_path)
+        p = symbol_prefix(model)
+        self.lib = lib
+        self.create = getattr(lib, f"{p}_create")
+        self.create.restype = ctypes.c_void_p
+        self.create.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_size_t]
+        self.run = getattr(lib, f"{p}_run")
+        self.run.restype = ctypes.c_int
+        self.run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
+                             ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+        self.destroy = getattr(lib, f"{p}_destroy")
+        self.destroy.restype = None
+        self.destroy.argtypes = [ctypes.c_void_p]

@@ -1,0 +1,87 @@
+"""Type and shape inference with constant folding, in one walk over the (topologically sorted) graph.
+
+A node whose inputs are all constant is evaluated now (with onnx's reference evaluator as the numerical
+oracle), and a node on shape tensors that depend on symbolic sizes is folded symbolically. Either way the
+node disappears from the graph and costs nothing at run time.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeInferenceError, UnsupportedOperatorError
+from ..ir import Graph, Node
+from ..ir.shapes import Sym
+from .manager import Pass
+
+
+def evaluate_node(node: Node) -> list[np.ndarray]:
+    """Evaluate a node on constant inputs with onnx.reference (used only at generation time)."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+    ins = [f"i{k}" if v is not None else "" for k, v in enumerate(node.inputs)]
+    outs = [f"o{k}" for k in range(len(node.outputs))]
+    onode = helper.make_node(node.op_type, ins, outs, domain=node.op.domain or None, **node.op.onnx_attrs())
+    ref = ReferenceEvaluator(onode)
+    feeds = {n: v.const for n, v in zip(ins, node.inputs) if v is not None}
+    return [np.asarray(r) for r in ref.run(None, feeds)]
+
+
+class InferShapesAndFold(Pass):
+    name = "infer"
+
+    def __init__(self, fold: bool = True):
+        self.fold = fold
+
+    def __call__(self, graph: Graph) -> bool:
+        graph.toposort()
+        changed = False
+        problems: list[str] = []
+        for node in list(graph.nodes):
+            if any(v is not None and (v.dtype is None or v.shape is None) for v in node.inputs):
+                continue  # follows an unsupported node: reported there
+            op = node.op
+            try:
+                issues = op.check(node)
+            except ShapeInferenceError as e:
+                issues = [str(e)]
+            if issues:
+                problems += issues
+                for v in node.outputs:
+                    v.dtype = v.shape = None
+                continue
+            if self.fold and self._try_fold(graph, node):
+                changed = True
+                continue
+            results = op.infer(node)
+            for v, (dt, shape) in zip(node.outputs, results):
+                v.dtype, v.shape = dt, tuple(shape)
+            if self.fold:
+                syms = op.fold_symbolic(node)
+                if syms is not None:
+                    for v, elems in zip(node.outputs, syms):
+                        if all(isinstance(e, int) for e in elems):
+                            arr = np.asarray(elems, dtype=v.dtype.np).reshape(v.shape)
+                            v.set_const(arr)
+                        else:
+                            v.sym = [e if isinstance(e, Sym) else int(e) for e in elems]
+                    if all(v.const is not None for v in node.outputs):
+                        graph.remove_node(node)
+                        changed = True
+        if problems:
+            raise UnsupportedOperatorError(problems, graph.source)
+        return changed
+
+    def _try_fold(self, graph: Graph, node: Node) -> bool:
+        ins = [v for v in node.inputs if v is not None]
+        if not ins or not all(v.const is not None for v in ins) or not node.op.folds(node):
+            return False
+        try:
+            results = evaluate_node(node)
+        except Exception as e:  # the reference evaluator rejects it: keep the node, infer normally
+            if isinstance(e, (KeyboardInterrupt, MemoryError)):
+                raise
+            return False
+        for v, r in zip(node.outputs, results):
+            v.set_const(r)
+        graph.remove_node(node)
+        return True
