@@ -8,7 +8,7 @@ import threading
 
 from .. import __version__
 from ..backends.cpp import GeneratedModel
-from ..backends.cpp.capi import symbol_prefix, wrapper_source
+from ..backends.cpp.capi import source_name, symbol_prefix, wrapper_source
 from .blas import find_blas
 from .compiler import compile_shared, compiler_info, find_cxx, opt_flags
 from .fs import atomic_write, cache_dir
@@ -37,8 +37,10 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     if os.path.exists(lib):
         return lib
     src = os.path.join(lib_dir, "src")
+    if len({m.namespace for m in models}) != len(models):
+        raise ValueError("models compiled into one library need distinct namespaces")
     for m in models:
-        atomic_write(os.path.join(src, m.header_file), m.header)
+        atomic_write(os.path.join(src, source_name(m)), m.header)
     atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
     compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
     return lib

@@ -1,6 +1,12 @@
 """Operator registry. Families are imported explicitly (never discovered by scanning folders)."""
 from . import base
-from . import conv, elementwise, gemm, norm, pool, shape  # noqa: F401  (registration side effects)
+# one import per family: registration happens on import
+from . import conv  # noqa: F401
+from . import elementwise  # noqa: F401
+from . import gemm  # noqa: F401
+from . import norm  # noqa: F401
+from . import pool  # noqa: F401
+from . import shape  # noqa: F401
 from .base import OPS, Op, lookup, register
 
 __all__ = ["OPS", "Op", "lookup", "register", "base"]

@@ -113,12 +113,13 @@ class ConvTranspose(ConvBase):
             op = self._outpad(nsp)
             pads = [0] * (2 * nsp)
             for i in range(nsp):
+                # a negative total (output larger than the input covers) leaves extra positions at the end
                 total = strides[i] * (x.shape[2 + i] - 1) + op[i] + ((ks[i] - 1) * dil[i] + 1) - osh[i]
-                total = max(total, 0)
+                half = int(total / 2)  # truncation toward zero, as onnxruntime computes it
                 if self.auto_pad == "SAME_LOWER":
-                    pads[i], pads[nsp + i] = total - total // 2, total // 2
+                    pads[i], pads[nsp + i] = total - half, half
                 else:
-                    pads[i], pads[nsp + i] = total // 2, total - total // 2
+                    pads[i], pads[nsp + i] = half, total - half
         return ks, strides, dil, pads
 
     def infer(self, node):

@@ -12,11 +12,16 @@ def symbol_prefix(model: GeneratedModel) -> str:
     return f"pysofie_{model.namespace}"
 
 
+def source_name(model: GeneratedModel) -> str:
+    """File name of the header in a build directory: unique per namespace, so models can share a library."""
+    return f"{model.namespace}.hxx"
+
+
 def wrapper_source(models: list[GeneratedModel]) -> str:
     w = CodeWriter()
     w.line("// C entry points for pysofie's Python runtime (generated).")
     for m in models:
-        w.line(f'#include "{m.header_file}"')
+        w.line(f'#include "{source_name(m)}"')
     w.line("#include <cstdio>")
     w.line()
     w.line('#define PYSOFIE_API extern "C" __attribute__((visibility("default")))')

@@ -1,2 +1,8 @@
 """C++ generators per operator family (imported explicitly: registration happens on import)."""
-from . import conv, elementwise, gemm, norm, pool, shape  # noqa: F401
+# one import per family
+from . import conv  # noqa: F401
+from . import elementwise  # noqa: F401
+from . import gemm  # noqa: F401
+from . import norm  # noqa: F401
+from . import pool  # noqa: F401
+from . import shape  # noqa: F401

@@ -1,0 +1,52 @@
+"""Compile many models into one shared library (one compiler run), falling back to smaller batches when one
+model's code does not compile, so that a single bad model costs only itself."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..errors import CompileError, PysofieError
+from .library import build_library
+
+
+def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=None, chunk: int = 64,
+                 input_shapes=None) -> list:
+    """InferenceSessions for `models` (paths, ModelProtos or Graphs), compiled together.
+
+    Returns a list aligned with `models`: an InferenceSession, or the exception that model raised.
+    """
+    from ..api import generate_code
+    from ..session import InferenceSession
+    generated: list = []
+    for k, m in enumerate(models):
+        try:
+            generated.append(generate_code(m, namespace=f"pysofie_batch_{k}", weights=weights,
+                                           input_shapes=input_shapes))
+        except Exception as e:  # reported per model
+            generated.append(e)
+    results: list[Optional[object]] = [None] * len(models)
+
+    def build(idx: list[int]) -> None:
+        gms = [generated[i] for i in idx]
+        try:
+            lib = build_library(gms, opt_level=opt_level, native=native)
+        except CompileError as e:
+            if len(idx) == 1:
+                results[idx[0]] = e
+                return
+            half = len(idx) // 2
+            build(idx[:half])
+            build(idx[half:])
+            return
+        for i, gm in zip(idx, gms):
+            try:
+                results[i] = InferenceSession(None, _generated=gm, _library=lib)
+            except PysofieError as e:
+                results[i] = e
+
+    ok = [i for i, g in enumerate(generated) if not isinstance(g, Exception)]
+    for i, g in enumerate(generated):
+        if isinstance(g, Exception):
+            results[i] = g
+    for s in range(0, len(ok), chunk):
+        build(ok[s:s + chunk])
+    return results

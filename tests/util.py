@@ -1,0 +1,119 @@
+"""Test helpers: build single-node ONNX models, compile many at once, compare with independent references."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+ROOTBENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "rootbench")
+if not os.path.isdir(ROOTBENCH):
+    ROOTBENCH = os.environ.get("PYSOFIE_ROOTBENCH", "/work/shared/models/rootbench")
+
+RTOL, ATOL = 1e-4, 1e-5  # the project's default tolerance against a reference
+
+
+def node_model(op_type: str, inputs: dict[str, np.ndarray], attrs: Optional[dict] = None, *,
+               n_outputs: int = 1, opset: int = 21, initializers: tuple = (), domain: str = "",
+               symbolic: Optional[dict[str, list]] = None) -> onnx.ModelProto:
+    """A model of one node. Inputs named in `initializers` become initializers (constant weights);
+    `symbolic` maps an input name to a shape with str entries for symbolic dims."""
+    attrs = attrs or {}
+    ins, inits = [], []
+    for name, arr in inputs.items():
+        if arr is None:
+            continue
+        arr = np.asarray(arr)
+        if name in initializers:
+            inits.append(onnx.numpy_helper.from_array(arr, name))
+        else:
+            shape = (symbolic or {}).get(name, list(arr.shape))
+            ins.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(arr.dtype), shape))
+    node = helper.make_node(op_type, [n if inputs[n] is not None else "" for n in inputs],
+                            [f"y{k}" for k in range(n_outputs)], domain=domain or None, **attrs)
+    outs = [helper.make_empty_tensor_value_info(f"y{k}") for k in range(n_outputs)]
+    graph = helper.make_graph([node], f"{op_type.lower()}_test", ins, outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    # declare the output types as onnx infers them (onnxruntime needs them)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        types = {o.name: o.type for o in inferred.graph.output}
+        for o in model.graph.output:
+            if types.get(o.name) is not None and types[o.name].tensor_type.elem_type:
+                o.type.CopyFrom(types[o.name])
+                o.type.tensor_type.ClearField("shape")
+    except Exception:
+        pass
+    return model
+
+
+def feeds_of(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    init = {i.name for i in model.graph.initializer}
+    return {k: v for k, v in inputs.items() if v is not None and k not in init}
+
+
+def reference(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    """onnx's reference evaluator: the independent oracle."""
+    from onnx.reference import ReferenceEvaluator
+    return [np.asarray(x) for x in ReferenceEvaluator(model).run(None, feeds)]
+
+
+def ort(model: onnx.ModelProto | str, feeds: dict) -> list[np.ndarray]:
+    import onnxruntime
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = 1
+    src = model if isinstance(model, str) else model.SerializeToString()
+    return onnxruntime.InferenceSession(src, so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def assert_close(actual, expected, rtol=RTOL, atol=ATOL, what=""):
+    assert len(actual) == len(expected), f"{what}: {len(actual)} outputs, expected {len(expected)}"
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        e = np.asarray(e)
+        assert a.shape == e.shape, f"{what} output {k}: shape {a.shape} != {e.shape}"
+        assert a.dtype == e.dtype, f"{what} output {k}: dtype {a.dtype} != {e.dtype}"
+        if e.dtype.kind in "biu":
+            np.testing.assert_array_equal(a, e, err_msg=f"{what} output {k}")
+        else:
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{what} output {k}")
+
+
+@dataclasses.dataclass
+class Case:
+    """One operator test: a model, its inputs, and the reference to compare with."""
+    id: str
+    model: onnx.ModelProto
+    inputs: dict[str, Any]
+    rtol: float = RTOL
+    atol: float = ATOL
+    oracle: str = "reference"  # or "ort"
+
+    def feeds(self):
+        return feeds_of(self.model, self.inputs)
+
+    def expected(self):
+        return (ort if self.oracle == "ort" else reference)(self.model, self.feeds())
+
+
+def compile_cases(cases: list[Case]) -> dict[str, Any]:
+    """Compile all cases into one shared library; returns {case id: InferenceSession or exception}."""
+    from pysofie.build.batch import compile_many
+    sessions = compile_many([c.model for c in cases])
+    return {c.id: s for c, s in zip(cases, sessions)}
+
+
+def run_case(case: Case, sessions: dict) -> None:
+    sess = sessions[case.id]
+    if isinstance(sess, Exception):
+        raise sess
+    got = sess.run(None, case.feeds())
+    assert_close(got, case.expected(), case.rtol, case.atol, what=case.id)
+
+
+def rand(*shape, dtype=np.float32, low=-1.0, high=1.0, seed=None):
+    rng = np.random.default_rng(seed if seed is not None else abs(hash(shape)) % (2 ** 31))
+    return rng.uniform(low, high, size=shape).astype(dtype)
