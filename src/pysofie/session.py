@@ -35,11 +35,14 @@ class InferenceSession:
     model: path (.onnx, .h5, .keras, .pt), onnx.ModelProto, serialized ONNX bytes, or torch nn.Module.
     weights: "dat" (SOFIE text), "bin" (checksummed binary) or "embed" (in the code).
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
+    weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
+        generated with the code.
     """
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: str = "dat", input_shapes=None,
                  name: Optional[str] = None, namespace: Optional[str] = None, optimize: bool = True,
-                 opt_level=None, native=None, _generated=None, _library=None, **kwargs):
+                 opt_level=None, native=None, weight_file: Optional[str] = None, _generated=None, _library=None,
+                 **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
@@ -60,7 +63,7 @@ class InferenceSession:
         self._out_index = {v.name: k for k, v in enumerate(g.outputs)}
         self._lock = threading.Lock()
         self._err = ctypes.create_string_buffer(1024)
-        self._weight_path = weight_file_for(gm)
+        self._weight_path = weight_file if weight_file is not None else weight_file_for(gm)
         self._handle = None
         init_sizes = (ctypes.c_int64 * max(1, len(self._params)))(*([1] * len(self._params)))
         handle = self._native.create(self._weight_path.encode(), init_sizes, self._err, len(self._err))
