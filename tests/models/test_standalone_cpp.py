@@ -48,7 +48,8 @@ def _driver(cases):
     for k, c in enumerate(cases):
         ns, sizes = c["namespace"], c["sizes"]
         body = [f"static void run_{k}(const std::string& dir) {{",
-                f'   {ns}::Session s(dir + "/{c["weights"]}"{"".join(", " + str(v) for v in sizes)});']
+                f'   {ns}::Session s({"dir + " + chr(34) + "/" + c["weights"] + chr(34) if c["weights"] else chr(34) * 2}'
+                f'{"".join(", " + str(v) for v in sizes)});']
         args = [str(v) for v in sizes]
         for j, n in enumerate(c["in_sizes"]):
             body.append(f'   auto in{j} = read_raw<float>(dir + "/in{j}.raw", {n});')
@@ -82,7 +83,7 @@ def program(tmp_path_factory):
     for k, m in enumerate(MODELS + ["example_cnn"]):
         src = EXAMPLE if m == "example_cnn" else path(m)
         d = root / f"m{k}"
-        files = pysofie.emit(src, str(d), weights="bin" if k % 3 == 1 else "dat")
+        files = pysofie.emit(src, str(d), weights=["dat", "bin", "embed"][k % 3])
         sess_inputs = pysofie.load(src).inputs
         batch = 3
         sizes = [batch] * len(pysofie.load(src).size_params)
@@ -94,7 +95,8 @@ def program(tmp_path_factory):
             feeds[v.name].tofile(str(d / f"in{j}.raw"))
         expected = ort(src, feeds)
         cases.append(dict(model=m, dir=str(d), header=os.path.basename(files["header"]),
-                          namespace=files["namespace"], weights=os.path.basename(files["weights"]), sizes=sizes,
+                          namespace=files["namespace"], sizes=sizes,
+                          weights=os.path.basename(files["weights"]) if files["weights"] else "",
                           in_sizes=[f.size for f in feeds.values()], out_sizes=[e.size for e in expected],
                           expected=expected))
     main = root / "driver.cpp"
@@ -118,3 +120,17 @@ def test_standalone_program_matches_onnxruntime(program, k, model):
     got = [np.fromfile(os.path.join(c["dir"], f"out{j}.raw"), dtype=np.float32).reshape(e.shape)
            for j, e in enumerate(c["expected"])]
     assert_close(got, c["expected"], what=model)
+
+
+@pytest.mark.parametrize("compiler", ["g++", "clang++"])
+def test_emitted_code_is_warning_free(program, compiler):
+    """The generated headers (every model, each weight format) pass -Wall -Wextra -Werror with g++ and clang."""
+    import shutil
+    if not shutil.which(compiler):
+        pytest.skip(f"{compiler} not installed")
+    exe, cases = program
+    main = os.path.join(os.path.dirname(str(exe)), "driver.cpp")
+    incs = [f"-I{c['dir']}" for c in cases]
+    r = subprocess.run([compiler, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", *incs, main,
+                        *find_blas().cflags], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]

@@ -20,6 +20,7 @@ from ..passes.infer import InferShapesAndFold
 class Unsupported(Op):
     """Placeholder for a node whose operator is unknown: reported by the inference walk."""
     op_type = "Unsupported"
+    CHECK_NEEDS_INPUTS = False
 
     def __init__(self, op_type: str, domain: str, reason: str = ""):
         super().__init__()

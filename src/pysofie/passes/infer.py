@@ -37,9 +37,12 @@ class InferShapesAndFold(Pass):
         changed = False
         problems: list[str] = []
         for node in list(graph.nodes):
-            if any(v is not None and (v.dtype is None or v.shape is None) for v in node.inputs):
-                continue  # follows an unsupported node: reported there
             op = node.op
+            if any(v is not None and (v.dtype is None or v.shape is None) for v in node.inputs):
+                # follows an unsupported node: only problems that need no input types can be found
+                if not getattr(op, "CHECK_NEEDS_INPUTS", True):
+                    problems += op.check(node)
+                continue
             try:
                 issues = op.check(node)
             except ShapeInferenceError as e:

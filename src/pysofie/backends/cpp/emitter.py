@@ -183,7 +183,8 @@ class CppEmitter:
         self.aliased: set[int] = set()
         for n in g.nodes:
             out = n.outputs[0]
-            if n.op_type in VIEW_OPS and id(out) not in self.storage and n.inputs[0] is not None:
+            if n.op_type in VIEW_OPS and len(n.outputs) == 1 and id(out) not in self.storage \
+                    and n.inputs[0] is not None:
                 src = self.storage.get(id(n.inputs[0]))
                 if src is not None:
                     self.storage[id(out)] = Storage("alias", "", src.root)

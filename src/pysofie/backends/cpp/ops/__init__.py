@@ -5,4 +5,5 @@ from . import elementwise  # noqa: F401
 from . import gemm  # noqa: F401
 from . import norm  # noqa: F401
 from . import pool  # noqa: F401
+from . import recurrent  # noqa: F401
 from . import shape  # noqa: F401

@@ -90,3 +90,11 @@ def gen_cast(cx):
     T = cx.octype(0)
     with w.loop("i", cx.size(0)):
         w.line(f"{cx.o(0)}[i] = static_cast<{T}>({cx.i(0)}[i]);")
+
+
+@generates("Dropout")
+def gen_dropout(cx):
+    # inference: a copy (when the output cannot alias the input) and an all-true mask when requested
+    cx.w.line(f"std::copy_n({cx.i(0)}, {cx.osize(0)}, {cx.o(0)});")
+    if len(cx.node.outputs) > 1:
+        cx.w.line(f"std::fill_n({cx.o(1)}, {cx.osize(1)}, true);")

@@ -1,0 +1,358 @@
+"""RNN, GRU and LSTM.
+
+Per direction: the input projections of all time steps in one matrix product (X * W^T, with the biases that
+can be added outside the recurrence pre-filled), then per time step one product H_{t-1} * R^T for the whole
+batch (two for a GRU with linear_before_reset=0, whose candidate gate needs r (.) H_{t-1} first) and the gate
+arithmetic. With sequence_lens, batch entry b runs its own time index: forward t = s, reverse
+t = len_b - 1 - s; steps at or beyond len_b leave its state alone and write zeros to Y.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from ....ir.shapes import Dim, cpp_dim, numel
+from ....ops.recurrent import Activation
+from ..emitter import generates
+from ..names import c_string
+from .gemm import gemm_call
+
+
+def activation_expr(act: Activation, x: str, T: str) -> str:
+    """C++ expression of act applied to the variable x (of type T)."""
+    a, b = f"{T}({act.alpha!r})", f"{T}({act.beta!r})"
+    return {
+        "Relu": f"std::max({x}, {T}(0))",
+        "Tanh": f"std::tanh({x})",
+        "Sigmoid": f"{T}(1) / ({T}(1) + std::exp(-{x}))",
+        "Affine": f"{a} * {x} + {b}",
+        "LeakyRelu": f"{x} >= {T}(0) ? {x} : {a} * {x}",
+        "ThresholdedRelu": f"{x} > {a} ? {x} : {T}(0)",
+        "ScaledTanh": f"{a} * std::tanh({b} * {x})",
+        "HardSigmoid": f"std::min({T}(1), std::max({T}(0), {a} * {x} + {b}))",
+        "Elu": f"{x} >= {T}(0) ? {x} : {a} * (std::exp({x}) - {T}(1))",
+        "Softsign": f"{x} / ({T}(1) + std::abs({x}))",
+        "Softplus": f"{x} > {T}(0) ? {x} + std::log1p(std::exp(-{x})) : std::log1p(std::exp({x}))",
+    }[act.name]
+
+
+def _at(ptr: str, offset: int) -> str:
+    """ptr + offset as C++ (a plain name when offset is 0)."""
+    return ptr if offset == 0 else f"({ptr} + {offset})"
+
+
+@contextlib.contextmanager
+def scope(w):
+    """A bare { ... } block."""
+    w.line("{")
+    with w.indented():
+        yield
+    w.line("}")
+
+
+class _Layer:
+    """Names and index expressions shared by the three generators."""
+
+    def __init__(self, cx):
+        self.cx = cx
+        op, node = cx.op, cx.node
+        self.op = op
+        self.d = op.dims(node)
+        self.T = cx.ctype(0)
+        self.G = op.GATES
+        self.H = self.d.hidden
+        self.GH = self.G * self.H
+        self.seq, self.batch = cpp_dim(self.d.seq), cpp_dim(self.d.batch)
+        self.D = self.d.dirs
+        self.acts = op.activation_functions()
+        graph = cx.em.graph
+        # outputs that someone reads (an absent ONNX output still has a Value nobody uses)
+        self.out = {}
+        for k in range(len(node.outputs)):
+            v = node.outputs[k]
+            if v.uses or graph.is_output(v):
+                self.out[k] = cx.o(k)
+            else:
+                cx.w.line(f"(void){cx.o(k)};  // output {op.OUTPUTS[k]} is not used")
+        self.lens = cx.i(4)  # sequence_lens, or None
+
+    # index of the first element of (t, b) in X (a row of X * W^T), Y, and of (d, b) in the state tensors
+    def x_row(self, t: str, b: str) -> str:
+        return f"({t} * {self.batch} + {b})" if self.op.layout == 0 else f"({b} * {self.seq} + {t})"
+
+    def y_at(self, t: str, d: int, b: str) -> str:
+        if self.op.layout == 0:
+            return f"(({t} * {self.D} + {d}) * {self.batch} + {b}) * {self.H}"
+        return f"(({b} * {self.seq} + {t}) * {self.D} + {d}) * {self.H}"
+
+    def state_at(self, d: int, b: str) -> str:
+        if self.op.layout == 0:
+            return f"({d} * {self.batch} + {b}) * {self.H}"
+        return f"({b} * {self.D} + {d}) * {self.H}"
+
+    def clip(self, x: str) -> str:
+        if self.op.clip is None:
+            return x
+        c = f"{self.T}({float(self.op.clip)!r})"
+        return f"std::min(std::max({x}, -{c}), {c})"
+
+    def act(self, d: int, k: int, x: str) -> str:
+        return activation_expr(self.acts[d][k], x, self.T)
+
+    # -- code pieces -------------------------------------------------------------------------------------
+    def workspace(self, extra_states: int) -> dict[str, str]:
+        """One scratch buffer split into: XW (all input projections of a direction), Gt (one step's
+        recurrent projections, batch x G*H), and extra_states batch x H blocks."""
+        d = self.d
+        sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.GH])), ("Gt", numel([d.batch, self.GH]))]
+        sizes += [(f"S{k}", numel([d.batch, self.H])) for k in range(extra_states)]
+        total: Dim = 0
+        for _, s in sizes:
+            total = total + s
+        work = self.cx.scratch(total, self.cx.vin(0).dtype)
+        w = self.cx.w
+        ptrs = {}
+        off: Dim = 0
+        for nm, s in sizes:
+            w.line(f"{self.T}* {nm} = {work} + {cpp_dim(off)};")
+            ptrs[nm] = nm
+            off = off + s
+        return ptrs
+
+    def check_lengths(self) -> None:
+        if self.lens is None:
+            return
+        w = self.cx.w
+        msg = c_string(f"pysofie: {self.cx.describe()}: sequence_lens[")
+        with w.loop("b", self.batch):
+            w.line(f"const long long len = static_cast<long long>({self.lens}[b]);")
+            with w.block(f"if (len < 0 || len > static_cast<long long>({self.seq}))"):
+                w.line(f"throw std::runtime_error({msg} + std::to_string(b) + \"] = \" + std::to_string(len) + "
+                       f"\" is outside [0, \" + std::to_string({self.seq}) + \"]\");")
+
+    def input_projection(self, d: int, XW: str, bias_tmp: str, rbias_gates: int) -> None:
+        """XW = X * W_d^T + Wb_d + Rb_d (Rb only for the first rbias_gates gates)."""
+        w, cx, T = self.cx.w, self.cx, self.T
+        GH, I = self.GH, self.d.input
+        rows = cpp_dim(numel([self.d.seq, self.d.batch]))
+        beta = 0.0
+        if cx.has(3):
+            Bd = _at(cx.i(3), d * 2 * GH)
+            with w.loop("k", GH):
+                if rbias_gates == self.G:
+                    w.line(f"{bias_tmp}[k] = {Bd}[k] + {Bd}[{GH} + k];")
+                else:
+                    w.line(f"{bias_tmp}[k] = {Bd}[k] + (k < {rbias_gates * self.H} ? {Bd}[{GH} + k] : {T}(0));")
+            with w.loop("r", rows):
+                w.line(f"std::copy_n({bias_tmp}, {GH}, {XW} + r * {GH});")
+            beta = 1.0
+        w.line(gemm_call(T, False, True, rows, GH, I, 1.0, cx.i(0), I, _at(cx.i(1), d * GH * I), I, beta,
+                         XW, GH))
+
+    def init_state(self, d: int, state: str, k_in: int) -> None:
+        w, cx = self.cx.w, self.cx
+        if cx.has(k_in):
+            with w.loop("b", self.batch):
+                w.line(f"std::copy_n({cx.i(k_in)} + {self.state_at(d, 'b')}, {self.H}, {state} + b * {self.H});")
+        else:
+            w.line(f"std::fill_n({state}, {cpp_dim(numel([self.d.batch, self.H]))}, {self.T}(0));")
+
+    def final_state(self, d: int, state: str, k_out: int) -> None:
+        """Y_h / Y_c of direction d. An entry of length 0 gets zeros (as onnxruntime gives), not its
+        initial state."""
+        if k_out not in self.out:
+            return
+        w = self.cx.w
+        with w.loop("b", self.batch):
+            dst = f"{self.out[k_out]} + {self.state_at(d, 'b')}"
+            if self.lens is not None:
+                with w.block(f"if ({self.lens}[b] == 0)"):
+                    w.line(f"std::fill_n({dst}, {self.H}, {self.T}(0));")
+                    w.line("continue;")
+            w.line(f"std::copy_n({state} + b * {self.H}, {self.H}, {dst});")
+
+    def batch_step(self, d: int, body) -> None:
+        """for each batch entry b: the time index t of step s; inactive entries write zeros to Y."""
+        w = self.cx.w
+        reverse = self.op.direction == "reverse" or d == 1
+        with w.loop("b", self.batch):
+            if self.lens is None:
+                w.line(f"const size_t t = {f'{self.seq} - 1 - s' if reverse else 's'};")
+            else:
+                w.line(f"const size_t len = static_cast<size_t>({self.lens}[b]);")
+                with w.block("if (s >= len)"):
+                    if 0 in self.out:
+                        w.line(f"std::fill_n({self.out[0]} + {self.y_at('s', d, 'b')}, {self.H}, {self.T}(0));")
+                    w.line("continue;")
+                w.line(f"const size_t t = {'len - 1 - s' if reverse else 's'};")
+            body()
+
+    def write_y(self, d: int, src: str) -> None:
+        if 0 in self.out:
+            self.cx.w.line(f"std::copy_n({src}, {self.H}, {self.out[0]} + {self.y_at('t', d, 'b')});")
+
+    def recurrent_gemm(self, d: int, Hs: str, Gt: str, first_gate: int, gates: int, ldc: int) -> None:
+        """Gt[b, :] (gates blocks from first_gate) = Hs[b, :] * R_d[gates]^T for the whole batch."""
+        cx, H = self.cx, self.H
+        Rd = _at(cx.i(2), d * self.GH * H + first_gate * H * H)
+        cx.w.line(gemm_call(self.T, False, True, self.batch, gates * H, H, 1.0, Hs, H, Rd, H, 0.0, Gt, ldc))
+
+
+def _direction_comment(layer: _Layer, d: int) -> str:
+    name = layer.op.direction if layer.D == 1 else ("forward" if d == 0 else "reverse")
+    return f"// direction {d}: {name}"
+
+
+@generates("RNN")
+def gen_rnn(cx):
+    L = _Layer(cx)
+    w, T, H = cx.w, L.T, L.H
+    p = L.workspace(1)
+    XW, Gt, Hs = p["XW"], p["Gt"], p["S0"]
+    L.check_lengths()
+    for d in range(L.D):
+        w.line(_direction_comment(L, d))
+        with scope(w):
+            L.input_projection(d, XW, Gt, L.G)
+            L.init_state(d, Hs, 5)
+            with w.loop("s", L.seq):
+                L.recurrent_gemm(d, Hs, Gt, 0, 1, H)
+
+                def body():
+                    w.line(f"const {T}* xw = {XW} + {L.x_row('t', 'b')} * {H};")
+                    w.line(f"const {T}* g = {Gt} + b * {H};")
+                    w.line(f"{T}* h = {Hs} + b * {H};")
+                    with w.loop("j", H):
+                        w.line(f"const {T} a = {L.clip('xw[j] + g[j]')};")
+                        w.line(f"h[j] = {L.act(d, 0, 'a')};")
+                    L.write_y(d, "h")
+
+                L.batch_step(d, body)
+            L.final_state(d, Hs, 1)
+
+
+@generates("GRU")
+def gen_gru(cx):
+    L = _Layer(cx)
+    w, T, H, GH = cx.w, L.T, L.H, L.GH
+    lbr = bool(cx.op.linear_before_reset)
+    p = L.workspace(1 if lbr else 2)
+    XW, Gt, Hs = p["XW"], p["Gt"], p["S0"]
+    L.check_lengths()
+    for d in range(L.D):
+        w.line(_direction_comment(L, d))
+        with scope(w):
+            # Rbh stays inside the reset product when linear_before_reset is set
+            L.input_projection(d, XW, Gt, 2 if lbr else 3)
+            L.init_state(d, Hs, 5)
+            rbh = _at(cx.i(3), d * 2 * GH + GH + 2 * H) if cx.has(3) else None  # Rbh of direction d
+            with w.loop("s", L.seq):
+                def gates_zr(g: str):
+                    w.line(f"const {T} az = {L.clip(f'xw[j] + {g}[j]')};")
+                    w.line(f"const {T} ar = {L.clip(f'xw[{H} + j] + {g}[{H} + j]')};")
+                    w.line(f"const {T} z = {L.act(d, 0, 'az')};")
+                    w.line(f"const {T} r = {L.act(d, 0, 'ar')};")
+
+                def update(hh_pre: str):
+                    w.line(f"const {T} ah = {L.clip(hh_pre)};")
+                    w.line(f"const {T} hh = {L.act(d, 1, 'ah')};")
+                    w.line(f"h[j] = ({T}(1) - z) * hh + z * h[j];")
+
+                def row_ptrs():
+                    w.line(f"const {T}* xw = {XW} + {L.x_row('t', 'b')} * {GH};")
+                    w.line(f"{T}* h = {Hs} + b * {H};")
+
+                if lbr:
+                    L.recurrent_gemm(d, Hs, Gt, 0, 3, GH)
+
+                    def body():
+                        row_ptrs()
+                        w.line(f"const {T}* g = {Gt} + b * {GH};")
+                        if rbh:
+                            w.line(f"const {T}* rbh = {rbh};")
+                        rb = " + rbh[j]" if rbh else ""
+                        with w.loop("j", H):
+                            gates_zr("g")
+                            update(f"xw[{2 * H} + j] + r * (g[{2 * H} + j]{rb})")
+                        L.write_y(d, "h")
+
+                    L.batch_step(d, body)
+                else:
+                    RH = p["S1"]
+                    # z and r first (z kept in Gt's first block), then (r (.) H) * Rh^T into Gt's last block
+                    L.recurrent_gemm(d, Hs, Gt, 0, 2, GH)
+                    if L.lens is not None:
+                        w.line(f"std::fill_n({RH}, {cpp_dim(numel([L.d.batch, H]))}, {T}(0));")
+
+                    def body_zr():
+                        row_ptrs()
+                        w.line(f"{T}* g = {Gt} + b * {GH};")
+                        w.line(f"{T}* rh = {RH} + b * {H};")
+                        with w.loop("j", H):
+                            gates_zr("g")
+                            w.line("g[j] = z;")
+                            w.line("rh[j] = r * h[j];")
+
+                    def body_h():
+                        row_ptrs()
+                        w.line(f"const {T}* g = {Gt} + b * {GH};")
+                        with w.loop("j", H):
+                            w.line("const auto z = g[j];")
+                            update(f"xw[{2 * H} + j] + g[{2 * H} + j]")
+                        L.write_y(d, "h")
+
+                    with scope(w):
+                        L.batch_step(d, body_zr)
+                    L.recurrent_gemm(d, RH, f"{Gt} + {2 * H}", 2, 1, GH)
+                    with scope(w):
+                        L.batch_step(d, body_h)
+            L.final_state(d, Hs, 1)
+
+
+@generates("LSTM")
+def gen_lstm(cx):
+    L = _Layer(cx)
+    w, T, H, GH = cx.w, L.T, L.H, L.GH
+    p = L.workspace(2)
+    XW, Gt, Hs, Cs = p["XW"], p["Gt"], p["S0"], p["S1"]
+    peep = cx.has(7)
+    L.check_lengths()
+    for d in range(L.D):
+        w.line(_direction_comment(L, d))
+        with scope(w):
+            L.input_projection(d, XW, Gt, L.G)
+            L.init_state(d, Hs, 5)
+            L.init_state(d, Cs, 6)
+            if peep:
+                w.line(f"const {T}* Pd = {_at(cx.i(7), d * 3 * H)};")
+            with w.loop("s", L.seq):
+                L.recurrent_gemm(d, Hs, Gt, 0, 4, GH)
+
+                def body():
+                    w.line(f"const {T}* xw = {XW} + {L.x_row('t', 'b')} * {GH};")
+                    w.line(f"const {T}* g = {Gt} + b * {GH};")
+                    w.line(f"{T}* h = {Hs} + b * {H};")
+                    w.line(f"{T}* c = {Cs} + b * {H};")
+                    with w.loop("j", H):
+                        w.line(f"const {T} c_prev = c[j];")
+                        pi = " + Pd[j] * c_prev" if peep else ""
+                        pf = f" + Pd[{2 * H} + j] * c_prev" if peep else ""
+                        po = f" + Pd[{H} + j] * c_new" if peep else ""
+                        w.line(f"const {T} ai = {L.clip(f'xw[j] + g[j]{pi}')};")
+                        w.line(f"const {T} i = {L.act(d, 0, 'ai')};")
+                        if cx.op.input_forget:
+                            # coupled input and forget gates
+                            w.line(f"const {T} f = {T}(1) - i;")
+                        else:
+                            w.line(f"const {T} af = {L.clip(f'xw[{2 * H} + j] + g[{2 * H} + j]{pf}')};")
+                            w.line(f"const {T} f = {L.act(d, 0, 'af')};")
+                        w.line(f"const {T} ac = {L.clip(f'xw[{3 * H} + j] + g[{3 * H} + j]')};")
+                        w.line(f"const {T} c_new = f * c_prev + i * ({L.act(d, 1, 'ac')});")
+                        w.line(f"const {T} ao = {L.clip(f'xw[{H} + j] + g[{H} + j]{po}')};")
+                        w.line(f"const {T} o = {L.act(d, 0, 'ao')};")
+                        w.line("c[j] = c_new;")
+                        w.line(f"h[j] = o * ({L.act(d, 2, 'c_new')});")
+                    L.write_y(d, "h")
+
+                L.batch_step(d, body)
+            L.final_state(d, Hs, 1)
+            L.final_state(d, Cs, 2)

@@ -1,0 +1,98 @@
+"""The pysofie command line: emit, check, run, config, and its errors (exit code != 0, one clear line)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.util import ort
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "models", "example_cnn.onnx")
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pysofie", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("weights,files", [("dat", ["example.dat", "example.hxx"]),
+                                           ("bin", ["example.bin", "example.hxx"]),
+                                           ("embed", ["example.hxx"])])
+def test_emit(tmp_path, weights, files):
+    r = cli("emit", EXAMPLE, "-o", str(tmp_path), "--name", "example", "--weights", weights)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == files
+    text = (tmp_path / "example.hxx").read_text()
+    assert "namespace SOFIE_example" in text and "struct Session" in text
+
+
+def test_emit_custom_namespace(tmp_path):
+    r = cli("emit", EXAMPLE, "-o", str(tmp_path), "--namespace", "trigger::nn_v2")
+    assert r.returncode == 0, r.stderr
+    assert "namespace trigger_nn_v2 {" in (tmp_path / "example_cnn.hxx").read_text()
+
+
+def test_check_supported_model():
+    r = cli("check", EXAMPLE)
+    assert r.returncode == 0 and "every operator is supported" in r.stdout
+
+
+def test_check_lists_every_unsupported_operator(tmp_path):
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Foo", ["x"], ["a"], name="foo1"), helper.make_node("Bar", ["a"], ["b"], name="bar1"),
+             helper.make_node("Foo", ["b"], ["y"], name="foo2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    f = tmp_path / "m.onnx"
+    f.write_bytes(helper.make_model(g).SerializeToString())
+    r = cli("check", str(f))
+    assert r.returncode == 1
+    assert "3 unsupported" in r.stdout and all(n in r.stdout for n in ("foo1", "bar1", "foo2"))
+
+
+def test_run_writes_npz(tmp_path):
+    x = np.random.default_rng(0).standard_normal((3, 1, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    r = cli("run", EXAMPLE, "--input", f"image={tmp_path / 'x.npy'}", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)["probabilities"]
+    np.testing.assert_allclose(got, ort(EXAMPLE, {"image": x})[0], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["emit", "/no/such/model.onnx", "-o", "X"], "/no/such/model.onnx: no such file"),
+    (["run", EXAMPLE, "--input", "image=/no/file.npy"], "cannot read '/no/file.npy'"),
+    (["run", EXAMPLE, "--input", "wrong=@"], "cannot read"),
+])
+def test_errors_exit_nonzero_with_one_clear_line(tmp_path, args, needle):
+    r = cli(*[a.replace("X", str(tmp_path / "o")) for a in args])
+    assert r.returncode != 0
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_run_wrong_input_shape(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    r = cli("run", EXAMPLE, "--input", f"image={tmp_path / 'x.npy'}")
+    assert r.returncode == 2 and "'image' must have shape" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_config_flags_build_a_program(tmp_path):
+    """`pysofie config --cflags --libs` is all a C++ build needs to compile and run emitted code."""
+    import shlex
+    r = cli("config", "--cflags", "--libs")
+    assert r.returncode == 0
+    flags = shlex.split(r.stdout)
+    assert any(f.startswith("-Wl,-rpath") for f in flags)
+    assert cli("emit", EXAMPLE, "-o", str(tmp_path)).returncode == 0
+    main = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "cpp", "main.cpp")
+    exe = tmp_path / "classify"
+    c = subprocess.run(["g++", "-O1", f"-I{tmp_path}", main, *flags, "-o", str(exe)], capture_output=True, text=True)
+    assert c.returncode == 0, c.stderr
+    run = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("event") == 2
+
+

@@ -1,0 +1,112 @@
+"""Weight files: exact round trip of every value, and clear errors for missing, truncated, corrupted or
+mismatching files (a std::runtime_error in C++ naming the file, surfaced as a Python exception)."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import pysofie
+from pysofie.backends.cpp.weights import bin_bytes, dat_bytes, read_weights
+from tests.util import ort
+
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.5, np.pi, 1e-45, -1e-45, 1.17549435e-38, 3.4028235e38, -3.4028235e38,
+                    np.inf, -np.inf, 0.1, 1 / 3, 16777217.0], dtype=np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["dat", "bin"])
+def test_python_round_trip_is_exact(tmp_path, fmt):
+    rng = np.random.default_rng(0)
+    vals = np.concatenate([SPECIAL, rng.standard_normal(1000).astype(np.float32) * 10.0 ** rng.integers(-30, 30, 1000)])
+    vals = vals.astype(np.float32)
+    f = tmp_path / f"w.{fmt}"
+    f.write_bytes((dat_bytes if fmt == "dat" else bin_bytes)([("a", vals), ("b", np.arange(3, dtype=np.float32))]))
+    back = read_weights(str(f))
+    np.testing.assert_array_equal(back["a"].astype(np.float32), vals)
+    assert np.array_equal(np.signbit(back["a"].astype(np.float32)), np.signbit(vals))
+
+
+def _model(weight: np.ndarray, idx: np.ndarray):
+    """y = (x + W)[idx] along axis 0: a float and an int64 weight read at run time."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(weight.shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Add", ["x", "W"], ["s"]), helper.make_node("Gather", ["s", "idx"], ["y"], axis=0)]
+    g = helper.make_graph(nodes, "wmodel", [x], [y], [numpy_helper.from_array(weight, "W"),
+                                                      numpy_helper.from_array(idx, "idx")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("fmt", ["dat", "bin", "embed"])
+def test_values_survive_every_format_exactly(fmt):
+    W = SPECIAL.reshape(5, 3)
+    idx = np.array([4, 0, 2, 2], dtype=np.int64)
+    m = _model(W, idx)
+    x = np.zeros((5, 3), np.float32)
+    got = pysofie.InferenceSession(m, weights=fmt).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, W[idx])
+    np.testing.assert_array_equal(got, ort(m, {"x": x})[0])
+
+
+@pytest.fixture
+def emitted(tmp_path):
+    W = np.arange(15, dtype=np.float32).reshape(5, 3)
+    m = _model(W, np.array([1, 3], np.int64))
+    out = {}
+    for fmt in ("dat", "bin"):
+        out[fmt] = pysofie.emit(m, str(tmp_path / fmt), name="wmodel", weights=fmt)["weights"]
+    return m, out
+
+
+@pytest.mark.parametrize("fmt", ["dat", "bin"])
+def test_weight_file_given_explicitly(emitted, fmt):
+    m, files = emitted
+    sess = pysofie.InferenceSession(m, weights=fmt, weight_file=files[fmt])
+    x = np.ones((5, 3), np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], (x + np.arange(15).reshape(5, 3))[[1, 3]])
+
+
+@pytest.mark.parametrize("fmt", ["dat", "bin"])
+def test_missing_weight_file(emitted, tmp_path, fmt):
+    m, _ = emitted
+    missing = str(tmp_path / f"nope.{fmt}")
+    with pytest.raises(pysofie.PysofieError, match="cannot open weight file .*nope"):
+        pysofie.InferenceSession(m, weights=fmt, weight_file=missing)
+
+
+@pytest.mark.parametrize("fmt", ["dat", "bin"])
+def test_truncated_weight_file(emitted, tmp_path, fmt):
+    m, files = emitted
+    data = open(files[fmt], "rb").read()
+    bad = tmp_path / f"trunc.{fmt}"
+    bad.write_bytes(data[: len(data) - 20])
+    with pytest.raises(pysofie.PysofieError, match=r"trunc\.%s.*(truncated|ends before|bad value)" % fmt):
+        pysofie.InferenceSession(m, weights=fmt, weight_file=str(bad))
+
+
+def test_corrupted_binary_weight_file(emitted, tmp_path):
+    m, files = emitted
+    data = bytearray(open(files["bin"], "rb").read())
+    data[-5] ^= 0x40
+    bad = tmp_path / "flip.bin"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(pysofie.PysofieError, match=r"flip\.bin.*corrupted"):
+        pysofie.InferenceSession(m, weights="bin", weight_file=str(bad))
+
+
+@pytest.mark.parametrize("fmt", ["dat", "bin"])
+def test_weight_file_of_another_model(emitted, tmp_path, fmt):
+    m, _ = emitted
+    other = onnx.load_from_string(_model(np.ones((5, 4), np.float32), np.array([0], np.int64)).SerializeToString())
+    other_file = pysofie.emit(other, str(tmp_path / "other"), name="other", weights=fmt)["weights"]
+    with pytest.raises(pysofie.PysofieError, match="other"):
+        pysofie.InferenceSession(m, weights=fmt, weight_file=other_file)
+
+
+def test_binary_file_that_is_not_a_weight_file(emitted, tmp_path):
+    m, _ = emitted
+    bad = tmp_path / "text.bin"
+    bad.write_text("hello " * 20)
+    with pytest.raises(pysofie.PysofieError, match="not a pysofie binary weight file"):
+        pysofie.InferenceSession(m, weights="bin", weight_file=str(bad))
+
+
