@@ -5,6 +5,8 @@ from .errors import (CompileError, InvalidInputError, ModelLoadError, PysofieErr
                      UnsupportedOperatorError)
 from .api import check, emit, load  # noqa: E402
 from .session import InferenceSession  # noqa: E402
+from .custom import custom_ops, register_custom_op, unregister_custom_op  # noqa: E402
 
 __all__ = ["InferenceSession", "emit", "check", "load", "PysofieError", "ModelLoadError",
            "UnsupportedOperatorError", "ShapeInferenceError", "CompileError", "InvalidInputError", "__version__"]
+__all__ += ["register_custom_op", "unregister_custom_op", "custom_ops"]

@@ -28,7 +28,9 @@ DOMAIN = {
 for op, (lo, hi) in DOMAIN.items():
     for shape in SHAPES:
         case(f"{op}-{shape}", op, {"x": rand(*shape, low=lo, high=hi)})
-    case(f"{op}-f64", op, {"x": rand(4, 3, low=lo, high=hi, dtype=np.float64)}, rtol=1e-10, atol=1e-12)
+    # onnx's reference evaluator computes Erf in float32 even for float64 input: onnxruntime is the oracle there
+    case(f"{op}-f64", op, {"x": rand(4, 3, low=lo, high=hi, dtype=np.float64)}, rtol=1e-10, atol=1e-12,
+         oracle="ort" if op == "Erf" else "reference")
 case("Round", "Round", {"x": np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.4, -0.6, 3.7, 2.0], np.float32)})
 case("Sign-zero", "Sign", {"x": np.array([-2.0, 0.0, 3.0], np.float32)})
 for dt in (np.int64, np.int32, np.int8):
@@ -149,8 +151,11 @@ case("CastLike-runtime-target", "CastLike", {"x": rand(2, 3), "t": np.zeros(2, n
 
 
 @pytest.fixture(scope="module")
-def sessions():
-    return compile_cases(CASES)
+def sessions(request):
+    # compile only the selected cases (all of them in a full run), in one batch
+    wanted = {it.callspec.params["c"].id for it in request.session.items
+              if getattr(it, "module", None) is request.module and hasattr(it, "callspec") and "c" in it.callspec.params}
+    return compile_cases([c for c in CASES if c.id in wanted])
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])

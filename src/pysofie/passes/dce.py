@@ -5,7 +5,7 @@ from .manager import Pass
 
 
 class DeadCodeElimination(Pass):
-    """Removes nodes none of whose outputs reach a graph output."""
+    """Removes nodes none of whose outputs reach a graph output through data read at run time."""
     name = "dce"
 
     def __call__(self, graph: Graph) -> bool:
@@ -14,7 +14,8 @@ class DeadCodeElimination(Pass):
         for node in reversed(graph.nodes):
             if any(id(v) in live for v in node.outputs):
                 keep.append(node)
-                live.update(id(v) for v in node.inputs if v is not None)
+                # inputs consumed at generation time (a Reshape's folded target shape) keep nothing alive
+                live.update(id(node.inputs[i]) for i in node.op.runtime_inputs(node) if node.inputs[i] is not None)
         if len(keep) == len(graph.nodes):
             return False
         kept = {id(n) for n in keep}

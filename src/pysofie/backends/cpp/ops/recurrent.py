@@ -183,7 +183,7 @@ class _Layer:
                     if 0 in self.out:
                         w.line(f"std::fill_n({self.out[0]} + {self.y_at('s', d, 'b')}, {self.H}, {self.T}(0));")
                     w.line("continue;")
-                w.line(f"const size_t t = {'len - 1 - s' if False else 's'};")
+                w.line(f"const size_t t = {'len - 1 - s' if reverse else 's'};")
             body()
 
     def write_y(self, d: int, src: str) -> None:
@@ -341,7 +341,7 @@ def gen_lstm(cx):
                         w.line(f"const {T} i = {L.act(d, 0, 'ai')};")
                         if cx.op.input_forget:
                             # coupled input and forget gates
-                            w.line(f"const {T} f = i;")
+                            w.line(f"const {T} f = {T}(1) - i;")
                         else:
                             w.line(f"const {T} af = {L.clip(f'xw[{2 * H} + j] + g[{2 * H} + j]{pf}')};")
                             w.line(f"const {T} f = {L.act(d, 0, 'af')};")
