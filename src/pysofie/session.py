@@ -63,6 +63,25 @@ class InferenceSession:
         self._out_index = {v.name: k for k, v in enumerate(g.outputs)}
         self._lock = threading.Lock()
         self._err = ctypes.create_string_buffer(1024)
+        self._errlen = len(self._err)
+        self._run = self._native.run
+        # per-call state prepared once: pointer arrays filled in place, input specs for the fast check
+        self._in_ptrs = (ctypes.c_void_p * max(1, len(g.inputs)))()
+        self._out_ptrs = (ctypes.c_void_p * max(1, len(g.outputs)))()
+        self._sizes = (ctypes.c_int64 * max(1, len(self._params)))()
+        self._in_specs = []
+        for v in g.inputs:
+            static = tuple(d if isinstance(d, int) else -1 for d in v.shape)
+            syms = []
+            for ax, d in enumerate(v.shape):
+                if isinstance(d, Sym):
+                    names = [m for m in d.terms]
+                    if len(names) == 1 and len(names[0]) == 1 and d.terms[names[0]] == 1:
+                        syms.append((ax, names[0][0]))
+            self._in_specs.append((v.name, v.dtype.np, static, tuple(syms)))
+        self._static_out = None
+        if all(isinstance(d, int) for v in g.outputs for d in v.shape):
+            self._static_out = [(tuple(v.shape), v.dtype.np) for v in g.outputs]
         self._weight_path = weight_file if weight_file is not None else weight_file_for(gm)
         self._handle = None
         init_sizes = (ctypes.c_int64 * max(1, len(self._params)))(*([1] * len(self._params)))
@@ -96,19 +115,27 @@ class InferenceSession:
         return self._gm.header
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
-        arrays, env = self._check_inputs(input_feed)
-        outs = []
-        for v in self._out_vals:
-            shape = tuple(d.evaluate(env) if isinstance(d, Sym) else d for d in v.shape)
-            outs.append(np.empty(shape, dtype=v.dtype.np))
-        nin, nout = len(arrays), len(outs)
-        in_ptrs = (ctypes.c_void_p * max(1, nin))(*[a.ctypes.data for a in arrays])
-        out_ptrs = (ctypes.c_void_p * max(1, nout))(*[o.ctypes.data for o in outs])
-        sizes = (ctypes.c_int64 * max(1, len(self._params)))(*[env[p] for p in self._params])
+        env = self._fast_inputs(input_feed)
+        if env is None:  # something unusual (a non-contiguous array, a list, a wrong input): the full check
+            arrays, env = self._check_inputs(input_feed)
+            for k, a in enumerate(arrays):
+                self._in_ptrs[k] = a.ctypes.data
+        else:
+            arrays = None
+        if self._static_out is not None:
+            outs = [np.empty(shape, dt) for shape, dt in self._static_out]
+        else:
+            outs = [np.empty(tuple(d.evaluate(env) if isinstance(d, Sym) else d for d in v.shape), v.dtype.np)
+                    for v in self._out_vals]
+        for k, o in enumerate(outs):
+            self._out_ptrs[k] = o.__array_interface__["data"][0]
+        for k, p in enumerate(self._params):
+            self._sizes[k] = env[p]
         with self._lock:
-            rc = self._native.run(self._handle, sizes, in_ptrs, out_ptrs, self._err, len(self._err))
+            rc = self._run(self._handle, self._sizes, self._in_ptrs, self._out_ptrs, self._err, self._errlen)
             if rc != 0:
                 raise PysofieError(f"model '{self._gm.name}': {self._err.value.decode(errors='replace')}")
+        del arrays  # kept alive until the call returned
         if output_names is None:
             return outs
         res = []
@@ -118,6 +145,29 @@ class InferenceSession:
                                         f"(outputs: {', '.join(self._out_index)})")
             res.append(outs[self._out_index[n]])
         return res
+
+    def _fast_inputs(self, feed):
+        """The hot path: every input a C-contiguous ndarray of the right dtype and shape. Returns the size
+        parameters, or None to fall back to the full check (which also explains any error)."""
+        if type(feed) is not dict or len(feed) != len(self._in_specs):
+            return None
+        env: dict[str, int] = {}
+        for k, (name, dt, static, syms) in enumerate(self._in_specs):
+            a = feed.get(name)
+            if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
+                return None
+            shape = a.shape
+            if len(shape) != len(static):
+                return None
+            for ax, d in enumerate(static):
+                if d >= 0 and shape[ax] != d:
+                    return None
+            for ax, s in syms:
+                n = shape[ax]
+                if n < 1 or env.setdefault(s, n) != n:
+                    return None
+            self._in_ptrs[k] = a.__array_interface__["data"][0]
+        return env
 
     def _check_inputs(self, feed: dict):
         name = self._gm.name

@@ -52,7 +52,7 @@ def _acts():
 def _shared_multi_io():
     a = keras.Input((6,), name="a")
     b = keras.Input((6,), name="b")
-    shared = layers.Dense(5, activation="tanh", name="shared")
+    shared = layers.Dense(6, activation="tanh", name="shared")
     ha, hb = shared(a), shared(b)
     c = layers.Concatenate(name="cat")([ha, hb])
     o1 = layers.Dense(3, name="out1")(c)
@@ -419,8 +419,9 @@ def test_unknown_layers_reported_all_at_once(tmp_path):
 
 def test_unsupported_configuration_named(tmp_path):
     keras.utils.clear_session()
-    m = seq((6, 3), layers.LSTM(3, name="stateful_lstm", stateful=True, return_sequences=True),
-            layers.ReLU(threshold=0.5, name="thr"))
+    m = keras.Sequential([keras.Input(batch_shape=(2, 6, 3)),
+                          layers.LSTM(3, name="stateful_lstm", stateful=True, return_sequences=True),
+                          layers.ReLU(threshold=0.5, name="thr")])
     path = str(tmp_path / "c.keras")
     m.save(path)
     with pytest.raises(UnsupportedOperatorError) as ei:

@@ -138,6 +138,31 @@ for k, (xs, st, en, ax, sp) in enumerate(SLICES):
 case("Slice-opset9", "Slice", {"x": rand(4, 5)}, {"starts": [1, 0], "ends": [3, 4], "axes": [0, 1]}, opset=9)
 
 
+# -- old opsets (7..) --------------------------------------------------------------------------------------
+# onnx's reference evaluator fails on these two old forms: onnxruntime is the oracle
+case("Gemm-opset7", "Gemm", {"A": rand(3, 4), "B": rand(4, 5), "C": rand(5)}, {"alpha": 0.5}, init=("B", "C"),
+     opset=7, oracle="ort")
+case("BatchNormalization-opset7-spatial", "BatchNormalization",
+     {"x": rand(2, 3, 4), "s": rand(3), "b": rand(3), "m": rand(3), "v": rand(3, low=0.1, high=1)},
+     {"spatial": 1}, init=("s", "b", "m", "v"), opset=7, oracle="ort")
+case("Conv-opset7", "Conv", {"X": rand(1, 2, 6, 6), "W": rand(3, 2, 3, 3)}, {"pads": [1, 1, 1, 1]}, init=("W",),
+     opset=7)
+case("MaxPool-opset7", "MaxPool", {"x": rand(1, 2, 6, 6)}, {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=7)
+case("AveragePool-opset7", "AveragePool", {"x": rand(1, 2, 6, 6)},
+     {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}, opset=7)
+case("Softmax-opset7", "Softmax", {"x": rand(3, 5)}, opset=7, oracle="ort")
+case("Add-opset7", "Add", {"a": rand(2, 3), "b": rand(3)}, opset=7)
+case("Reshape-opset7", "Reshape", {"x": rand(2, 6), "s": np.array([3, 4], np.int64)}, init=("s",), opset=7)
+case("Flatten-opset7", "Flatten", {"x": rand(2, 3, 4)}, {"axis": 2}, opset=7)
+case("Transpose-opset7", "Transpose", {"x": rand(2, 3, 4)}, {"perm": [2, 0, 1]}, opset=7)
+case("Concat-opset7", "Concat", {"a": rand(2, 3), "b": rand(2, 2)}, {"axis": 1}, opset=7)
+case("Unsqueeze-opset7", "Unsqueeze", {"x": rand(2, 3)}, {"axes": [0, 3]}, opset=7)
+case("Slice-opset7", "Slice", {"x": rand(4, 5)}, {"starts": [1], "ends": [3], "axes": [1]}, opset=7)
+case("Sigmoid-opset7", "Sigmoid", {"x": rand(4)}, opset=7)
+case("ConvTranspose-opset7", "ConvTranspose", {"X": rand(1, 2, 3, 3), "W": rand(2, 3, 2, 2)}, {"strides": [2, 2]},
+     init=("W",), opset=7, oracle="ort")
+
+
 @pytest.fixture(scope="module")
 def sessions():
     return compile_cases(CASES)

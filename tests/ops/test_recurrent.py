@@ -26,7 +26,7 @@ OUTPUT_NAMES = ["Y", "Y_h", "Y_c"]
 
 
 def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int = 21, weights_init: bool = True,
-              symbolic_batch: bool = False) -> onnx.ModelProto:
+              symbolic_batch: bool = False, symbolic_seq: bool = False) -> onnx.ModelProto:
     """One recurrent node. inputs: spec name -> array or None (absent, '' in the node); outputs: which of
     Y, Y_h, Y_c the node names (the others are '')."""
     layout = attrs.get("layout", 0)
@@ -50,6 +50,8 @@ def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int 
         if symbolic_batch and n in ("X", "initial_h", "initial_c", "sequence_lens"):
             axis = 0 if n == "sequence_lens" or layout == 1 else 1
             shape[axis] = "batch"
+        if symbolic_seq and n == "X":
+            shape[layout] = "seq"
         graph_ins.append(helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
     dt = helper.np_dtype_to_tensor_dtype(inputs["X"].dtype)
     graph_outs = [helper.make_tensor_value_info(n, dt, None) for n in node_outs if n]
@@ -88,7 +90,7 @@ def _r(*shape, dtype=np.float32, scale=1.0):
 
 def case(id_, op, *, S=5, B=3, I=4, H=6, direction="forward", layout=0, bias=True, lens=None, h0=False,
          c0=False, peep=False, attrs=None, outputs=None, opset=21, dtype=np.float32, weights_init=True,
-         symbolic_batch=False, rtol=1e-4, atol=1e-5, oracle="ort"):
+         symbolic_batch=False, symbolic_seq=False, rtol=1e-4, atol=1e-5, oracle="ort"):
     D = 2 if direction == "bidirectional" else 1
     G = GATES[op]
     state = (D, B, H) if layout == 0 else (B, D, H)
@@ -103,14 +105,16 @@ def case(id_, op, *, S=5, B=3, I=4, H=6, direction="forward", layout=0, bias=Tru
     if op == "LSTM":
         ins["initial_c"] = _r(*state, dtype=dtype) if c0 else None
         ins["P"] = _r(D, 3 * H, dtype=dtype, scale=0.5) if peep else None
-    a = {"hidden_size": H}
+    a = {"hidden_size": H}  # attrs may drop it with {"hidden_size": None}
     if direction != "forward":
         a["direction"] = direction
     if layout:
         a["layout"] = layout
     a.update(attrs or {})
+    a = {k: v for k, v in a.items() if v is not None}
     outputs = tuple(outputs or OUTPUT_NAMES[:3 if op == "LSTM" else 2])
-    model = rec_model(op, ins, a, outputs, opset=opset, weights_init=weights_init, symbolic_batch=symbolic_batch)
+    model = rec_model(op, ins, a, outputs, opset=opset, weights_init=weights_init, symbolic_batch=symbolic_batch,
+                      symbolic_seq=symbolic_seq)
     twin = None
     if layout == 1:
         t_ins = dict(ins)
@@ -144,6 +148,9 @@ for op in ["RNN", "GRU", "LSTM"]:
          **extra)
     case(f"{op}-symbolic-batch-layout1", op, symbolic_batch=True, layout=1, B=3, h0=True, **extra)
     case(f"{op}-hidden1", op, H=1, I=1, direction="bidirectional")
+    case(f"{op}-symbolic-seq-batch", op, symbolic_batch=True, symbolic_seq=True, direction="bidirectional", B=4,
+         lens=LENS, h0=True, **extra)
+    case(f"{op}-opset22-no-hidden_size", op, opset=22, attrs={"hidden_size": None}, direction="reverse")
 
 # activation functions with explicit alpha / beta (onnxruntime's defaults for Affine, ScaledTanh and
 # ThresholdedRelu differ from the ONNX operators' defaults that pysofie uses)
@@ -224,6 +231,19 @@ def test_variable_batch_size(sessions):
         ins = dict(c.inputs, X=_r(5, B, 4), initial_h=_r(2, B, 6), sequence_lens=np.array(lens, np.int32))
         feeds = feeds_of(c.model, ins)
         got = sess.run(None, feeds)
+        exp = ort(c.model, feeds)
+        for g, e in zip(got, exp):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_variable_sequence_length(sessions):
+    """A symbolic sequence length: sequences of other lengths run through the same compiled session."""
+    c = BY_ID["LSTM-symbolic-seq-batch"]
+    for S, lens in ((1, [1, 0, 1]), (9, [9, 4, 1])):
+        ins = dict(c.inputs, X=_r(S, 3, 4), initial_h=_r(2, 3, 6), initial_c=_r(2, 3, 6),
+                   sequence_lens=np.array(lens, np.int32))
+        feeds = feeds_of(c.model, ins)
+        got = sessions[c.id].run(None, feeds)
         exp = ort(c.model, feeds)
         for g, e in zip(got, exp):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)

@@ -1068,7 +1068,7 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
             raise ModelLoadError(f"{path}: input '{lname}' has no shape in the configuration")
         dims: list = []
         for ax, d in enumerate(shp):
-            if ax == 0:
+            if ax == 0 and d is None:
                 dims.append(batch)
             elif d is None:
                 sname = re.sub(r"[^A-Za-z0-9_]", "_", f"{lname}_dim{ax}")

@@ -164,6 +164,9 @@ class RecurrentBase(Op):
             raise self.fail(node, f"X ('{x.name}') must be 3-D, has shape {list(x.shape)}")
         seq, batch = (x.shape[0], x.shape[1]) if self.layout == 0 else (x.shape[1], x.shape[0])
         inp = x.shape[2]
+        for what, n in (("sequence length", seq), ("batch size", batch), ("input size", inp)):
+            if isinstance(n, int) and n < 1:
+                raise self.fail(node, f"X ('{x.name}') has shape {list(x.shape)}: {what} {n} is not supported")
         D, G = self.num_directions, self.GATES
         if r.rank != 3:
             raise self.fail(node, f"R ('{r.name}') must be 3-D, has shape {list(r.shape)}")

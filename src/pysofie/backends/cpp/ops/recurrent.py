@@ -100,10 +100,11 @@ class _Layer:
 
     # -- code pieces -------------------------------------------------------------------------------------
     def workspace(self, extra_states: int) -> dict[str, str]:
-        """One scratch buffer split into: XW (all input projections of a direction), Gt (one step's
-        recurrent projections, batch x G*H), and extra_states batch x H blocks."""
+        """One scratch buffer split into: XW (the input projections of all time steps and directions),
+        Gt (one step's recurrent projections, batch x G*H), and extra_states batch x H blocks."""
         d = self.d
-        sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.GH])), ("Gt", numel([d.batch, self.GH]))]
+        sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.D * self.GH])),
+                                        ("Gt", numel([d.batch, self.GH]))]
         sizes += [(f"S{k}", numel([d.batch, self.H])) for k in range(extra_states)]
         total: Dim = 0
         for _, s in sizes:
@@ -129,24 +130,30 @@ class _Layer:
                 w.line(f"throw std::runtime_error({msg} + std::to_string(b) + \"] = \" + std::to_string(len) + "
                        f"\" is outside [0, \" + std::to_string({self.seq}) + \"]\");")
 
-    def input_projection(self, d: int, XW: str, bias_tmp: str, rbias_gates: int) -> None:
-        """XW = X * W_d^T + Wb_d + Rb_d (Rb only for the first rbias_gates gates)."""
+    def input_projection(self, XW: str, rbias_gates: int) -> None:
+        """XW = X * W^T + Wb + Rb for all time steps and directions in one product: row (t, b) of XW holds
+        the D*G*H projections of X[t, b]. Rb is added here only for the first rbias_gates gates."""
         w, cx, T = self.cx.w, self.cx, self.T
-        GH, I = self.GH, self.d.input
+        GH, I, DGH = self.GH, self.d.input, self.D * self.GH
         rows = cpp_dim(numel([self.d.seq, self.d.batch]))
         beta = 0.0
         if cx.has(3):
-            Bd = _at(cx.i(3), d * 2 * GH)
-            with w.loop("k", GH):
-                if rbias_gates == self.G:
-                    w.line(f"{bias_tmp}[k] = {Bd}[k] + {Bd}[{GH} + k];")
-                else:
-                    w.line(f"{bias_tmp}[k] = {Bd}[k] + (k < {rbias_gates * self.H} ? {Bd}[{GH} + k] : {T}(0));")
-            with w.loop("r", rows):
-                w.line(f"std::copy_n({bias_tmp}, {GH}, {XW} + r * {GH});")
+            # the combined biases in row 0, then copied to every row; the product accumulates onto them
+            Bi = cx.i(3)
+            with w.loop("d", self.D):
+                with w.loop("k", GH):
+                    rb = f"{Bi}[d * {2 * GH} + {GH} + k]"
+                    if rbias_gates != self.G:
+                        rb = f"(k < {rbias_gates * self.H} ? {rb} : {T}(0))"
+                    w.line(f"{XW}[d * {GH} + k] = {Bi}[d * {2 * GH} + k] + {rb};")
+            with w.loop("r", rows, start="1"):
+                w.line(f"std::copy_n({XW}, {DGH}, {XW} + r * {DGH});")
             beta = 1.0
-        w.line(gemm_call(T, False, True, rows, GH, I, 1.0, cx.i(0), I, _at(cx.i(1), d * GH * I), I, beta,
-                         XW, GH))
+        w.line(gemm_call(T, False, True, rows, DGH, I, 1.0, cx.i(0), I, cx.i(1), I, beta, XW, DGH))
+
+    def xw_row(self, d: int, XW: str) -> str:
+        """Pointer to the projections of X[t, b] for direction d."""
+        return _at(f"{XW} + {self.x_row('t', 'b')} * {self.D * self.GH}", d * self.GH)
 
     def init_state(self, d: int, state: str, k_in: int) -> None:
         w, cx = self.cx.w, self.cx
@@ -209,16 +216,16 @@ def gen_rnn(cx):
     p = L.workspace(1)
     XW, Gt, Hs = p["XW"], p["Gt"], p["S0"]
     L.check_lengths()
+    L.input_projection(XW, L.G)
     for d in range(L.D):
         w.line(_direction_comment(L, d))
         with scope(w):
-            L.input_projection(d, XW, Gt, L.G)
             L.init_state(d, Hs, 5)
             with w.loop("s", L.seq):
                 L.recurrent_gemm(d, Hs, Gt, 0, 1, H)
 
                 def body():
-                    w.line(f"const {T}* xw = {XW} + {L.x_row('t', 'b')} * {H};")
+                    w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
                     w.line(f"const {T}* g = {Gt} + b * {H};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
                     with w.loop("j", H):
@@ -238,11 +245,11 @@ def gen_gru(cx):
     p = L.workspace(1 if lbr else 2)
     XW, Gt, Hs = p["XW"], p["Gt"], p["S0"]
     L.check_lengths()
+    # Rbh stays inside the reset product when linear_before_reset is set
+    L.input_projection(XW, 2 if lbr else 3)
     for d in range(L.D):
         w.line(_direction_comment(L, d))
         with scope(w):
-            # Rbh stays inside the reset product when linear_before_reset is set
-            L.input_projection(d, XW, Gt, 2 if lbr else 3)
             L.init_state(d, Hs, 5)
             rbh = _at(cx.i(3), d * 2 * GH + GH + 2 * H) if cx.has(3) else None  # Rbh of direction d
             with w.loop("s", L.seq):
@@ -258,7 +265,7 @@ def gen_gru(cx):
                     w.line(f"h[j] = ({T}(1) - z) * hh + z * h[j];")
 
                 def row_ptrs():
-                    w.line(f"const {T}* xw = {XW} + {L.x_row('t', 'b')} * {GH};")
+                    w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
 
                 if lbr:
@@ -316,10 +323,10 @@ def gen_lstm(cx):
     XW, Gt, Hs, Cs = p["XW"], p["Gt"], p["S0"], p["S1"]
     peep = cx.has(7)
     L.check_lengths()
+    L.input_projection(XW, L.G)
     for d in range(L.D):
         w.line(_direction_comment(L, d))
         with scope(w):
-            L.input_projection(d, XW, Gt, L.G)
             L.init_state(d, Hs, 5)
             L.init_state(d, Cs, 6)
             if peep:
@@ -328,7 +335,7 @@ def gen_lstm(cx):
                 L.recurrent_gemm(d, Hs, Gt, 0, 4, GH)
 
                 def body():
-                    w.line(f"const {T}* xw = {XW} + {L.x_row('t', 'b')} * {GH};")
+                    w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
                     w.line(f"const {T}* g = {Gt} + b * {GH};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
                     w.line(f"{T}* c = {Cs} + b * {H};")
