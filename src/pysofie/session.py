@@ -65,6 +65,7 @@ class InferenceSession:
         self._err = ctypes.create_string_buffer(1024)
         self._errlen = len(self._err)
         self._run = self._native.run
+        self._run_py = self._native.run_py
         # per-call state prepared once: pointer arrays filled in place, input specs for the fast check
         self._in_ptrs = (ctypes.c_void_p * max(1, len(g.inputs)))()
         self._out_ptrs = (ctypes.c_void_p * max(1, len(g.outputs)))()
@@ -115,27 +116,30 @@ class InferenceSession:
         return self._gm.header
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
-        env = self._fast_inputs(input_feed)
-        if env is None:  # something unusual (a non-contiguous array, a list, a wrong input): the full check
+        fast = self._fast_inputs(input_feed)
+        if fast is None:  # something unusual (a non-contiguous array, a list, a wrong input): the full check
             arrays, env = self._check_inputs(input_feed)
-            for k, a in enumerate(arrays):
-                self._in_ptrs[k] = a.ctypes.data
+            arrays = tuple(arrays)
         else:
-            arrays = None
+            arrays, env = fast
         if self._static_out is not None:
             outs = [np.empty(shape, dt) for shape, dt in self._static_out]
         else:
             outs = [np.empty(tuple(d.evaluate(env) if isinstance(d, Sym) else d for d in v.shape), v.dtype.np)
                     for v in self._out_vals]
-        for k, o in enumerate(outs):
-            self._out_ptrs[k] = o.__array_interface__["data"][0]
-        for k, p in enumerate(self._params):
-            self._sizes[k] = env[p]
-        with self._lock:
-            rc = self._run(self._handle, self._sizes, self._in_ptrs, self._out_ptrs, self._err, self._errlen)
+        with self._lock:  # the size and pointer arrays are shared per session: fill them under the lock
+            for k, p in enumerate(self._params):
+                self._sizes[k] = env[p]
+            if self._run_py is not None:
+                rc = self._run_py(self._handle, self._sizes, arrays, tuple(outs), self._err, self._errlen)
+            else:
+                for k, a in enumerate(arrays):
+                    self._in_ptrs[k] = a.ctypes.data
+                for k, o in enumerate(outs):
+                    self._out_ptrs[k] = o.ctypes.data
+                rc = self._run(self._handle, self._sizes, self._in_ptrs, self._out_ptrs, self._err, self._errlen)
             if rc != 0:
                 raise PysofieError(f"model '{self._gm.name}': {self._err.value.decode(errors='replace')}")
-        del arrays  # kept alive until the call returned
         if output_names is None:
             return outs
         res = []
@@ -147,12 +151,13 @@ class InferenceSession:
         return res
 
     def _fast_inputs(self, feed):
-        """The hot path: every input a C-contiguous ndarray of the right dtype and shape. Returns the size
-        parameters, or None to fall back to the full check (which also explains any error)."""
+        """The hot path: every input a C-contiguous ndarray of the right dtype and shape. Returns (arrays,
+        size parameters), or None to fall back to the full check (which also explains any error)."""
         if type(feed) is not dict or len(feed) != len(self._in_specs):
             return None
         env: dict[str, int] = {}
-        for k, (name, dt, static, syms) in enumerate(self._in_specs):
+        arrays = []
+        for name, dt, static, syms in self._in_specs:
             a = feed.get(name)
             if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
                 return None
@@ -166,8 +171,8 @@ class InferenceSession:
                 n = shape[ax]
                 if n < 1 or env.setdefault(s, n) != n:
                     return None
-            self._in_ptrs[k] = a.__array_interface__["data"][0]
-        return env
+            arrays.append(a)
+        return tuple(arrays), env
 
     def _check_inputs(self, feed: dict):
         name = self._gm.name

@@ -156,8 +156,12 @@ CASES = _acts() + [
      ATOL),
     ("pool2d", lambda: seq((7, 9, 3), layers.MaxPooling2D(2), layers.AveragePooling2D(2, strides=1,
                                                                                        padding="same")), RTOL, ATOL),
+    # Keras' torch backend pads average pooling by replicating edges when "same" padding is asymmetric (unlike
+    # TensorFlow, which leaves padding out of the average): the asymmetric case is checked in
+    # test_average_pool_same_asymmetric against TensorFlow's definition instead.
     ("pool2d_same", lambda: seq((7, 9, 3), layers.MaxPooling2D(3, strides=2, padding="same"),
-                                layers.AveragePooling2D(3, strides=2, padding="same")), RTOL, ATOL),
+                                layers.AveragePooling2D(3, strides=1, padding="same"),
+                                layers.MaxPooling2D(2, strides=2, padding="same")), RTOL, ATOL),
     ("pool1d", lambda: seq((11, 3), layers.MaxPooling1D(3), layers.AveragePooling1D(2, padding="same")), RTOL,
      ATOL),
     ("pool3d", lambda: seq((4, 6, 4, 2), layers.MaxPooling3D(2), layers.AveragePooling3D((1, 2, 2),
@@ -271,6 +275,25 @@ def test_keras_model(built, cid, rtol, atol, ext):
     assert len(names) == len(feeds)
     got = sess.run(None, dict(zip(names, feeds)))
     assert_close(got, ref, rtol, atol, what=f"{cid}{ext}")
+
+
+def test_average_pool_same_asymmetric(tmp_path):
+    """TensorFlow's "same" average pooling: padding is left out of the average (numpy reference)."""
+    keras.utils.clear_session()
+    m = seq((4, 5, 2), layers.AveragePooling2D(3, strides=2, padding="same"))
+    path = str(tmp_path / "ap.keras")
+    m.save(path)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 4, 5, 2)).astype(np.float32)
+    sess = pysofie.InferenceSession(path)
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    # output 2x3; total padding H: (2-1)*2+3-4 = 1 -> (0, 1); W: (3-1)*2+3-5 = 2 -> (1, 1)
+    exp = np.zeros((2, 2, 3, 2), np.float32)
+    for i in range(2):
+        for j in range(3):
+            h0, w0 = i * 2, j * 2 - 1
+            win = x[:, max(h0, 0):min(h0 + 3, 4), max(w0, 0):min(w0 + 3, 5), :]
+            exp[:, i, j, :] = win.mean(axis=(1, 2))
+    assert_close([got], [exp], what="average pool same")
 
 
 # -- names, shapes and layout ---------------------------------------------------------------------------------------

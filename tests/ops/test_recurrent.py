@@ -26,9 +26,10 @@ OUTPUT_NAMES = ["Y", "Y_h", "Y_c"]
 
 
 def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int = 21, weights_init: bool = True,
-              symbolic_batch: bool = False, symbolic_seq: bool = False) -> onnx.ModelProto:
+              symbolic_batch: bool | str = False, symbolic_seq: bool | str = False) -> onnx.ModelProto:
     """One recurrent node. inputs: spec name -> array or None (absent, '' in the node); outputs: which of
-    Y, Y_h, Y_c the node names (the others are '')."""
+    Y, Y_h, Y_c the node names (the others are ''). symbolic_batch / symbolic_seq: make that axis of the
+    graph inputs a dim_param (named by the string if one is given)."""
     layout = attrs.get("layout", 0)
     names = INPUT_NAMES[:8 if op == "LSTM" else 6]
     node_ins = [n if inputs.get(n) is not None else "" for n in names]
@@ -49,9 +50,9 @@ def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int 
         shape: list = list(a.shape)
         if symbolic_batch and n in ("X", "initial_h", "initial_c", "sequence_lens"):
             axis = 0 if n == "sequence_lens" or layout == 1 else 1
-            shape[axis] = "batch"
+            shape[axis] = symbolic_batch if isinstance(symbolic_batch, str) else "batch"
         if symbolic_seq and n == "X":
-            shape[layout] = "seq"
+            shape[layout] = symbolic_seq if isinstance(symbolic_seq, str) else "seq"
         graph_ins.append(helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
     dt = helper.np_dtype_to_tensor_dtype(inputs["X"].dtype)
     graph_outs = [helper.make_tensor_value_info(n, dt, None) for n in node_outs if n]
@@ -64,13 +65,18 @@ def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int 
 
 @dataclasses.dataclass
 class RecCase(Case):
-    twin: Optional[onnx.ModelProto] = None  # the layout-0 model that onnxruntime runs for a layout-1 case
+    # what onnxruntime runs in place of the model where it cannot: the same layer with layout 0 and an explicit
+    # hidden_size (onnxruntime rejects layout=1 and requires hidden_size); `transposed`: the model has layout 1
+    twin: Optional[onnx.ModelProto] = None
+    transposed: bool = False
 
     def expected(self):
         if self.oracle == "reference":
             return reference(self.model, self.feeds())
         if self.twin is None:
             return ort(self.model, self.feeds())
+        if not self.transposed:
+            return ort(self.twin, self.feeds())
         feeds = {}
         for k, v in self.feeds().items():
             feeds[k] = np.ascontiguousarray(v.swapaxes(0, 1)) if k in ("X", "initial_h", "initial_c") else v
@@ -116,13 +122,13 @@ def case(id_, op, *, S=5, B=3, I=4, H=6, direction="forward", layout=0, bias=Tru
     model = rec_model(op, ins, a, outputs, opset=opset, weights_init=weights_init, symbolic_batch=symbolic_batch,
                       symbolic_seq=symbolic_seq)
     twin = None
-    if layout == 1:
+    if a.get("layout") or "hidden_size" not in a:
         t_ins = dict(ins)
         for k in ("X", "initial_h", "initial_c"):
-            if t_ins.get(k) is not None:
+            if layout == 1 and t_ins.get(k) is not None:
                 t_ins[k] = np.ascontiguousarray(t_ins[k].swapaxes(0, 1))
-        twin = rec_model(op, t_ins, dict(a, layout=0), outputs, opset=opset, weights_init=weights_init)
-    CASES.append(RecCase(id_, model, ins, rtol=rtol, atol=atol, oracle=oracle, twin=twin))
+        twin = rec_model(op, t_ins, dict(a, layout=0, hidden_size=H), outputs, opset=opset, weights_init=weights_init)
+    CASES.append(RecCase(id_, model, ins, rtol=rtol, atol=atol, oracle=oracle, twin=twin, transposed=layout == 1))
 
 
 DIRECTIONS = ["forward", "reverse", "bidirectional"]
@@ -149,6 +155,9 @@ for op in ["RNN", "GRU", "LSTM"]:
     case(f"{op}-symbolic-batch-layout1", op, symbolic_batch=True, layout=1, B=3, h0=True, **extra)
     case(f"{op}-hidden1", op, H=1, I=1, direction="bidirectional")
     case(f"{op}-symbolic-seq-batch", op, symbolic_batch=True, symbolic_seq=True, direction="bidirectional", B=4,
+         lens=LENS, h0=True, **extra)
+    # size parameters named like the generated code's loop variables
+    case(f"{op}-symbolic-named-b-s", op, symbolic_batch="b", symbolic_seq="s", direction="bidirectional", B=4,
          lens=LENS, h0=True, **extra)
     case(f"{op}-opset22-no-hidden_size", op, opset=22, attrs={"hidden_size": None}, direction="reverse")
 
@@ -270,6 +279,11 @@ def test_unsupported_attributes_are_reported():
     assert len(p) == 1 and "2 activations given" in p[0]
     p = _problems("RNN", {"direction": "sideways"})
     assert len(p) == 1 and "direction='sideways'" in p[0]
+    ins = {"X": _r(5, 3, 4), "W": _r(1, 6, 4), "R": _r(1, 6, 6)}
+    p = pysofie.check(rec_model("RNN", ins, {"layout": 1}, ("Y",), opset=13))
+    assert len(p) == 1 and "layout attribute exists from opset 14" in p[0]
+    p = _problems("LSTM", {"clip": -1.0})
+    assert len(p) == 1 and "clip=-1.0 must be positive" in p[0]
 
 
 def test_bad_shapes_are_reported():

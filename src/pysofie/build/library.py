@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import sysconfig
 import threading
 
 from .. import __version__
@@ -24,11 +25,19 @@ def _digest(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
+def python_flags() -> list[str]:
+    """Flags for the Python fast-call entry point, when this interpreter's headers are installed."""
+    inc = sysconfig.get_paths().get("include")
+    if inc and os.path.exists(os.path.join(inc, "Python.h")) and os.environ.get("PYSOFIE_PYTHON_ABI", "1") != "0":
+        return ["-DPYSOFIE_PYTHON", f"-I{inc}"]
+    return []
+
+
 def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, extra_flags=()) -> str:
     """Path of a shared library with the C entry points of `models`, compiled once per content hash."""
     blas = find_blas()
     cxx = find_cxx()
-    flags = opt_flags(opt_level, native) + list(blas.cflags) + list(extra_flags)
+    flags = opt_flags(opt_level, native) + list(blas.cflags) + python_flags() + list(extra_flags)
     wrapper = wrapper_source(models)
     key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
                   *[m.header for m in models])
@@ -72,6 +81,17 @@ class NativeModel:
         self.run.restype = ctypes.c_int
         self.run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+        self.run_py = None
+        try:
+            with _lock:
+                pylib = ctypes.PyDLL(lib_path)
+            self.run_py = getattr(pylib, f"{p}_run_py")
+        except (AttributeError, OSError):
+            pass  # built without Python's headers: the ctypes path is used
+        if self.run_py is not None:
+            self.run_py.restype = ctypes.c_int
+            self.run_py.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.py_object,
+                                    ctypes.py_object, ctypes.c_char_p, ctypes.c_size_t]
         self.destroy = getattr(lib, f"{p}_destroy")
         self.destroy.restype = None
         self.destroy.argtypes = [ctypes.c_void_p]

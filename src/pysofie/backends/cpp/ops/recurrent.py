@@ -61,7 +61,10 @@ class _Layer:
         self.G = op.GATES
         self.H = self.d.hidden
         self.GH = self.G * self.H
-        self.seq, self.batch = cpp_dim(self.d.seq), cpp_dim(self.d.batch)
+        # Symbolic sizes are read once, into locals at function scope: the loop variables below (b, s, t,
+        # ...) may shadow a size parameter of the same name, which is then never read again.
+        self.seq = self.size_local("seq_length", self.d.seq)
+        self.batch = self.size_local("batch_size", self.d.batch)
         self.D = self.d.dirs
         self.acts = op.activation_functions()
         graph = cx.em.graph
@@ -74,6 +77,19 @@ class _Layer:
             else:
                 cx.w.line(f"(void){cx.o(k)};  // output {op.OUTPUTS[k]} is not used")
         self.lens = cx.i(4)  # sequence_lens, or None
+
+    def size_local(self, base: str, dim: Dim) -> str:
+        if isinstance(dim, int):
+            return str(dim)
+        name = base
+        while name in self.cx.em.params:
+            name += "_"
+        self.cx.w.line(f"const size_t {name} = {cpp_dim(dim)};")
+        return name
+
+    def rows(self, n: int = 1) -> str:
+        """batch * n as C++."""
+        return str(self.d.batch * n) if isinstance(self.d.batch, int) else f"{self.batch} * {n}"
 
     # index of the first element of (t, b) in X (a row of X * W^T), Y, and of (d, b) in the state tensors
     def x_row(self, t: str, b: str) -> str:
@@ -99,13 +115,13 @@ class _Layer:
         return activation_expr(self.acts[d][k], x, self.T)
 
     # -- code pieces -------------------------------------------------------------------------------------
-    def workspace(self, extra_states: int) -> dict[str, str]:
+    def workspace(self, states: list[str]) -> dict[str, str]:
         """One scratch buffer split into: XW (the input projections of all time steps and directions),
-        Gt (one step's recurrent projections, batch x G*H), and extra_states batch x H blocks."""
+        Gt (one step's recurrent projections, batch x G*H), and a batch x H block per name in states."""
         d = self.d
         sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.D * self.GH])),
                                         ("Gt", numel([d.batch, self.GH]))]
-        sizes += [(f"S{k}", numel([d.batch, self.H])) for k in range(extra_states)]
+        sizes += [(nm, numel([d.batch, self.H])) for nm in states]
         total: Dim = 0
         for _, s in sizes:
             total = total + s
@@ -114,7 +130,7 @@ class _Layer:
         ptrs = {}
         off: Dim = 0
         for nm, s in sizes:
-            w.line(f"{self.T}* {nm} = {work} + {cpp_dim(off)};")
+            w.line(f"{self.T}* {nm} = {work} + {cpp_dim(off)};")  # before any local shadows a size
             ptrs[nm] = nm
             off = off + s
         return ptrs
@@ -135,7 +151,7 @@ class _Layer:
         the D*G*H projections of X[t, b]. Rb is added here only for the first rbias_gates gates."""
         w, cx, T = self.cx.w, self.cx, self.T
         GH, I, DGH = self.GH, self.d.input, self.D * self.GH
-        rows = cpp_dim(numel([self.d.seq, self.d.batch]))
+        rows = f"{self.seq} * {self.batch}"
         beta = 0.0
         if cx.has(3):
             # the combined biases in row 0, then copied to every row; the product accumulates onto them
@@ -161,7 +177,7 @@ class _Layer:
             with w.loop("b", self.batch):
                 w.line(f"std::copy_n({cx.i(k_in)} + {self.state_at(d, 'b')}, {self.H}, {state} + b * {self.H});")
         else:
-            w.line(f"std::fill_n({state}, {cpp_dim(numel([self.d.batch, self.H]))}, {self.T}(0));")
+            w.line(f"std::fill_n({state}, {self.rows(self.H)}, {self.T}(0));")
 
     def final_state(self, d: int, state: str, k_out: int) -> None:
         """Y_h / Y_c of direction d. An entry of length 0 gets zeros (as onnxruntime gives), not its
@@ -213,8 +229,8 @@ def _direction_comment(layer: _Layer, d: int) -> str:
 def gen_rnn(cx):
     L = _Layer(cx)
     w, T, H = cx.w, L.T, L.H
-    p = L.workspace(1)
-    XW, Gt, Hs = p["XW"], p["Gt"], p["S0"]
+    p = L.workspace(["Ht"])
+    XW, Gt, Hs = p["XW"], p["Gt"], p["Ht"]
     L.check_lengths()
     L.input_projection(XW, L.G)
     for d in range(L.D):
@@ -242,8 +258,8 @@ def gen_gru(cx):
     L = _Layer(cx)
     w, T, H, GH = cx.w, L.T, L.H, L.GH
     lbr = bool(cx.op.linear_before_reset)
-    p = L.workspace(1 if lbr else 2)
-    XW, Gt, Hs = p["XW"], p["Gt"], p["S0"]
+    p = L.workspace(["Ht"] if lbr else ["Ht", "RHt"])  # RHt: r (.) H_{t-1}
+    XW, Gt, Hs = p["XW"], p["Gt"], p["Ht"]
     L.check_lengths()
     # Rbh stays inside the reset product when linear_before_reset is set
     L.input_projection(XW, 2 if lbr else 3)
@@ -284,11 +300,11 @@ def gen_gru(cx):
 
                     L.batch_step(d, body)
                 else:
-                    RH = p["S1"]
+                    RH = p["RHt"]
                     # z and r first (z kept in Gt's first block), then (r (.) H) * Rh^T into Gt's last block
                     L.recurrent_gemm(d, Hs, Gt, 0, 2, GH)
                     if L.lens is not None:
-                        w.line(f"std::fill_n({RH}, {cpp_dim(numel([L.d.batch, H]))}, {T}(0));")
+                        w.line(f"std::fill_n({RH}, {L.rows(H)}, {T}(0));")
 
                     def body_zr():
                         row_ptrs()
@@ -319,8 +335,8 @@ def gen_gru(cx):
 def gen_lstm(cx):
     L = _Layer(cx)
     w, T, H, GH = cx.w, L.T, L.H, L.GH
-    p = L.workspace(2)
-    XW, Gt, Hs, Cs = p["XW"], p["Gt"], p["S0"], p["S1"]
+    p = L.workspace(["Ht", "Ct"])
+    XW, Gt, Hs, Cs = p["XW"], p["Gt"], p["Ht"], p["Ct"]
     peep = cx.has(7)
     L.check_lengths()
     L.input_projection(XW, L.G)
