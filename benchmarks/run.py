@@ -258,17 +258,21 @@ def cpp_time(gm, workdir: str, reps: int) -> dict:
 
 
 # -- Python-level timing -------------------------------------------------------------------------------
-def interleaved(fns: dict, reps: int, target_s: float = 0.02) -> dict:
-    """Median seconds per call of each function; repetitions alternate between the functions."""
+def interleaved(fns: dict, reps: int, target_s: float = 0.02, budget_s: float = 8.0) -> dict:
+    """Median seconds per call of each function; repetitions alternate between the functions. Slow models
+    get fewer repetitions (at least 5) so that one model takes about budget_s at most."""
     for f in fns.values():
         f()
         f()
     inner = {}
+    total = 0.0
     for k, f in fns.items():
         t0 = time.perf_counter()
         f()
         one = max(time.perf_counter() - t0, 1e-7)
         inner[k] = max(1, min(1000, int(target_s / one)))
+        total += one * inner[k]
+    reps = max(5, min(reps, int(budget_s / total)))
     times = {k: [] for k in fns}
     keys = list(fns)
     for r in range(reps):
@@ -327,7 +331,7 @@ def bench_model(name: str, args, workdir: str, sgemm: float | None) -> dict:
                                    for b in ref))
     reps = 7 if args.quick else 21
     t = interleaved({"pysofie": lambda: ps.run(None, feeds), "ort": lambda: os_.run(None, feeds)}, reps,
-                    target_s=0.01 if args.quick else 0.03)
+                    target_s=0.01 if args.quick else 0.03, budget_s=args.budget / (2 if args.quick else 1))
     row["pysofie_s"], row["ort_s"] = t["pysofie"], t["ort"]
     row["ratio"] = t["pysofie"] / t["ort"]
     flops, kind = model_flops(load(model))
@@ -414,6 +418,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*", help="model names (default: all)")
     ap.add_argument("--no-cpp", action="store_true", help="skip the C++ harness")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--budget", type=float, default=8.0, help="seconds of Python-level timing per model")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latest"), help="output path stem")
     args = ap.parse_args(argv)
     names = args.models or (QUICK if args.quick else available_models())

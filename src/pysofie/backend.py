@@ -114,7 +114,10 @@ class PysofieBackend(Backend):
         opt_level, native, input_shapes, ...)."""
         cls._check_device(device)
         m = _as_model(model)
-        super().prepare(m, device)  # onnx.checker
+        try:
+            super().prepare(m, device)  # onnx.checker, as every onnx backend does
+        except onnx.checker.ValidationError as e:
+            raise ModelLoadError(f"ONNX model '{m.graph.name or 'model'}' is not valid ONNX: {e}") from None
         _unsupported_types(m)
         from .session import InferenceSession
         return PysofieRep(InferenceSession(m, **kwargs))

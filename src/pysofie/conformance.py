@@ -173,6 +173,14 @@ def _short(e: BaseException, limit: int = 600) -> str:
     return msg if len(msg) <= limit else msg[:limit] + "..."
 
 
+def _compile_reason(e: BaseException) -> str:
+    """The compiler's first error line (without the build directory), rather than the whole log."""
+    for line in str(e).splitlines():
+        if ": error" in line or "fatal error" in line:
+            return "CompileError: " + re.sub(r"^\S*/", "", line.strip())[:500]
+    return _short(e)
+
+
 def _unsupported_reason(e: BaseException) -> str:
     problems = getattr(e, "problems", None)
     if problems:
@@ -247,8 +255,9 @@ def evaluate(sess, case) -> dict:
     if isinstance(sess, BaseException):
         if isinstance(sess, NotImplementedError):
             return {"status": "unsupported", "reason": _unsupported_reason(sess), "stage": "convert"}
-        stage = "compile" if isinstance(sess, CompileError) else "convert"
-        return {"status": "error", "reason": _short(sess, 2000), "stage": stage}
+        if isinstance(sess, CompileError):
+            return {"status": "error", "reason": _compile_reason(sess), "stage": "compile"}
+        return {"status": "error", "reason": _short(sess), "stage": "convert"}
     for inputs, refs in case.data_sets:
         try:
             feeds = _feeds(case, inputs)
@@ -270,7 +279,10 @@ _STATE: dict[str, Any] = {}
 
 
 def _worker(indices: list[int], skip: set[int], out_path: str, opt_level) -> None:
+    import faulthandler
     from .build.batch import compile_many
+    if faulthandler.is_enabled():
+        faulthandler.disable()  # a crash is reported by the parent, not as a traceback dump
     cases, graphs = _STATE["cases"], _STATE["graphs"]
     with open(out_path, "a", buffering=1) as f:
         try:

@@ -61,6 +61,16 @@ def _shared_multi_io():
     return func([a, b], [o1, o2, o3])
 
 
+def _nested():
+    inner = keras.Sequential([keras.Input((4,)), layers.Dense(3, activation="relu", name="d_in"),
+                              layers.BatchNormalization()], name="inner")
+    i2 = keras.Input((3,))
+    fi = keras.Model(i2, layers.Dense(2, name="fd")(i2), name="finner")
+    x = keras.Input((4,), name="x")
+    h = inner(x)
+    return keras.Model(x, [fi(h), inner(layers.Activation("tanh")(x))])
+
+
 def _merges():
     a = keras.Input((4, 5), name="x1")
     b = keras.Input((4, 5), name="x2")
@@ -192,6 +202,7 @@ CASES = _acts() + [
     ("merges", _merges, RTOL, ATOL),
     ("shared_multi_io", _shared_multi_io, RTOL, ATOL),
     ("resnet_block", _resnet_block, RTOL, ATOL),
+    ("nested_models", _nested, RTOL, ATOL),
     ("embedding", lambda: seq((5,), layers.Embedding(10, 4), layers.Flatten(), dtype="int32"), RTOL, ATOL),
     ("zeropad_crop", lambda: seq((5, 6, 2), layers.ZeroPadding2D(((1, 2), (0, 1))),
                                  layers.Cropping2D(((2, 0), (1, 1)))), RTOL, ATOL),
@@ -307,6 +318,36 @@ def test_names_and_symbolic_batch(tmp_path):
     assert [v.name for v in g.outputs] == ["out1", "diff", "shared"]
     assert g.size_params == ["N"]
     assert str(g.inputs[0].shape[0]) == "N" and g.inputs[0].shape[1] == 6
+
+
+def test_variable_length_and_input_shapes(tmp_path):
+    """A None time axis becomes a size parameter; input_shapes can fix sizes (here the batch)."""
+    keras.utils.clear_session()
+    m = seq((None, 4), layers.Dense(3, activation="tanh"), layers.LSTM(2, return_sequences=True),
+            layers.Dense(1))
+    _randomize(m, np.random.default_rng(5))
+    path = str(tmp_path / "var.keras")
+    m.save(path)
+    g = pysofie.api.load(path)
+    assert len(g.size_params) == 2
+    sess = pysofie.InferenceSession(path)
+    name = sess.get_inputs()[0].name
+    for t in (3, 6):
+        x = np.random.default_rng(t).uniform(-1, 1, (2, t, 4)).astype(np.float32)
+        assert_close(sess.run(None, {name: x}), [m.predict(x, verbose=0)], what=f"time {t}")
+    fixed = pysofie.api.load(path, input_shapes=[(2, 5, 4)])
+    assert fixed.size_params == [] and fixed.outputs[0].shape == (2, 5, 1)
+    with pytest.raises(ModelLoadError, match="axis 2"):
+        pysofie.api.load(path, input_shapes=[(2, 5, 3)])
+
+
+def test_masking_is_reported(tmp_path):
+    keras.utils.clear_session()
+    m = seq((5,), layers.Embedding(10, 3, mask_zero=True, name="emb"), layers.GRU(2), dtype="int32")
+    path = str(tmp_path / "mask.keras")
+    m.save(path)
+    with pytest.raises(UnsupportedOperatorError, match="emb \\(Embedding\\): mask_zero"):
+        pysofie.api.load(path)
 
 
 # -- Keras 2 (tf.keras) HDF5 files, written the way tf.keras writes them --------------------------------------------

@@ -28,9 +28,10 @@ DOMAIN = {
 for op, (lo, hi) in DOMAIN.items():
     for shape in SHAPES:
         case(f"{op}-{shape}", op, {"x": rand(*shape, low=lo, high=hi)})
-    # onnx's reference evaluator computes Erf in float32 even for float64 input: onnxruntime is the oracle there
-    case(f"{op}-f64", op, {"x": rand(4, 3, low=lo, high=hi, dtype=np.float64)}, rtol=1e-10, atol=1e-12,
-         oracle="ort" if op == "Erf" else "reference")
+    # onnx's reference evaluator computes Erf in float32 even for float64 input (and onnxruntime has no
+    # double Erf): float32 accuracy is the most that can be checked there
+    tol = 1e-6 if op == "Erf" else 1e-10
+    case(f"{op}-f64", op, {"x": rand(4, 3, low=lo, high=hi, dtype=np.float64)}, rtol=tol, atol=tol / 100)
 case("Round", "Round", {"x": np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.4, -0.6, 3.7, 2.0], np.float32)})
 case("Sign-zero", "Sign", {"x": np.array([-2.0, 0.0, 3.0], np.float32)})
 for dt in (np.int64, np.int32, np.int8):
@@ -132,7 +133,8 @@ VAR = [[(3, 4)], [(3, 4), (3, 4)], [(2, 3, 4), (4,), (3, 1)], [(1,), (2, 5), (5,
 for op in ["Sum", "Mean", "Max", "Min"]:
     for k, shapes in enumerate(VAR):
         ins = {f"x{j}": rand(*s, seed=10 * k + j) for j, s in enumerate(shapes)}
-        case(f"{op}-{k}", op, ins)
+        # onnx's reference evaluator fails on Mean when the first input is not the broadcast shape: onnxruntime
+        case(f"{op}-{k}", op, ins, oracle="ort" if op == "Mean" else "reference")
     if op != "Mean":
         case(f"{op}-int32", op, {"a": np.array([[1, -5], [3, 9]], np.int32), "b": np.array([2, -7], np.int32)})
 case("Max-opset7", "Max", {"a": rand(2, 3), "b": rand(3)}, opset=7)

@@ -25,7 +25,7 @@ INPUT_NAMES = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P
 OUTPUT_NAMES = ["Y", "Y_h", "Y_c"]
 
 
-def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int = 21, weights_init: bool = True,
+def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int = 21, weights_init=True,
               symbolic_batch: bool | str = False, symbolic_seq: bool | str = False) -> onnx.ModelProto:
     """One recurrent node. inputs: spec name -> array or None (absent, '' in the node); outputs: which of
     Y, Y_h, Y_c the node names (the others are ''). symbolic_batch / symbolic_seq: make that axis of the
@@ -39,12 +39,14 @@ def rec_model(op: str, inputs: dict, attrs: dict, outputs: tuple, *, opset: int 
     node_outs = [n if n in outputs else "" for n in OUTPUT_NAMES[:nout]]
     while node_outs and node_outs[-1] == "":
         node_outs.pop()
+    # weights_init: True (W, R, B, P are initializers), False (all are graph inputs) or the names to make initializers
+    init_names = weights_init if isinstance(weights_init, tuple) else ("W", "R", "B", "P") if weights_init else ()
     graph_ins, inits = [], []
     for n in names:
         a = inputs.get(n)
         if a is None:
             continue
-        if weights_init and n in ("W", "R", "B", "P"):
+        if n in init_names:
             inits.append(onnx.numpy_helper.from_array(a, n))
             continue
         shape: list = list(a.shape)
@@ -153,12 +155,18 @@ for op in ["RNN", "GRU", "LSTM"]:
     case(f"{op}-symbolic-batch", op, symbolic_batch=True, direction="bidirectional", B=4, lens=LENS, h0=True,
          **extra)
     case(f"{op}-symbolic-batch-layout1", op, symbolic_batch=True, layout=1, B=3, h0=True, **extra)
+    case(f"{op}-constant-lens-h0", op, weights_init=("W", "R", "B", "P", "sequence_lens", "initial_h"),
+         direction="bidirectional", B=4, lens=LENS, h0=True)
     case(f"{op}-hidden1", op, H=1, I=1, direction="bidirectional")
     case(f"{op}-symbolic-seq-batch", op, symbolic_batch=True, symbolic_seq=True, direction="bidirectional", B=4,
          lens=LENS, h0=True, **extra)
-    # size parameters named like the generated code's loop variables
+    # batches above 4 run the per-step products through the BLAS (smaller ones through loops)
+    case(f"{op}-batch6-blas", op, B=6, direction="bidirectional", lens=[5, 1, 0, 3, 5, 2], h0=True, **extra)
+    case(f"{op}-batch6-blas-layout1", op, B=6, layout=1, h0=True, **extra)
+    # size parameters named like the generated code's loop variables, or like the spec's input names
     case(f"{op}-symbolic-named-b-s", op, symbolic_batch="b", symbolic_seq="s", direction="bidirectional", B=4,
          lens=LENS, h0=True, **extra)
+    case(f"{op}-symbolic-named-B-X", op, symbolic_batch="B", symbolic_seq="X", h0=True, **extra)
     case(f"{op}-opset22-no-hidden_size", op, opset=22, attrs={"hidden_size": None}, direction="reverse")
 
 # activation functions with explicit alpha / beta (onnxruntime's defaults for Affine, ScaledTanh and
@@ -176,6 +184,8 @@ for name, al, be in ACTS:
 case("RNN-act-bidir-mixed", "RNN", direction="bidirectional",
      attrs={"activations": ["LeakyRelu", "HardSigmoid"], "activation_alpha": [0.3, 0.25], "activation_beta": [0.45]})
 case("RNN-act-defaults", "RNN", attrs={"activations": ["LeakyRelu"]})
+# names are case-insensitive (onnxruntime's GRU and LSTM agree; its RNN does not)
+case("GRU-act-lowercase", "GRU", attrs={"activations": ["sigmoid", "relu"]})
 # GRU / LSTM: onnxruntime's fused gate kernels exist for Sigmoid, Tanh and Relu in the gate positions;
 # other functions are compared where onnxruntime implements them
 case("GRU-act-relu", "GRU", attrs={"activations": ["Sigmoid", "Relu"]}, h0=True)
@@ -197,6 +207,8 @@ for lbr in (0, 1):
         case(f"GRU-lbr{lbr}-{d}", "GRU", direction=d, attrs={"linear_before_reset": lbr}, h0=True)
         case(f"GRU-lbr{lbr}-{d}-lens", "GRU", direction=d, attrs={"linear_before_reset": lbr}, B=4, lens=LENS)
     case(f"GRU-lbr{lbr}-nobias", "GRU", attrs={"linear_before_reset": lbr}, bias=False, h0=True)
+    case(f"GRU-lbr{lbr}-batch7-blas", "GRU", B=7, direction="bidirectional", attrs={"linear_before_reset": lbr},
+         h0=True)
     case(f"GRU-lbr{lbr}-clip-layout1", "GRU", layout=1, attrs={"linear_before_reset": lbr, "clip": 0.5})
 
 # LSTM peepholes and input_forget

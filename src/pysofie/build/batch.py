@@ -2,10 +2,22 @@
 model's code does not compile, so that a single bad model costs only itself."""
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from ..errors import CompileError, PysofieError
+from ..backends.cpp.capi import source_name
 from .library import build_library
+
+
+def _culprits(message: str, sources: dict[str, int]) -> list[int]:
+    """Indices of the models whose header the compiler reports an error in."""
+    found = []
+    for m in re.finditer(r"([A-Za-z0-9_]+\.hxx):\d+(?::\d+)?: (?:fatal )?error", message):
+        i = sources.get(m.group(1))
+        if i is not None and i not in found:
+            found.append(i)
+    return found
 
 
 def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=None, chunk: int = 64,
@@ -32,6 +44,13 @@ def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=N
         except CompileError as e:
             if len(idx) == 1:
                 results[idx[0]] = e
+                return
+            # the compiler names the headers with errors: build those alone, the rest together again
+            bad = _culprits(str(e), {source_name(generated[i]): i for i in idx})
+            if bad and len(bad) < len(idx):
+                for i in bad:
+                    build([i])
+                build([i for i in idx if i not in bad])
                 return
             half = len(idx) // 2
             build(idx[:half])

@@ -20,7 +20,7 @@ def load_graph(model, *, input_shapes=None, name: str | None = None):
                 from .keras import graph_from_keras
             except ImportError as e:  # pragma: no cover - the Keras front end is optional
                 raise ModelLoadError(f"{path}: reading Keras files needs h5py ({e})") from e
-            return graph_from_keras(path, name=name)
+            return graph_from_keras(path, name=name, input_shapes=input_shapes)
         if ext in (".pt", ".pth", ".torchscript"):
             from .torch import graph_from_torch
             return graph_from_torch(path, input_shapes=input_shapes, name=name)

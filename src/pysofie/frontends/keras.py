@@ -48,7 +48,7 @@ class _Weights:
         self.f = h5file
         self.kind = kind  # "legacy" (model_weights/<layer>/weight_names) or "v3" (layers/<group>/vars/<k>)
         self.v3_groups: dict[str, Any] = {}
-        if kind == "v3" and "layers" in self.f:
+        if kind == "v3" and "layers" in self.f and hasattr(self.f["layers"], "items"):
             for gname, grp in self.f["layers"].items():
                 nm = grp["vars"].attrs.get("name") if "vars" in grp else None
                 if nm is not None:
@@ -70,6 +70,17 @@ class _Weights:
             if gname in self.f["layers"]:
                 self.v3_groups[lname] = self.f["layers"][gname]
 
+    def child(self, layer: str):
+        """The weights of a nested model."""
+        if self.kind == "legacy":
+            root = self.f["model_weights"] if "model_weights" in self.f else self.f
+            if layer not in root:
+                return _LegacyScoped(None, [])
+            grp = root[layer]
+            return _LegacyScoped(grp, [_as_str(n) for n in grp.attrs.get("weight_names", [])])
+        grp = self.v3_groups.get(layer)
+        return _Weights(grp if grp is not None else {}, "v3")
+
     def get(self, layer: str) -> list[np.ndarray]:
         if self.kind == "legacy":
             root = self.f["model_weights"] if "model_weights" in self.f else self.f
@@ -82,6 +93,26 @@ class _Weights:
         if grp is None:
             return []
         return _collect_v3(grp)
+
+
+class _LegacyScoped:
+    """Weights of a nested model in a legacy HDF5 file: the layer's weight names, as paths with its name."""
+
+    def __init__(self, grp, names: list[str]):
+        self.grp = grp
+        self.names = names
+
+    def _mine(self, layer: str) -> list[str]:
+        return [n for n in self.names if layer in n.split("/")[:-1]]
+
+    def bind_v3_fallback(self, specs) -> None:
+        pass
+
+    def child(self, layer: str):
+        return _LegacyScoped(self.grp, self._mine(layer))
+
+    def get(self, layer: str) -> list[np.ndarray]:
+        return [np.asarray(self.grp[n]) for n in self._mine(layer)]
 
 
 def _collect_v3(grp) -> list[np.ndarray]:
@@ -553,8 +584,21 @@ def _layernorm(ctx: _Ctx, cfg, inputs, kw):
     else:
         gamma = np.ones(nshape, np.float32)
     beta = ctx.weight(k, "beta").reshape(nshape) if cfg.get("center", True) else np.zeros(nshape, np.float32)
-    return [b.op("LayerNormalization", [x, b.const(gamma), b.const(beta)], axis=axes[0],
-                 epsilon=float(cfg.get("epsilon", 1e-3)))]
+    eps = float(cfg.get("epsilon", 1e-3))
+    if lookup("LayerNormalization") is not None:
+        return [b.op("LayerNormalization", [x, b.const(gamma), b.const(beta)], axis=axes[0], epsilon=eps)]
+    # without a LayerNormalization operator: means as products with a constant averaging vector
+    shape = _shape(x)
+    n = int(np.prod(nshape))
+    flat = b.reshape(x, [0] * axes[0] + [n]) if len(axes) > 1 else x
+    avg = b.const(np.full((n, 1), 1.0 / n, np.float32))
+    d = b.op("Sub", [flat, b.op("MatMul", [flat, avg])])
+    var = b.op("MatMul", [b.op("Mul", [d, d]), avg])
+    y = b.op("Div", [d, b.op("Sqrt", [b.op("Add", [var, b.const(np.float32(eps))])])])
+    if len(axes) > 1:
+        y = b.reshape(y, [0] * axes[0] + nshape)
+    del shape
+    return [b.op("Add", [b.op("Mul", [y, b.const(gamma)]), b.const(beta)])]
 
 
 def _dense(ctx: _Ctx, cfg, inputs, kw):
@@ -712,7 +756,21 @@ def _zero_pad(ctx: _Ctx, cfg, inputs, kw):
     end = [0] * r
     for a, (p0, p1) in zip(sp, pairs):
         begin[a], end[a] = p0, p1
-    return [b.op("Pad", [x, b.i64(begin + end), b.const(np.float32(0))], mode="constant")]
+    if lookup("Pad") is not None:
+        return [b.op("Pad", [x, b.i64(begin + end), b.const(np.float32(0))], mode="constant")]
+    # without a Pad operator: a depthwise 1x1 convolution with weight 1 and the padding as its pads (exact)
+    if begin[0] or end[0] or (_channels_first(cfg) and (begin[1] or end[1])) or \
+            (not _channels_first(cfg) and (begin[-1] or end[-1])):
+        raise _LayerProblem("padding of the batch or channel axis is not supported")
+    cf = _channels_first(cfg)
+    xcf = _to_cf(b, x, cf)
+    c = _int_dims(xcf, [1], "ZeroPadding")[0]
+    nsp = r - 2
+    w = np.ones((c, 1) + (1,) * nsp, np.float32)
+    pb = [begin[a] for a in sp]
+    pe = [end[a] for a in sp]
+    y = b.op("Conv", [xcf, b.const(w)], kernel_shape=[1] * nsp, group=c, pads=pb + pe)
+    return [_from_cf(b, y, cf)]
 
 
 def _crop(ctx: _Ctx, cfg, inputs, kw):
@@ -754,10 +812,37 @@ def _upsample(ctx: _Ctx, cfg, inputs, kw):
     if interp != "bilinear":
         raise _LayerProblem(f"interpolation '{interp}' is not supported")
     cf = _channels_first(cfg)
+    if lookup("Resize") is None:
+        return [_bilinear_matmul(b, x, sp, size)]
     xcf = _to_cf(b, x, cf)
     scales = b.const(np.asarray([1.0, 1.0] + [float(v) for v in size], np.float32))
     y = b.op("Resize", [xcf, None, scales], mode="linear", coordinate_transformation_mode="half_pixel")
     return [_from_cf(b, y, cf)]
+
+
+def _linear_matrix(n: int, scale: int) -> np.ndarray:
+    """[n, n*scale] weights of half-pixel linear interpolation (edges clamped), as in Keras/TensorFlow."""
+    m = np.zeros((n, n * scale), np.float64)
+    for o in range(n * scale):
+        src = max((o + 0.5) / scale - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), n - 1)
+        i1 = min(i0 + 1, n - 1)
+        w = src - i0
+        m[i0, o] += 1.0 - w
+        m[i1, o] += w
+    return m.astype(np.float32)
+
+
+def _bilinear_matmul(b: _Builder, x: Value, sp: list[int], size: list[int]) -> Value:
+    """Bilinear upsampling as one MatMul per spatial axis with a constant interpolation matrix."""
+    r = len(_shape(x))
+    for a, n in zip(sp, size):
+        dim = _int_dims(x, [a], "bilinear UpSampling")[0]
+        perm = [i for i in range(r) if i != a] + [a]
+        inv = list(np.argsort(perm))
+        y = b.op("MatMul", [b.transpose(x, perm), b.const(_linear_matrix(dim, n))])
+        x = b.transpose(y, inv)
+    return x
 
 
 # -- recurrent layers -------------------------------------------------------------------------------------------
@@ -1018,11 +1103,13 @@ def _io_refs(spec) -> list[tuple[str, int, int]]:
     return [r for v in spec for r in _io_refs(v)]
 
 
-def graph_from_keras(path: str, *, name: Optional[str] = None) -> Graph:
+def graph_from_keras(path: str, *, name: Optional[str] = None, input_shapes=None) -> Graph:
+    """Read a Keras model file. ``input_shapes`` (optional, one per model input, in the model's input order)
+    replaces the shapes in the file, e.g. to fix the batch size; a str entry is a symbolic size."""
     path = os.fspath(path)
     config, weights, major, handles = _read_file(path)
     try:
-        return _convert(path, config, weights, major, name)
+        return _convert(path, config, weights, major, name, input_shapes)
     finally:
         for h in handles:
             try:
@@ -1031,7 +1118,34 @@ def graph_from_keras(path: str, *, name: Optional[str] = None) -> Graph:
                 pass
 
 
-def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optional[str]) -> Graph:
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def _scan(layers: list, unknown: list, classes: set, masked: list) -> None:
+    for k, L in enumerate(layers):
+        lcls = L.get("class_name", "?")
+        cfg = L.get("config") or {}
+        lname = L.get("name") or cfg.get("name") or f"layer_{k}"
+        classes.add(lcls)
+        if lcls in _MODEL_CLASSES:
+            try:
+                _, sub, _ = _layer_list({"class_name": lcls, "config": cfg})
+            except ModelLoadError as e:
+                unknown.append(f"{lname} ({lcls}): {e}")
+            else:
+                _scan(sub, unknown, classes, masked)
+        elif lcls != "InputLayer" and lcls not in _LAYERS:
+            unknown.append(f"{lname} ({lcls}): layer not supported")
+        if lcls == "Embedding" and cfg.get("mask_zero", False):
+            masked.append(lname)
+
+
+_MASK_USERS = {"SimpleRNN", "GRU", "LSTM", "Bidirectional", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+               "GlobalAvgPool1D", "GlobalMaxPool1D"}
+
+
+def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optional[str],
+             input_shapes=None) -> Graph:
     if not isinstance(config, dict):
         raise ModelLoadError(f"{path}: the model configuration is not a JSON object")
     try:
@@ -1043,32 +1157,59 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
     graph.source = path
     b = _Builder(graph)
 
-    # every layer must be known: report all unknown ones at once
-    unknown = []
-    specs = []
-    for k, L in enumerate(layers):
-        lcls = L.get("class_name", "?")
-        lname = L.get("name") or (L.get("config") or {}).get("name") or f"layer_{k}"
-        specs.append((lname, lcls))
-        if lcls != "InputLayer" and lcls not in _LAYERS:
-            why = "nested models are not supported" if lcls in ("Sequential", "Functional", "Model") \
-                else "layer not supported"
-            unknown.append(f"{lname} ({lcls}): {why}")
+    # every layer must be known: report all unknown ones at once (nested models included)
+    unknown: list[str] = []
+    classes: set[str] = set()
+    masked: list[str] = []
+    _scan(layers, unknown, classes, masked)
+    # masks (Embedding(mask_zero=True)) change what recurrent layers and 1-D pooling compute
+    if classes & _MASK_USERS:
+        unknown += [f"{n} (Embedding): mask_zero=True (masking of later layers) is not supported" for n in masked]
     if unknown:
         raise UnsupportedOperatorError(unknown, path)
-    weights.bind_v3_fallback(specs)
+    # the model's inputs, in order, for input_shapes
+    if mcls == "Sequential":
+        input_order = [None]
+    else:
+        input_order = [r[0] for r in _io_refs(mcfg.get("input_layers"))]
+    given: dict = {}
+    if input_shapes is not None:
+        shapes = list(input_shapes)
+        if len(shapes) != len(input_order):
+            raise ModelLoadError(f"{path}: {len(shapes)} input shape(s) given but the model has "
+                                 f"{len(input_order)} input(s)")
+        given = dict(zip(input_order, shapes))
 
     problems: list[str] = []
     batch = Sym.var("N")
     graph.size_params.append("N")
 
-    def make_input(lname: str, cfg: dict, shape=None) -> Value:
+    def make_input(lname: str, cfg: dict, shape=None, key=None) -> Value:
         shp = shape if shape is not None else (cfg.get("batch_shape") or cfg.get("batch_input_shape"))
         if shp is None:
             raise ModelLoadError(f"{path}: input '{lname}' has no shape in the configuration")
+        user = given.get(key)
+        if user is not None:
+            user = list(user)
+            if len(user) != len(shp):
+                raise ModelLoadError(f"{path}: input '{lname}' has rank {len(shp)} but the shape given is "
+                                     f"{tuple(user)}")
+            for ax, (u, d) in enumerate(zip(user, shp)):
+                if d is not None and not isinstance(u, str) and int(u) != int(d):
+                    raise ModelLoadError(f"{path}: input '{lname}' axis {ax} has size {d} in the model, "
+                                         f"{u} given")
+            shp = [None if isinstance(u, str) else int(u) for u in user]
+            names = [u if isinstance(u, str) else None for u in user]
+        else:
+            names = [None] * len(shp)
         dims: list = []
         for ax, d in enumerate(shp):
-            if ax == 0 and d is None:
+            if names[ax] is not None:
+                sname = re.sub(r"[^A-Za-z0-9_]", "_", names[ax])
+                if sname not in graph.size_params:
+                    graph.size_params.append(sname)
+                dims.append(Sym.var(sname))
+            elif ax == 0 and d is None:
                 dims.append(batch)
             elif d is None:
                 sname = re.sub(r"[^A-Za-z0-9_]", "_", f"{lname}_dim{ax}")
@@ -1086,54 +1227,72 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
         graph.add_input(v)
         return v
 
-    def run_layer(lname: str, lcls: str, lcfg: dict, inputs, kw) -> Optional[list[Value]]:
-        b.layer = re.sub(r"[^A-Za-z0-9_]", "_", lname)
-        ctx = _Ctx(b, weights.get(lname), major, lname, lcls)
+    def run_layer(lname: str, lcls: str, lcfg: dict, inputs, kw, wts, prefix: str) -> Optional[list[Value]]:
+        b.layer = re.sub(r"[^A-Za-z0-9_]", "_", prefix + lname)
         try:
+            if lcls in _MODEL_CLASSES:  # a nested model: its layers run on the inputs given here
+                scls, slayers, scfg = _layer_list({"class_name": lcls, "config": lcfg})
+                ins = inputs if isinstance(inputs, list) else [inputs]
+                res = build_model(scls, slayers, scfg, wts.child(lname), ins, f"{prefix}{lname}_")
+                return None if res is None else [v for _, v in res]
+            ctx = _Ctx(b, wts.get(lname), major, lname, lcls)
             return _LAYERS[lcls](ctx, lcfg, inputs, kw)
-        except _LayerProblem as e:
-            problems.append(f"{lname} ({lcls}): {e}")
-        except ShapeInferenceError as e:
+        except (_LayerProblem, ShapeInferenceError, ModelLoadError) as e:
             problems.append(f"{lname} ({lcls}): {e}")
         return None
 
-    outputs: list[tuple[str, Value]] = []
-    if mcls == "Sequential":
-        first = layers[0] if layers else None
-        if first is None:
-            raise ModelLoadError(f"{path}: the Sequential model has no layers")
-        if first.get("class_name") == "InputLayer":
-            icfg = first["config"]
-            x = make_input(icfg.get("name", "input"), icfg)
-            rest = layers[1:]
-        else:
-            fcfg = first.get("config", {})
-            shp = fcfg.get("batch_input_shape") or fcfg.get("batch_shape") or mcfg.get("build_input_shape")
-            if shp is None:
-                raise ModelLoadError(f"{path}: the Sequential model declares no input shape")
-            x = make_input(f"{fcfg.get('name', 'layer')}_input", fcfg, shp)
-            rest = layers
-        cur: Optional[Value] = x
-        last = "output"
-        for L in rest:
-            lcfg = L.get("config", {})
-            lname = lcfg.get("name") or L.get("name")
-            last = lname
-            res = run_layer(lname, L["class_name"], lcfg, cur, {})
-            if res is None:
-                break
-            cur = res[0]
-        if cur is not None and not problems:
-            outputs.append((last, cur))
-    else:
+    def build_model(mcls: str, layers: list, mcfg: dict, wts, provided: Optional[list], prefix: str = ""):
+        """Layers of one (possibly nested) model: [(output name, Value)], or None after a problem."""
+        wts.bind_v3_fallback([(L.get("name") or (L.get("config") or {}).get("name") or f"layer_{k}",
+                               L.get("class_name", "?")) for k, L in enumerate(layers)])
+        outputs: list[tuple[str, Value]] = []
+        if mcls == "Sequential":
+            first = layers[0] if layers else None
+            if first is None:
+                raise ModelLoadError(f"{path}: the Sequential model '{mcfg.get('name')}' has no layers")
+            rest = layers[1:] if first.get("class_name") == "InputLayer" else layers
+            if provided is not None:
+                if len(provided) != 1:
+                    problems.append(f"{mcfg.get('name')} (Sequential): called with {len(provided)} inputs")
+                    return None
+                x = provided[0]
+            elif first.get("class_name") == "InputLayer":
+                icfg = first["config"]
+                x = make_input(icfg.get("name", "input"), icfg, key=None)
+            else:
+                fcfg = first.get("config", {})
+                shp = fcfg.get("batch_input_shape") or fcfg.get("batch_shape") or mcfg.get("build_input_shape")
+                if shp is None:
+                    raise ModelLoadError(f"{path}: the Sequential model declares no input shape")
+                x = make_input(f"{fcfg.get('name', 'layer')}_input", fcfg, shp, key=None)
+            cur: Value = x
+            last = mcfg.get("name", "output") if provided is not None else "output"
+            for L in rest:
+                lcfg = L.get("config", {})
+                lname = lcfg.get("name") or L.get("name")
+                if provided is None:
+                    last = lname
+                res = run_layer(lname, L["class_name"], lcfg, cur, {}, wts, prefix)
+                if res is None:
+                    return None
+                cur = res[0]
+            return [(last, cur)]
+
         tensors: dict[tuple[str, int], list[Value]] = {}
         pending: list[tuple[str, str, dict, int, Any]] = []
+        in_order = [r[0] for r in _io_refs(mcfg.get("input_layers"))]
         for L in layers:
             lcls = L["class_name"]
             lcfg = L.get("config", {})
             lname = L.get("name") or lcfg.get("name")
             if lcls == "InputLayer":
-                tensors[(lname, 0)] = [make_input(lname, lcfg)]
+                if provided is None:
+                    tensors[(lname, 0)] = [make_input(lname, lcfg, key=lname)]
+                else:
+                    if lname not in in_order or len(provided) != len(in_order):
+                        problems.append(f"{mcfg.get('name')} ({mcls}): its inputs do not match the call")
+                        return None
+                    tensors[(lname, 0)] = [provided[in_order.index(lname)]]
                 continue
             for k, node in enumerate(L.get("inbound_nodes", [])):
                 pending.append((lname, lcls, lcfg, k, node))
@@ -1175,7 +1334,7 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
                     else:
                         rest.append(item)
                     continue
-                res = run_layer(lname, lcls, lcfg, inputs, kw)
+                res = run_layer(lname, lcls, lcfg, inputs, kw, wts, prefix)
                 if res is None:
                     failed.add((lname, k))
                 else:
@@ -1191,19 +1350,20 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
             if v is None or ref[2] >= len(v):
                 if not problems:
                     problems.append(f"model output {list(ref)} is not produced by any layer")
-                continue
+                return None
             oname = ref[0]
             n = used.get(oname, 0)
             used[oname] = n + 1
             outputs.append((oname if n == 0 else f"{oname}_{n}", v[ref[2]]))
-        # inputs in the model's declared order
-        order = [r[0] for r in _io_refs(mcfg.get("input_layers"))]
-        if order:
+        if provided is None and in_order:  # inputs in the model's declared order
             byname = {v.name: v for v in graph.inputs}
-            if all(n in byname for n in order):
-                graph.inputs = [byname[n] for n in order] + [v for v in graph.inputs if v.name not in order]
-    if problems:
-        raise UnsupportedOperatorError(problems, path)
+            if all(n in byname for n in in_order):
+                graph.inputs = [byname[n] for n in in_order] + [v for v in graph.inputs if v.name not in in_order]
+        return outputs
+
+    outputs = build_model(mcls, layers, mcfg, weights, None) or []
+    if problems or not outputs:
+        raise UnsupportedOperatorError(problems or ["the model has no outputs"], path)
 
     b.layer = "output"
     for oname, v in outputs:

@@ -6,6 +6,7 @@ from . import elementwise  # noqa: F401
 from . import gemm  # noqa: F401
 from . import norm  # noqa: F401
 from . import pool  # noqa: F401
+from . import index, reduce  # noqa: F401  (operator coverage families)
 from . import recurrent  # noqa: F401
 from . import shape  # noqa: F401
 from .base import OPS, Op, lookup, register

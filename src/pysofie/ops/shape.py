@@ -325,3 +325,7 @@ class ConstantOfShape(Op):
         shape = self.shape_input(node, 0)
         val = np.asarray(self.value) if self.value is not None else np.zeros(1, np.float32)
         return [(DType.from_numpy(val.dtype), tuple(shape))]
+
+
+# ConstantOfShape reads no data at run time: its shape is known at generation time (possibly symbolic)
+ConstantOfShape.runtime_inputs = lambda self, node: []

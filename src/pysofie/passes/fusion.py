@@ -1,6 +1,203 @@
-"""Optimization passes that rewrite the graph for speed. Each has a test against the unoptimized path."""
+"""Optimization passes that rewrite the graph for speed. Each has a test against the unoptimized path
+(tests/test_fusion.py).
+
+- ``FoldBatchNorm``: Conv (constant weights) followed by an inference BatchNormalization becomes one Conv with
+  rescaled weights and a bias.
+- ``MatMulAddToGemm``: a 2-D MatMul by a constant followed by the Add of a constant bias becomes a Gemm.
+- ``FuseActivation``: Relu / LeakyRelu / Sigmoid / Tanh right after a Conv, ConvTranspose or Gemm is applied by
+  that node's generated code while its output is in cache (the node's op carries ``fused_act``), and the
+  activation node disappears.
+- ``PretransposeSmallGemm``: a Gemm with few rows (M <= SMALL_M) and a constant transposed B gets B transposed
+  at generation time, so that the generated small-matrix kernel streams B row by row.
+"""
 from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..ir import Graph, Value
+from .manager import Pass
+
+ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
+FUSES_ACTIVATION = ("Conv", "ConvTranspose", "Gemm")
+SMALL_M = 8  # Gemm row counts up to this use the generated small-matrix kernel (backends/cpp/ops/gemm.py)
+
+
+def _float(v: Value) -> bool:
+    return v is not None and v.dtype is not None and v.dtype.is_float
+
+
+def _single_internal_use(graph: Graph, v: Value) -> bool:
+    """v is read by exactly one node and is not a graph output."""
+    return len(v.uses) == 1 and not graph.is_output(v)
+
+
+def _clone_op(op):
+    new = copy.copy(op)
+    new.__dict__["attrs"] = dict(op.attrs)
+    return new
+
+
+def _const(graph: Graph, base: str, data: np.ndarray) -> Value:
+    taken = {v.name for v in graph.values()}
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return Value(name, const=np.ascontiguousarray(data))
+
+
+def _replace(graph: Graph, old_nodes: list, op, inputs: list, output: Value, name: str):
+    """Remove old_nodes and put one node computing `output` where the first of them was."""
+    index = min(graph.nodes.index(n) for n in old_nodes)
+    for n in old_nodes:
+        graph.remove_node(n)
+    return graph.add_node(op, inputs, [output], name, index=index)
+
+
+class FoldBatchNorm(Pass):
+    name = "fold-batchnorm"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for bn in list(graph.nodes):
+            if bn.op_type != "BatchNormalization" or bn not in graph.nodes:
+                continue
+            if bn.op.training_mode or len(bn.outputs) != 1 or bn.op.spatial == 0:
+                continue
+            x = bn.inputs[0]
+            conv = x.producer
+            if conv is None or conv.op_type != "Conv" or not _single_internal_use(graph, x):
+                continue
+            params = bn.inputs[1:5]
+            w = conv.inputs[1]
+            b = conv.input(2)
+            if any(p is None or p.const is None for p in params) or w.const is None or (b is not None and
+                                                                                          b.const is None):
+                continue
+            if not _float(w) or len(conv.outputs) != 1:
+                continue
+            scale, beta, mean, var = (np.asarray(p.const, np.float64).reshape(-1) for p in params)
+            m = w.shape[0]
+            if any(a.size not in (1, m) for a in (scale, beta, mean, var)):
+                continue
+            s = scale / np.sqrt(var + float(bn.op.epsilon))
+            s = np.broadcast_to(s, (m,))
+            bias0 = np.zeros(m) if b is None else np.asarray(b.const, np.float64).reshape(-1)
+            dt = w.const.dtype
+            new_w = (w.const.astype(np.float64) * s.reshape((m,) + (1,) * (w.rank - 1))).astype(dt)
+            new_b = ((bias0 - mean) * s + beta).astype(dt)
+            wv = _const(graph, w.name + "_bnfold", new_w)
+            bv = _const(graph, (b.name if b is not None else w.name) + "_bnfold_bias", np.broadcast_to(new_b, (m,)))
+            _replace(graph, [conv, bn], _clone_op(conv.op), [conv.inputs[0], wv, bv], bn.outputs[0], conv.name)
+            changed = True
+        return changed
+
+
+class MatMulAddToGemm(Pass):
+    name = "matmul-add-to-gemm"
+
+    def __call__(self, graph: Graph) -> bool:
+        from ..ops.gemm import Gemm
+        changed = False
+        for add in list(graph.nodes):
+            if add.op_type != "Add" or add not in graph.nodes or len(add.inputs) != 2:
+                continue
+            for k in (0, 1):
+                mmv, c = add.inputs[k], add.inputs[1 - k]
+                mm = mmv.producer if mmv is not None else None
+                if mm is None or mm.op_type != "MatMul" or c is None or c.const is None:
+                    continue
+                a, b = mm.inputs[0], mm.inputs[1]
+                if a.rank != 2 or b.rank != 2 or not _float(a) or not _single_internal_use(graph, mmv):
+                    continue
+                if c.dtype is not a.dtype or c.rank > 2 or tuple(add.outputs[0].shape) != tuple(mmv.shape):
+                    continue
+                op = Gemm(alpha=1.0, beta=1.0, transA=0, transB=0)
+                op.opset = mm.op.opset
+                _replace(graph, [mm, add], op, [a, b, c], add.outputs[0], mm.name)
+                changed = True
+                break
+        return changed
+
+
+class FuseActivation(Pass):
+    name = "fuse-activation"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for act in list(graph.nodes):
+            if act.op_type not in ACTIVATIONS or act not in graph.nodes:
+                continue
+            x = act.inputs[0]
+            prod = x.producer if x is not None else None
+            if prod is None or prod.op_type not in FUSES_ACTIVATION or len(prod.outputs) != 1:
+                continue
+            if prod.op.__dict__.get("fused_act") is not None or not _single_internal_use(graph, x):
+                continue
+            if not _float(x) or act.outputs[0].dtype is not x.dtype:
+                continue
+            alpha = float(act.op.alpha) if act.op_type == "LeakyRelu" else None
+            op = _clone_op(prod.op)
+            op.__dict__["fused_act"] = (act.op_type, alpha)
+            _replace(graph, [prod, act], op, list(prod.inputs), act.outputs[0], prod.name)
+            changed = True
+        return changed
+
+
+class PretransposeSmallGemm(Pass):
+    name = "pretranspose-small-gemm"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for n in list(graph.nodes):
+            if n.op_type != "Gemm" or not n.op.transB or n.op.transA:
+                continue
+            b = n.inputs[1]
+            m = n.inputs[0].shape[0]
+            if b.const is None or b.rank != 2 or not isinstance(m, int) or m > SMALL_M or not _float(b):
+                continue
+            bt = _const(graph, b.name + "_T", np.ascontiguousarray(b.const.T))
+            op = _clone_op(n.op)
+            op.attrs["transB"] = 0
+            n.op = op
+            graph.set_input(n, 1, bt)
+            changed = True
+        return changed
+
+
+class PackConvWeights(Pass):
+    """Float Conv weights (constant) rearranged at generation time into panels of MR output channels,
+    k-major, as the register-blocked kernel of runtime/pysofie_conv.h reads them; zero rows pad each group to a
+    multiple of MR. The op records the original output channel count (``packed``) and its kernel shape."""
+    name = "pack-conv-weights"
+    MR = 6
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for n in list(graph.nodes):
+            if n.op_type != "Conv" or n.op.__dict__.get("packed") is not None:
+                continue
+            w = n.inputs[1]
+            if w.const is None or w.const.dtype != np.float32 or n.inputs[0].dtype is not w.dtype:
+                continue
+            ks, _, _, _ = n.op.geometry(n)
+            G = int(n.op.group)
+            M = int(w.shape[0])
+            Mg, K = M // G, int(np.prod(w.shape[1:]))
+            MR = self.MR
+            Mp = (Mg + MR - 1) // MR * MR
+            a = np.zeros((G, Mp, K), np.float32)
+            a[:, :Mg, :] = w.const.reshape(G, Mg, K)
+            packed = a.reshape(G, Mp // MR, MR, K).transpose(0, 1, 3, 2).reshape(-1)
+            op = _clone_op(n.op)
+            op.attrs["kernel_shape"] = list(ks)
+            op.__dict__["packed"] = {"M": M, "mr": MR}
+            n.op = op
+            graph.set_input(n, 1, _const(graph, w.name + "_packed", packed))
+            changed = True
+        return changed
 
 
 def optimization_passes() -> list:
-    return []
+    return [FoldBatchNorm(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm(), PackConvWeights()]

@@ -9,35 +9,47 @@ from ....ir.shapes import cpp_dim
 from ..emitter import generates
 
 IM2COL = """\
-// Unfold the receptive fields of one image (C x D x H x W) into columns: col[(c,kd,kh,kw)][(od,oh,ow)].
+// Unfold the receptive fields of one image (C x D x H x W) into columns for the output positions p0 .. p0+np-1
+// (flattened od, oh, ow): col[(c,kd,kh,kw)][p - p0], a (C*KD*KH*KW) x np matrix. Done a tile of output
+// positions at a time, the columns stay in cache for the matrix product that reads them.
 template <typename T>
-inline void im2col3d(const T* x, long C, long D, long H, long W, long KD, long KH, long KW, long pd, long ph,
-                     long pw, long sd, long sh, long sw, long dd, long dh, long dw, long OD, long OH, long OW,
-                     T* col) {
+inline void im2col3d_tile(const T* x, long C, long D, long H, long W, long KD, long KH, long KW, long pd, long ph,
+                          long pw, long sd, long sh, long sw, long dd, long dh, long dw, long OH, long OW, long p0,
+                          long np, T* col) {
+   const long OHW = OH * OW;
+   T* o = col;
    for (long c = 0; c < C; ++c)
       for (long kd = 0; kd < KD; ++kd)
          for (long kh = 0; kh < KH; ++kh)
-            for (long kw = 0; kw < KW; ++kw) {
-               T* out = col + (((c * KD + kd) * KH + kh) * KW + kw) * OD * OH * OW;
-               for (long od = 0; od < OD; ++od) {
-                  const long id = od * sd - pd + kd * dd;
-                  for (long oh = 0; oh < OH; ++oh) {
-                     const long ih = oh * sh - ph + kh * dh;
-                     T* o = out + (od * OH + oh) * OW;
-                     if (id < 0 || id >= D || ih < 0 || ih >= H) {
-                        std::fill(o, o + OW, T(0));
-                        continue;
-                     }
+            for (long kw = 0; kw < KW; ++kw, o += np) {
+               long od = p0 / OHW, oh = (p0 / OW) % OH, ow = p0 % OW;
+               for (long done = 0; done < np;) {
+                  const long seg = std::min(OW - ow, np - done);
+                  T* dst = o + done;
+                  const long id = od * sd - pd + kd * dd, ih = oh * sh - ph + kh * dh;
+                  if (id < 0 || id >= D || ih < 0 || ih >= H) {
+                     std::fill(dst, dst + seg, T(0));
+                  } else {
                      const T* row = x + ((c * D + id) * H + ih) * W;
-                     const long iw0 = kw * dw - pw;
-                     if (sw == 1 && iw0 >= 0 && iw0 + OW <= W) {
-                        std::copy(row + iw0, row + iw0 + OW, o);
-                        continue;
+                     const long iw0 = ow * sw - pw + kw * dw;  // input column of dst[0]
+                     // dst[t] reads row[iw0 + t * sw] where 0 <= iw0 + t * sw < W, else 0
+                     long lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+                     long hi = iw0 < W ? (W - iw0 + sw - 1) / sw : 0;
+                     lo = std::min(lo, seg);
+                     hi = std::max(lo, std::min(hi, seg));
+                     std::fill(dst, dst + lo, T(0));
+                     if (sw == 1) {
+                        std::copy(row + iw0 + lo, row + iw0 + hi, dst + lo);
+                     } else {
+                        for (long t = lo; t < hi; ++t) dst[t] = row[iw0 + t * sw];
                      }
-                     for (long ow = 0; ow < OW; ++ow) {
-                        const long iw = ow * sw + iw0;
-                        o[ow] = (iw >= 0 && iw < W) ? row[iw] : T(0);
-                     }
+                     std::fill(dst + hi, dst + seg, T(0));
+                  }
+                  done += seg;
+                  ow = 0;
+                  if (++oh == OH) {
+                     oh = 0;
+                     ++od;
                   }
                }
             }
@@ -79,6 +91,53 @@ def as3d(vals, fill):
     return [fill] * (3 - len(vals)) + vals
 
 
+# Columns of the unfolded input held at once: ~2 MiB of floats, so that the tile stays in cache between the
+# unfolding and the matrix product (a whole-image im2col of a large layer is hundreds of MB of memory traffic).
+COL_BUDGET = 1 << 19
+
+
+def col_tile(K: int, out_sp: int) -> int:
+    """Output positions per im2col tile for a reduction length K."""
+    t = max(256, COL_BUDGET // max(1, K))
+    t -= t % 16
+    return out_sp if t >= out_sp else t
+
+
+def act_expr(act, v: str, T: str) -> str:
+    """C++ expression of a fused activation (set by passes.fusion) applied to the variable v."""
+    kind, alpha = act
+    if kind == "Relu":
+        return f"std::max({v}, {T}(0))"
+    if kind == "LeakyRelu":
+        return f"({v} < {T}(0) ? {T}({alpha!r}) * {v} : {v})"
+    if kind == "Sigmoid":
+        return f"{T}(1) / ({T}(1) + std::exp(-{v}))"
+    if kind == "Tanh":
+        return f"std::tanh({v})"
+    raise ValueError(f"unknown fused activation {kind}")
+
+
+def fused_act(op):
+    return op.__dict__.get("fused_act")
+
+
+def epilogue(w, T: str, rows, row_len, ld: str, base: str, bias: str | None, act, col0: str = "0") -> None:
+    """y[r * ld + col0 + j] = act(y[...] + bias[r]) for r < rows, j < row_len; nothing when there is neither."""
+    if bias is None and act is None:
+        return
+    with w.loop("r", str(rows)):
+        w.line(f"{T}* yr = {base} + r * {ld} + {col0};")
+        if bias is not None:
+            w.line(f"const {T} br = {bias}[r];")
+        with w.loop("j", str(row_len)):
+            v = "(yr[j] + br)" if bias is not None else "yr[j]"
+            if act is None:
+                w.line(f"yr[j] = {v};")
+            else:
+                w.line(f"const {T} v = {v};")
+                w.line(f"yr[j] = {act_expr(act, 'v', T)};")
+
+
 @generates("Conv")
 def gen_conv(cx):
     op, w = cx.op, cx.w
@@ -96,31 +155,87 @@ def gen_conv(cx):
     in_sp = ins[0] * ins[1] * ins[2]
     out_sp = outs[0] * outs[1] * outs[2]
     kvol = k3[0] * k3[1] * k3[2]
+    K = Cg * kvol
     X, W, Y = cx.i(0), cx.i(1), cx.o(0)
+    act = fused_act(op)
     pointwise = kvol == 1 and all(s == 1 for s in s3) and all(p == 0 for p in pads)
-    if not pointwise:
-        cx.helper("im2col3d", IM2COL)
-        col = cx.scratch(Cg * kvol * out_sp, x.dtype, "col")
+    packed = op.__dict__.get("packed")
+    if packed is not None:
+        M = packed["M"]
+        Mg = M // G
     N = cpp_dim(x.shape[0])
     from .gemm import gemm_call
+    bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
     with w.loop("n", N):
         with w.loop("g", str(G)):
             w.line(f"const {T}* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
             w.line(f"{T}* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
-            if pointwise:
-                src = "xg"
+            if bias is not None:
+                w.line(f"const {T}* bg = {bias};")
+            if packed is not None:
+                packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act)
+            elif pointwise:
+                w.line(gemm_call(T, False, False, Mg, out_sp, Cg, 1.0, f"{W} + g * {Mg * Cg}", Cg, "xg", out_sp, 0.0,
+                                 "yg", out_sp))
+                epilogue(w, T, Mg, out_sp, str(out_sp), "yg", "bg" if bias else None, act)
             else:
-                w.line(f"im2col3d(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
-                       f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
-                       f"{outs[0]}, {outs[1]}, {outs[2]}, {col});")
-                src = col
-            beta = 0.0
-            if cx.has(2):
-                with w.loop("m", str(Mg)):
-                    w.line(f"std::fill_n(yg + m * {out_sp}, {out_sp}, {cx.i(2)}[g * {Mg} + m]);")
-                beta = 1.0
-            w.line(gemm_call(T, False, False, Mg, out_sp, Cg * kvol, 1.0, f"{W} + g * {Mg * Cg * kvol}",
-                             Cg * kvol, src, out_sp, beta, "yg", out_sp))
+                conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act)
+
+
+def conv_kernels() -> str:
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "..", "runtime", "pysofie_conv.h")) as f:
+        return f.read()
+
+
+def packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
+    """Weights packed at generation time in panels of MR rows (passes.fusion.PackConvWeights): im2col writes a
+    tile of output positions in panels of NR, a register-blocked kernel multiplies, and bias + activation are
+    applied as the results leave the registers."""
+    w = cx.w
+    cx.helper("global:pysofie_conv.h", conv_kernels())
+    tile = col_tile(K, out_sp)
+    tile = (tile + 15) // 16 * 16
+    MR = 6
+    Mp = (Mg + MR - 1) // MR * MR
+    col = cx.scratch(K * tile, x.dtype, "col")
+    acc = cx.scratch(MR * 16, x.dtype, "acc")
+    with w.block(f"for (long p0 = 0; p0 < {out_sp}; p0 += {tile})"):
+        w.line(f"const long np = std::min<long>({tile}, {out_sp} - p0);")
+        w.line(f"pysofie_conv::im2col_panels(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
+               f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
+               f"{outs[1]}, {outs[2]}, p0, np, {col});")
+        with w.block("for (long jp = 0; jp * 16 < np; ++jp)"):
+            w.line(f"const float* bp = {col} + jp * {K * 16};")
+            w.line("const long nj = std::min<long>(16, np - jp * 16);")
+            with w.block(f"for (long ip = 0; ip < {Mp // MR}; ++ip)"):
+                w.line(f"pysofie_conv::micro_6x16({K}, {W} + (g * {Mp // MR} + ip) * {K * MR}, bp, {acc});")
+                w.line(f"const long nr = std::min<long>({MR}, {Mg} - ip * {MR});")
+                with w.block("for (long r = 0; r < nr; ++r)"):
+                    w.line(f"float* yr = yg + (ip * {MR} + r) * {out_sp} + p0 + jp * 16;")
+                    w.line(f"const float* ar = {acc} + r * 16;")
+                    if bias is not None:
+                        w.line("const float br = bg[ip * %d + r];" % MR)
+                    with w.block("for (long j = 0; j < nj; ++j)"):
+                        w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
+                        w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
+
+
+def conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
+    """Tiles of output positions: unfold (im2col) a tile, multiply, then bias + activation while it is hot."""
+    from .gemm import gemm_call
+    w = cx.w
+    cx.helper("im2col3d_tile", IM2COL)
+    tile = col_tile(K, out_sp)
+    col = cx.scratch(K * tile, x.dtype, "col")
+    with w.block(f"for (long p0 = 0; p0 < {out_sp}; p0 += {tile})"):
+        w.line(f"const long np = std::min<long>({tile}, {out_sp} - p0);")
+        w.line(f"im2col3d_tile(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
+               f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
+               f"{outs[1]}, {outs[2]}, p0, np, {col});")
+        w.line(gemm_call(T, False, False, Mg, "np", K, 1.0, f"{W} + g * {Mg * K}", K, col, "np", 0.0,
+                         "yg + p0", out_sp))
+        epilogue(w, T, Mg, "size_t(np)", str(out_sp), "yg", "bg" if bias else None, act, col0="p0")
 
 
 @generates("ConvTranspose")
@@ -162,3 +277,6 @@ def gen_conv_transpose(cx):
             w.line(f"col2im3d({col}, {Mg}, {outs[0]}, {outs[1]}, {outs[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
                    f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
                    f"{ins[0]}, {ins[1]}, {ins[2]}, yg);")
+            act = fused_act(op)
+            if act is not None:
+                epilogue(w, T, 1, Mg * out_sp, "0", "yg", None, act)

@@ -28,10 +28,42 @@ def fill_broadcast(cx, src: str, src_shape, out_shape, dst: str, scale: float = 
     loop_nest(w, [cpp_dim(d) for d in out_shape], body)
 
 
+SMALL_GEMM = """\
+// C = alpha * A * B + beta * C for a few rows of A (no transposes): each row of C is built from rows of B
+// (axpy), which the compiler vectorizes; for such shapes this beats a BLAS call's packing overhead.
+template <typename T>
+inline void small_gemm_nn(long M, long N, long K, T alpha, const T* __restrict A, long lda, const T* __restrict B,
+                          long ldb, T beta, T* __restrict C, long ldc) {
+   for (long i = 0; i < M; ++i) {
+      T* __restrict c = C + i * ldc;
+      if (beta == T(0)) std::fill(c, c + N, T(0));
+      else if (beta != T(1)) for (long j = 0; j < N; ++j) c[j] *= beta;
+      const T* a = A + i * lda;
+      long k = 0;
+      for (; k + 4 <= K; k += 4) {
+         const T a0 = alpha * a[k], a1 = alpha * a[k + 1], a2 = alpha * a[k + 2], a3 = alpha * a[k + 3];
+         const T* b0 = B + k * ldb;
+         const T* b1 = b0 + ldb;
+         const T* b2 = b1 + ldb;
+         const T* b3 = b2 + ldb;
+         for (long j = 0; j < N; ++j) c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+      }
+      for (; k < K; ++k) {
+         const T ak = alpha * a[k];
+         const T* b = B + k * ldb;
+         for (long j = 0; j < N; ++j) c[j] += ak * b[j];
+      }
+   }
+}
+"""
+
+
 @generates("Gemm")
 def gen_gemm(cx):
+    from .conv import act_expr, fused_act
     op, w = cx.op, cx.w
-    M, N, K = (cpp_dim(d) for d in op.mnk(cx.node))
+    m, n, k = op.mnk(cx.node)
+    M, N, K = (cpp_dim(d) for d in (m, n, k))
     T = cx.octype(0)
     ta, tb = bool(op.transA), bool(op.transB)
     lda = cpp_dim(cx.vin(0).shape[1])
@@ -40,7 +72,18 @@ def gen_gemm(cx):
     if cx.has(2) and op.beta != 0.0:
         fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
         beta = 1.0
-    w.line(gemm_call(T, ta, tb, M, N, K, float(op.alpha), cx.i(0), lda, cx.i(1), ldb, beta, cx.o(0), N))
+    from ....passes.fusion import SMALL_M
+    if isinstance(m, int) and m <= SMALL_M and not ta and not tb and T in ("float", "double"):
+        cx.helper("small_gemm_nn", SMALL_GEMM)
+        w.line(f"small_gemm_nn<{T}>({M}, {N}, {K}, {T}({float(op.alpha)!r}), {cx.i(0)}, {lda}, {cx.i(1)}, {ldb}, "
+               f"{T}({beta!r}), {cx.o(0)}, {N});")
+    else:
+        w.line(gemm_call(T, ta, tb, M, N, K, float(op.alpha), cx.i(0), lda, cx.i(1), ldb, beta, cx.o(0), N))
+    act = fused_act(op)
+    if act is not None:
+        with w.loop("i", cpp_dim(m * n) if isinstance(m, int) and isinstance(n, int) else f"{M} * {N}"):
+            w.line(f"const {T} v = {cx.o(0)}[i];")
+            w.line(f"{cx.o(0)}[i] = {act_expr(act, 'v', T)};")
 
 
 @generates("MatMul")

@@ -59,3 +59,218 @@ def softmax_loops(cx, log: bool = False) -> None:
 @generates("Softmax")
 def gen_softmax(cx):
     softmax_loops(cx, log=False)
+
+
+@generates("LogSoftmax")
+def gen_logsoftmax(cx):
+    softmax_loops(cx, log=True)
+
+
+@generates("Hardmax")
+def gen_hardmax(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    axis, coerce = cx.op.axis_for(cx.node)
+    outer = cpp_dim(numel(x.shape[:axis]))
+    if coerce:
+        n, inner = cpp_dim(numel(x.shape[axis:])), "1"
+    else:
+        n, inner = cpp_dim(x.shape[axis]), cpp_dim(numel(x.shape[axis + 1:]))
+    X, Y = cx.i(0), cx.o(0)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"const size_t base = o * {n} * {inner} + j;")
+            w.line("size_t best = 0;")
+            with w.loop("k", n):
+                w.line(f"if ({X}[base + k * {inner}] > {X}[base + best * {inner}]) best = k;")
+                w.line(f"{Y}[base + k * {inner}] = {T}(0);")
+            w.line(f"{Y}[base + best * {inner}] = {T}(1);")
+
+
+# -- operator coverage: normalizations (statistics accumulated in double) -------------------------------------
+def _moments(w, count: str, read, T: str) -> None:
+    """Declares mean and inv (1 / sqrt(var + eps) is left to the caller) from read(k) over k < count."""
+    w.line("double sum = 0, sq = 0;")
+    with w.loop("k", count):
+        w.line(f"const double v = {read('k')};")
+        w.line("sum += v;")
+    w.line(f"const double mean = sum / double({count});")
+    with w.loop("k", count):
+        w.line(f"const double d = {read('k')} - mean;")
+        w.line("sq += d * d;")
+    w.line(f"const double var = sq / double({count});")
+
+
+@generates("LayerNormalization")
+def gen_layernorm(cx):
+    from .common import broadcast_strides
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a = cx.op.axis_of(cx.node)
+    outer = cpp_dim(numel(x.shape[:a]))
+    nshape = list(x.shape[a:])
+    n = cpp_dim(numel(nshape))
+    eps = float(cx.op.epsilon)
+    X, Y = cx.i(0), cx.o(0)
+
+    def pidx(k, var):
+        """Index expression of parameter input k (scale/bias) broadcast to the normalized shape at flat j."""
+        v = cx.vin(k)
+        if numel(v.shape) == 1:
+            return "0"
+        if len(v.shape) == len(nshape) and all(str(p) == str(q) for p, q in zip(v.shape, nshape)):
+            return var
+        st = broadcast_strides(list(v.shape), nshape)
+        terms = []
+        rem = var
+        dims = [cpp_dim(d) for d in nshape]
+        # decompose the flat index into coordinates (innermost last)
+        for q in range(len(nshape) - 1, -1, -1):
+            if st[q] != "0":
+                terms.append(f"(({rem}) % {dims[q]}) * {st[q]}")
+            rem = f"({rem}) / {dims[q]}"
+        return " + ".join(terms) if terms else "0"
+
+    with w.loop("o", outer):
+        w.line(f"const {T}* xp = {X} + o * {n};")
+        _moments(w, n, lambda k: f"xp[{k}]", T)
+        w.line(f"const double inv = 1.0 / std::sqrt(var + {eps!r});")
+        with w.loop("j", n):
+            s = f"{cx.i(1)}[{pidx(1, 'j')}]"
+            b = f" + {cx.i(2)}[{pidx(2, 'j')}]" if cx.has(2) else ""
+            w.line(f"{Y}[o * {n} + j] = static_cast<{T}>((xp[j] - mean) * inv * {s}{b});")
+        if len(cx.node.outputs) > 1:
+            w.line(f"{cx.o(1)}[o] = static_cast<{cx.octype(1)}>(mean);")
+        if len(cx.node.outputs) > 2:
+            w.line(f"{cx.o(2)}[o] = static_cast<{cx.octype(2)}>(inv);")
+
+
+@generates("InstanceNormalization")
+def gen_instancenorm(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    N, C = cpp_dim(x.shape[0]), cpp_dim(x.shape[1])
+    inner = cpp_dim(numel(x.shape[2:]))
+    eps = float(cx.op.epsilon)
+    X, Y = cx.i(0), cx.o(0)
+    with w.loop("n", N):
+        with w.loop("c", C):
+            w.line(f"const size_t base = (n * {C} + c) * {inner};")
+            _moments(w, inner, lambda k: f"{X}[base + {k}]", T)
+            w.line(f"const double s = {cx.i(1)}[c] / std::sqrt(var + {eps!r});")
+            with w.loop("k", inner):
+                w.line(f"{Y}[base + k] = static_cast<{T}>(({X}[base + k] - mean) * s + {cx.i(2)}[c]);")
+
+
+@generates("GroupNormalization")
+def gen_groupnorm(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    G = int(cx.op.num_groups)
+    C = int(x.shape[1])
+    cg = C // G
+    N = cpp_dim(x.shape[0])
+    inner = cpp_dim(numel(x.shape[2:]))
+    eps = float(cx.op.epsilon)
+    X, Y = cx.i(0), cx.o(0)
+    pi = "c" if cx.op.per_channel(cx.node) else "g"
+    with w.loop("n", N):
+        with w.loop("g", str(G)):
+            w.line(f"const size_t base = (n * {C} + g * {cg}) * {inner};")
+            _moments(w, f"{cg} * {inner}", lambda k: f"{X}[base + {k}]", T)
+            w.line(f"const double inv = 1.0 / std::sqrt(var + {eps!r});")
+            with w.loop("cc", str(cg)):
+                w.line(f"const size_t c = g * {cg} + cc;")
+                w.line("(void)c;")
+                with w.loop("k", inner):
+                    w.line(f"const size_t at = base + cc * {inner} + k;")
+                    w.line(f"{Y}[at] = static_cast<{T}>(({X}[at] - mean) * inv * {cx.i(1)}[{pi}] + {cx.i(2)}[{pi}]);")
+
+
+@generates("LpNormalization")
+def gen_lpnorm(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a = cx.op.axis + x.rank if cx.op.axis < 0 else cx.op.axis
+    outer = cpp_dim(numel(x.shape[:a]))
+    n = cpp_dim(x.shape[a])
+    inner = cpp_dim(numel(x.shape[a + 1:]))
+    X, Y = cx.i(0), cx.o(0)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"const size_t base = o * {n} * {inner} + j;")
+            w.line("double acc = 0;")
+            with w.loop("k", n):
+                w.line(f"const double v = {X}[base + k * {inner}];")
+                w.line("acc += v * v;" if cx.op.p == 2 else "acc += std::abs(v);")
+            w.line(f"const double nrm = {'std::sqrt(acc)' if cx.op.p == 2 else 'acc'};")
+            with w.loop("k", n):
+                w.line(f"{Y}[base + k * {inner}] = static_cast<{T}>({X}[base + k * {inner}] / nrm);")
+
+
+@generates("MeanVarianceNormalization")
+def gen_mvn(cx):
+    from .common import loop_nest, strides
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    axes = cx.op.axes_of(cx.node)
+    kept = [k for k in range(x.rank) if k not in axes]
+    st = strides(list(x.shape))
+    X, Y = cx.i(0), cx.o(0)
+    rdims = [cpp_dim(x.shape[k]) for k in axes]
+    cnt = cpp_dim(numel([x.shape[k] for k in axes]))
+
+    def index(kv, rv):
+        terms = []
+        for k in range(x.rank):
+            v = kv[kept.index(k)] if k in kept else rv[axes.index(k)]
+            s = cpp_dim(st[k])
+            terms.append(v if s == "1" else f"{v} * {s}")
+        return " + ".join(terms) if terms else "0"
+
+    def outer(kv):
+        w.line("double sum = 0, sq = 0;")
+        loop_nest(w, rdims, lambda rv: w.line(f"sum += {X}[{index(kv, rv)}];"), "r")
+        w.line(f"const double mean = sum / double({cnt});")
+
+        def acc(rv):
+            w.line(f"const double d = {X}[{index(kv, rv)}] - mean;")
+            w.line("sq += d * d;")
+        loop_nest(w, rdims, acc, "r")
+        # as the spec's function body: (X - mean) / (sqrt(var) + 1e-9)
+        w.line(f"const double inv = 1.0 / (std::sqrt(sq / double({cnt})) + 1e-9);")
+        loop_nest(w, rdims, lambda rv: w.line(
+            f"{Y}[{index(kv, rv)}] = static_cast<{T}>(({X}[{index(kv, rv)}] - mean) * inv);"), "r")
+
+    loop_nest(w, [cpp_dim(x.shape[k]) for k in kept], outer, "k")
+
+
+@generates("LRN")
+def gen_lrn(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    op = cx.op
+    N, C = cpp_dim(x.shape[0]), cpp_dim(x.shape[1])
+    inner = cpp_dim(numel(x.shape[2:]))
+    size = int(op.size)
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    X, Y = cx.i(0), cx.o(0)
+    with w.loop("n", N):
+        with w.loop("c", C):
+            w.line(f"const size_t c0 = c >= {lo} ? c - {lo} : 0;")
+            w.line(f"const size_t c1 = std::min<size_t>({C} - 1, c + {hi});")
+            with w.loop("k", inner):
+                w.line("double sq = 0;")
+                with w.block("for (size_t q = c0; q <= c1; ++q)"):
+                    w.line(f"const double v = {X}[(n * {C} + q) * {inner} + k];")
+                    w.line("sq += v * v;")
+                w.line(f"const size_t at = (n * {C} + c) * {inner} + k;")
+                w.line(f"{Y}[at] = static_cast<{T}>({X}[at] / std::pow({float(op.bias)!r} + "
+                       f"{float(op.alpha) / size!r} * sq, {float(op.beta)!r}));")

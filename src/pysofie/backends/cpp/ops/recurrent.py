@@ -1,9 +1,11 @@
 """RNN, GRU and LSTM.
 
-Per direction: the input projections of all time steps in one matrix product (X * W^T, with the biases that
-can be added outside the recurrence pre-filled), then per time step one product H_{t-1} * R^T for the whole
-batch (two for a GRU with linear_before_reset=0, whose candidate gate needs r (.) H_{t-1} first) and the gate
-arithmetic. With sequence_lens, batch entry b runs its own time index: forward t = s, reverse
+First the input projections of all time steps and directions in one matrix product (X * W^T, onto the biases
+that can be added outside the recurrence). Then, per direction and time step, one product H_{t-1} * R^T for the
+whole batch (two for a GRU with linear_before_reset=0, whose candidate gate needs r (.) H_{t-1} first) and the
+gate arithmetic. The per-step product is a BLAS call for batches above SMALL_BATCH and plain loops over R^T
+below (a BLAS call per step costs more than it computes there); with a symbolic batch size, both, chosen at
+run time. With sequence_lens, batch entry b runs its own time index: forward t = s, reverse
 t = len_b - 1 - s; steps at or beyond len_b leave its state alone and write zeros to Y.
 """
 from __future__ import annotations
@@ -49,6 +51,10 @@ def scope(w):
     w.line("}")
 
 
+# Up to this batch size the per-step recurrent products are loops over R^T instead of BLAS calls.
+SMALL_BATCH = 4
+
+
 class _Layer:
     """Names and index expressions shared by the three generators."""
 
@@ -77,6 +83,8 @@ class _Layer:
             else:
                 cx.w.line(f"(void){cx.o(k)};  // output {op.OUTPUTS[k]} is not used")
         self.lens = cx.i(4)  # sequence_lens, or None
+        b = self.d.batch
+        self.mode = ("loop" if b <= SMALL_BATCH else "gemm") if isinstance(b, int) else "both"
 
     def size_local(self, base: str, dim: Dim) -> str:
         if isinstance(dim, int):
@@ -122,6 +130,8 @@ class _Layer:
         sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.D * self.GH])),
                                         ("Gt", numel([d.batch, self.GH]))]
         sizes += [(nm, numel([d.batch, self.H])) for nm in states]
+        if self.mode != "gemm":
+            sizes.append(("RT", self.GH * self.H))
         total: Dim = 0
         for _, s in sizes:
             total = total + s
@@ -213,11 +223,45 @@ class _Layer:
         if 0 in self.out:
             self.cx.w.line(f"std::copy_n({src}, {self.H}, {self.out[0]} + {self.y_at('t', d, 'b')});")
 
+    def transpose_r(self, d: int) -> None:
+        """RT = R_d^T (H x G*H), for the small-batch path of recurrent_gemm."""
+        if self.mode == "gemm":
+            return
+        w, H, GH = self.cx.w, self.H, self.GH
+        w.line(f"// R transposed: a small batch's per-step products run as vectorizable loops (a BLAS call per "
+               "step costs more than it computes)")
+        Rd = _at(self.cx.i(2), d * GH * H)
+        with w.loop("n", GH):
+            with w.loop("k", H):
+                w.line(f"RT[k * {GH} + n] = {Rd}[n * {H} + k];")
+
     def recurrent_gemm(self, d: int, Hs: str, Gt: str, first_gate: int, gates: int, ldc: int) -> None:
         """Gt[b, :] (gates blocks from first_gate) = Hs[b, :] * R_d[gates]^T for the whole batch."""
-        cx, H = self.cx, self.H
+        cx, w, H, T = self.cx, self.cx.w, self.H, self.T
         Rd = _at(cx.i(2), d * self.GH * H + first_gate * H * H)
-        cx.w.line(gemm_call(self.T, False, True, self.batch, gates * H, H, 1.0, Hs, H, Rd, H, 0.0, Gt, ldc))
+        call = gemm_call(T, False, True, self.batch, gates * H, H, 1.0, Hs, H, Rd, H, 0.0, Gt, ldc)
+        if self.mode == "gemm":
+            w.line(call)
+            return
+
+        def loops():
+            with w.loop("b", self.batch):
+                w.line(f"{T}* gb = {Gt} + b * {ldc};")
+                w.line(f"const {T}* hb = {Hs} + b * {H};")
+                w.line(f"std::fill_n(gb, {gates * H}, {T}(0));")
+                with w.loop("k", H):
+                    w.line(f"const {T} hk = hb[k];")
+                    w.line(f"const {T}* rt = RT + k * {self.GH} + {first_gate * H};")
+                    with w.loop("n", gates * H):
+                        w.line("gb[n] += hk * rt[n];")
+
+        if self.mode == "loop":
+            loops()
+            return
+        with w.block(f"if ({self.batch} <= {SMALL_BATCH})"):
+            loops()
+        with w.block("else"):
+            w.line(call)
 
 
 def _direction_comment(layer: _Layer, d: int) -> str:
@@ -237,6 +281,7 @@ def gen_rnn(cx):
         w.line(_direction_comment(L, d))
         with scope(w):
             L.init_state(d, Hs, 5)
+            L.transpose_r(d)
             with w.loop("s", L.seq):
                 L.recurrent_gemm(d, Hs, Gt, 0, 1, H)
 
@@ -267,6 +312,7 @@ def gen_gru(cx):
         w.line(_direction_comment(L, d))
         with scope(w):
             L.init_state(d, Hs, 5)
+            L.transpose_r(d)
             rbh = _at(cx.i(3), d * 2 * GH + GH + 2 * H) if cx.has(3) else None  # Rbh of direction d
             with w.loop("s", L.seq):
                 def gates_zr(g: str):
@@ -344,6 +390,7 @@ def gen_lstm(cx):
         w.line(_direction_comment(L, d))
         with scope(w):
             L.init_state(d, Hs, 5)
+            L.transpose_r(d)
             L.init_state(d, Cs, 6)
             if peep:
                 w.line(f"const {T}* Pd = {_at(cx.i(7), d * 3 * H)};")

@@ -1,0 +1,381 @@
+"""Generators of the indexing and layout operators."""
+from __future__ import annotations
+
+from ....ir.shapes import cpp_dim, numel
+from ..emitter import generates
+from .common import loop_nest, strides
+from .elementwise import broadcast_map
+
+
+def _flat(vs, st) -> str:
+    terms = [v if s == "1" else f"{v} * {s}" for v, s in zip(vs, st) if s != "0"]
+    return " + ".join(terms) if terms else "0"
+
+
+def _sstrides(shape) -> list[str]:
+    return [cpp_dim(s) for s in strides(list(shape))]
+
+
+def _norm_index(w, var: str, expr: str, n: str, what: str) -> None:
+    """long long var = expr, negative values counted from the end, checked against n."""
+    w.line(f"long long {var} = static_cast<long long>({expr});")
+    w.line(f"if ({var} < 0) {var} += static_cast<long long>({n});")
+    w.line(f"if ({var} < 0 || {var} >= static_cast<long long>({n})) "
+           f"throw std::out_of_range(\"{what}: index out of range\");")
+
+
+@generates("Expand")
+def gen_expand(cx):
+    broadcast_map(cx, "a", [0], ["a"])
+
+
+@generates("Tile")
+def gen_tile(cx):
+    w = cx.w
+    x = cx.vin(0)
+    st = _sstrides(x.shape)
+    dims = cx.dims(0)
+    w.line("size_t pos = 0;")
+    loop_nest(w, cx.odims(0), lambda vs: w.line(
+        f"{cx.o(0)}[pos++] = {cx.i(0)}[{_flat([f'({v} % {d})' for v, d in zip(vs, dims)], st)}];"))
+
+
+@generates("Pad")
+def gen_pad(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    op = cx.op
+    pads = op.pads_of(cx.node)
+    st = _sstrides(x.shape)
+    dims = cx.dims(0)
+    if cx.has(2):
+        w.line(f"const {T} value = {cx.i(2)}[0];")
+    else:
+        w.line(f"const {T} value = static_cast<{T}>({float(op.value if op.value is not None else 0.0)!r});")
+    w.line("(void)value;")
+    w.line("size_t pos = 0;")
+    mode = op.mode
+
+    def body(vs):
+        w.line("bool inside = true;")
+        w.line("(void)inside;")
+        srcs = []
+        for k, (v, (b, _e)) in enumerate(zip(vs, pads)):
+            if b == 0 and _e == 0:
+                srcs.append(v)
+                continue
+            d = f"static_cast<long long>({dims[k]})"
+            j = f"j{k}"
+            w.line(f"long long {j} = static_cast<long long>({v}) - {b};")
+            if mode == "constant":
+                w.line(f"if ({j} < 0 || {j} >= {d}) inside = false;")
+            elif mode == "edge":
+                w.line(f"{j} = {j} < 0 ? 0 : ({j} >= {d} ? {d} - 1 : {j});")
+            elif mode == "wrap":
+                w.line(f"{j} = (({j} % {d}) + {d}) % {d};")
+            else:  # reflect (mirror without repeating the edge), repeated for pads beyond the size
+                with w.block(f"if ({d} == 1) {j} = 0; else while ({j} < 0 || {j} >= {d})"):
+                    w.line(f"if ({j} < 0) {j} = -{j};")
+                    w.line(f"if ({j} >= {d}) {j} = 2 * ({d} - 1) - {j};")
+            srcs.append(f"static_cast<size_t>({j})")
+        idx = _flat(srcs, st)
+        if mode == "constant":
+            w.line(f"{cx.o(0)}[pos++] = inside ? {cx.i(0)}[{idx}] : value;")
+        else:
+            w.line(f"{cx.o(0)}[pos++] = {cx.i(0)}[{idx}];")
+
+    loop_nest(w, cx.odims(0), body)
+
+
+@generates("GatherElements")
+def gen_gather_elements(cx):
+    w = cx.w
+    x = cx.vin(0)
+    a = cx.op.axis + x.rank if cx.op.axis < 0 else cx.op.axis
+    st = _sstrides(x.shape)
+    dims = cx.dims(0)
+    w.line("size_t pos = 0;")
+
+    def body(vs):
+        _norm_index(w, "k", f"{cx.i(1)}[pos]", dims[a], "GatherElements")
+        vv = list(vs)
+        vv[a] = "static_cast<size_t>(k)"
+        w.line(f"{cx.o(0)}[pos++] = {cx.i(0)}[{_flat(vv, st)}];")
+
+    loop_nest(w, cx.dims(1), body)
+
+
+@generates("GatherND")
+def gen_gather_nd(cx):
+    w = cx.w
+    x, idx = cx.vin(0), cx.vin(1)
+    b = int(cx.op.batch_dims)
+    k = int(idx.shape[-1])
+    B = cpp_dim(numel(idx.shape[:b]))
+    M = cpp_dim(numel(idx.shape[b:-1]))
+    S = cpp_dim(numel(x.shape[b + k:]))
+    dbatch = cpp_dim(numel(x.shape[b:]))
+    st = _sstrides(x.shape[b:])
+    dims = cx.dims(0)[b:]
+    with w.loop("bi", B):
+        with w.loop("m", M):
+            w.line(f"const int64_t* ix = {cx.i(1)} + (bi * {M} + m) * {k};")
+            w.line(f"size_t off = bi * {dbatch};")
+            for j in range(k):
+                _norm_index(w, f"k{j}", f"ix[{j}]", dims[j], "GatherND")
+                w.line(f"off += static_cast<size_t>(k{j}) * {st[j]};")
+            w.line(f"std::copy_n({cx.i(0)} + off, {S}, {cx.o(0)} + (bi * {M} + m) * {S});")
+
+
+def _reduce_stmt(red: str, dst: str, src: str, T: str) -> str:
+    return {"none": f"{dst} = {src};",
+            "add": f"{dst} = static_cast<{T}>({dst} + {src});",
+            "mul": f"{dst} = static_cast<{T}>({dst} * {src});",
+            "max": f"{dst} = std::max<{T}>({dst}, {src});",
+            "min": f"{dst} = std::min<{T}>({dst}, {src});"}[red]
+
+
+@generates("ScatterElements", "Scatter")
+def gen_scatter_elements(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a = cx.op.axis + x.rank if cx.op.axis < 0 else cx.op.axis
+    st = _sstrides(x.shape)
+    dims = cx.dims(0)
+    w.line(f"std::copy_n({cx.i(0)}, {cx.size(0)}, {cx.o(0)});")
+    w.line("size_t pos = 0;")
+
+    def body(vs):
+        _norm_index(w, "k", f"{cx.i(1)}[pos]", dims[a], "ScatterElements")
+        vv = list(vs)
+        vv[a] = "static_cast<size_t>(k)"
+        w.line(_reduce_stmt(cx.op.reduction, f"{cx.o(0)}[{_flat(vv, st)}]", f"{cx.i(2)}[pos]", T))
+        w.line("++pos;")
+
+    loop_nest(w, cx.dims(1), body)
+
+
+@generates("ScatterND")
+def gen_scatter_nd(cx):
+    w = cx.w
+    x, idx = cx.vin(0), cx.vin(1)
+    T = cx.ctype(0)
+    k = int(idx.shape[-1])
+    M = cpp_dim(numel(idx.shape[:-1]))
+    S = cpp_dim(numel(x.shape[k:]))
+    st = _sstrides(x.shape)
+    dims = cx.dims(0)
+    w.line(f"std::copy_n({cx.i(0)}, {cx.size(0)}, {cx.o(0)});")
+    with w.loop("m", M):
+        w.line(f"const int64_t* ix = {cx.i(1)} + m * {k};")
+        w.line("size_t off = 0;")
+        for j in range(k):
+            _norm_index(w, f"k{j}", f"ix[{j}]", dims[j], "ScatterND")
+            w.line(f"off += static_cast<size_t>(k{j}) * {st[j]};")
+        with w.loop("s", S):
+            w.line(_reduce_stmt(cx.op.reduction, f"{cx.o(0)}[off + s]", f"{cx.i(2)}[m * {S} + s]", T))
+
+
+@generates("Split")
+def gen_split(cx):
+    w = cx.w
+    x = cx.vin(0)
+    a = cx.op.axis + x.rank if cx.op.axis < 0 else cx.op.axis
+    outer = cpp_dim(numel(x.shape[:a]))
+    in_inner = cpp_dim(numel(x.shape[a:]))
+    off = 0
+    for k, (s, v) in enumerate(zip(cx.op.sizes(cx.node), cx.node.outputs)):
+        inner = cpp_dim(numel(v.shape[a:]))
+        start = cpp_dim(off * numel(x.shape[a + 1:])) if off else "0"
+        with w.loop("o", outer):
+            w.line(f"std::copy_n({cx.i(0)} + o * {in_inner} + {start}, {inner}, {cx.o(k)} + o * {inner});")
+        off = off + s
+
+
+@generates("TopK")
+def gen_topk(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a = cx.op.axis + x.rank if cx.op.axis < 0 else cx.op.axis
+    outer = cpp_dim(numel(x.shape[:a]))
+    n = cpp_dim(x.shape[a])
+    inner = cpp_dim(numel(x.shape[a + 1:]))
+    K = cx.op.k_of(cx.node)
+    from ....ir import DType
+    idx = cx.scratch(x.shape[a], DType.INT64, "order")
+    cmp = ">" if cx.op.largest else "<"
+    X = cx.i(0)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"const {T}* p = {X} + o * {n} * {inner} + j;")
+            with w.loop("t", n):
+                w.line(f"{idx}[t] = static_cast<int64_t>(t);")
+            # ties: the lower index first, as the spec asks
+            w.line(f"std::partial_sort({idx}, {idx} + {K}, {idx} + {n}, [&](int64_t u, int64_t v) {{ "
+                   f"const {T} pu = p[static_cast<size_t>(u) * {inner}], pv = p[static_cast<size_t>(v) * {inner}]; "
+                   f"return pu {cmp} pv || (pu == pv && u < v); }});")
+            with w.loop("t", str(K)):
+                w.line(f"const size_t at = o * {K} * {inner} + t * {inner} + j;")
+                w.line(f"{cx.o(0)}[at] = p[static_cast<size_t>({idx}[t]) * {inner}];")
+                w.line(f"{cx.o(1)}[at] = {idx}[t];")
+
+
+@generates("EyeLike")
+def gen_eyelike(cx):
+    w = cx.w
+    T = cx.octype(0)
+    r, c = cx.odims(0)
+    k = int(cx.op.k)
+    w.line(f"std::fill_n({cx.o(0)}, {cx.osize(0)}, {T}(0));")
+    with w.loop("i", r):
+        w.line(f"const long long j = static_cast<long long>(i) + ({k});")
+        w.line(f"if (j >= 0 && j < static_cast<long long>({c})) {cx.o(0)}[i * {c} + static_cast<size_t>(j)] = {T}(1);")
+
+
+@generates("OneHot")
+def gen_onehot(cx):
+    w = cx.w
+    idx = cx.vin(0)
+    T = cx.octype(0)
+    depth = cx.op.depth_of(cx.node)
+    a = cx.op.axis + idx.rank + 1 if cx.op.axis < 0 else cx.op.axis
+    outer = cpp_dim(numel(idx.shape[:a]))
+    inner = cpp_dim(numel(idx.shape[a:]))
+    V = cx.i(2)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"long long k = static_cast<long long>({cx.i(0)}[o * {inner} + j]);")
+            w.line(f"if (k < 0) k += {depth};")
+            with w.loop("d", str(depth)):
+                w.line(f"{cx.o(0)}[(o * {depth} + d) * {inner} + j] = "
+                       f"static_cast<long long>(d) == k ? {V}[1] : {V}[0];")
+    _ = T
+
+
+@generates("Trilu")
+def gen_trilu(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    k = cx.op.k_of(cx.node)
+    B = cpp_dim(numel(x.shape[:-2]))
+    R, C = cpp_dim(x.shape[-2]), cpp_dim(x.shape[-1])
+    keep = ">=" if cx.op.upper else "<="
+    with w.loop("b", B):
+        with w.loop("i", R):
+            with w.loop("j", C):
+                w.line(f"const size_t at = (b * {R} + i) * {C} + j;")
+                w.line(f"{cx.o(0)}[at] = static_cast<long long>(j) - static_cast<long long>(i) {keep} ({k}) ? "
+                       f"{cx.i(0)}[at] : {T}(0);")
+
+
+@generates("ReverseSequence")
+def gen_reverse_sequence(cx):
+    w = cx.w
+    x = cx.vin(0)
+    d0, d1 = cx.dims(0)[:2]
+    inner = cpp_dim(numel(x.shape[2:]))
+    tb = cx.op.time_axis == 0
+    with w.loop("i0", d0):
+        with w.loop("i1", d1):
+            t, b = ("i0", "i1") if tb else ("i1", "i0")
+            w.line(f"const long long len = static_cast<long long>({cx.i(1)}[{b}]);")
+            w.line(f"const long long tt = static_cast<long long>({t}) < len ? len - 1 - static_cast<long long>({t}) "
+                   f": static_cast<long long>({t});")
+            src = f"(static_cast<size_t>(tt) * {d1} + i1)" if tb else f"(i0 * {d1} + static_cast<size_t>(tt))"
+            w.line(f"std::copy_n({cx.i(0)} + {src} * {inner}, {inner}, {cx.o(0)} + (i0 * {d1} + i1) * {inner});")
+
+
+@generates("DepthToSpace")
+def gen_depth_to_space(cx):
+    w = cx.w
+    N, C, H, W = cx.dims(0)
+    b = int(cx.op.blocksize)
+    Co = cpp_dim(cx.vout(0).shape[1])
+    crd = cx.op.mode == "CRD"
+    w.line("size_t pos = 0;")
+
+    def body(vs):
+        n, c, y, x = vs
+        ch = f"{c} * {b * b} + (({y} % {b}) * {b} + {x} % {b})" if crd else \
+            f"(({y} % {b}) * {b} + {x} % {b}) * {Co} + {c}"
+        w.line(f"{cx.o(0)}[pos++] = {cx.i(0)}[(({n} * {C} + {ch}) * {H} + {y} / {b}) * {W} + {x} / {b}];")
+
+    loop_nest(w, cx.odims(0), lambda vs: body(vs), "i")
+
+
+@generates("SpaceToDepth")
+def gen_space_to_depth(cx):
+    w = cx.w
+    N, C, H, W = cx.dims(0)
+    b = int(cx.op.blocksize)
+    w.line("size_t pos = 0;")
+
+    def body(vs):
+        n, oc, y, x = vs
+        w.line(f"const size_t c = {oc} % {C}, blk = {oc} / {C};")
+        w.line(f"{cx.o(0)}[pos++] = {cx.i(0)}[(({n} * {C} + c) * {H} + {y} * {b} + blk / {b}) * {W} + "
+               f"{x} * {b} + blk % {b}];")
+
+    loop_nest(w, cx.odims(0), body, "i")
+
+
+def _qparams(cx, x):
+    a = cx.op.per_axis(cx.node)
+    if a is None:
+        return "1", "1", "1", False
+    return (cpp_dim(numel(x.shape[:a])), cpp_dim(x.shape[a]), cpp_dim(numel(x.shape[a + 1:])), True)
+
+
+@generates("QuantizeLinear")
+def gen_quantize(cx):
+    w = cx.w
+    x = cx.vin(0)
+    Q = cx.octype(0)
+    outer, n, inner, per = _qparams(cx, x)
+    if not per:
+        outer, n, inner = "1", "1", cx.size(0)
+    S = cx.i(1)
+    with w.loop("o", outer):
+        with w.loop("c", n):
+            w.line(f"const double s = {S}[{'c' if per else '0'}];")
+            zp = f"double({cx.i(2)}[{'c' if per else '0'}])" if cx.has(2) else "0.0"
+            w.line(f"const double zp = {zp};")
+            with w.loop("j", inner):
+                w.line(f"const size_t at = (o * {n} + c) * {inner} + j;")
+                w.line(f"double q = std::nearbyint(double({cx.i(0)}[at]) / s) + zp;")
+                w.line(f"q = std::min(std::max(q, double(std::numeric_limits<{Q}>::lowest())), "
+                       f"double(std::numeric_limits<{Q}>::max()));")
+                w.line(f"{cx.o(0)}[at] = static_cast<{Q}>(q);")
+
+
+@generates("DequantizeLinear")
+def gen_dequantize(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.octype(0)
+    outer, n, inner, per = _qparams(cx, x)
+    if not per:
+        outer, n, inner = "1", "1", cx.size(0)
+    with w.loop("o", outer):
+        with w.loop("c", n):
+            w.line(f"const {T} s = {cx.i(1)}[{'c' if per else '0'}];")
+            zp = f"{cx.i(2)}[{'c' if per else '0'}]" if cx.has(2) else "0"
+            w.line(f"const double zp = double({zp});")
+            with w.loop("j", inner):
+                w.line(f"const size_t at = (o * {n} + c) * {inner} + j;")
+                w.line(f"{cx.o(0)}[at] = static_cast<{T}>((double({cx.i(0)}[at]) - zp) * s);")
+
+
+@generates("ConstantOfShape")
+def gen_constant_of_shape(cx):
+    import numpy as np
+    v = cx.op.value
+    val = np.asarray(v).reshape(-1)[0] if v is not None else 0.0
+    T = cx.octype(0)
+    lit = ("true" if val else "false") if T == "bool" else f"static_cast<{T}>({val.item()!r})" \
+        if hasattr(val, "item") else f"static_cast<{T}>({val!r})"
+    cx.w.line(f"std::fill_n({cx.o(0)}, {cx.osize(0)}, {lit});")

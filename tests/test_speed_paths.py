@@ -1,0 +1,119 @@
+"""The fast paths of the generated code against onnxruntime and the unoptimized path: convolution in tiles of
+output positions (im2col a tile at a time, bias + activation on the hot tile), pointwise convolution without
+im2col, and the small-matrix Gemm kernel (few rows, B transposed at generation time).
+
+All models of this module compile into one shared library."""
+import os
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from pysofie.api import load
+from pysofie.backends.cpp.ops.conv import col_tile
+from tests.test_fusion import graph_model
+from tests.util import ROOTBENCH, assert_close, ort, rand
+
+MODELS = {}
+
+
+def add(id_, model, feeds, rtol=1e-4, atol=1e-5):
+    MODELS[id_] = (model, feeds, rtol, atol)
+
+
+# convolutions large enough to need several tiles (the last one partial, tiles crossing output rows)
+CONVS = [
+    # (x shape, w shape, attrs)
+    ((1, 64, 40, 40), (8, 64, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 32, 96, 96), (4, 32, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ((1, 32, 50, 47), (4, 32, 3, 3), {"pads": [0, 2, 1, 0], "dilations": [2, 1]}),
+    ((1, 64, 2000), (3, 64, 9), {"pads": [4, 4]}),
+    ((1, 8, 12, 12, 12), (2, 8, 5, 5, 5), {"pads": [1, 1, 1, 1, 1, 1]}),
+    ((2, 64, 70, 70), (6, 32, 3, 3), {"group": 2, "strides": [1, 2], "pads": [2, 2, 2, 2]}),
+    ((1, 64, 30, 30), (16, 64, 1, 1), {"strides": [2, 2]}),  # 1x1 with stride: im2col path
+    ((1, 64, 30, 30), (16, 64, 1, 1), {}),  # pointwise: no im2col
+]
+for k, (xs, ws, attrs) in enumerate(CONVS):
+    K = ws[1] * int(np.prod(ws[2:]))
+    for act in (None, "Relu"):
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c" if act else "y"], **attrs)]
+        if act:
+            nodes.append(helper.make_node(act, ["c"], ["y"]))
+        model = graph_model(nodes, {"x": rand(*xs)}, {"w": rand(*ws, seed=k), "b": rand(ws[0], seed=k + 1)}, ["y"])
+        # sums of up to ~600 products of values in [-1, 1]: absolute tolerance scaled accordingly
+        add(f"conv-tiles-{k}-{act}", model, {"x": rand(*xs, seed=k + 2)}, atol=1e-4)
+
+# small-M Gemm kernel: rows 1..8 (kernel) and 9 (BLAS), transposed or not, alpha / beta, bias shapes
+for m in (1, 3, 8, 9):
+    for tb in (0, 1):
+        for cshape, alpha, beta in [((11,), 1.0, 1.0), ((m, 11), 0.5, 2.0), (None, 1.5, 1.0), ((1, 11), 1.0, 0.0)]:
+            inputs = ["a", "w"] + (["c"] if cshape else [])
+            inits = {"w": rand(11, 37) if tb else rand(37, 11)}
+            if cshape:
+                inits["c"] = rand(*cshape)
+            nodes = [helper.make_node("Gemm", inputs, ["y"], transB=tb, alpha=alpha, beta=beta)]
+            add(f"gemm-m{m}-tb{tb}-{cshape}-{alpha}-{beta}",
+                graph_model(nodes, {"a": rand(m, 37)}, inits, ["y"]), {"a": rand(m, 37)})
+# Gemm by a run-time B (not constant): no pre-transposition
+nodes = [helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)]
+add("gemm-runtime-b", graph_model(nodes, {"a": rand(2, 5), "b": rand(4, 5)}, {}, ["y"]),
+    {"a": rand(2, 5), "b": rand(4, 5)})
+
+# the benchmark models that exercise these paths, when the files are there
+for name in ["Linear_event", "higgs_model_dense", "Conv_d100_L1_B1", "ConvTModel_G4", "Conv2DTranspose_Relu_Sigmoid"]:
+    path = os.path.join(ROOTBENCH, name + ".onnx")
+    if os.path.exists(path):
+        import onnx
+        m = onnx.load(path)
+        init = {i.name for i in m.graph.initializer}
+        feeds = {}
+        for i in m.graph.input:
+            if i.name not in init:
+                shape = [d.dim_value if d.HasField("dim_value") else 2 for d in i.type.tensor_type.shape.dim]
+                feeds[i.name] = rand(*shape, seed=3)
+        add(f"rootbench-{name}", m, feeds, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    from pysofie.build.batch import compile_many
+    ids = list(MODELS)
+    graphs = []
+    for i in ids:
+        graphs += [load(MODELS[i][0], optimize=True), load(MODELS[i][0], optimize=False)]
+    built = compile_many(graphs)
+    return {i: (built[2 * k], built[2 * k + 1]) for k, i in enumerate(ids)}
+
+
+@pytest.mark.parametrize("id_", list(MODELS))
+def test_fast_path_matches(id_, sessions):
+    model, feeds, rtol, atol = MODELS[id_]
+    for s in sessions[id_]:
+        if isinstance(s, Exception):
+            raise s
+    opt, plain = sessions[id_]
+    expected = ort(model, feeds)
+    got = opt.run(None, feeds)
+    assert_close(got, expected, rtol, atol, what=f"{id_} vs onnxruntime")
+    assert_close(got, plain.run(None, feeds), rtol, atol, what=f"{id_} optimized vs unoptimized")
+
+
+def test_tiles_are_exercised():
+    """The large cases above really run in several tiles, the last one partial."""
+    for xs, ws, attrs in CONVS[:6]:
+        g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
+                             {"w": rand(*ws)}, ["y"]))
+        y = g.nodes[0].outputs[0]
+        out_sp = int(np.prod(y.shape[2:]))
+        K = ws[1] * int(np.prod(ws[2:]))
+        tile = col_tile(K, out_sp)
+        assert tile < out_sp and out_sp % tile != 0, (xs, ws, tile, out_sp)
+
+
+def test_small_gemm_kernel_is_used():
+    model = MODELS["gemm-m1-tb1-(11,)-1.0-1.0"][0]
+    from pysofie.api import generate_code
+    header = generate_code(model).header
+    assert "small_gemm_nn<float>(1, 11, 37" in header
+    header9 = generate_code(MODELS["gemm-m9-tb1-(11,)-1.0-1.0"][0]).header
+    assert "small_gemm_nn<float>(" not in header9 and "pysofie_rt::sgemm(false, true, 9, 11, 37" in header9
