@@ -334,7 +334,7 @@ def bench_model(name: str, args, workdir: str, sgemm: float | None) -> dict:
                     target_s=0.01 if args.quick else 0.03, budget_s=args.budget / (2 if args.quick else 1))
     row["pysofie_s"], row["ort_s"] = t["pysofie"], t["ort"]
     row["ratio"] = t["pysofie"] / t["ort"]
-    flops, kind = model_flops(load(model))
+    flops, kind = model_flops(load(model, optimize=False))
     row["flops"], row["kind"] = flops, kind
     if not args.no_cpp:
         try:

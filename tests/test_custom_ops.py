@@ -5,7 +5,6 @@ against numpy float32/float64 arithmetic of the same formula)."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -188,5 +187,54 @@ def test_generated_code_is_warning_free(scale_op, tmp_path):
     from pysofie.build import find_blas
     blas = find_blas()
     r = subprocess.run(find_cxx().split() + ["-std=c++17", "-Wall", "-Wextra", "-Werror", *blas.cflags,
+                                              "-fsyntax-only", str(main)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_dtype_restriction():
+    with pysofie.register_custom_op("F32Only", domain=DOMAIN, dtypes=[np.float32],
+                                    cpp="for (size_t i = 0; i < X_size; ++i) Y[i] = X[i];"):
+        node = helper.make_node("F32Only", ["x"], ["y"], domain=DOMAIN)
+        m = custom_model([node], [vi("x", [2], TensorProto.DOUBLE)], [vi("y", [2], TensorProto.DOUBLE)])
+        with pytest.raises(UnsupportedOperatorError, match="F32Only.*accepts"):
+            pysofie.InferenceSession(m)
+
+
+def test_broken_cpp_fails_only_its_model_in_a_batch(scale_op):
+    """A custom op whose C++ does not compile: compile_many reports a CompileError for that model alone
+    (the compiler names its header) and the other models of the batch still compile and run."""
+    from pysofie.build.batch import compile_many
+    from pysofie.errors import CompileError
+    with pysofie.register_custom_op("Broken", domain=DOMAIN, cpp="Y[0] = this_is_not_declared(X[0]);"):
+        models = []
+        for k, op in enumerate(["MyScale", "Broken", "MyScale", "MyScale"]):
+            node = helper.make_node(op, ["x"], ["y"], domain=DOMAIN, **({"alpha": float(k)} if op == "MyScale" else {}))
+            models.append(custom_model([node], [vi("x", [3])], [vi("y", [3])], name=f"b{k}"))
+        sessions = compile_many(models)
+    assert isinstance(sessions[1], CompileError) and "this_is_not_declared" in str(sessions[1])
+    x = rand(3, seed=9)
+    for k in (0, 2, 3):
+        assert not isinstance(sessions[k], Exception), sessions[k]
+        np.testing.assert_allclose(sessions[k].run(None, {"x": x})[0], k * x + 0.5, rtol=RTOL, atol=ATOL)
+
+
+def test_function_mode_code_is_warning_free(tmp_path):
+    import subprocess
+    from pysofie.build import find_blas
+    from pysofie.build.compiler import find_cxx
+    src = ("template <typename T>\nvoid shift(const T* X, T* Y, size_t X_size, const size_t* X_shape, double by) {\n"
+           "   for (size_t i = 0; i < X_size; ++i) Y[i] = X[i] + T(by) * T(X_shape[0]);\n}\n")
+    with pysofie.register_custom_op("Shift", domain=DOMAIN, attrs={"by": 1.5, "tags": [1, 2]}, cpp=src,
+                                    function="shift"):
+        node = helper.make_node("Shift", ["x"], ["y"], domain=DOMAIN)
+        m = custom_model([node], [vi("x", [2, 3])], [vi("y", [2, 3])])
+        x = rand(2, 3, seed=11)
+        np.testing.assert_allclose(pysofie.InferenceSession(m).run(None, {"x": x})[0], x + 1.5 * 2,
+                                   rtol=RTOL, atol=ATOL)
+        paths = pysofie.emit(m, str(tmp_path), name="shifted", weights="embed")
+    main = tmp_path / "main.cpp"
+    main.write_text(f'#include "{paths["header"]}"\nint main() {{ {paths["namespace"]}::Session s; '
+                    'float x[6] = {0}; float y[6]; s.infer(x, y); return y[0] == 3.0f ? 0 : 1; }\n')
+    r = subprocess.run(find_cxx().split() + ["-std=c++17", "-Wall", "-Wextra", "-Werror", *find_blas().cflags,
                                               "-fsyntax-only", str(main)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

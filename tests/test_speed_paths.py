@@ -11,6 +11,8 @@ from onnx import helper
 
 from pysofie.api import load
 from pysofie.backends.cpp.ops.conv import col_tile
+from pysofie.passes.fusion import PackConvWeights
+from pysofie.passes.winograd import WinogradConv, eligible, winograd_matrices
 from tests.test_fusion import graph_model
 from tests.util import ROOTBENCH, assert_close, ort, rand
 
@@ -42,6 +44,20 @@ for k, (xs, ws, attrs) in enumerate(CONVS):
         model = graph_model(nodes, {"x": rand(*xs)}, {"w": rand(*ws, seed=k), "b": rand(ws[0], seed=k + 1)}, ["y"])
         # sums of up to ~600 products of values in [-1, 1]: absolute tolerance scaled accordingly
         add(f"conv-tiles-{k}-{act}", model, {"x": rand(*xs, seed=k + 2)}, atol=1e-4)
+
+# Winograd F(2x2, 3x3) and F(2x2, 5x5) (opt-in pass): odd output sizes (partial tiles), padding, batch, no bias
+WINO = [((2, 8, 9, 11), (8, 8, 3, 3), 1, True), ((1, 16, 13, 12), (9, 16, 5, 5), 2, False),
+        ((1, 8, 12, 13), (8, 8, 5, 5), 0, True), ((1, 32, 40, 37), (16, 32, 3, 3), 1, True),
+        ((1, 8, 7, 7), (12, 8, 3, 3), 0, True)]
+for k, (xs, ws, p, b) in enumerate(WINO):
+    inits = {"w": rand(*ws, seed=k)}
+    if b:
+        inits["b"] = rand(ws[0], seed=k + 7)
+    nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if b else []), ["c"], pads=[p] * 4),
+             helper.make_node("Relu", ["c"], ["y"])]
+    # Winograd sums transformed values of larger magnitude: absolute error ~1e-6 of outputs up to ~30
+    add(f"winograd-{k}", graph_model(nodes, {"x": rand(*xs)}, inits, ["y"]), {"x": rand(*xs, seed=k + 3)},
+        atol=1e-4)
 
 # small-M Gemm kernel: rows 1..8 (kernel) and 9 (BLAS), transposed or not, alpha / beta, bias shapes
 for m in (1, 3, 8, 9):
@@ -81,13 +97,29 @@ def sessions():
     graphs = []
     for i in ids:
         graphs += [load(MODELS[i][0], optimize=True), load(MODELS[i][0], optimize=False)]
+    packed_ids = [i for i in ids if i.startswith("conv-tiles")]
+    for i in packed_ids:  # the opt-in packed-weight convolution kernel
+        g = load(MODELS[i][0], optimize=True)
+        assert PackConvWeights()(g)
+        graphs.append(g)
+    wino_ids = [i for i in ids if i.startswith("winograd")]
+    for i in wino_ids:  # the opt-in Winograd convolution
+        g = load(MODELS[i][0], optimize=True)
+        assert WinogradConv()(g)
+        graphs.append(g)
     built = compile_many(graphs)
-    return {i: (built[2 * k], built[2 * k + 1]) for k, i in enumerate(ids)}
+    out = {i: (built[2 * k], built[2 * k + 1]) for k, i in enumerate(ids)}
+    for k, i in enumerate(packed_ids):
+        out[i + "-packed"] = (built[2 * len(ids) + k], out[i][1])
+    for k, i in enumerate(wino_ids):
+        out[i + "-wino"] = (built[2 * len(ids) + len(packed_ids) + k], out[i][1])
+    return out
 
 
-@pytest.mark.parametrize("id_", list(MODELS))
+@pytest.mark.parametrize("id_", list(MODELS) + [i + "-packed" for i in MODELS if i.startswith("conv-tiles")]
+                         + [i + "-wino" for i in MODELS if i.startswith("winograd")])
 def test_fast_path_matches(id_, sessions):
-    model, feeds, rtol, atol = MODELS[id_]
+    model, feeds, rtol, atol = MODELS[id_.replace("-packed", "").replace("-wino", "")]
     for s in sessions[id_]:
         if isinstance(s, Exception):
             raise s
@@ -117,3 +149,28 @@ def test_small_gemm_kernel_is_used():
     assert "small_gemm_nn<float>(1, 11, 37" in header
     header9 = generate_code(MODELS["gemm-m9-tb1-(11,)-1.0-1.0"][0]).header
     assert "small_gemm_nn<float>(" not in header9 and "pysofie_rt::sgemm(false, true, 9, 11, 37" in header9
+
+
+@pytest.mark.parametrize("m,r", [(2, 3), (2, 5)])
+def test_winograd_transforms(m, r):
+    """A^T [(G g) * (B^T d)] is the correlation of d with g, for random data (float64)."""
+    AT, G, BT = winograd_matrices(m, r)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        g, d = rng.standard_normal(r), rng.standard_normal(m + r - 1)
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), np.correlate(d, g, "valid"), atol=1e-12)
+
+
+def test_winograd_eligibility():
+    """Only 2-D, ungrouped, stride-1, undilated, square 3x3 / 5x5 convolutions with >= 8 channels."""
+    def conv(xs, ws, **attrs):
+        g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
+                             {"w": rand(*ws)}, ["y"]), optimize=False)
+        return eligible(g.nodes[0])
+    assert conv((1, 8, 9, 9), (8, 8, 3, 3))
+    assert not conv((1, 8, 9, 9), (8, 8, 3, 3), strides=[2, 2])
+    assert not conv((1, 8, 9, 9), (8, 8, 3, 3), dilations=[2, 2])
+    assert not conv((1, 8, 9, 9), (8, 4, 3, 3), group=2)
+    assert not conv((1, 8, 9, 9), (8, 8, 3, 5))
+    assert not conv((1, 2, 9, 9), (8, 2, 3, 3))
+    assert not conv((1, 8, 9, 9, 9), (8, 8, 3, 3, 3))

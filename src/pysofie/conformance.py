@@ -86,6 +86,12 @@ class ConformanceReport:
                   "| operator | pass | fail | unsupported | error | crash |", "|---|---|---|---|---|---|"]
         for op, c in self.per_op().items():
             lines.append(f"| {op} | " + " | ".join(str(c[s]) for s in STATUSES) + " |")
+        groups = collections.Counter((r.status, _generic(r.reason)) for r in self.results.values()
+                                     if r.status != "pass")
+        if groups:
+            lines += ["", "## Most common reasons", "", "| cases | status | reason |", "|---|---|---|"]
+            for (status, reason), n in groups.most_common(40):
+                lines.append(f"| {n} | {status} | {reason.replace('|', '/')} |")
         for status in ("fail", "error", "crash", "unsupported"):
             rs = [r for r in self.results.values() if r.status == status]
             if not rs:
@@ -107,6 +113,14 @@ class ConformanceReport:
         with open(mpath, "w") as f:
             f.write(self.to_markdown())
         return {"json": jpath, "markdown": mpath}
+
+
+def _generic(reason: str) -> str:
+    """A reason without the names of nodes, tensors and models, for grouping."""
+    r = " ".join(reason.split())
+    r = re.sub(r"'[^']*'", "'…'", r)
+    r = re.sub(r"\(max abs error [^)]*\)", "", r)
+    return r[:160]
 
 
 # -- loading and classifying ---------------------------------------------------------------------------
@@ -142,7 +156,15 @@ def case_op(case) -> str:
             best = nm
     if best:
         return best
+    for prefix, op in _NAME_ALIASES.items():
+        if key.startswith(prefix):
+            return op
     return "+".join(types) if types else "?"
+
+
+# test names that abbreviate the operator
+_NAME_ALIASES = {"nllloss": "NegativeLogLikelihoodLoss", "sce": "SoftmaxCrossEntropyLoss",
+                 "mvn": "MeanVarianceNormalization"}
 
 
 def screen(model) -> Optional[str]:
@@ -257,7 +279,7 @@ def evaluate(sess, case) -> dict:
             return {"status": "unsupported", "reason": _unsupported_reason(sess), "stage": "convert"}
         if isinstance(sess, CompileError):
             return {"status": "error", "reason": _compile_reason(sess), "stage": "compile"}
-        return {"status": "error", "reason": _short(sess), "stage": "convert"}
+        return {"status": "error", "reason": _short(sess), "stage": "compile"}  # generating again or loading
     for inputs, refs in case.data_sets:
         try:
             feeds = _feeds(case, inputs)
@@ -395,7 +417,7 @@ def run_batches(indices: list[int], *, jobs: int, batch_size: int, opt_level, ca
 
 
 def run_conformance(pattern: Optional[str] = None, *, jobs: Optional[int] = None, batch_size: int = 48,
-                    opt_level=1, case_timeout: float = 60.0, compile_timeout: float = 900.0,
+                    opt_level=1, case_timeout: float = 60.0, compile_timeout: float = 1800.0,
                     report_dir: Optional[str] = None, log: Optional[Callable[[str], None]] = None
                     ) -> ConformanceReport:
     """Classify every node test case of onnx's backend tests (optionally those whose name matches `pattern`)."""

@@ -71,6 +71,14 @@ def _nested():
     return keras.Model(x, [fi(h), inner(layers.Activation("tanh")(x))])
 
 
+def _attention():
+    q, v = keras.Input((5, 8), name="q"), keras.Input((6, 4), name="v")
+    cross = layers.MultiHeadAttention(2, 3, value_dim=5, name="cross")(q, v)
+    selfatt = layers.MultiHeadAttention(3, 4, use_bias=False, name="self")(cross, cross, use_causal_mask=True)
+    x = layers.LayerNormalization()(layers.Add()([cross, selfatt]))
+    return func([q, v], [cross, x])
+
+
 def _merges():
     a = keras.Input((4, 5), name="x1")
     b = keras.Input((4, 5), name="x2")
@@ -203,6 +211,15 @@ CASES = _acts() + [
     ("shared_multi_io", _shared_multi_io, RTOL, ATOL),
     ("resnet_block", _resnet_block, RTOL, ATOL),
     ("nested_models", _nested, RTOL, ATOL),
+    ("multi_head_attention", _attention, RTOL, ATOL),
+    ("time_distributed", lambda: seq((5, 4, 4, 2), layers.TimeDistributed(layers.Conv2D(3, 3)),
+                                     layers.TimeDistributed(layers.Flatten()),
+                                     layers.TimeDistributed(layers.Dense(2, activation="tanh"))), RTOL, ATOL),
+    ("preprocessing", lambda: seq((3, 4), layers.Rescaling(0.5, offset=0.25), layers.Identity(),
+                                  layers.Normalization(mean=[0.1, -0.2, 0.3, 0.0], variance=[1.5, 0.5, 2.0, 1.0]),
+                                  layers.Normalization(axis=None, mean=0.5, variance=2.0, invert=True),
+                                  layers.Normalization(axis=-1)), RTOL,
+     ATOL),
     ("embedding", lambda: seq((5,), layers.Embedding(10, 4), layers.Flatten(), dtype="int32"), RTOL, ATOL),
     ("zeropad_crop", lambda: seq((5, 6, 2), layers.ZeroPadding2D(((1, 2), (0, 1))),
                                  layers.Cropping2D(((2, 0), (1, 1)))), RTOL, ATOL),
@@ -262,8 +279,7 @@ def built(tmp_path_factory):
             except Exception as e:  # reported by the case's test
                 graphs.append(e)
             entries.append((cid, ext))
-        entries_ref = (feeds, ref)
-        built_refs[cid] = entries_ref
+        built_refs[cid] = (feeds, ref)
     ok = [g for g in graphs if not isinstance(g, Exception)]
     sessions = iter(compile_many(ok))
     result = {}
@@ -339,6 +355,37 @@ def test_variable_length_and_input_shapes(tmp_path):
     assert fixed.size_params == [] and fixed.outputs[0].shape == (2, 5, 1)
     with pytest.raises(ModelLoadError, match="axis 2"):
         pysofie.api.load(path, input_shapes=[(2, 5, 3)])
+
+
+def test_keras_file_without_layer_names(tmp_path):
+    """Early Keras 3 files lack the 'name' attribute on weight groups: layers are matched by class and order."""
+    import io
+    import zipfile
+
+    import h5py
+    keras.utils.clear_session()
+    m = _nested()
+    _randomize(m, np.random.default_rng(11))
+    src = tmp_path / "named.keras"
+    m.save(str(src))
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    buf = io.BytesIO(parts["model.weights.h5"])
+    with h5py.File(buf, "r+") as f:
+        stripped = []
+        f.visititems(lambda n, o: stripped.append(o) if isinstance(o, h5py.Group) and "name" in o.attrs else None)
+        for grp in stripped:
+            del grp.attrs["name"]
+        assert stripped
+    parts["model.weights.h5"] = buf.getvalue()
+    dst = tmp_path / "unnamed.keras"
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+    x = np.random.default_rng(12).uniform(-1, 1, (2, 4)).astype(np.float32)
+    sess = pysofie.InferenceSession(str(dst))
+    got = sess.run(None, {"x": x})
+    assert_close(got, [np.asarray(r) for r in m.predict(x, verbose=0)], what="unnamed weight groups")
 
 
 def test_masking_is_reported(tmp_path):
@@ -470,14 +517,14 @@ def test_parse_imports_neither_keras_nor_tensorflow(tmp_path):
 # -- errors -----------------------------------------------------------------------------------------------------------
 def test_unknown_layers_reported_all_at_once(tmp_path):
     keras.utils.clear_session()
-    m = seq((6,), layers.Dense(4, name="d1"), layers.UnitNormalization(name="un"), layers.Dense(3),
-            layers.Identity(name="ident_layer"), layers.Rescaling(2.0, name="resc"))
+    m = seq((6,), layers.Dense(4, name="d1"), layers.UnitNormalization(name="un"), layers.Dense(4),
+            layers.Masking(name="msk"), layers.GroupNormalization(groups=2, name="gn"))
     path = str(tmp_path / "u.keras")
     m.save(path)
     with pytest.raises(UnsupportedOperatorError) as ei:
         pysofie.api.load(path)
     msg = str(ei.value)
-    assert "un (UnitNormalization)" in msg and "resc (Rescaling)" in msg and "ident_layer (Identity)" in msg
+    assert "un (UnitNormalization)" in msg and "msk (Masking)" in msg and "gn (GroupNormalization)" in msg
     assert len(ei.value.problems) == 3
 
 

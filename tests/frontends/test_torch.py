@@ -176,6 +176,18 @@ def test_emit_torchscript(tmp_path):
     assert "SOFIE_lin" in text and "struct Session" in text
 
 
+def test_example_tensor_gives_dtype():
+    """An example tensor instead of a shape: its dtype (int64 indices here) is the input's dtype."""
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2)).eval()
+    idx = torch.tensor([[1, 5, 9], [0, 2, 2]], dtype=torch.int64)
+    sess = pysofie.InferenceSession(m, input_shapes=[idx])
+    got = sess.run(None, {sess.get_inputs()[0].name: idx.numpy()})
+    with torch.no_grad():
+        exp = m(idx).numpy()
+    assert_close(got, [exp], what="embedding with example tensor")
+
+
 def test_missing_input_shapes(tmp_path):
     with pytest.raises(ModelLoadError, match="input_shapes"):
         pysofie.api.load(nn.Linear(2, 2))

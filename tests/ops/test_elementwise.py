@@ -88,6 +88,8 @@ case("Clip-opset6-default", "Clip", {"x": X}, {"max": 0.8}, opset=6)
 case("Dropout", "Dropout", {"x": rand(3, 4)})
 case("Dropout-mask", "Dropout", {"x": rand(3, 4)}, n_outputs=2)
 case("Dropout-ratio", "Dropout", {"x": rand(2, 5), "r": np.array(0.3, np.float32)}, init=("r",), n_outputs=2)
+case("Dropout-inference-mode", "Dropout", {"x": rand(2, 5), "r": np.array(0.5, np.float32), "t": np.array(False)},
+     init=("r", "t"), n_outputs=2)
 case("Dropout-opset7", "Dropout", {"x": rand(2, 5)}, {"ratio": 0.2}, opset=7)
 
 # -- binary -------------------------------------------------------------------------------------------------
@@ -152,6 +154,19 @@ for src, dst in [(np.float32, np.int64), (np.int64, np.float32), (np.float32, np
 case("CastLike-runtime-target", "CastLike", {"x": rand(2, 3), "t": np.zeros(2, np.float64)})
 
 
+# -- symbolic (dynamic) batch size ----------------------------------------------------------------------------
+case("Sqrt-symbolic", "Sqrt", {"x": rand(5, 3, low=0.1, high=2)}, symbolic={"x": ["N", 3]})
+case("Gelu-symbolic", "Gelu", {"x": rand(4, 3)}, symbolic={"x": ["N", 3]})
+case("Less-symbolic", "Less", {"a": rand(4, 3), "b": rand(3)}, symbolic={"a": ["N", 3]})
+case("Sum-symbolic", "Sum", {"a": rand(4, 3), "b": rand(3), "c": rand(4, 1)}, symbolic={"a": ["N", 3], "c": ["N", 1]})
+case("Where-symbolic", "Where", {"c": np.array([True, False, True]), "x": rand(4, 3), "y": rand(1)},
+     symbolic={"x": ["N", 3]})
+case("Clip-symbolic", "Clip", {"x": rand(6, 2), "lo": np.array(-0.2, np.float32)}, init=("lo",),
+     symbolic={"x": ["N", 2]})
+case("PRelu-symbolic", "PRelu", {"x": rand(3, 4, 2), "slope": rand(4, 1)}, init=("slope",),
+     symbolic={"x": ["N", 4, 2]})
+
+
 @pytest.fixture(scope="module")
 def sessions(request):
     # compile only the selected cases (all of them in a full run), in one batch
@@ -170,7 +185,17 @@ def test_rejects_unsupported_types():
     from pysofie.errors import PysofieError
     bad = [("Sqrt", {"x": np.array([1, 4], np.int64)}, {}), ("Not", {"x": rand(3)}, {}),
            ("Mod", {"a": rand(3), "b": rand(3)}, {}), ("And", {"a": rand(2), "b": rand(2)}, {}),
-           ("BitShift", {"a": np.array([1], np.int32), "b": np.array([1], np.int32)}, {"direction": "LEFT"})]
+           ("BitShift", {"a": np.array([1], np.int32), "b": np.array([1], np.int32)}, {"direction": "LEFT"}),
+           ("Gelu", {"x": rand(3)}, {"approximate": "erf"})]
     for op, ins, attrs in bad:
         with pytest.raises(PysofieError, match=op):
             pysofie.InferenceSession(node_model(op, ins, attrs))
+
+
+def test_dropout_training_rejected():
+    import pysofie
+    from pysofie.errors import PysofieError
+    m = node_model("Dropout", {"x": rand(2, 3), "r": np.array(0.5, np.float32), "t": np.array(True)},
+                   initializers=("r", "t"))
+    with pytest.raises(PysofieError, match="training_mode"):
+        pysofie.InferenceSession(m)

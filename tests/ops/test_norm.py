@@ -70,6 +70,18 @@ for xs, size, attrs in [((1, 5, 3, 3), 3, {}), ((2, 7, 4, 1), 5, {"alpha": 0.01,
     case(f"LRN-{xs}-{size}", "LRN", {"x": rand(*xs, low=-2, high=2)}, dict(attrs, size=size), oracle="ort")
 
 
+# -- symbolic (dynamic) batch size ----------------------------------------------------------------------------
+case("LayerNormalization-symbolic", "LayerNormalization", {"x": rand(5, 3, 4), "s": rand(4), "b": rand(4)},
+     init=("s", "b"), opset=17, symbolic={"x": ["N", 3, 4]})
+case("InstanceNormalization-symbolic", "InstanceNormalization", {"x": rand(3, 2, 5), "s": rand(2), "b": rand(2)},
+     init=("s", "b"), symbolic={"x": ["N", 2, 5]})
+case("GroupNormalization-symbolic", "GroupNormalization", {"x": rand(3, 4, 5), "s": rand(4), "b": rand(4)},
+     {"num_groups": 2}, init=("s", "b"), symbolic={"x": ["N", 4, 5]})
+case("LogSoftmax-symbolic", "LogSoftmax", {"x": rand(4, 6)}, symbolic={"x": ["N", 6]})
+case("MeanVarianceNormalization-symbolic", "MeanVarianceNormalization", {"x": rand(3, 2, 4)}, {"axes": [2]},
+     symbolic={"x": ["N", 2, 4]}, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def sessions(request):
     wanted = {it.callspec.params["c"].id for it in request.session.items

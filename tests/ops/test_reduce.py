@@ -42,6 +42,9 @@ for op in ["ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "Red
     case(f"{op}-int64", op, {"x": xi, "axes": np.array([1], np.int64)}, init=("axes",), opset=18)
     # onnx's reference evaluator sums int32 squares into int64 (numpy promotion): onnxruntime is the oracle
     case(f"{op}-int32-all", op, {"x": xi.astype(np.int32)}, opset=18, oracle="ort")
+for op in ["ReduceMax", "ReduceMin"]:  # bool from opset 20
+    case(f"{op}-bool", op, {"x": np.array([[True, False, True], [False, False, False]]),
+                            "axes": np.array([1], np.int64)}, init=("axes",), opset=20)
 case("ReduceSum-opset13-input", "ReduceSum", {"x": rand(3, 4, 2), "axes": np.array([0, 2], np.int64)},
      init=("axes",), opset=13)
 case("ReduceMean-opset13-attr", "ReduceMean", {"x": rand(3, 4, 2)}, {"axes": [1]}, opset=13)
@@ -66,6 +69,18 @@ case("CumSum-int64", "CumSum", {"x": np.arange(12, dtype=np.int64).reshape(3, 4)
      init=("axis",))
 case("CumSum-f64-1d", "CumSum", {"x": rand(9, dtype=np.float64), "axis": np.array(0, np.int64)}, init=("axis",),
      rtol=1e-12)
+
+
+# -- symbolic (dynamic) batch size ----------------------------------------------------------------------------
+case("ReduceMean-symbolic", "ReduceMean", {"x": rand(5, 3, 4), "axes": np.array([2], np.int64)}, init=("axes",),
+     opset=18, symbolic={"x": ["N", 3, 4]})
+case("ReduceSum-symbolic-batch-axis", "ReduceSum", {"x": rand(5, 3), "axes": np.array([0], np.int64)},
+     init=("axes",), opset=18, symbolic={"x": ["N", 3]})
+case("ReduceLogSumExp-symbolic", "ReduceLogSumExp", {"x": rand(4, 6)}, {"axes": [1], "keepdims": 0}, opset=13,
+     symbolic={"x": ["N", 6]})
+case("ArgMax-symbolic", "ArgMax", {"x": rand(5, 7)}, {"axis": 1}, symbolic={"x": ["N", 7]})
+case("CumSum-symbolic", "CumSum", {"x": rand(3, 4), "axis": np.array(1, np.int64)}, init=("axis",),
+     symbolic={"x": ["N", 4]})
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,8 @@ def _collect_v3(grp) -> list[np.ndarray]:
         keys = sorted(grp["vars"].keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
         out += [np.asarray(grp["vars"][k]) for k in keys]
     subs = [k for k in grp.keys() if k != "vars" and hasattr(grp[k], "keys")]
-    order = {"forward_layer": 0, "backward_layer": 1, "cell": -1}
+    order = {"forward_layer": 0, "backward_layer": 1, "cell": -1,
+             "query_dense": 0, "key_dense": 1, "value_dense": 2, "output_dense": 3}
     for k in sorted(subs, key=lambda s: (order.get(s, 2), s)):
         out += _collect_v3(grp[k])
     return out
@@ -225,11 +226,16 @@ class _Builder:
         node = self.g.add_node(op, inputs, outs, self.fresh(f"{self.layer}/{op_type}"))
         if cls is not None and all(v is None or (v.dtype is not None and v.shape is not None) for v in inputs):
             try:
-                if not op.check(node):
+                issues = op.check(node)
+                if not issues:
                     for v, (dt, shape) in zip(outs, op.infer(node)):
                         v.dtype, v.shape = dt, tuple(shape)
-            except Exception:  # reported by the final inference pass
-                pass
+                else:
+                    _WHY[id(outs[0])] = "; ".join(issues)
+            except Exception as e:  # kept for the message of whoever needs the shape
+                _WHY[id(outs[0])] = str(e)
+        elif cls is None:
+            _WHY[id(outs[0])] = f"operator {op_type} is not available"
         return outs[0] if n_out == 1 else outs
 
     # small conveniences ------------------------------------------------------------------------------------
@@ -255,9 +261,13 @@ class _Builder:
         return self.op("Slice", ins)
 
 
+_WHY: dict[int, str] = {}  # id(Value) -> why its shape could not be inferred (during one conversion)
+
+
 def _shape(x: Value) -> tuple:
     if x.shape is None:
-        raise _LayerProblem(f"the shape of '{x.name}' is unknown (an earlier operator is not supported)")
+        why = _WHY.get(id(x), "an earlier operator is not supported")
+        raise _LayerProblem(f"the shape of '{x.name}' cannot be inferred ({why})")
     return x.shape
 
 
@@ -588,7 +598,6 @@ def _layernorm(ctx: _Ctx, cfg, inputs, kw):
     if lookup("LayerNormalization") is not None:
         return [b.op("LayerNormalization", [x, b.const(gamma), b.const(beta)], axis=axes[0], epsilon=eps)]
     # without a LayerNormalization operator: means as products with a constant averaging vector
-    shape = _shape(x)
     n = int(np.prod(nshape))
     flat = b.reshape(x, [0] * axes[0] + [n]) if len(axes) > 1 else x
     avg = b.const(np.full((n, 1), 1.0 / n, np.float32))
@@ -597,7 +606,6 @@ def _layernorm(ctx: _Ctx, cfg, inputs, kw):
     y = b.op("Div", [d, b.op("Sqrt", [b.op("Add", [var, b.const(np.float32(eps))])])])
     if len(axes) > 1:
         y = b.reshape(y, [0] * axes[0] + nshape)
-    del shape
     return [b.op("Add", [b.op("Mul", [y, b.const(gamma)]), b.const(beta)])]
 
 
@@ -855,10 +863,7 @@ def _rnn_core(ctx: _Ctx, cls: str, cfg, x: Value, weights: list[np.ndarray], rev
     b = ctx.b
     if cfg.get("stateful", False):
         raise _LayerProblem("stateful recurrent layers are not supported")
-    if cfg.get("use_bias", True) is False:
-        bias = None
-    else:
-        bias = None
+    bias = None
     units = int(cfg["units"])
     g = _GATES[cls]
     if len(weights) < 2:
@@ -992,7 +997,114 @@ def _bidirectional(ctx: _Ctx, cfg, inputs, kw):
     return outs
 
 
+def _rescaling(ctx: _Ctx, cfg, inputs, kw):
+    b = ctx.b
+    x = _single(inputs)
+    scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+    y = b.op("Mul", [x, b.const(np.asarray(scale, np.float32))])
+    return [b.op("Add", [y, b.const(np.asarray(offset, np.float32))])]
+
+
+def _normalization(ctx: _Ctx, cfg, inputs, kw):
+    b = ctx.b
+    x = _single(inputs)
+    r = len(_shape(x))
+    if len(ctx.w) >= 2:
+        mean, var = np.asarray(ctx.w[0], np.float64), np.asarray(ctx.w[1], np.float64)
+    elif cfg.get("mean") is not None and cfg.get("variance") is not None:
+        ax = cfg.get("axis", -1)
+        axes = [] if ax is None else _axes(ax, r)
+        bshape = [int(_int_dims(x, [i], "Normalization")[0]) if i in axes else 1 for i in range(r)]
+        mean = np.broadcast_to(np.asarray(cfg["mean"], np.float64).reshape(-1 if axes else ()), bshape) \
+            if axes else np.asarray(cfg["mean"], np.float64)
+        var = np.broadcast_to(np.asarray(cfg["variance"], np.float64).reshape(-1 if axes else ()), bshape) \
+            if axes else np.asarray(cfg["variance"], np.float64)
+    else:
+        raise _LayerProblem("the layer holds no mean and variance (not adapted)")
+    std = np.maximum(np.sqrt(var), 1e-7)  # keras.backend.epsilon()
+    if cfg.get("invert", False):
+        return [b.op("Add", [b.op("Mul", [x, b.const(std)]), b.const(mean)])]
+    return [b.op("Div", [b.op("Sub", [x, b.const(mean)]), b.const(std)])]
+
+
+def _time_distributed(ctx: _Ctx, cfg, inputs, kw):
+    b = ctx.b
+    x = _single(inputs)
+    inner = cfg["layer"]
+    icls = inner.get("class_name")
+    if icls not in _LAYERS or icls in ("TimeDistributed", "Bidirectional"):
+        raise _LayerProblem(f"TimeDistributed around {icls} is not supported")
+    s = _shape(x)
+    t = _int_dims(x, [1], "TimeDistributed")[0]
+    rest = _int_dims(x, list(range(2, len(s))), "TimeDistributed")
+    flat = b.reshape(x, [-1] + rest)
+    ictx = _Ctx(b, ctx.w, ctx.major, ctx.name, icls)
+    y = _LAYERS[icls](ictx, inner.get("config", {}), flat, {})[0]
+    ys = _shape(y)
+    orest = _int_dims(y, list(range(1, len(ys))), "TimeDistributed")
+    return [b.reshape(y, [-1, t] + orest)]
+
+
+def _mha(ctx: _Ctx, cfg, inputs, kw):
+    """MultiHeadAttention over the sequence axis (rank-3 inputs), lowered to MatMul and Softmax."""
+    b = ctx.b
+    if not isinstance(inputs, list) or len(inputs) < 2:
+        raise _LayerProblem("expects query and value inputs")
+    q, v = inputs[0], inputs[1]
+    k = inputs[2] if len(inputs) > 2 and inputs[2] is not None else kw.get("key") or v
+    if kw.get("attention_mask") is not None or kw.get("query_mask") is not None or \
+            kw.get("value_mask") is not None or kw.get("key_mask") is not None:
+        raise _LayerProblem("attention masks are not supported")
+    if kw.get("return_attention_scores", False):
+        raise _LayerProblem("return_attention_scores=True is not supported")
+    if cfg.get("use_gate", False) or cfg.get("sliding_window") is not None:
+        raise _LayerProblem("gated or sliding-window attention is not supported")
+    axes = cfg.get("attention_axes")
+    if any(len(_shape(t)) != 3 for t in (q, k, v)) or axes not in (None, [1], 1, [-2]):
+        raise _LayerProblem("only attention over the sequence axis of [batch, time, features] inputs is "
+                            "supported")
+    if cfg.get("output_shape") not in (None, []) and not isinstance(cfg.get("output_shape"), int) and \
+            len(cfg.get("output_shape")) != 1:
+        raise _LayerProblem("a multi-dimensional output_shape is not supported")
+    heads, kd = int(cfg["num_heads"]), int(cfg["key_dim"])
+    vd = int(cfg.get("value_dim") or kd)
+    bias = cfg.get("use_bias", True)
+    step = 2 if bias else 1
+    w = [ctx.weight(i, n) for i, n in enumerate(
+        ["query kernel", "query bias", "key kernel", "key bias", "value kernel", "value bias", "output kernel",
+         "output bias"][:: (1 if bias else 2)])]
+    wq, wk, wv, wo = w[0], w[step], w[2 * step], w[3 * step]
+    bq, bk, bv, bo = (w[1], w[3], w[5], w[7]) if bias else (None,) * 4
+    scale = 1.0 / np.sqrt(float(kd))
+
+    def project(x, kernel, bvec, width, s=1.0):
+        y = b.op("MatMul", [x, b.const(kernel.reshape(kernel.shape[0], -1) * s)])
+        if bvec is not None:
+            y = b.op("Add", [y, b.const(bvec.reshape(-1) * s)])
+        return b.reshape(y, [0, -1, heads, width])
+
+    qh = b.transpose(project(q, wq, bq, kd, scale), [0, 2, 1, 3])  # [N, H, Tq, K]
+    kh = b.transpose(project(k, wk, bk, kd), [0, 2, 3, 1])  # [N, H, K, Tk]
+    vh = b.transpose(project(v, wv, bv, vd), [0, 2, 1, 3])  # [N, H, Tk, V]
+    scores = b.op("MatMul", [qh, kh])
+    if kw.get("use_causal_mask", False):
+        tq = _int_dims(q, [1], "causal mask")[0]
+        tk = _int_dims(k, [1], "causal mask")[0]
+        allowed = np.arange(tq)[:, None] >= np.arange(tk)[None, :]
+        scores = b.op("Add", [scores, b.const(np.where(allowed, 0.0, -1e9).astype(np.float32))])
+    probs = b.op("Softmax", [scores], axis=-1)
+    ctxv = b.transpose(b.op("MatMul", [probs, vh]), [0, 2, 1, 3])  # [N, Tq, H, V]
+    flat = b.reshape(ctxv, [0, -1, heads * vd])
+    y = b.op("MatMul", [flat, b.const(wo.reshape(heads * vd, -1))])
+    if bo is not None:
+        y = b.op("Add", [y, b.const(bo)])
+    return [y]
+
+
 _LAYERS: dict[str, Callable] = {
+    "MultiHeadAttention": _mha,
+    "Rescaling": _rescaling, "Normalization": _normalization, "TimeDistributed": _time_distributed,
+    "Identity": lambda c, cfg, i, k: [_single(i)],
     "Dense": _dense,
     "Conv1D": _conv, "Conv2D": _conv, "Conv3D": _conv,
     "Convolution1D": _conv, "Convolution2D": _conv, "Convolution3D": _conv,
@@ -1109,8 +1221,10 @@ def graph_from_keras(path: str, *, name: Optional[str] = None, input_shapes=None
     path = os.fspath(path)
     config, weights, major, handles = _read_file(path)
     try:
+        _WHY.clear()
         return _convert(path, config, weights, major, name, input_shapes)
     finally:
+        _WHY.clear()
         for h in handles:
             try:
                 h.close()
@@ -1299,8 +1413,16 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
 
         failed: set[tuple[str, int]] = set()
 
+        # a nested functional model's node 0 is its own construction call, left out of the configuration
+        skip: dict[str, int] = {}
+        for L in layers:
+            c = L.get("class_name")
+            if c in ("Functional", "Model") or (c == "Sequential" and major < 3 and (
+                    (L.get("config") or {}).get("layers") or [{}])[0].get("class_name") == "InputLayer"):
+                skip[L.get("name") or (L.get("config") or {}).get("name")] = 1
+
         def resolve(ref):
-            key = (ref[0], ref[1])
+            key = (ref[0], ref[1] - skip.get(ref[0], 0))
             if key in failed:
                 raise _Missing("failed")
             if key not in tensors:
@@ -1346,7 +1468,7 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
                             "reference to a missing layer)")
         used: dict[str, int] = {}
         for ref in _io_refs(mcfg.get("output_layers")):
-            v = tensors.get((ref[0], ref[1]))
+            v = tensors.get((ref[0], ref[1] - skip.get(ref[0], 0)))
             if v is None or ref[2] >= len(v):
                 if not problems:
                     problems.append(f"model output {list(ref)} is not produced by any layer")

@@ -1,11 +1,13 @@
 """Indexing and layout operators (Expand, Tile, Pad, Gather*/Scatter*, Split, TopK, OneHot, Einsum, Resize, ...)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from ..ir import DType
 from ..ir.shapes import Sym, dims_equal, numel
-from .base import Op, norm_axis, register
+from .base import REQUIRED, Op, norm_axis, register
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
 INDEX_TYPES = INT3264
@@ -122,8 +124,8 @@ class GatherND(Op):
 
     def check(self, node):
         p = check_types(node, [node.inputs[1].dtype], {DType.INT64}, "index type")
-        if node.inputs[1].shape and isinstance(node.inputs[1].shape[-1], Sym):
-            p.append(f"{node.describe()}: the last dimension of indices must be known")
+        if not node.inputs[1].shape or isinstance(node.inputs[1].shape[-1], Sym):
+            p.append(f"{node.describe()}: indices must have rank >= 1 and a known last dimension")
         return p
 
     def infer(self, node):
@@ -171,8 +173,8 @@ class ScatterND(Op):
         p = check_types(node, [node.inputs[1].dtype], {DType.INT64}, "index type")
         if self.reduction not in REDUCTIONS:
             p.append(f"{node.describe()}: reduction '{self.reduction}' is not supported")
-        if isinstance(node.inputs[1].shape[-1], Sym):
-            p.append(f"{node.describe()}: the last dimension of indices must be known")
+        if not node.inputs[1].shape or isinstance(node.inputs[1].shape[-1], Sym):
+            p.append(f"{node.describe()}: indices must have rank >= 1 and a known last dimension")
         return p
 
     def infer(self, node):
@@ -446,3 +448,248 @@ class DequantizeLinear(Op):
     def infer(self, node):
         self.per_axis(node)
         return [(node.inputs[1].dtype, node.inputs[0].shape)]
+
+
+# -- Einsum ----------------------------------------------------------------------------------------------------
+@register()
+class Einsum(Op):
+    """General tensor contraction: output letters outside, summed letters inside; '...' broadcasts."""
+    ATTRS = {"equation": REQUIRED}
+    INPUTS = ("Inputs*",)
+    OUTPUTS = ("Output",)
+
+    def check(self, node):
+        p = check_types(node, [node.inputs[0].dtype], NUMERIC)
+        if any(v.dtype != node.inputs[0].dtype for v in node.inputs):
+            p.append(f"{node.describe()}: inputs have different element types")
+        return p
+
+    def parse(self, node):
+        """([letters per input], output letters, {letter: size}); '...' becomes private letters."""
+        eq = str(self.equation).replace(" ", "")
+        lhs, _, rhs = eq.partition("->")
+        terms = lhs.split(",")
+        if len(terms) != len(node.inputs):
+            raise self.fail(node, f"equation '{eq}' names {len(terms)} inputs, the node has {len(node.inputs)}")
+        ell_rank = 0
+        for t, v in zip(terms, node.inputs):
+            if "..." in t:
+                ell_rank = max(ell_rank, v.rank - (len(t) - 3))
+        ell = [chr(0x3b1 + k) for k in range(ell_rank)]  # greek letters never clash with the equation's
+        ops = []
+        for t, v in zip(terms, node.inputs):
+            if "..." in t:
+                a, b = t.split("...")
+                n = v.rank - len(a) - len(b)
+                letters = list(a) + ell[ell_rank - n:] + list(b)
+            else:
+                letters = list(t)
+            if len(letters) != v.rank:
+                raise self.fail(node, f"term '{t}' does not match input rank {v.rank}")
+            ops.append(letters)
+        if "->" in eq:
+            out = list(rhs.replace("...", "\0"))
+            out = [c for part in out for c in (ell if part == "\0" else [part])]
+        else:
+            counts = {}
+            for letters in ops:
+                for c in letters:
+                    counts[c] = counts.get(c, 0) + 1
+            out = ell + sorted(c for c, n in counts.items() if n == 1 and c not in ell)
+        sizes: dict = {}
+        for letters, v in zip(ops, node.inputs):
+            for c, d in zip(letters, v.shape):
+                if c not in sizes or (isinstance(sizes[c], int) and sizes[c] == 1):
+                    sizes[c] = d
+                elif not (isinstance(d, int) and d == 1) and not dims_equal(sizes[c], d):
+                    raise self.fail(node, f"letter '{c}' has sizes {sizes[c]} and {d}")
+        for c in out:
+            if c not in sizes:
+                raise self.fail(node, f"output letter '{c}' appears in no input")
+        return ops, out, sizes
+
+    def infer(self, node):
+        _ops, out, sizes = self.parse(node)
+        return [(node.inputs[0].dtype, tuple(sizes[c] for c in out))]
+
+
+# -- Resize / Upsample -----------------------------------------------------------------------------------------
+_CTM = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+        "tf_crop_and_resize")
+_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+@register()
+class Resize(Op):
+    """Resize with nearest / linear / cubic modes. The sampling positions and weights of each axis are computed
+    at generation time (as in the spec's reference) and become tables in the generated code."""
+    ATTRS = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor",
+             "cubic_coeff_a": -0.75, "exclude_outside": 0, "extrapolation_value": 0.0, "antialias": 0, "axes": None,
+             "keep_aspect_ratio_policy": "stretch"}
+    INPUTS = ("X", "roi", "scales", "sizes")
+    OUTPUTS = ("Y",)
+
+    @classmethod
+    def from_onnx(cls, attrs, opset):
+        if opset < 11:  # Resize-10 samples like Upsample: asymmetric coordinates, nearest rounds down
+            attrs = dict(attrs, coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        return super().from_onnx(attrs, opset)
+
+    def runtime_inputs(self, node):
+        return [0]
+
+    def check(self, node):
+        mode = str(self.mode)
+        p = check_types(node, [node.inputs[0].dtype], NUMERIC if mode == "nearest" else FLOATS)
+        if mode not in ("nearest", "linear", "cubic", "bilinear"):
+            p.append(f"{node.describe()}: mode '{mode}' is not supported")
+        if self.coordinate_transformation_mode not in _CTM:
+            p.append(f"{node.describe()}: coordinate_transformation_mode '{self.coordinate_transformation_mode}' "
+                     "is not supported")
+        if self.nearest_mode not in _NEAREST:
+            p.append(f"{node.describe()}: nearest_mode '{self.nearest_mode}' is not supported")
+        if self.antialias:
+            p.append(f"{node.describe()}: antialias=1 is not supported")
+        if self.keep_aspect_ratio_policy not in ("stretch", "not_larger", "not_smaller"):
+            p.append(f"{node.describe()}: keep_aspect_ratio_policy '{self.keep_aspect_ratio_policy}' is not supported")
+        return p
+
+    def _scales_sizes(self, node):
+        """(scales, roi or None) per axis of X and the output shape."""
+        x = node.inputs[0]
+        r = x.rank
+        opset = self.opset or 99
+        sc_idx = 1 if opset < 11 or type(self).__name__ == "Upsample" else 2
+        axes = [norm_axis(a, r, node) for a in self.axes] if self.axes is not None else list(range(r))
+        scales = sizes = None
+        if getattr(self, "_attr_scales", None) is not None:
+            scales = [float(s) for s in self._attr_scales]
+        elif node.input(sc_idx) is not None and numel(node.input(sc_idx).shape) != 0:
+            scales = [float(s) for s in np.asarray(self.const_input(node, sc_idx, "scales")).reshape(-1)]
+        if sc_idx == 2 and node.input(3) is not None and numel(node.input(3).shape) != 0:
+            sizes = _ints(self.const_input(node, 3, "sizes"))
+        if scales is None and sizes is None:
+            raise self.fail(node, "neither scales nor sizes is given")
+        full_scale = [1.0] * r
+        out = list(x.shape)
+        if sizes is not None:
+            if len(sizes) != len(axes):
+                raise self.fail(node, f"{len(sizes)} sizes for {len(axes)} axes")
+            _static(node, self, [x.shape[a] for a in axes], "resized dimension")
+            if self.keep_aspect_ratio_policy == "stretch":
+                for a, s in zip(axes, sizes):
+                    full_scale[a] = s / x.shape[a]
+                    out[a] = s
+            else:
+                ratios = [s / x.shape[a] for a, s in zip(axes, sizes)]
+                sc = min(ratios) if self.keep_aspect_ratio_policy == "not_larger" else max(ratios)
+                for a in axes:
+                    full_scale[a] = sc
+                    out[a] = int(np.floor(sc * x.shape[a] + 0.5))
+        else:
+            if len(scales) != len(axes):
+                raise self.fail(node, f"{len(scales)} scales for {len(axes)} axes")
+            for a, s in zip(axes, scales):
+                full_scale[a] = s
+                if s == 1.0:
+                    continue
+                _static(node, self, [x.shape[a]], "resized dimension")
+                out[a] = int(np.floor(x.shape[a] * s))
+        roi = None
+        if self.coordinate_transformation_mode == "tf_crop_and_resize":
+            raw = [float(v) for v in np.asarray(self.const_input(node, 1, "roi")).reshape(-1)]
+            n = len(axes)
+            if len(raw) != 2 * n:
+                raise self.fail(node, f"roi has {len(raw)} values for {n} axes")
+            roi = [(0.0, 1.0)] * r
+            for k, a in enumerate(axes):
+                roi[a] = (raw[k], raw[k + n])
+        return full_scale, roi, out
+
+    def infer(self, node):
+        _s, _roi, out = self._scales_sizes(node)
+        return [(node.inputs[0].dtype, tuple(out))]
+
+    def coeffs(self, ratio: float, scale: float) -> list[float]:
+        mode = "linear" if self.mode == "bilinear" else self.mode
+        if mode == "nearest":
+            if float(ratio).is_integer():
+                return [0.0, 1.0]
+            nm = self.nearest_mode
+            if nm == "round_prefer_floor":
+                return [float(ratio <= 0.5), float(ratio > 0.5)]
+            if nm == "round_prefer_ceil":
+                return [float(ratio < 0.5), float(ratio >= 0.5)]
+            return [1.0, 0.0] if nm == "floor" else [0.0, 1.0]
+        if mode == "linear":
+            return [1.0 - ratio, ratio]
+        A = float(self.cubic_coeff_a)
+        r, s = ratio, 1.0 - ratio
+        return [((A * (r + 1) - 5 * A) * (r + 1) + 8 * A) * (r + 1) - 4 * A,
+                ((A + 2) * r - (A + 3)) * r * r + 1,
+                ((A + 2) * s - (A + 3)) * s * s + 1,
+                ((A * (s + 1) - 5 * A) * (s + 1) + 8 * A) * (s + 1) - 4 * A]
+
+    def axis_taps(self, n_in: int, n_out: int, scale: float, roi) -> list[Optional[list[tuple[int, float]]]]:
+        """Per output index of one axis: [(input index, weight)], or None where tf_crop_and_resize
+        extrapolates."""
+        ctm = self.coordinate_transformation_mode
+        out_w = scale * n_in
+        res = []
+        for x in range(n_out):
+            if ctm == "align_corners":
+                xo = 0.0 if out_w == 1 else x * (n_in - 1) / (out_w - 1)
+            elif ctm == "asymmetric":
+                xo = x / scale
+            elif ctm == "tf_crop_and_resize":
+                xo = ((roi[1] - roi[0]) * (n_in - 1) / 2 if out_w == 1
+                      else x * (roi[1] - roi[0]) * (n_in - 1) / (out_w - 1))
+                xo += roi[0] * (n_in - 1)
+                if xo < 0 or xo > n_in - 1:
+                    res.append(None)
+                    continue
+            elif ctm == "pytorch_half_pixel":
+                xo = -0.5 if out_w == 1 else (x + 0.5) / scale - 0.5
+            elif ctm == "half_pixel":
+                xo = (x + 0.5) / scale - 0.5
+            else:  # half_pixel_symmetric
+                offset = n_in / 2 * (1 - n_out / out_w)
+                xo = offset + (x + 0.5) / scale - 0.5
+            xo = float(xo)
+            ratio = 1.0 if xo.is_integer() else xo - np.floor(xo)
+            c = self.coeffs(ratio, scale)
+            n = len(c)
+            pad = -(-n // 2)
+            xp = xo + pad
+            # the n nearest positions of the edge-padded axis, ties to the lower one
+            base = int(np.floor(xp))
+            cand = range(max(0, base - n - 1), min(n_in + 2 * pad, base + n + 2))
+            idx = sorted(sorted(cand, key=lambda i: (abs(xp - i), i))[:n])
+            taps = [(i - pad, w) for i, w in zip(idx, c)]
+            if self.exclude_outside:
+                taps = [(i, w if 0 <= i < n_in else 0.0) for i, w in taps]
+                tot = sum(w for _, w in taps)
+                taps = [(i, w / tot) for i, w in taps]
+            merged: dict[int, float] = {}
+            for i, w in taps:
+                j = min(max(i, 0), n_in - 1)
+                merged[j] = merged.get(j, 0.0) + w
+            res.append([(i, w) for i, w in merged.items() if w != 0.0])
+        return res
+
+
+@register()
+class Upsample(Resize):
+    """Deprecated (opsets 7-9): Resize-10 semantics, scales as an attribute (7) or an input (9)."""
+    ATTRS = dict(Resize.ATTRS, scales=None)
+    INPUTS = ("X", "scales")
+
+    @classmethod
+    def from_onnx(cls, attrs, opset):
+        op = super().from_onnx(attrs, 10)
+        op.opset = opset
+        return op
+
+    def __init__(self, **attrs):
+        super().__init__(**attrs)
+        self._attr_scales = self.attrs.get("scales")

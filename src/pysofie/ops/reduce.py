@@ -5,7 +5,7 @@ import numpy as np
 
 from ..ir import DType
 from .base import Op, norm_axis, register
-from .elementwise import FLOATS, NUMERIC, check_types
+from .elementwise import BOOLS, FLOATS, NUMERIC, check_types
 
 
 class Reduce(Op):
@@ -48,8 +48,8 @@ class Reduce(Op):
         return [(x.dtype, shape)]
 
 
-for _n, _t in [("ReduceSum", NUMERIC), ("ReduceMean", NUMERIC), ("ReduceProd", NUMERIC), ("ReduceMax", NUMERIC),
-               ("ReduceMin", NUMERIC), ("ReduceSumSquare", NUMERIC), ("ReduceL1", NUMERIC), ("ReduceL2", NUMERIC),
+for _n, _t in [("ReduceSum", NUMERIC), ("ReduceMean", NUMERIC), ("ReduceProd", NUMERIC), ("ReduceMax", NUMERIC | BOOLS),
+               ("ReduceMin", NUMERIC | BOOLS), ("ReduceSumSquare", NUMERIC), ("ReduceL1", NUMERIC), ("ReduceL2", NUMERIC),
                ("ReduceLogSum", FLOATS), ("ReduceLogSumExp", FLOATS)]:
     register(_n)(type(_n, (Reduce,), {"TYPES": _t}))
 

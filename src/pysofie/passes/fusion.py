@@ -7,6 +7,8 @@
 - ``FuseActivation``: Relu / LeakyRelu / Sigmoid / Tanh right after a Conv, ConvTranspose or Gemm is applied by
   that node's generated code while its output is in cache (the node's op carries ``fused_act``), and the
   activation node disappears.
+- ``PackConvWeights`` (opt-in, not in the default list): Conv weights packed for the register-blocked kernel
+  of runtime/pysofie_conv.h.
 - ``PretransposeSmallGemm``: a Gemm with few rows (M <= SMALL_M) and a constant transposed B gets B transposed
   at generation time, so that the generated small-matrix kernel streams B row by row.
 """
@@ -200,4 +202,6 @@ class PackConvWeights(Pass):
 
 
 def optimization_passes() -> list:
-    return [FoldBatchNorm(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm(), PackConvWeights()]
+    # PackConvWeights is opt-in: on this project's benchmark machine (AVX2) its kernel does not beat OpenBLAS yet
+    # for large reduction lengths (no K blocking); see benchmarks/README
+    return [FoldBatchNorm(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm()]

@@ -374,7 +374,7 @@ class CppEmitter:
             w.line()
             # non-allocating infer
             params = [f"size_t {p}" for p in P]
-            params += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
+            params += [f"[[maybe_unused]] const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
             params += [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, self.output_names)]
             w.line("// Runs the model, writing the outputs to caller-owned buffers. Allocates nothing unless a")
             w.line("// size parameter exceeds every value seen before (then the internal buffers grow once).")

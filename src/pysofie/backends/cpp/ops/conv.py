@@ -75,9 +75,14 @@ inline void col2im3d(const T* col, long C, long D, long H, long W, long KD, long
                      if (oh < 0 || oh >= H) continue;
                      T* row = y + ((c * D + od) * H + oh) * W;
                      const T* src = in + (i_d * IH + ih) * IW;
-                     for (long iw = 0; iw < IW; ++iw) {
-                        const long ow = iw * sw - pw + kw * dw;
-                        if (ow >= 0 && ow < W) row[ow] += src[iw];
+                     // iw in [lo, hi) lands inside the row: 0 <= iw * sw + ow0 < W
+                     const long ow0 = kw * dw - pw;
+                     const long lo = std::min(IW, ow0 >= 0 ? 0 : (-ow0 + sw - 1) / sw);
+                     const long hi = std::max(lo, std::min(IW, ow0 < W ? (W - ow0 + sw - 1) / sw : 0));
+                     if (sw == 1) {
+                        for (long iw = lo; iw < hi; ++iw) row[iw + ow0] += src[iw];
+                     } else {
+                        for (long iw = lo; iw < hi; ++iw) row[iw * sw + ow0] += src[iw];
                      }
                   }
                }
@@ -163,6 +168,9 @@ def gen_conv(cx):
     if packed is not None:
         M = packed["M"]
         Mg = M // G
+    wino = op.__dict__.get("winograd")
+    if wino is not None:
+        return winograd_conv(cx, wino, ins, outs, pads)
     N = cpp_dim(x.shape[0])
     from .gemm import gemm_call
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
@@ -188,37 +196,152 @@ def conv_kernels() -> str:
         return f.read()
 
 
+WINO_BUDGET = 1 << 19  # floats of transformed input + products per block of tiles (~2 MiB)
+
+
+def _lincomb(coefs, terms) -> str:
+    parts = []
+    for c, t in zip(coefs, terms):
+        if abs(c) < 1e-12:
+            continue
+        if abs(c - 1.0) < 1e-12:
+            parts.append(f"+ {t}")
+        elif abs(c + 1.0) < 1e-12:
+            parts.append(f"- {t}")
+        else:
+            parts.append(f"+ {float(c)!r}f * {t}")
+    if not parts:
+        return "0.f"
+    e = " ".join(parts)
+    return e[2:] if e.startswith("+ ") else "-" + e[2:]
+
+
+def winograd_conv(cx, wino, ins, outs, pads):
+    """F(m x m, r x r) Winograd convolution (passes.winograd): per block of output tiles, transform the input
+    patches (B^T d B), multiply each of the n^2 transformed planes by the pre-transformed weights (BLAS),
+    transform back (A^T . A) and write the m x m outputs with bias and activation."""
+    from ....passes.winograd import winograd_matrices
+    from .gemm import gemm_call
+    w = cx.w
+    m, r, M, C = wino["m"], wino["r"], wino["M"], wino["C"]
+    AT, _, BT = winograd_matrices(m, r)
+    n = m + r - 1
+    A2 = n * n
+    H, W = ins[1], ins[2]
+    OH, OW = outs[1], outs[2]
+    pt, pl = pads[0], pads[1]
+    TH, TW = -(-OH // m), -(-OW // m)
+    T = TH * TW
+    TB = max(16, WINO_BUDGET // (A2 * (C + M)))
+    TB = min(T, TB)
+    act = fused_act(cx.op)
+    buf = cx.scratch(A2 * (C + M) * TB, cx.vin(0).dtype, "wino")
+    X, U, Y = cx.i(0), cx.i(1), cx.o(0)
+    N = cpp_dim(cx.vin(0).shape[0])
+    with w.loop("b", N):
+        w.line(f"const float* xb = {X} + b * {C * H * W};")
+        w.line(f"float* yb = {Y} + b * {M * OH * OW};")
+        with w.block(f"for (long t0 = 0; t0 < {T}; t0 += {TB})"):
+            w.line(f"const long nt = std::min<long>({TB}, {T} - t0);")
+            w.line(f"float* V = {buf};")
+            w.line(f"float* P = {buf} + {A2 * C} * nt;")
+            # input transform
+            with w.block(f"for (long c = 0; c < {C}; ++c)"):
+                w.line(f"const float* xc = xb + c * {H * W};")
+                with w.block("for (long tt = 0; tt < nt; ++tt)"):
+                    w.line(f"const long t = t0 + tt, ih0 = (t / {TW}) * {m} - {pt}, iw0 = (t % {TW}) * {m} - {pl};")
+                    w.line(f"float d[{n}][{n}];")
+                    with w.block(f"if (ih0 >= 0 && iw0 >= 0 && ih0 + {n} <= {H} && iw0 + {n} <= {W})"):
+                        with w.block(f"for (long i = 0; i < {n}; ++i)"):
+                            w.line(f"for (long j = 0; j < {n}; ++j) d[i][j] = xc[(ih0 + i) * {W} + iw0 + j];")
+                    with w.block("else"):
+                        with w.block(f"for (long i = 0; i < {n}; ++i)"):
+                            with w.block(f"for (long j = 0; j < {n}; ++j)"):
+                                w.line("const long ih = ih0 + i, iw = iw0 + j;")
+                                w.line(f"d[i][j] = (ih >= 0 && ih < {H} && iw >= 0 && iw < {W}) ? xc[ih * {W} + iw] "
+                                       ": 0.f;")
+                    # tmp = BT d ; v = tmp BT^T
+                    for i in range(n):
+                        for j in range(n):
+                            w.line(f"const float s{i}_{j} = {_lincomb(BT[i], [f'd[{k}][{j}]' for k in range(n)])};")
+                    for i in range(n):
+                        for j in range(n):
+                            e = _lincomb(BT[j], [f's{i}_{k}' for k in range(n)])
+                            w.line(f"V[({i * n + j} * {C} + c) * nt + tt] = {e};")
+            # the n^2 products: P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt)
+            with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
+                w.line(gemm_call("float", False, False, M, "nt", C, 1.0, f"{U} + xi * {M * C}", C,
+                                 f"V + xi * {C} * nt", "nt", 0.0, f"P + xi * {M} * nt", "nt"))
+            # output transform
+            with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
+                w.line(f"float* ym = yb + mc * {OH * OW};")
+                if cx.has(2):
+                    w.line(f"const float bm = {cx.i(2)}[mc];")
+                with w.block("for (long tt = 0; tt < nt; ++tt)"):
+                    w.line(f"const long t = t0 + tt, oh0 = (t / {TW}) * {m}, ow0 = (t % {TW}) * {m};")
+                    for i in range(n):
+                        for j in range(n):
+                            w.line(f"const float q{i}_{j} = P[({i * n + j} * {M} + mc) * nt + tt];")
+                    for i in range(m):
+                        for j in range(n):
+                            w.line(f"const float u{i}_{j} = {_lincomb(AT[i], [f'q{k}_{j}' for k in range(n)])};")
+                    for i in range(m):
+                        for j in range(m):
+                            e = _lincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
+                            if cx.has(2):
+                                e = f"({e}) + bm"
+                            val = f"v{i}_{j}"
+                            w.line(f"const float {val} = {e};")
+                            res = act_expr(act, val, "float") if act is not None else val
+                            cond = []
+                            if OH % m:
+                                cond.append(f"oh0 + {i} < {OH}")
+                            if OW % m:
+                                cond.append(f"ow0 + {j} < {OW}")
+                            store = f"ym[(oh0 + {i}) * {OW} + ow0 + {j}] = {res};"
+                            w.line(f"if ({' && '.join(cond)}) {store}" if cond else store)
+
+
+KC = 256  # reduction block of the packed kernel: a 16-column panel of it (16 KiB) stays in L1
+
+
 def packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
-    """Weights packed at generation time in panels of MR rows (passes.fusion.PackConvWeights): im2col writes a
-    tile of output positions in panels of NR, a register-blocked kernel multiplies, and bias + activation are
-    applied as the results leave the registers."""
+    """Weights packed at generation time in panels of MR rows (passes.fusion.PackConvWeights): im2col a tile of
+    output positions, then for each 16-column panel of it and each block of KC reductions, copy the panel's block
+    (L1-sized) and run the register-blocked kernel over all row panels; bias + activation are applied as the
+    accumulated results are written out."""
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
     tile = col_tile(K, out_sp)
-    tile = (tile + 15) // 16 * 16
     MR = 6
     Mp = (Mg + MR - 1) // MR * MR
-    col = cx.scratch(K * tile, x.dtype, "col")
-    acc = cx.scratch(MR * 16, x.dtype, "acc")
+    kc = min(K, KC)
+    # one scratch buffer per node (scratch buffers of a node share storage): columns, B panel, accumulators
+    col = cx.scratch(K * tile + kc * 16 + Mp * 16, x.dtype, "col")
+    bp = f"({col} + {K * tile})"
+    acc = f"({col} + {K * tile + kc * 16})"
+    cx.helper("im2col3d_tile", IM2COL)
     with w.block(f"for (long p0 = 0; p0 < {out_sp}; p0 += {tile})"):
         w.line(f"const long np = std::min<long>({tile}, {out_sp} - p0);")
-        w.line(f"pysofie_conv::im2col_panels(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
+        w.line(f"im2col3d_tile(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
                f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
                f"{outs[1]}, {outs[2]}, p0, np, {col});")
         with w.block("for (long jp = 0; jp * 16 < np; ++jp)"):
-            w.line(f"const float* bp = {col} + jp * {K * 16};")
             w.line("const long nj = std::min<long>(16, np - jp * 16);")
-            with w.block(f"for (long ip = 0; ip < {Mp // MR}; ++ip)"):
-                w.line(f"pysofie_conv::micro_6x16({K}, {W} + (g * {Mp // MR} + ip) * {K * MR}, bp, {acc});")
-                w.line(f"const long nr = std::min<long>({MR}, {Mg} - ip * {MR});")
-                with w.block("for (long r = 0; r < nr; ++r)"):
-                    w.line(f"float* yr = yg + (ip * {MR} + r) * {out_sp} + p0 + jp * 16;")
-                    w.line(f"const float* ar = {acc} + r * 16;")
-                    if bias is not None:
-                        w.line("const float br = bg[ip * %d + r];" % MR)
-                    with w.block("for (long j = 0; j < nj; ++j)"):
-                        w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
-                        w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
+            with w.block(f"for (long kb = 0; kb < {K}; kb += {kc})"):
+                w.line(f"const long kn = std::min<long>({kc}, {K} - kb);")
+                w.line(f"pysofie_conv::pack_b({col} + kb * np, np, kn, jp * 16, nj, {bp});")
+                with w.block(f"for (long ip = 0; ip < {Mp // MR}; ++ip)"):
+                    w.line(f"pysofie_conv::micro_6x16(kn, {W} + (g * {Mp // MR} + ip) * {K * MR} + kb * {MR}, {bp}, "
+                           f"{acc} + ip * {MR * 16}, kb == 0);")
+            with w.block(f"for (long m = 0; m < {Mg}; ++m)"):
+                w.line(f"float* yr = yg + m * {out_sp} + p0 + jp * 16;")
+                w.line(f"const float* ar = {acc} + (m / {MR}) * {MR * 16} + (m % {MR}) * 16;")
+                if bias is not None:
+                    w.line("const float br = bg[m];")
+                with w.block("for (long j = 0; j < nj; ++j)"):
+                    w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
+                    w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
 
 
 def conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):

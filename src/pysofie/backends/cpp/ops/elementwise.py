@@ -7,7 +7,12 @@ from .common import broadcast_strides, loop_nest
 
 
 def _lit(x: float, ctype: str) -> str:
-    return f"{ctype}({float(x)!r})"
+    x = float(x)
+    if x != x:
+        return f"std::numeric_limits<{ctype}>::quiet_NaN()"
+    if x in (float("inf"), float("-inf")):
+        return f"{'-' if x < 0 else ''}std::numeric_limits<{ctype}>::infinity()"
+    return f"{ctype}({x!r})"
 
 
 # C++ expression of y from x (type T); attributes are substituted from the op.

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
 from .common import loop_nest, strides
-from .elementwise import broadcast_map
+from .elementwise import _lit, broadcast_map
 
 
 def _flat(vs, st) -> str:
@@ -52,7 +52,7 @@ def gen_pad(cx):
     if cx.has(2):
         w.line(f"const {T} value = {cx.i(2)}[0];")
     else:
-        w.line(f"const {T} value = static_cast<{T}>({float(op.value if op.value is not None else 0.0)!r});")
+        w.line(f"const {T} value = static_cast<{T}>({_lit(op.value if op.value is not None else 0.0, 'double')});")
     w.line("(void)value;")
     w.line("size_t pos = 0;")
     mode = op.mode
@@ -376,6 +376,116 @@ def gen_constant_of_shape(cx):
     v = cx.op.value
     val = np.asarray(v).reshape(-1)[0] if v is not None else 0.0
     T = cx.octype(0)
-    lit = ("true" if val else "false") if T == "bool" else f"static_cast<{T}>({val.item()!r})" \
-        if hasattr(val, "item") else f"static_cast<{T}>({val!r})"
+    val = val.item() if hasattr(val, "item") else val
+    lit = ("true" if val else "false") if T == "bool" else (
+        _lit(val, T) if isinstance(val, float) else f"static_cast<{T}>({val!r})")
     cx.w.line(f"std::fill_n({cx.o(0)}, {cx.osize(0)}, {lit});")
+
+
+@generates("Einsum")
+def gen_einsum(cx):
+    w = cx.w
+    ops, out, sizes = cx.op.parse(cx.node)
+    dt = cx.vin(0).dtype
+    T = cx.ctype(0)
+    A = "double" if dt.is_float else T
+    summed = [c for c in dict.fromkeys(c for letters in ops for c in letters) if c not in out]
+    var = {c: f"o{k}" for k, c in enumerate(out)}
+    var.update({c: f"s{k}" for k, c in enumerate(summed)})
+    reads = []
+    for k, (letters, v) in enumerate(zip(ops, cx.node.inputs)):
+        st = strides(list(v.shape))
+        terms = []
+        for c, d, s in zip(letters, v.shape, st):
+            if isinstance(d, int) and d == 1 and not (isinstance(sizes[c], int) and sizes[c] == 1):
+                continue  # broadcast
+            sc = cpp_dim(s)
+            terms.append(var[c] if sc == "1" else f"{var[c]} * {sc}")
+        reads.append(f"{A}({cx.i(k)}[{' + '.join(terms) if terms else '0'}])")
+    w.line("size_t pos = 0;")
+
+    def outer(_vs):
+        w.line(f"{A} acc = 0;")
+        loop_nest(w, [cpp_dim(sizes[c]) for c in summed],
+                  lambda _r: w.line(f"acc += {' * '.join(reads)};"), "s")
+        w.line(f"{cx.o(0)}[pos++] = static_cast<{T}>(acc);")
+
+    loop_nest(w, [cpp_dim(sizes[c]) for c in out], outer, "o")
+
+
+def _table(name: str, ctype: str, vals) -> str:
+    body = ", ".join(vals) if vals else "0"
+    return f"static const {ctype} {name}[] = {{{body}}};"
+
+
+@generates("Resize", "Upsample")
+def gen_resize(cx):
+    from ....ir.shapes import Sym
+    w = cx.w
+    op = cx.op
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    scales, roi, out = op._scales_sizes(cx.node)
+    st = [cpp_dim(s) for s in strides(list(x.shape))]
+    axes_taps = {}
+    extrap = False
+    for a, (n_in, n_out) in enumerate(zip(x.shape, out)):
+        if isinstance(n_in, Sym) or isinstance(n_out, Sym):
+            continue  # scale 1 on a symbolic axis: the identity
+        taps = op.axis_taps(n_in, n_out, scales[a], None if roi is None else roi[a])
+        if n_in == n_out and all(t == [(i, 1.0)] for i, t in enumerate(taps)):
+            continue
+        axes_taps[a] = taps
+        extrap = extrap or any(t is None for t in taps)
+    simple = all(t is None or len(t) == 1 for taps in axes_taps.values() for t in taps)
+    for a, taps in axes_taps.items():
+        m = max(len(t) for t in taps if t is not None) if any(t is not None for t in taps) else 1
+        idx, wt, ok = [], [], []
+        for t in taps:
+            t = t or []
+            ok.append("1" if taps and t else "0")
+            t = t + [(0, 0.0)] * (m - len(t))
+            idx += [str(i) for i, _ in t]
+            wt += [repr(float(v)) for _, v in t]
+        w.line(_table(f"idx{a}", "size_t", idx))
+        if not simple:
+            w.line(_table(f"wt{a}", "double", wt))
+        if extrap:
+            w.line(_table(f"in{a}", "bool", ["true" if o == "1" else "false" for o in ok]))
+        axes_taps[a] = (taps, m)
+    w.line("size_t pos = 0;")
+    ev = float(op.extrapolation_value)
+
+    def body(vs):
+        if extrap:
+            cond = " && ".join(f"in{a}[{vs[a]}]" for a in axes_taps)
+            w.open(f"if (!({cond}))")
+            w.line(f"{cx.o(0)}[pos++] = static_cast<{T}>({_lit(ev, 'double')});")
+            w.line("continue;")
+            w.close()
+        if simple:
+            terms = []
+            for a in range(x.rank):
+                i = f"idx{a}[{vs[a]}]" if a in axes_taps else vs[a]
+                terms.append(i if st[a] == "1" else f"{i} * {st[a]}")
+            w.line(f"{cx.o(0)}[pos++] = {cx.i(0)}[{' + '.join(terms) if terms else '0'}];")
+            return
+        w.line("double acc = 0;")
+        tvars = {a: f"t{a}" for a in axes_taps}
+        for a, (taps, m) in axes_taps.items():
+            w.open(f"for (size_t t{a} = 0; t{a} < {m}; ++t{a})")
+        terms, ws = [], []
+        for a in range(x.rank):
+            if a in axes_taps:
+                m = axes_taps[a][1]
+                i = f"idx{a}[{vs[a]} * {m} + {tvars[a]}]"
+                ws.append(f"wt{a}[{vs[a]} * {m} + {tvars[a]}]")
+            else:
+                i = vs[a]
+            terms.append(i if st[a] == "1" else f"{i} * {st[a]}")
+        w.line(f"acc += {' * '.join(ws)} * double({cx.i(0)}[{' + '.join(terms) if terms else '0'}]);")
+        for _ in axes_taps:
+            w.close()
+        w.line(f"{cx.o(0)}[pos++] = static_cast<{T}>(acc);")
+
+    loop_nest(w, [cpp_dim(d) for d in out], body)

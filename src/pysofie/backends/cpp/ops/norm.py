@@ -264,7 +264,7 @@ def gen_lrn(cx):
     X, Y = cx.i(0), cx.o(0)
     with w.loop("n", N):
         with w.loop("c", C):
-            w.line(f"const size_t c0 = c >= {lo} ? c - {lo} : 0;")
+            w.line(f"const size_t c0 = c >= {lo} ? c - {lo} : 0;" if lo else "const size_t c0 = c;")
             w.line(f"const size_t c1 = std::min<size_t>({C} - 1, c + {hi});")
             with w.loop("k", inner):
                 w.line("double sq = 0;")

@@ -13,13 +13,27 @@ namespace pysofie_conv {
 constexpr long MR = 6;   // rows of the output per micro-tile (weights packed in panels of MR rows)
 constexpr long NR = 16;  // columns per micro-tile (im2col writes panels of NR output positions)
 
-// acc[MR][NR] = Apanel (K x MR, k-major) * Bpanel (K x NR, k-major)
-inline void micro_6x16(long K, const float* __restrict a, const float* __restrict b, float* __restrict acc) {
+// acc[MR][NR] (+)= Apanel (K x MR, k-major) * Bpanel (K x NR, k-major); `first` starts from zero.
+inline void micro_6x16(long K, const float* __restrict a, const float* __restrict b, float* __restrict acc,
+                       bool first) {
 #if defined(__AVX2__) && defined(__FMA__)
-   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
-          c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
-          c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
-          c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+   if (first) {
+      c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+   } else {
+      c00 = _mm256_loadu_ps(acc + 0);
+      c01 = _mm256_loadu_ps(acc + 8);
+      c10 = _mm256_loadu_ps(acc + 16);
+      c11 = _mm256_loadu_ps(acc + 24);
+      c20 = _mm256_loadu_ps(acc + 32);
+      c21 = _mm256_loadu_ps(acc + 40);
+      c30 = _mm256_loadu_ps(acc + 48);
+      c31 = _mm256_loadu_ps(acc + 56);
+      c40 = _mm256_loadu_ps(acc + 64);
+      c41 = _mm256_loadu_ps(acc + 72);
+      c50 = _mm256_loadu_ps(acc + 80);
+      c51 = _mm256_loadu_ps(acc + 88);
+   }
    for (long k = 0; k < K; ++k, a += MR, b += NR) {
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
       __m256 av = _mm256_broadcast_ss(a);
@@ -54,11 +68,24 @@ inline void micro_6x16(long K, const float* __restrict a, const float* __restric
    _mm256_storeu_ps(acc + 80, c50);
    _mm256_storeu_ps(acc + 88, c51);
 #else
-   for (long i = 0; i < MR * NR; ++i) acc[i] = 0.f;
+   if (first)
+      for (long i = 0; i < MR * NR; ++i) acc[i] = 0.f;
    for (long k = 0; k < K; ++k, a += MR, b += NR)
       for (long r = 0; r < MR; ++r)
          for (long j = 0; j < NR; ++j) acc[r * NR + j] += a[r] * b[j];
 #endif
+}
+
+// bp[k * NR + j] = col[k * ld + j0 + j] for k < K, j < nj; zeros for nj <= j < NR.
+inline void pack_b(const float* __restrict col, long ld, long K, long j0, long nj, float* __restrict bp) {
+   if (nj == NR) {
+      for (long k = 0; k < K; ++k) std::copy(col + k * ld + j0, col + k * ld + j0 + NR, bp + k * NR);
+   } else {
+      for (long k = 0; k < K; ++k) {
+         std::copy(col + k * ld + j0, col + k * ld + j0 + nj, bp + k * NR);
+         std::fill(bp + k * NR + nj, bp + (k + 1) * NR, 0.f);
+      }
+   }
 }
 
 // Unfold output positions p0 .. p0+np-1 of one image into panels of NR positions: element (row, q) of the

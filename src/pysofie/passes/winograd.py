@@ -1,0 +1,93 @@
+"""Winograd convolution F(m x m, r x r) for 2-D stride-1 convolutions with square kernels (3x3, 5x5).
+
+The transforms come from the modified Toom-Cook construction: with n = m + r - 1 evaluation points (finite ones
+plus infinity), a 1-D correlation y_i = sum_k g_k d_{i+k} (i < m) equals A^T [(G g) * (B^T d)], where
+G (n x r) and H (n x m) evaluate polynomials of degree r-1 and m-1 at the points, V is the n x n
+Vandermonde matrix with infinity, B^T = V^{-T} and A^T = H^T. In 2-D: Y = A^T [(G g G^T) * (B^T d B)] A.
+
+``WinogradConv`` transforms the (constant) weights at generation time, U[xi][M][C] = (G g G^T)[xi], and marks
+the op (``winograd``) so that the C++ generator (backends/cpp/ops/conv.py) emits the input transform, alpha^2
+matrix products through the BLAS, and the output transform with bias and activation.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..ir import Graph
+from .fusion import _clone_op, _const
+from .manager import Pass
+
+POINTS = {4: [0.0, 1.0, -1.0], 6: [0.0, 1.0, -1.0, 2.0, -2.0]}  # finite points per n; infinity is the last
+
+
+@functools.lru_cache(maxsize=None)
+def winograd_matrices(m: int, r: int):
+    """(AT (m x n), G (n x r), BT (n x n)) in float64, checked against a direct correlation."""
+    n = m + r - 1
+    pts = POINTS[n]
+
+    def evalmat(deg):  # n x deg: rows = points, then the leading coefficient ("infinity")
+        e = np.zeros((n, deg))
+        for j, a in enumerate(pts):
+            e[j] = [a ** k for k in range(deg)]
+        e[n - 1, deg - 1] = 1.0
+        return e
+
+    G, H, V = evalmat(r), evalmat(m), evalmat(n)
+    BT = np.linalg.inv(V).T
+    AT = H.T
+    rng = np.random.default_rng(0)
+    g, d = rng.standard_normal(r), rng.standard_normal(n)
+    direct = np.array([sum(g[k] * d[i + k] for k in range(r)) for i in range(m)])
+    assert np.allclose(AT @ ((G @ g) * (BT @ d)), direct, atol=1e-9), "Winograd transform construction failed"
+    return AT, G, BT
+
+
+def tile_size(r: int) -> int:
+    """Output tile edge m for a kernel edge r (n = m + r - 1 transform points)."""
+    return 2
+
+
+def eligible(node) -> bool:
+    op = node.op
+    if node.op_type != "Conv" or op.__dict__.get("packed") or op.__dict__.get("winograd"):
+        return False
+    x, w = node.inputs[0], node.inputs[1]
+    if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype or x.rank != 4:
+        return False
+    if int(op.group) != 1:
+        return False
+    ks, strides, dil, pads = op.geometry(node)
+    if ks[0] != ks[1] or ks[0] not in (3, 5) or any(s != 1 for s in strides) or any(d != 1 for d in dil):
+        return False
+    M, C = int(w.shape[0]), int(w.shape[1])
+    # small channel counts: the transforms would cost more than the products they save
+    return M >= 8 and C >= 8
+
+
+class WinogradConv(Pass):
+    name = "winograd-conv"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for n in list(graph.nodes):
+            if not eligible(n):
+                continue
+            w = n.inputs[1]
+            r = int(w.shape[2])
+            m = tile_size(r)
+            AT, G, BT = winograd_matrices(m, r)
+            a = m + r - 1
+            M, C = int(w.shape[0]), int(w.shape[1])
+            g64 = w.const.astype(np.float64)
+            U = np.einsum("ik,mckl,jl->ijmc", G, g64, G).reshape(a * a, M, C).astype(np.float32)
+            ks, _, _, _ = n.op.geometry(n)
+            op = _clone_op(n.op)
+            op.attrs["kernel_shape"] = list(ks)
+            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C}
+            n.op = op
+            graph.set_input(n, 1, _const(graph, w.name + "_winograd", U))
+            changed = True
+        return changed
