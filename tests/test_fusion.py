@@ -88,6 +88,28 @@ for k, (bshape, first) in enumerate([((6,), True), ((1, 6), False), ((6,), False
     add(f"matmul-add-relu-{k}", graph_model(nodes, {"x": rand(5, 9)}, {"w": rand(9, 6), "bias": rand(*bshape)},
                                             ["y"]), {"x": rand(5, 9)}, {"Gemm": 1}, {"Relu": 1})
 
+# Conv / ConvTranspose (with or without bias) + Add of a per-channel constant (+ activation)
+for k, (op, bshape, has_bias, act) in enumerate([("ConvTranspose", (1, 4, 1, 1), False, "Relu"),
+                                                 ("ConvTranspose", (4, 1, 1), True, "Sigmoid"),
+                                                 ("Conv", (1, 4, 1, 1), True, None), ("Conv", (4, 1, 1), False, "Relu")]):
+    wshape = (3, 4, 3, 3) if op == "ConvTranspose" else (4, 3, 3, 3)
+    inits = {"w": rand(*wshape, seed=k), "bias": rand(*bshape, seed=k + 1)}
+    ins = ["x", "w"]
+    if has_bias:
+        inits["b"] = rand(4, seed=k + 2)
+        ins.append("b")
+    nodes = [helper.make_node(op, ins, ["c"], strides=[2, 2]),
+             helper.make_node("Add", ["bias", "c"] if k % 2 else ["c", "bias"], ["a" if act else "y"])]
+    if act:
+        nodes.append(helper.make_node(act, ["a"], ["y"]))
+    add(f"{op}-bias-add-{k}", graph_model(nodes, {"x": rand(1, 3, 7, 7)}, inits, ["y"]), {"x": rand(1, 3, 7, 7)},
+        {op: 1}, {act: 1} if act else {})
+# a non-per-channel Add stays
+nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "bias"], ["y"])]
+add("conv-add-not-per-channel", graph_model(nodes, {"x": rand(1, 3, 6, 6)}, {"w": rand(4, 3, 3, 3),
+                                                                             "bias": rand(1, 1, 1, 4)}, ["y"]),
+    {"x": rand(1, 3, 6, 6)}, {"Conv": 1, "Add": 1}, {})
+
 # no rewrite where it would be wrong
 # (a) the Conv output is also read elsewhere: BatchNorm and Relu stay separate
 nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),

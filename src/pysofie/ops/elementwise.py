@@ -308,19 +308,13 @@ for _n in ["And", "Or", "Xor"]:
     _binary(_n, BOOLS, result_bool=True)
 for _n in ["BitwiseAnd", "BitwiseOr", "BitwiseXor"]:
     _binary(_n, INTS)
-_binary("BitShift", UNSIGNED, attrs={"direction": REQUIRED})
+_binary("BitShift", INTS, attrs={"direction": REQUIRED})  # signed types from opset 28
 
 
 @register()
 class Mod(TypedBinary):
     ATTRS = {"fmod": 0}
 
-    def check(self, node):
-        p = super().check(node)
-        dt = node.inputs[0].dtype
-        if dt is not None and dt.is_float and not self.fmod:
-            p.append(f"{node.describe()}: fmod=0 is not allowed for floating point inputs (the spec requires fmod=1)")
-        return p
 
 
 @register()
@@ -330,7 +324,8 @@ class Pow(Binary):
     OUTPUTS = ("Z",)
 
     def check(self, node):
-        return check_types(node, [v.dtype for v in node.inputs[:2]], FLOATS | INT3264)
+        return (check_types(node, [node.inputs[0].dtype], FLOATS | INT3264) +
+                check_types(node, [node.inputs[1].dtype], NUMERIC, "exponent type"))
 
     def infer(self, node):
         a, b = node.inputs[0], node.inputs[1]

@@ -3,6 +3,7 @@
 
 - ``FoldBatchNorm``: Conv (constant weights) followed by an inference BatchNormalization becomes one Conv with
   rescaled weights and a bias.
+- ``FuseBiasAdd``: Conv / ConvTranspose followed by the Add of a constant per-channel bias takes it as its bias.
 - ``MatMulAddToGemm``: a 2-D MatMul by a constant followed by the Add of a constant bias becomes a Gemm.
 - ``FuseActivation``: Relu / LeakyRelu / Sigmoid / Tanh right after a Conv, ConvTranspose or Gemm is applied by
   that node's generated code while its output is in cache (the node's op carries ``fused_act``), and the
@@ -123,6 +124,47 @@ class MatMulAddToGemm(Pass):
         return changed
 
 
+class FuseBiasAdd(Pass):
+    """Conv / ConvTranspose followed by the Add of a constant per-channel bias (shape (M,1,..,1) or
+    (1,M,1,..,1), as TensorFlow exports write it): the bias joins the convolution's own."""
+    name = "fuse-bias-add"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for add in list(graph.nodes):
+            if add.op_type != "Add" or add not in graph.nodes or len(add.inputs) != 2:
+                continue
+            for k in (0, 1):
+                y, c = add.inputs[k], add.inputs[1 - k]
+                conv = y.producer if y is not None else None
+                if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or c is None or c.const is None:
+                    continue
+                if conv.op.__dict__.get("fused_act") or not _single_internal_use(graph, y) or not _float(y):
+                    continue
+                if c.dtype is not y.dtype or tuple(add.outputs[0].shape) != tuple(y.shape):
+                    continue
+                mch = y.shape[1]
+                cs = list(c.shape)
+                # channel axis of y is 1: c right-aligned against y's rank
+                if len(cs) > y.rank or not isinstance(mch, int):
+                    continue
+                full = [1] * (y.rank - len(cs)) + cs
+                if full[1] != mch or any(d != 1 for i, d in enumerate(full) if i != 1):
+                    continue
+                old = conv.input(2)
+                if old is not None and old.const is None:
+                    continue
+                b = np.asarray(c.const).reshape(-1).astype(np.float64)
+                if old is not None:
+                    b = b + np.asarray(old.const, np.float64).reshape(-1)
+                bv = _const(graph, c.name + "_bias", b.astype(c.const.dtype))
+                _replace(graph, [conv, add], _clone_op(conv.op), [conv.inputs[0], conv.inputs[1], bv],
+                         add.outputs[0], conv.name)
+                changed = True
+                break
+        return changed
+
+
 class FuseActivation(Pass):
     name = "fuse-activation"
 
@@ -204,4 +246,4 @@ class PackConvWeights(Pass):
 def optimization_passes() -> list:
     # PackConvWeights is opt-in: on this project's benchmark machine (AVX2) its kernel does not beat OpenBLAS yet
     # for large reduction lengths (no K blocking); see benchmarks/README
-    return [FoldBatchNorm(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm()]
+    return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm()]

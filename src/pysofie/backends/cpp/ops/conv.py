@@ -303,45 +303,50 @@ def winograd_conv(cx, wino, ins, outs, pads):
 
 
 KC = 256  # reduction block of the packed kernel: a 16-column panel of it (16 KiB) stays in L1
+MC = 96  # output channels per block: their KC-slice of the packed weights (96 KiB) stays in L2
 
 
 def packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
-    """Weights packed at generation time in panels of MR rows (passes.fusion.PackConvWeights): im2col a tile of
-    output positions, then for each 16-column panel of it and each block of KC reductions, copy the panel's block
-    (L1-sized) and run the register-blocked kernel over all row panels; bias + activation are applied as the
-    accumulated results are written out."""
+    """Weights packed at generation time in panels of MR rows (passes.fusion.PackConvWeights). Per tile of
+    output positions: im2col, then GotoBLAS-style blocking: for each KC block of the reduction, copy the tile's
+    columns into 16-wide panels, and for each MC block of output channels (its packed weights stay in L2) run
+    the 6x16 register-blocked kernel over all panels, accumulating in a buffer; bias + activation are applied
+    when the buffer is written out."""
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
     tile = col_tile(K, out_sp)
+    tpad = (tile + 15) // 16 * 16
     MR = 6
     Mp = (Mg + MR - 1) // MR * MR
     kc = min(K, KC)
-    # one scratch buffer per node (scratch buffers of a node share storage): columns, B panel, accumulators
-    col = cx.scratch(K * tile + kc * 16 + Mp * 16, x.dtype, "col")
+    # one scratch buffer per node (scratch buffers of a node share storage): columns, B panels, accumulators
+    col = cx.scratch(K * tile + kc * tpad + Mp * tpad, x.dtype, "col")
     bp = f"({col} + {K * tile})"
-    acc = f"({col} + {K * tile + kc * 16})"
+    acc = f"({col} + {K * tile + kc * tpad})"
     cx.helper("im2col3d_tile", IM2COL)
     with w.block(f"for (long p0 = 0; p0 < {out_sp}; p0 += {tile})"):
         w.line(f"const long np = std::min<long>({tile}, {out_sp} - p0);")
+        w.line("const long npad = (np + 15) / 16 * 16;")
         w.line(f"im2col3d_tile(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
                f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
                f"{outs[1]}, {outs[2]}, p0, np, {col});")
-        with w.block("for (long jp = 0; jp * 16 < np; ++jp)"):
-            w.line("const long nj = std::min<long>(16, np - jp * 16);")
-            with w.block(f"for (long kb = 0; kb < {K}; kb += {kc})"):
-                w.line(f"const long kn = std::min<long>({kc}, {K} - kb);")
-                w.line(f"pysofie_conv::pack_b({col} + kb * np, np, kn, jp * 16, nj, {bp});")
-                with w.block(f"for (long ip = 0; ip < {Mp // MR}; ++ip)"):
-                    w.line(f"pysofie_conv::micro_6x16(kn, {W} + (g * {Mp // MR} + ip) * {K * MR} + kb * {MR}, {bp}, "
-                           f"{acc} + ip * {MR * 16}, kb == 0);")
-            with w.block(f"for (long m = 0; m < {Mg}; ++m)"):
-                w.line(f"float* yr = yg + m * {out_sp} + p0 + jp * 16;")
-                w.line(f"const float* ar = {acc} + (m / {MR}) * {MR * 16} + (m % {MR}) * 16;")
-                if bias is not None:
-                    w.line("const float br = bg[m];")
-                with w.block("for (long j = 0; j < nj; ++j)"):
-                    w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
-                    w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
+        with w.block(f"for (long kb = 0; kb < {K}; kb += {kc})"):
+            w.line(f"const long kn = std::min<long>({kc}, {K} - kb);")
+            w.line(f"pysofie_conv::pack_b_panels({col} + kb * np, np, kn, np, {bp});")
+            with w.block(f"for (long ib = 0; ib < {Mp // MR}; ib += {MC // MR})"):
+                w.line(f"const long ie = std::min<long>({Mp // MR}, ib + {MC // MR});")
+                with w.block("for (long jp = 0; jp * 16 < np; ++jp)"):
+                    with w.block("for (long ip = ib; ip < ie; ++ip)"):
+                        w.line(f"pysofie_conv::micro_6x16(kn, {W} + (g * {Mp // MR} + ip) * {K * MR} + kb * {MR}, "
+                               f"{bp} + jp * kn * 16, {acc} + ip * {MR} * npad + jp * 16, npad, kb == 0);")
+        with w.block(f"for (long m = 0; m < {Mg}; ++m)"):
+            w.line(f"float* yr = yg + m * {out_sp} + p0;")
+            w.line(f"const float* ar = {acc} + m * npad;")
+            if bias is not None:
+                w.line("const float br = bg[m];")
+            with w.block("for (long j = 0; j < np; ++j)"):
+                w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
+                w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
 
 
 def conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):

@@ -166,11 +166,27 @@ def gen_unary_typed(cx):
 
 def _mod(op, T, dt):
     if dt.is_float:
-        return "std::fmod(a, b)"
+        if op.fmod:
+            return "std::fmod(a, b)"
+        # fmod=0 on floats (allowed from opset 28): the result takes the divisor's sign, as Python's %
+        return (f"(std::fmod(a, b) != {T}(0) && ((std::fmod(a, b) < {T}(0)) != (b < {T}(0)))) ? "
+                f"std::fmod(a, b) + b : std::fmod(a, b)")
     if op.fmod or _is_unsigned(dt):
         return f"static_cast<{T}>(a % b)"
     # Python-style modulo: the result takes the divisor's sign
     return f"static_cast<{T}>(((a % b) != 0 && (((a % b) < 0) != (b < 0))) ? (a % b) + b : (a % b))"
+
+
+def _bitshift(op, T, dt):
+    bits = dt.itemsize * 8
+    left = op.direction == "LEFT"
+    if _is_unsigned(dt):
+        return f"static_cast<{T}>(b >= {bits} ? 0 : ({'a << b' if left else 'a >> b'}))"
+    # signed (opset 28): arithmetic right shift; out-of-range shifts give the sign fill alone
+    out = f"(b < 0 || b >= {bits})"
+    if left:
+        return f"static_cast<{T}>({out} ? 0 : static_cast<std::make_unsigned_t<{T}>>(a) << b)"
+    return f"static_cast<{T}>({out} ? (a < 0 ? -1 : 0) : (a >> b))"
 
 
 BINARY_TYPED = {
@@ -185,7 +201,7 @@ BINARY_TYPED = {
     "BitwiseAnd": lambda op, T, dt: f"static_cast<{T}>(a & b)",
     "BitwiseOr": lambda op, T, dt: f"static_cast<{T}>(a | b)",
     "BitwiseXor": lambda op, T, dt: f"static_cast<{T}>(a ^ b)",
-    "BitShift": lambda op, T, dt: (f"static_cast<{T}>(b >= sizeof({T}) * 8 ? 0 : a {'<<' if op.direction == 'LEFT' else '>>'} b)"),
+    "BitShift": lambda op, T, dt: _bitshift(op, T, dt),
     "Mod": _mod,
     "Pow": lambda op, T, dt: f"static_cast<{T}>(std::pow(a, b))",
     "PRelu": lambda op, T, dt: f"a < {T}(0) ? static_cast<{T}>(b * a) : a",
@@ -241,7 +257,8 @@ def gen_clip(cx):
     w.line(f"const {T} hi = {hi};")
     with w.loop("i", cx.size(0)):
         w.line(f"const {T} x = {cx.i(0)}[i];")
-        w.line(f"{cx.o(0)}[i] = x < lo ? lo : (x > hi ? hi : x);")
+        # min(max(x, lo), hi): when min > max every value becomes max, as the spec says
+        w.line(f"{cx.o(0)}[i] = std::min<{T}>(std::max<{T}>(x, lo), hi);")
 
 
 @generates("CastLike")

@@ -210,7 +210,8 @@ def gen_lpnorm(cx):
                 w.line("acc += v * v;" if cx.op.p == 2 else "acc += std::abs(v);")
             w.line(f"const double nrm = {'std::sqrt(acc)' if cx.op.p == 2 else 'acc'};")
             with w.loop("k", n):
-                w.line(f"{Y}[base + k * {inner}] = static_cast<{T}>({X}[base + k * {inner}] / nrm);")
+                # a zero norm gives zeros (as onnx's backend test data), not NaN
+                w.line(f"{Y}[base + k * {inner}] = nrm == 0.0 ? {T}(0) : static_cast<{T}>({X}[base + k * {inner}] / nrm);")
 
 
 @generates("MeanVarianceNormalization")
