@@ -99,3 +99,18 @@ def test_unnamed_dynamic_dimension_becomes_a_size_parameter(n):
     assert isinstance(sess.get_inputs()[0].shape[0], str)
     xv = rand(n, 4)
     np.testing.assert_array_equal(sess.run(None, {"x": xv})[0], np.maximum(xv, 0))
+
+
+def test_constant_inputs_specialize_shape_parameters():
+    """A target shape fed as a graph input: usable once fixed with constant_inputs."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    m = model(nodes, [vi("x", [2, 6]), vi("shape", [2], TensorProto.INT64)], [vi("y", None)])
+    with pytest.raises(pysofie.ShapeInferenceError, match="shape.*generation time"):
+        pysofie.load(m)
+    target = np.array([3, 4], np.int64)
+    sess = pysofie.InferenceSession(m, constant_inputs={"shape": target})
+    assert [i.name for i in sess.get_inputs()] == ["x"]
+    x = rand(2, 6)
+    assert_close(sess.run(None, {"x": x}), ort(m, {"x": x, "shape": target}))
+    with pytest.raises(pysofie.ModelLoadError, match="not inputs"):
+        pysofie.load(m, constant_inputs={"nope": target})

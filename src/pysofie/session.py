@@ -37,17 +37,20 @@ class InferenceSession:
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
+    constant_inputs: {input name: array}: those inputs become constants of the generated code (needed for
+        inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
     """
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: str = "dat", input_shapes=None,
                  name: Optional[str] = None, namespace: Optional[str] = None, optimize: bool = True,
-                 opt_level=None, native=None, weight_file: Optional[str] = None, _generated=None, _library=None,
-                 **kwargs):
+                 opt_level=None, native=None, weight_file: Optional[str] = None, constant_inputs=None,
+                 _generated=None, _library=None, **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
         gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
-                                         input_shapes=input_shapes, optimize=optimize)
+                                         input_shapes=input_shapes, optimize=optimize,
+                                         constant_inputs=constant_inputs)
         self._gm = gm
         em = gm.emitter
         self._graph = em.graph

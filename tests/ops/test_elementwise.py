@@ -84,6 +84,9 @@ case("Clip-int64", "Clip", {"x": np.arange(-5, 5, dtype=np.int64), "lo": np.arra
 case("Clip-opset6", "Clip", {"x": X}, {"min": -0.7, "max": 0.8}, opset=6)
 case("Clip-opset6-default", "Clip", {"x": X}, {"max": 0.8}, opset=6)
 
+case("Clip-min-above-max", "Clip", {"x": X, "lo": np.array(1.0, np.float32), "hi": np.array(-1.0, np.float32)},
+     init=("lo", "hi"))
+
 # Dropout: the identity at inference, an all-true mask when requested
 case("Dropout", "Dropout", {"x": rand(3, 4)})
 case("Dropout-mask", "Dropout", {"x": rand(3, 4)}, n_outputs=2)
@@ -129,6 +132,16 @@ for d in ("LEFT", "RIGHT"):
                                               "b": np.array([1, 2, 3, 0], np.uint32)}, {"direction": d})
     case(f"BitShift-{d}-uint8", "BitShift", {"a": np.array([[1, 16], [128, 7]], np.uint8),
                                              "b": np.array([2], np.uint8)}, {"direction": d})
+
+# opset 28: signed BitShift (arithmetic right shift, out-of-range shifts), float Mod with fmod=0
+for d in ("LEFT", "RIGHT"):
+    for dt in (np.int8, np.int32, np.int64):
+        case(f"BitShift-{d}-{dt.__name__}", "BitShift", {"a": np.array([1, -16, 100, -7, 5, -1], dt),
+                                                         "b": np.array([1, 2, 3, 0, -1, 70], dt)},
+             {"direction": d}, opset=28)
+case("Mod-float-fmod0", "Mod", {"a": rand(3, 4, low=-5, high=5), "b": np.array([1.5, -2.0, 0.7, -0.3], np.float32)},
+     opset=28)
+case("Pow-uint8-exponent", "Pow", {"a": rand(4, low=0.5, high=2), "b": np.array([0, 1, 2, 3], np.uint8)})
 
 # -- variadic ops with broadcasting ------------------------------------------------------------------------
 VAR = [[(3, 4)], [(3, 4), (3, 4)], [(2, 3, 4), (4,), (3, 1)], [(1,), (2, 5), (5,)], [(2, 1, 3), (4, 1), (3,), ()]]

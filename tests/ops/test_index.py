@@ -120,6 +120,7 @@ for mode in ("DCR", "CRD"):
     case(f"DepthToSpace-{mode}", "DepthToSpace", {"x": rand(2, 8, 2, 3)}, {"blocksize": 2, "mode": mode})
 case("DepthToSpace-b3", "DepthToSpace", {"x": rand(1, 18, 2, 2)}, {"blocksize": 3})
 case("SpaceToDepth-2", "SpaceToDepth", {"x": rand(2, 3, 4, 6)}, {"blocksize": 2})
+case("SpaceToDepth-CRD", "SpaceToDepth", {"x": rand(2, 3, 4, 6)}, {"blocksize": 2, "mode": "CRD"}, opset=28)
 case("SpaceToDepth-3", "SpaceToDepth", {"x": rand(1, 2, 3, 6)}, {"blocksize": 3})
 
 # QuantizeLinear / DequantizeLinear: scalar and per-axis scales, with and without zero point

@@ -59,6 +59,10 @@ for xs, axis in [((3, 4), -1), ((2, 3, 4), 1), ((2, 3, 4), 0)]:
         case(f"LpNormalization-{xs}-{axis}-p{p}", "LpNormalization", {"x": rand(*xs, low=0.1, high=2)},
              {"axis": axis, "p": p})
 
+for p in (1, 2):  # a zero norm gives zeros; onnx's reference L1 norm forgets the absolute value: onnxruntime
+    case(f"LpNormalization-zero-p{p}", "LpNormalization", {"x": np.array([[0, 0, 0], [1, -2, 3]], np.float32)},
+         {"axis": 1, "p": p}, oracle="ort" if p == 1 else "reference")
+
 for xs, axes in [((2, 3, 4, 5), None), ((2, 3, 4), [0, 2]), ((3, 4), [1]), ((2, 3, 4, 5), [1, 2, 3])]:
     case(f"MeanVarianceNormalization-{xs}-{axes}", "MeanVarianceNormalization", {"x": rand(*xs, low=-2, high=2)},
          {} if axes is None else {"axes": axes}, rtol=1e-4, atol=1e-4)

@@ -21,8 +21,9 @@ def _culprits(message: str, sources: dict[str, int]) -> list[int]:
 
 
 def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=None, chunk: int = 64,
-                 input_shapes=None) -> list:
+                 input_shapes=None, constant_inputs=None) -> list:
     """InferenceSessions for `models` (paths, ModelProtos or Graphs), compiled together.
+    constant_inputs: None, or a list aligned with `models` of {input name: array} (see InferenceSession).
 
     Returns a list aligned with `models`: an InferenceSession, or the exception that model raised.
     """
@@ -32,7 +33,8 @@ def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=N
     for k, m in enumerate(models):
         try:
             generated.append(generate_code(m, namespace=f"pysofie_batch_{k}", weights=weights,
-                                           input_shapes=input_shapes))
+                                           input_shapes=input_shapes,
+                                           constant_inputs=constant_inputs[k] if constant_inputs else None))
         except Exception as e:  # reported per model
             generated.append(e)
     results: list[Optional[object]] = [None] * len(models)

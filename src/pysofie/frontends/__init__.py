@@ -6,12 +6,12 @@ import os
 from ..errors import ModelLoadError
 
 
-def load_graph(model, *, input_shapes=None, name: str | None = None):
+def load_graph(model, *, input_shapes=None, name: str | None = None, constant_inputs=None):
     """Dispatch on the model's kind: path (.onnx/.h5/.keras/.pt), onnx.ModelProto, or torch nn.Module."""
     import onnx
     if isinstance(model, onnx.ModelProto):
         from .onnx import graph_from_onnx
-        return graph_from_onnx(model, name=name, input_shapes=input_shapes)
+        return graph_from_onnx(model, name=name, input_shapes=input_shapes, constant_inputs=constant_inputs)
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         ext = os.path.splitext(path)[1].lower()
@@ -25,7 +25,7 @@ def load_graph(model, *, input_shapes=None, name: str | None = None):
             from .torch import graph_from_torch
             return graph_from_torch(path, input_shapes=input_shapes, name=name)
         from .onnx import graph_from_onnx_file
-        return graph_from_onnx_file(path, name=name, input_shapes=input_shapes)
+        return graph_from_onnx_file(path, name=name, input_shapes=input_shapes, constant_inputs=constant_inputs)
     if type(model).__module__.startswith("torch") or hasattr(model, "forward"):
         from .torch import graph_from_torch
         return graph_from_torch(model, input_shapes=input_shapes, name=name)

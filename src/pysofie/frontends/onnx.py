@@ -34,7 +34,7 @@ class Unsupported(Op):
         return [f"{self.orig}{dom}: {why}, node '{node.name}'"]
 
 
-def graph_from_onnx_file(path: str, *, name: str | None = None, input_shapes=None) -> Graph:
+def graph_from_onnx_file(path: str, *, name: str | None = None, input_shapes=None, constant_inputs=None) -> Graph:
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -46,7 +46,8 @@ def graph_from_onnx_file(path: str, *, name: str | None = None, input_shapes=Non
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file; truncated or another format?)")
     stem = os.path.splitext(os.path.basename(path))[0]
-    return graph_from_onnx(model, name=name or stem, source=path, input_shapes=input_shapes)
+    return graph_from_onnx(model, name=name or stem, source=path, input_shapes=input_shapes,
+                           constant_inputs=constant_inputs)
 
 
 def attribute_value(attr: onnx.AttributeProto) -> Any:
@@ -70,7 +71,9 @@ def _symbol_name(raw: str) -> str:
 
 
 def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: str = "",
-                    input_shapes=None) -> Graph:
+                    input_shapes=None, constant_inputs=None) -> Graph:
+    """constant_inputs: {input name: array} turns those graph inputs into constants. Generated code is static:
+    inputs that determine shapes (a Reshape's target, a Reduce's axes) must be known when it is generated."""
     g = model.graph
     source = source or f"ONNX model '{g.name or 'model'}'"
     opset = 0
@@ -92,6 +95,13 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
 
     sym_names: dict[str, str] = {}
     given = list(input_shapes) if input_shapes else None
+    constant_inputs = dict(constant_inputs or {})
+    known = {i.name for i in g.input}
+    unknown = [n for n in constant_inputs if n not in known]
+    if unknown:
+        raise ModelLoadError(f"{source}: constant_inputs names {unknown}, which are not inputs of the model")
+    for n, arr in constant_inputs.items():
+        values[n] = Value(n, const=np.asarray(arr))
     real_inputs = [i for i in g.input if i.name not in values]
     if given is not None and len(given) != len(real_inputs):
         raise ModelLoadError(f"{source}: {len(given)} input shape(s) given but the model has {len(real_inputs)} inputs")

@@ -380,12 +380,15 @@ class DepthToSpace(Op):
 
 @register()
 class SpaceToDepth(Op):
-    ATTRS = {"blocksize": None}
+    ATTRS = {"blocksize": None, "mode": "DCR"}  # mode from opset 28
     INPUTS = ("input",)
     OUTPUTS = ("output",)
 
     def check(self, node):
-        return [] if node.inputs[0].rank == 4 else [f"{node.describe()}: input must be 4-D"]
+        p = [] if node.inputs[0].rank == 4 else [f"{node.describe()}: input must be 4-D"]
+        if self.mode not in ("DCR", "CRD"):
+            p.append(f"{node.describe()}: mode '{self.mode}' is not supported")
+        return p
 
     def infer(self, node):
         n, c, h, w = node.inputs[0].shape

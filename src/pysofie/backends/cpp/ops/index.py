@@ -316,7 +316,10 @@ def gen_space_to_depth(cx):
 
     def body(vs):
         n, oc, y, x = vs
-        w.line(f"const size_t c = {oc} % {C}, blk = {oc} / {C};")
+        if cx.op.mode == "CRD":
+            w.line(f"const size_t c = {oc} / {b * b}, blk = {oc} % {b * b};")
+        else:
+            w.line(f"const size_t c = {oc} % {C}, blk = {oc} / {C};")
         w.line(f"{cx.o(0)}[pos++] = {cx.i(0)}[(({n} * {C} + c) * {H} + {y} * {b} + blk / {b}) * {W} + "
                f"{x} * {b} + blk % {b}];")
 
