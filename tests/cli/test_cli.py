@@ -96,3 +96,46 @@ def test_config_flags_build_a_program(tmp_path):
     assert run.stdout.count("event") == 2
 
 
+
+
+def test_emit_torchscript_with_symbolic_input_shape(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    net = Net().eval()
+    pt = tmp_path / "net.pt"
+    torch.jit.save(torch.jit.script(net), str(pt))
+    r = cli("emit", str(pt), "--input-shape", "N,1,8,8", "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "size_t N = 1" in (tmp_path / "out" / "net.hxx").read_text()
+    x = np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    name = "x"
+    r = cli("run", str(pt), "--input-shape", "N,1,8,8", "--input", f"{name}={tmp_path / 'x.npy'}",
+            "-o", str(tmp_path / "o.npz"))
+    assert r.returncode == 0, r.stderr
+    got = list(np.load(tmp_path / "o.npz").values())[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_emit_keras_file(tmp_path):
+    pytest.importorskip("h5py")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    inp = keras.Input((6,), name="features")
+    out = keras.layers.Dense(3, activation="softmax", name="probs")(keras.layers.Dense(8, activation="relu")(inp))
+    model = keras.Model(inp, out)
+    path = tmp_path / "m.keras"
+    model.save(str(path))
+    r = cli("emit", str(path), "-o", str(tmp_path / "out"), "--weights", "bin")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["m.bin", "m.hxx"]

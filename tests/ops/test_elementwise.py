@@ -156,6 +156,8 @@ case("Max-opset7", "Max", {"a": rand(2, 3), "b": rand(3)}, opset=7)
 
 case("Where", "Where", {"c": np.array([[True, False, True], [False, False, True]]), "x": rand(2, 3), "y": rand(2, 3)})
 case("Where-bcast", "Where", {"c": np.array([True, False, True]), "x": rand(2, 1), "y": rand(4, 2, 3)})
+case("Where-const-cond", "Where", {"c": np.array([[True, False], [False, True]]), "x": rand(2, 2), "y": rand(2, 2)},
+     init=("c",))  # a bool weight read from the weight file
 case("Where-int64", "Where", {"c": np.array([[True], [False]]), "x": np.arange(6, dtype=np.int64).reshape(2, 3),
                               "y": np.array([-1], np.int64)})
 
@@ -197,8 +199,8 @@ def test_rejects_unsupported_types():
     import pysofie
     from pysofie.errors import PysofieError
     bad = [("Sqrt", {"x": np.array([1, 4], np.int64)}, {}), ("Not", {"x": rand(3)}, {}),
-           ("Mod", {"a": rand(3), "b": rand(3)}, {}), ("And", {"a": rand(2), "b": rand(2)}, {}),
-           ("BitShift", {"a": np.array([1], np.int32), "b": np.array([1], np.int32)}, {"direction": "LEFT"}),
+           ("Mod", {"a": np.array([True]), "b": np.array([True])}, {}), ("And", {"a": rand(2), "b": rand(2)}, {}),
+           ("BitShift", {"a": rand(2), "b": rand(2)}, {"direction": "LEFT"}),
            ("Gelu", {"x": rand(3)}, {"approximate": "erf"})]
     for op, ins, attrs in bad:
         with pytest.raises(PysofieError, match=op):

@@ -8,6 +8,7 @@ from . import norm  # noqa: F401
 from . import pool  # noqa: F401
 from . import index, reduce  # noqa: F401  (operator coverage families)
 from . import recurrent  # noqa: F401
+from . import image, loss, signal  # noqa: F401  (loss, signal and image families)
 from . import shape  # noqa: F401
 from .base import OPS, Op, lookup, register
 
