@@ -202,13 +202,15 @@ case("OneHot-symbolic", "OneHot", {"i": np.array([1, 0, 2], np.int64), "d": np.a
                                    "v": np.array([0, 1], np.float32)}, init=("d", "v"), symbolic={"i": ["N"]})
 case("Expand-symbolic", "Expand", {"x": rand(3, 1), "s": I64(1, 4)}, init=("s",), symbolic={"x": ["N", 1]})
 case("QuantizeLinear-symbolic", "QuantizeLinear", {"x": rand(5, 3), "s": np.array(0.01, np.float32),
-                                                   "z": np.array(0, np.int8)}, init=("s", "z"), symbolic={"x": ["N", 3]})
+                                                   "z": np.array(0, np.int8)}, init=("s", "z"),
+     symbolic={"x": ["N", 3]})
 
 
 @pytest.fixture(scope="module")
 def sessions(request):
-    wanted = {it.callspec.params["c"].id for it in request.session.items
-              if getattr(it, "module", None) is request.module and hasattr(it, "callspec") and "c" in it.callspec.params}
+    # compile only the selected cases (all of them in a full run), in one batch
+    mine = [it for it in request.session.items if getattr(it, "module", None) is request.module]
+    wanted = {it.callspec.params["c"].id for it in mine if hasattr(it, "callspec") and "c" in it.callspec.params}
     return compile_cases([c for c in CASES if c.id in wanted])
 
 

@@ -49,7 +49,8 @@ class Reduce(Op):
 
 
 for _n, _t in [("ReduceSum", NUMERIC), ("ReduceMean", NUMERIC), ("ReduceProd", NUMERIC), ("ReduceMax", NUMERIC | BOOLS),
-               ("ReduceMin", NUMERIC | BOOLS), ("ReduceSumSquare", NUMERIC), ("ReduceL1", NUMERIC), ("ReduceL2", NUMERIC),
+               ("ReduceMin", NUMERIC | BOOLS), ("ReduceSumSquare", NUMERIC), ("ReduceL1", NUMERIC),
+               ("ReduceL2", NUMERIC),
                ("ReduceLogSum", FLOATS), ("ReduceLogSumExp", FLOATS)]:
     register(_n)(type(_n, (Reduce,), {"TYPES": _t}))
 

@@ -310,9 +310,10 @@ MC = 96  # output channels per block: their KC-slice of the packed weights (96 K
 
 def direct_conv(cx, x, Cg, ins, outs, k3, d3, pads, nsp, W, Mg, bias, act):
     """Stride-1 convolution with packed weights, without im2col: the image is copied once into a zero-padded
-    buffer, and the 6x16 kernel reads its 16 output positions' inputs straight from padded rows. The reduction
-    runs in blocks of channels (their packed weights stay in cache), accumulating in a buffer laid out like the
-    output with rows padded to 16; bias + activation are applied when it is written out."""
+    buffer; output position (oh, ow) of a plane reads its inputs at oh * Wp + ow (+ kernel offsets), so the 6x16
+    kernel runs over 16 consecutive positions of the flattened padded plane (the Wp - OW positions past each row
+    end are computed and dropped). The reduction runs in blocks of channels (their packed weights stay in cache)
+    accumulating in a buffer; bias + activation are applied when it is written out."""
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
     MR = 6
@@ -322,11 +323,11 @@ def direct_conv(cx, x, Cg, ins, outs, k3, d3, pads, nsp, W, Mg, bias, act):
     pb, pe = as3d(pads[:nsp], 0), as3d(pads[nsp:], 0)
     Dp, Hp, Wp = (ins[a] + pb[a] + pe[a] for a in range(3))
     OD, OH, OW = outs
-    OWp = (OW + 15) // 16 * 16
-    spp = OD * OH * OWp
+    plane = (OH * Wp + 15) // 16 * 16  # computed positions per output plane
+    spp = OD * plane
     cb = max(1, KC // kvol)  # channels per reduction block
     img = Cg * Dp * Hp * Wp
-    slack = OWp + 16 + (k3[2] - 1) * d3[2]  # the last 16-wide panel of a row may read past the padded image
+    slack = 64 + (k3[2] - 1) * d3[2]  # the last panel of a plane may read a little past the padded image
     buf = cx.scratch(img + slack + Mp * spp, x.dtype, "direct")
     acc = f"({buf} + {img + slack})"
     w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, {pb[2]}, {Dp}, {Hp}, "
@@ -337,24 +338,24 @@ def direct_conv(cx, x, Cg, ins, outs, k3, d3, pads, nsp, W, Mg, bias, act):
         with w.block(f"for (long ib = 0; ib < {Mp // MR}; ib += {MC // MR})"):
             w.line(f"const long ie = std::min<long>({Mp // MR}, ib + {MC // MR});")
             with w.block(f"for (long od = 0; od < {OD}; ++od)"):
-                with w.block(f"for (long oh = 0; oh < {OH}; ++oh)"):
-                    with w.block(f"for (long ow0 = 0; ow0 < {OW}; ow0 += 16)"):
-                        w.line(f"const float* xb = {buf} + c0 * {Dp * Hp * Wp} + od * {Hp * Wp} + oh * {Wp} + ow0;")
-                        w.line(f"float* ab = {acc} + (od * {OH} + oh) * {OWp} + ow0;")
-                        with w.block("for (long ip = ib; ip < ie; ++ip)"):
-                            w.line(f"pysofie_conv::micro_direct_6x16(cn, {k3[0]}, {k3[1]}, {k3[2]}, {Dp * Hp * Wp}, "
-                                   f"{d3[0] * Hp * Wp}, {d3[1] * Wp}, {d3[2]}, "
-                                   f"{W} + (g * {Mp // MR} + ip) * {K * MR} + c0 * {kvol * MR}, xb, "
-                                   f"ab + ip * {MR * spp}, {spp}, c0 == 0);")
+                with w.block(f"for (long q0 = 0; q0 < {plane}; q0 += 16)"):
+                    w.line(f"const float* xb = {buf} + c0 * {Dp * Hp * Wp} + od * {Hp * Wp} + q0;")
+                    w.line(f"float* ab = {acc} + od * {plane} + q0;")
+                    with w.block("for (long ip = ib; ip < ie; ++ip)"):
+                        w.line(f"pysofie_conv::micro_direct_6x16(cn, {k3[0]}, {k3[1]}, {k3[2]}, {Dp * Hp * Wp}, "
+                               f"{d3[0] * Hp * Wp}, {d3[1] * Wp}, {d3[2]}, "
+                               f"{W} + (g * {Mp // MR} + ip) * {K * MR} + c0 * {kvol * MR}, xb, "
+                               f"ab + ip * {MR * spp}, {spp}, c0 == 0);")
     with w.block(f"for (long m = 0; m < {Mg}; ++m)"):
         if bias is not None:
             w.line("const float br = bg[m];")
-        with w.block(f"for (long q = 0; q < {OD * OH}; ++q)"):
-            w.line(f"float* yr = yg + m * {OD * OH * OW} + q * {OW};")
-            w.line(f"const float* ar = {acc} + m * {spp} + q * {OWp};")
-            with w.block(f"for (long j = 0; j < {OW}; ++j)"):
-                w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
-                w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
+        with w.block(f"for (long od = 0; od < {OD}; ++od)"):
+            with w.block(f"for (long oh = 0; oh < {OH}; ++oh)"):
+                w.line(f"float* yr = yg + m * {OD * OH * OW} + (od * {OH} + oh) * {OW};")
+                w.line(f"const float* ar = {acc} + m * {spp} + od * {plane} + oh * {Wp};")
+                with w.block(f"for (long j = 0; j < {OW}; ++j)"):
+                    w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
+                    w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
 
 
 def packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):

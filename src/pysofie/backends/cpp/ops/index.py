@@ -239,7 +239,6 @@ def gen_eyelike(cx):
 def gen_onehot(cx):
     w = cx.w
     idx = cx.vin(0)
-    T = cx.octype(0)
     depth = cx.op.depth_of(cx.node)
     a = cx.op.axis + idx.rank + 1 if cx.op.axis < 0 else cx.op.axis
     outer = cpp_dim(numel(idx.shape[:a]))
@@ -252,7 +251,6 @@ def gen_onehot(cx):
             with w.loop("d", str(depth)):
                 w.line(f"{cx.o(0)}[(o * {depth} + d) * {inner} + j] = "
                        f"static_cast<long long>(d) == k ? {V}[1] : {V}[0];")
-    _ = T
 
 
 @generates("Trilu")

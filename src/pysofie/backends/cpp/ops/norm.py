@@ -211,7 +211,8 @@ def gen_lpnorm(cx):
             w.line(f"const double nrm = {'std::sqrt(acc)' if cx.op.p == 2 else 'acc'};")
             with w.loop("k", n):
                 # a zero norm gives zeros (as onnx's backend test data), not NaN
-                w.line(f"{Y}[base + k * {inner}] = nrm == 0.0 ? {T}(0) : static_cast<{T}>({X}[base + k * {inner}] / nrm);")
+                w.line(f"{Y}[base + k * {inner}] = nrm == 0.0 ? {T}(0) : "
+                       f"static_cast<{T}>({X}[base + k * {inner}] / nrm);")
 
 
 @generates("MeanVarianceNormalization")

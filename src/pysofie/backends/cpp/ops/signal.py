@@ -1,1 +1,132 @@
-"""(family module, filled below)"""
+"""Signal processing generators: CumProd, Compress, DFT and STFT (direct DFT sums with double twiddles).
+Window generators and MelWeightMatrix have only generation-time inputs: they are evaluated while folding."""
+from __future__ import annotations
+
+from ....ir.shapes import cpp_dim, numel
+from ..emitter import generates
+
+
+@generates("CumProd")
+def gen_cumprod(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a = cx.op.axis_of(cx.node)
+    outer = cpp_dim(numel(x.shape[:a]))
+    n = cpp_dim(x.shape[a])
+    inner = cpp_dim(numel(x.shape[a + 1:]))
+    X, Y = cx.i(0), cx.o(0)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"const size_t base = o * {n} * {inner} + j;")
+            w.line(f"{T} acc = 1;")
+            with w.loop("t", n):
+                idx = f"({n} - 1 - t)" if cx.op.reverse else "t"
+                w.line(f"const size_t at = base + {idx} * {inner};")
+                if cx.op.exclusive:
+                    w.line(f"{Y}[at] = acc;")
+                    w.line(f"acc = static_cast<{T}>(acc * {X}[at]);")
+                else:
+                    w.line(f"acc = static_cast<{T}>(acc * {X}[at]);")
+                    w.line(f"{Y}[at] = acc;")
+
+
+@generates("Compress")
+def gen_compress(cx):
+    w = cx.w
+    x = cx.vin(0)
+    sel = cx.op.selected(cx.node)
+    X, Y = cx.i(0), cx.o(0)
+    if not sel:
+        return
+    idx = cx.unique("kSel")
+    w.line(f"static const size_t {idx}[{len(sel)}] = {{{', '.join(map(str, sel))}}};")
+    if cx.op.axis is None:
+        with w.loop("k", str(len(sel))):
+            w.line(f"{Y}[k] = {X}[{idx}[k]];")
+        return
+    from ....ops.base import norm_axis
+    a = norm_axis(cx.op.axis, x.rank)
+    outer = cpp_dim(numel(x.shape[:a]))
+    n = cpp_dim(x.shape[a])
+    inner = cpp_dim(numel(x.shape[a + 1:]))
+    with w.loop("o", outer):
+        with w.loop("k", str(len(sel))):
+            w.line(f"std::copy_n({X} + (o * {n} + {idx}[k]) * {inner}, {inner}, "
+                   f"{Y} + (o * {len(sel)} + k) * {inner});")
+
+
+def _dft_core(w, *, L, K, inverse, get_re, get_im, complex_in, store):
+    """Emits: for k < K: X[k] = sum_{t<L} x[t] * exp(-+2 pi i k t / L); store(k, re, im)."""
+    sign = "" if inverse else "-"
+    with w.loop("k", str(K)):
+        w.line("double sr = 0, si = 0;")
+        with w.loop("t", str(L)):
+            w.line(f"const double ang = {sign}6.283185307179586476925 * double((k * t) % {L}) / {L}.0;")
+            w.line("const double c = std::cos(ang), s = std::sin(ang);")
+            w.line(f"const double xr = {get_re('t')};")
+            if complex_in:
+                w.line(f"const double xi = {get_im('t')};")
+                w.line("sr += xr * c - xi * s;")
+                w.line("si += xr * s + xi * c;")
+            else:
+                w.line("sr += xr * c;")
+                w.line("si += xr * s;")
+        if inverse:
+            w.line(f"sr /= {L}.0; si /= {L}.0;")
+        store("k", "sr", "si")
+
+
+@generates("DFT")
+def gen_dft(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a, n, L = cx.op.params(cx.node)
+    y = cx.vout(0)
+    K = y.shape[a]
+    comp = x.shape[-1]
+    outer = cpp_dim(numel(x.shape[:a]))
+    inner = cpp_dim(numel(x.shape[a + 1:-1]))
+    X, Y = cx.i(0), cx.o(0)
+    m = min(n, L)  # input samples used (zero padding beyond)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"const {T}* xp = {X} + (o * {n} * {inner} + j) * {comp};")
+            w.line(f"{T}* yp = {Y} + (o * {K} * {inner} + j) * 2;")
+
+            def store(k, re, im):
+                w.line(f"yp[{k} * {inner} * 2] = static_cast<{T}>({re});")
+                w.line(f"yp[{k} * {inner} * 2 + 1] = static_cast<{T}>({im});")
+
+            _dft_core(w, L=m if m == L else L, K=K, inverse=bool(cx.op.inverse),
+                      get_re=lambda t: f"({t} < {m} ? double(xp[{t} * {inner} * {comp}]) : 0.0)",
+                      get_im=lambda t: f"({t} < {m} ? double(xp[{t} * {inner} * {comp} + 1]) : 0.0)",
+                      complex_in=comp == 2, store=store)
+
+
+@generates("STFT")
+def gen_stft(cx):
+    w = cx.w
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    step, flen, frames = cx.op.params(cx.node)
+    y = cx.vout(0)
+    K = y.shape[2]
+    comp = x.shape[2]
+    n = x.shape[1]
+    X, Y, W = cx.i(0), cx.o(0), cx.i(2)
+    win = f" * double({W}[t])" if W else ""
+    with w.loop("b", cpp_dim(x.shape[0])):
+        with w.loop("f", str(frames)):
+            w.line(f"const {T}* xp = {X} + (b * {n} + f * {step}) * {comp};")
+            w.line(f"{T}* yp = {Y} + (b * {frames} + f) * {K} * 2;")
+
+            def store(k, re, im):
+                w.line(f"yp[{k} * 2] = static_cast<{T}>({re});")
+                w.line(f"yp[{k} * 2 + 1] = static_cast<{T}>({im});")
+
+            _dft_core(w, L=flen, K=K, inverse=False,
+                      get_re=lambda t: f"double(xp[{t} * {comp}]){win}",
+                      get_im=lambda t: f"double(xp[{t} * {comp} + 1]){win}",
+                      complex_in=comp == 2, store=store)

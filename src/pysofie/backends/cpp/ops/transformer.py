@@ -1,0 +1,269 @@
+"""Attention, RMSNormalization and RotaryEmbedding.
+
+Attention works one (batch, query head) at a time: the scores Q K^T of that head go to a scratch row block
+(BLAS for float), each row gets softcap, the additive bias (mask, causal frontier, sliding window, key
+padding) and a softmax with the spec's fully-masked-row guard, and the probabilities times V are written
+straight into Y (whose layout differs between 3-D and 4-D inputs only by strides).
+"""
+from __future__ import annotations
+
+import math
+
+from ....ir import DType
+from ....ir.shapes import cpp_dim, numel
+from ..emitter import generates
+from .common import broadcast_strides
+
+
+def _acc_type(T: str) -> str:
+    """The type arithmetic is done in: double for double, float for every narrower floating type."""
+    return "double" if T == "double" else "float"
+
+
+@generates("Attention")
+def gen_attention(cx):
+    w, op, node = cx.w, cx.op, cx.node
+    d = op.dims(node)
+    T = cx.ctype(0)
+    TK, TV = cx.ctype(1), cx.ctype(2)
+    S = _acc_type(T)  # element type of the score rows
+    sp = op.softmax_precision
+    A = "double" if (S == "double" or sp == 11) else "float"  # softmax arithmetic
+    rank = d["rank"]
+    nout = len(node.outputs)
+    mode = int(op.qk_matmul_output_mode)
+    cap = float(op.softcap or 0.0)
+    scale = float(op.scale) if op.scale is not None else 1.0 / math.sqrt(d["D"])
+    Q, K, V, Y = cx.i(0), cx.i(1), cx.i(2), cx.o(0)
+    has_past = cx.has(4)
+    nonpad = cx.i(6) if cx.has(6) else None
+    left, right = int(op.left_window_size), int(op.right_window_size)
+
+    for nm in ("B", "Hq", "Hkv", "Sq", "Skv", "P", "T", "D", "Dv"):
+        w.line(f"[[maybe_unused]] const size_t n{nm} = {cpp_dim(d[nm])};")
+    w.line("[[maybe_unused]] const size_t nRep = nHq / nHkv;")
+    w.line(f"const {A} kNegInf = -std::numeric_limits<{A}>::infinity();")
+
+    # -- keys and values: concatenated with the past into present_key/value (or scratch) when needed -----
+    def new_row(src, b, h, s, H, dh):
+        """Offset of row s of head h of batch b in a 3-D or 4-D K/V input."""
+        if rank == 4:
+            return f"(({b} * {H} + {h}) * nSkv + {s}) * {dh}"
+        return f"({b} * nSkv + {s}) * {H} * {dh} + {h} * {dh}"
+
+    def cache(k_in, past_in, out_idx, dh, TT, label):
+        """Returns (pointer expression of head (b, hk), leading dimension)."""
+        if has_past or nout > out_idx:
+            dst = cx.o(out_idx) if nout > out_idx else cx.scratch(numel([d["B"], d["Hkv"], d["T"], d["D"]]) if
+                                                                  label == "key" else
+                                                                  numel([d["B"], d["Hkv"], d["T"], d["Dv"]]),
+                                                                  cx.vin(1 if label == "key" else 2).dtype,
+                                                                  f"present_{label}_work")
+            with w.loop("b", "nB"):
+                with w.loop("hk", "nHkv"):
+                    w.line(f"{TT}* dst = {dst} + (b * nHkv + hk) * nT * {dh};")
+                    if has_past:
+                        w.line(f"std::copy({past_in} + (b * nHkv + hk) * nP * {dh}, "
+                               f"{past_in} + (b * nHkv + hk + 1) * nP * {dh}, dst);")
+                    with w.loop("s", "nSkv"):
+                        w.line(f"const {TT}* src = {k_in} + {new_row(k_in, 'b', 'hk', 's', 'nHkv', dh)};")
+                        w.line(f"std::copy(src, src + {dh}, dst + (nP + s) * {dh});")
+            return f"{dst} + (b * nHkv + hk) * nT * {dh}", dh
+        if rank == 4:
+            return f"{k_in} + (b * nHkv + hk) * nSkv * {dh}", dh
+        return f"{k_in} + b * nSkv * nHkv * {dh} + hk * {dh}", f"nHkv * {dh}"
+
+    kptr, ldk = cache(K, cx.i(4), 1, "nD", TK, "key")
+    vptr, ldv = cache(V, cx.i(5), 2, "nDv", TV, "value")
+
+    if rank == 4:
+        qptr, ldq = "Q_ + (b * nHq + h) * nSq * nD", "nD"
+        yptr, ldy = "Y_ + (b * nHq + h) * nSq * nDv", "nDv"
+    else:
+        qptr, ldq = "Q_ + b * nSq * nHq * nD + h * nD", "nHq * nD"
+        yptr, ldy = "Y_ + b * nSq * nHq * nDv + h * nDv", "nHq * nDv"
+    qptr, yptr = qptr.replace("Q_", Q), yptr.replace("Y_", Y)
+
+    # -- mask indexing: (B, Hq, Sq, L) right-aligned, L may be shorter than T (the rest is masked) ---------
+    mask = cx.i(3) if cx.has(3) else None
+    if mask is not None:
+        mshape = op.mask_shape(node, d)
+        mbool = cx.vin(3).dtype is DType.BOOL
+        st = broadcast_strides(list(cx.vin(3).shape), [d["B"], d["Hq"], d["Sq"], mshape[3]])
+        st = ["0" if (isinstance(mshape[k], int) and mshape[k] == 1) else st[k] for k in range(3)] + [st[3]]
+        w.line(f"const size_t nL = {cpp_dim(mshape[3])};")
+    scores = cx.scratch(numel([d["Sq"], d["T"]]), DType.DOUBLE if S == "double" else DType.FLOAT, "scores")
+    qk = cx.o(3) if nout > 3 else None
+    TQK = cx.octype(3) if qk else None
+
+    with w.loop("b", "nB"):
+        if nonpad is not None:
+            w.line(f"const long kvValid = static_cast<long>({nonpad}[b]);")
+        # causal / window frontier: past length, or nonpad - Sq for an external cache
+        if has_past:
+            w.line("const long offset = static_cast<long>(nP);")
+        elif nonpad is not None:
+            w.line("const long offset = kvValid - static_cast<long>(nSq);")
+        else:
+            w.line("const long offset = 0;")
+        w.line("(void)offset;")
+        with w.loop("h", "nHq"):
+            w.line("const size_t hk = h / nRep;")
+            w.line(f"const {T}* q = {qptr};")
+            w.line(f"const {TK}* k = {kptr};")
+            w.line(f"const {TV}* v = {vptr};")
+            w.line(f"{T}* y = {yptr};")
+            if T == "float" and TK == "float":
+                w.line(f"pysofie_rt::sgemm(false, true, nSq, nT, nD, {scale!r}f, q, {ldq}, k, {ldk}, 0.f, {scores}, nT);")
+            else:
+                with w.loop("i", "nSq"):
+                    with w.loop("j", "nT"):
+                        w.line(f"{S} acc = 0;")
+                        with w.loop("e", "nD"):
+                            w.line(f"acc += static_cast<{S}>(q[i * {ldq} + e]) * static_cast<{S}>(k[j * {ldk} + e]);")
+                        w.line(f"{scores}[i * nT + j] = {S}({scale!r}) * acc;")
+            with w.loop("i", "nSq"):
+                w.line(f"{S}* row = {scores} + i * nT;")
+                if qk:
+                    w.line(f"{TQK}* qrow = {qk} + ((b * nHq + h) * nSq + i) * nT;")
+                if mask is not None:
+                    w.line(f"const auto* mrow = {mask} + b * {st[0]} + h * {st[1]} + i * {st[2]};")
+                w.line("bool anyAllowed = false;")
+                w.line(f"{A} mx = kNegInf;")
+                with w.loop("j", "nT"):
+                    w.line(f"{A} s = static_cast<{A}>(row[j]);")
+                    if qk and mode == 0:
+                        w.line(f"qrow[j] = static_cast<{TQK}>(s);")
+                    if cap > 0:
+                        w.line(f"s = {A}({cap!r}) * std::tanh(s / {A}({cap!r}));")
+                    if qk and mode == 1:
+                        w.line(f"qrow[j] = static_cast<{TQK}>(s);")
+                    w.line(f"{A} bias = 0;")
+                    if mask is not None:
+                        mj = "mrow[j]" if st[3] != "0" else "mrow[0]"
+                        if mbool:
+                            w.line(f"if (j >= nL || !{mj}) bias = kNegInf;")
+                        else:
+                            w.line(f"bias = j < nL ? static_cast<{A}>({mj}) : kNegInf;")
+                    conds = []
+                    pos = "(static_cast<long>(i) + offset)"
+                    if op.is_causal:
+                        conds.append(f"static_cast<long>(j) > {pos}")
+                    if left >= 0:
+                        conds.append(f"{pos} - static_cast<long>(j) > {left}")
+                    if right >= 0:
+                        conds.append(f"static_cast<long>(j) - {pos} > {right}")
+                    if nonpad is not None:
+                        conds.append("static_cast<long>(j) >= kvValid")
+                    if conds:
+                        w.line(f"if ({' || '.join(conds)}) bias = kNegInf;")
+                    w.line("if (bias != kNegInf) anyAllowed = true;")
+                    w.line("s += bias;")
+                    if qk and mode == 2:
+                        w.line(f"qrow[j] = static_cast<{TQK}>(s);")
+                    w.line(f"row[j] = static_cast<{S}>(s);")
+                    w.line("if (s > mx) mx = s;")
+                # softmax; a row whose bias masks every key (or whose logits are all -inf) gives zeros
+                with w.block("if (!anyAllowed || mx == kNegInf)"):
+                    w.line(f"std::fill(row, row + nT, {S}(0));")
+                with w.block("else"):
+                    w.line(f"{A} sum = 0;")
+                    with w.loop("j", "nT"):
+                        w.line(f"const {A} e = std::exp(static_cast<{A}>(row[j]) - mx);")
+                        w.line(f"row[j] = static_cast<{S}>(e);")
+                        w.line("sum += e;")
+                    w.line(f"const {A} inv = {A}(1) / sum;")
+                    with w.loop("j", "nT"):
+                        w.line(f"row[j] = static_cast<{S}>(static_cast<{A}>(row[j]) * inv);")
+                if qk and mode == 3:
+                    with w.loop("j", "nT"):
+                        w.line(f"qrow[j] = static_cast<{TQK}>(row[j]);")
+            if T == "float" and TV == "float":
+                w.line(f"pysofie_rt::sgemm(false, false, nSq, nDv, nT, 1.f, {scores}, nT, v, {ldv}, 0.f, y, {ldy});")
+            else:
+                with w.loop("i", "nSq"):
+                    with w.loop("e", "nDv"):
+                        w.line(f"{S} acc = 0;")
+                        with w.loop("j", "nT"):
+                            w.line(f"acc += {scores}[i * nT + j] * static_cast<{S}>(v[j * {ldv} + e]);")
+                        w.line(f"y[i * {ldy} + e] = static_cast<{T}>(acc);")
+
+
+@generates("RMSNormalization")
+def gen_rmsnorm(cx):
+    w, op = cx.w, cx.op
+    x = cx.vin(0)
+    T = cx.ctype(0)
+    a = op.axis_of(cx.node)
+    nshape = list(x.shape[a:])
+    n = cpp_dim(numel(nshape))
+    outer = cpp_dim(numel(x.shape[:a]))
+    eps = float(op.epsilon)
+    X, W, Y = cx.i(0), cx.i(1), cx.o(0)
+    sv = cx.vin(1)
+    if numel(sv.shape) == 1 and all(isinstance(dd, int) for dd in sv.shape):
+        sidx = "0"
+    elif len(sv.shape) == len(nshape) and all(str(p) == str(q) for p, q in zip(sv.shape, nshape)):
+        sidx = "j"
+    else:
+        st = broadcast_strides(list(sv.shape), nshape)
+        dims = [cpp_dim(dd) for dd in nshape]
+        terms, rem = [], "j"
+        for q in range(len(nshape) - 1, -1, -1):
+            if st[q] != "0":
+                terms.append(f"(({rem}) % {dims[q]}) * {st[q]}")
+            rem = f"({rem}) / {dims[q]}"
+        sidx = " + ".join(terms) if terms else "0"
+    with w.loop("o", outer):
+        w.line(f"const {T}* xp = {X} + o * {n};")
+        w.line(f"{T}* yp = {Y} + o * {n};")
+        w.line("double sq = 0;")
+        with w.loop("j", n):
+            w.line("const double v = static_cast<double>(xp[j]);")
+            w.line("sq += v * v;")
+        w.line(f"const double inv = 1.0 / std::sqrt(sq / double({n}) + {eps!r});")
+        with w.loop("j", n):
+            w.line(f"yp[j] = static_cast<{T}>(static_cast<double>(xp[j]) * inv * "
+                   f"static_cast<double>({W}[{sidx}]));")
+
+
+@generates("RotaryEmbedding")
+def gen_rotary(cx):
+    w, op = cx.w, cx.op
+    d = op.dims(cx.node)
+    T = cx.ctype(0)
+    A = _acc_type(T)
+    X, C, Sn, Y = cx.i(0), cx.i(1), cx.i(2), cx.o(0)
+    pos = cx.i(3) if cx.has(3) else None
+    for nm in ("B", "H", "S", "D"):
+        w.line(f"[[maybe_unused]] const size_t n{nm} = {cpp_dim(d[nm])};")
+    half, rd = d["half"], d["rd"]
+    with w.loop("b", "nB"):
+        with w.loop("s", "nS"):
+            if pos is not None:
+                w.line(f"const int64_t p = {pos}[b * nS + s];")
+                w.line(f"if (p < 0 || p >= static_cast<int64_t>({cpp_dim(d['max_pos'])})) "
+                       "throw std::out_of_range(\"RotaryEmbedding: position id out of range of the cos/sin cache\");")
+                w.line(f"const size_t crow = static_cast<size_t>(p) * {half};")
+            else:
+                w.line(f"const size_t crow = (b * nS + s) * {half};")
+            with w.loop("h", "nH"):
+                if d["rank"] == 4:
+                    w.line("const size_t base = ((b * nH + h) * nS + s) * nD;")
+                else:
+                    w.line("const size_t base = (b * nS + s) * nH * nD + h * nD;")
+                w.line(f"const {T}* xp = {X} + base;")
+                w.line(f"{T}* yp = {Y} + base;")
+                with w.loop("k", str(half)):
+                    w.line(f"const {A} c = static_cast<{A}>({C}[crow + k]);")
+                    w.line(f"const {A} sn = static_cast<{A}>({Sn}[crow + k]);")
+                    if op.interleaved:
+                        i1, i2 = "2 * k", "2 * k + 1"
+                    else:
+                        i1, i2 = "k", f"k + {half}"
+                    w.line(f"const {A} x1 = static_cast<{A}>(xp[{i1}]);")
+                    w.line(f"const {A} x2 = static_cast<{A}>(xp[{i2}]);")
+                    w.line(f"yp[{i1}] = static_cast<{T}>(c * x1 - sn * x2);")
+                    w.line(f"yp[{i2}] = static_cast<{T}>(sn * x1 + c * x2);")
+                if rd < d["D"]:
+                    w.line(f"std::copy(xp + {rd}, xp + nD, yp + {rd});")
