@@ -595,18 +595,7 @@ def _layernorm(ctx: _Ctx, cfg, inputs, kw):
         gamma = np.ones(nshape, np.float32)
     beta = ctx.weight(k, "beta").reshape(nshape) if cfg.get("center", True) else np.zeros(nshape, np.float32)
     eps = float(cfg.get("epsilon", 1e-3))
-    if lookup("LayerNormalization") is not None:
-        return [b.op("LayerNormalization", [x, b.const(gamma), b.const(beta)], axis=axes[0], epsilon=eps)]
-    # without a LayerNormalization operator: means as products with a constant averaging vector
-    n = int(np.prod(nshape))
-    flat = b.reshape(x, [0] * axes[0] + [n]) if len(axes) > 1 else x
-    avg = b.const(np.full((n, 1), 1.0 / n, np.float32))
-    d = b.op("Sub", [flat, b.op("MatMul", [flat, avg])])
-    var = b.op("MatMul", [b.op("Mul", [d, d]), avg])
-    y = b.op("Div", [d, b.op("Sqrt", [b.op("Add", [var, b.const(np.float32(eps))])])])
-    if len(axes) > 1:
-        y = b.reshape(y, [0] * axes[0] + nshape)
-    return [b.op("Add", [b.op("Mul", [y, b.const(gamma)]), b.const(beta)])]
+    return [b.op("LayerNormalization", [x, b.const(gamma), b.const(beta)], axis=axes[0], epsilon=eps)]
 
 
 def _dense(ctx: _Ctx, cfg, inputs, kw):
@@ -764,21 +753,7 @@ def _zero_pad(ctx: _Ctx, cfg, inputs, kw):
     end = [0] * r
     for a, (p0, p1) in zip(sp, pairs):
         begin[a], end[a] = p0, p1
-    if lookup("Pad") is not None:
-        return [b.op("Pad", [x, b.i64(begin + end), b.const(np.float32(0))], mode="constant")]
-    # without a Pad operator: a depthwise 1x1 convolution with weight 1 and the padding as its pads (exact)
-    if begin[0] or end[0] or (_channels_first(cfg) and (begin[1] or end[1])) or \
-            (not _channels_first(cfg) and (begin[-1] or end[-1])):
-        raise _LayerProblem("padding of the batch or channel axis is not supported")
-    cf = _channels_first(cfg)
-    xcf = _to_cf(b, x, cf)
-    c = _int_dims(xcf, [1], "ZeroPadding")[0]
-    nsp = r - 2
-    w = np.ones((c, 1) + (1,) * nsp, np.float32)
-    pb = [begin[a] for a in sp]
-    pe = [end[a] for a in sp]
-    y = b.op("Conv", [xcf, b.const(w)], kernel_shape=[1] * nsp, group=c, pads=pb + pe)
-    return [_from_cf(b, y, cf)]
+    return [b.op("Pad", [x, b.i64(begin + end), b.const(np.float32(0))], mode="constant")]
 
 
 def _crop(ctx: _Ctx, cfg, inputs, kw):
@@ -820,37 +795,10 @@ def _upsample(ctx: _Ctx, cfg, inputs, kw):
     if interp != "bilinear":
         raise _LayerProblem(f"interpolation '{interp}' is not supported")
     cf = _channels_first(cfg)
-    if lookup("Resize") is None:
-        return [_bilinear_matmul(b, x, sp, size)]
     xcf = _to_cf(b, x, cf)
     scales = b.const(np.asarray([1.0, 1.0] + [float(v) for v in size], np.float32))
     y = b.op("Resize", [xcf, None, scales], mode="linear", coordinate_transformation_mode="half_pixel")
     return [_from_cf(b, y, cf)]
-
-
-def _linear_matrix(n: int, scale: int) -> np.ndarray:
-    """[n, n*scale] weights of half-pixel linear interpolation (edges clamped), as in Keras/TensorFlow."""
-    m = np.zeros((n, n * scale), np.float64)
-    for o in range(n * scale):
-        src = max((o + 0.5) / scale - 0.5, 0.0)
-        i0 = min(int(np.floor(src)), n - 1)
-        i1 = min(i0 + 1, n - 1)
-        w = src - i0
-        m[i0, o] += 1.0 - w
-        m[i1, o] += w
-    return m.astype(np.float32)
-
-
-def _bilinear_matmul(b: _Builder, x: Value, sp: list[int], size: list[int]) -> Value:
-    """Bilinear upsampling as one MatMul per spatial axis with a constant interpolation matrix."""
-    r = len(_shape(x))
-    for a, n in zip(sp, size):
-        dim = _int_dims(x, [a], "bilinear UpSampling")[0]
-        perm = [i for i in range(r) if i != a] + [a]
-        inv = list(np.argsort(perm))
-        y = b.op("MatMul", [b.transpose(x, perm), b.const(_linear_matrix(dim, n))])
-        x = b.transpose(y, inv)
-    return x
 
 
 # -- recurrent layers -------------------------------------------------------------------------------------------

@@ -387,19 +387,3 @@ class Where(Op):
     def infer(self, node):
         c, x, y = node.inputs[:3]
         return [(x.dtype, broadcast_shapes(node, [c.shape, x.shape, y.shape]))]
-
-
-@register()
-class CastLike(Op):
-    ATTRS = {"saturate": 1, "round_mode": None}
-    INPUTS = ("input", "target_type")
-    OUTPUTS = ("output",)
-
-    def check(self, node):
-        return check_types(node, [node.inputs[0].dtype, node.inputs[1].dtype], ALL)
-
-    def runtime_inputs(self, node):
-        return [0]
-
-    def infer(self, node):
-        return [(node.inputs[1].dtype, node.inputs[0].shape)]

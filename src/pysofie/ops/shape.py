@@ -300,22 +300,6 @@ class Slice(Op):
 
 
 @register()
-class Cast(Op):
-    ATTRS = {"to": None, "saturate": 1, "round_mode": None}
-    INPUTS = ("input",)
-    OUTPUTS = ("output",)
-
-    def infer(self, node):
-        return [(DType.from_onnx(int(self.to)), node.inputs[0].shape)]
-
-    def fold_symbolic(self, node):
-        x = node.inputs[0]
-        if x.sym is not None and DType.from_onnx(int(self.to)) in (DType.INT64, DType.INT32):
-            return [list(x.sym)]
-        return None
-
-
-@register()
 class ConstantOfShape(Op):
     ATTRS = {"value": None}
     INPUTS = ("input",)

@@ -36,6 +36,11 @@ def generates(*op_types: str):
 # Ops whose output holds the input's elements unchanged: their output shares the input's storage.
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 
+# Ops whose generated code is correct on low-precision types (float16, bfloat16, float8, int4..., held as bit
+# patterns, see DType.is_lowp): they only move elements. Conversions register themselves (ops/cast.py). Any other
+# op touching such a type is refused, whatever its own check() says, rather than computing on bit patterns.
+LOWP_OPS = set(VIEW_OPS) | {"Transpose", "Concat", "Slice", "Gather", "Shape", "Size"}
+
 
 @dataclasses.dataclass
 class Storage:
@@ -153,6 +158,12 @@ class CppEmitter:
         for n in g.nodes:
             if n.op_type not in GENERATORS:
                 problems.append(f"{n.op_type}: no C++ generator for this operator, node '{n.name}'")
+            elif n.op_type not in LOWP_OPS:
+                lowp = sorted({v.dtype.name.lower() for v in n.inputs + n.outputs
+                               if v is not None and v.dtype is not None and v.dtype.is_lowp})
+                if lowp:
+                    problems.append(f"{n.op_type}: element type {', '.join(lowp)} is not supported by this operator "
+                                    f"(only Cast/CastLike and data movement take it), node '{n.name}'")
         if problems:
             raise UnsupportedOperatorError(problems, g.source)
         self.storage: dict[int, Storage] = {}
@@ -460,6 +471,9 @@ def format_values(arr: np.ndarray) -> list[str]:
         return ["%.17g" % x for x in flat.tolist()]
     if arr.dtype == np.bool_:
         return ["1" if x else "0" for x in flat.tolist()]
+    dt = DType.from_numpy(arr.dtype) if arr.dtype.kind not in "iu" else None
+    if dt is not None and dt.is_lowp:  # float16, bfloat16, float8, int4...: their bit patterns, as C++ holds them
+        return [str(x) for x in (flat.view(dt.storage_np) & ((1 << dt.bits) - 1)).tolist()]
     return [str(int(x)) for x in flat.tolist()]
 
 

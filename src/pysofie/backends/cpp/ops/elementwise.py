@@ -259,11 +259,3 @@ def gen_clip(cx):
         w.line(f"const {T} x = {cx.i(0)}[i];")
         # min(max(x, lo), hi): when min > max every value becomes max, as the spec says
         w.line(f"{cx.o(0)}[i] = std::min<{T}>(std::max<{T}>(x, lo), hi);")
-
-
-@generates("CastLike")
-def gen_castlike(cx):
-    w = cx.w
-    T = cx.octype(0)
-    with w.loop("i", cx.size(0)):
-        w.line(f"{cx.o(0)}[i] = static_cast<{T}>({cx.i(0)}[i]);")

@@ -1,4 +1,4 @@
-"""Layout generators: copies for views that cannot alias, Transpose, Concat, Slice, Gather, Cast."""
+"""Layout generators: copies for views that cannot alias, Transpose, Concat, Slice, Gather."""
 from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
@@ -82,14 +82,6 @@ def gen_gather(cx):
                    f"throw std::out_of_range(\"Gather: index out of range\");")
             w.line(f"std::copy_n({cx.i(0)} + (o * {n_axis} + static_cast<size_t>(k)) * {inner}, {inner}, "
                    f"{cx.o(0)} + (o * {n_idx} + j) * {inner});")
-
-
-@generates("Cast")
-def gen_cast(cx):
-    w = cx.w
-    T = cx.octype(0)
-    with w.loop("i", cx.size(0)):
-        w.line(f"{cx.o(0)}[i] = static_cast<{T}>({cx.i(0)}[i]);")
 
 
 @generates("Dropout")
