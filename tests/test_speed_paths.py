@@ -76,7 +76,8 @@ add("gemm-runtime-b", graph_model(nodes, {"a": rand(2, 5), "b": rand(4, 5)}, {},
     {"a": rand(2, 5), "b": rand(4, 5)})
 
 # the benchmark models that exercise these paths, when the files are there
-for name in ["Linear_event", "higgs_model_dense", "Conv_d100_L1_B1", "ConvTModel_G4", "Conv2DTranspose_Relu_Sigmoid"]:
+for name in ["Linear_event", "higgs_model_dense", "Conv_d100_L1_B1", "ConvTModel_G4", "Conv2DTranspose_Relu_Sigmoid",
+             "Conv3d_d32_L4_B1"]:
     path = os.path.join(ROOTBENCH, name + ".onnx")
     if os.path.exists(path):
         import onnx
@@ -100,7 +101,7 @@ def sessions():
     packed_ids = [i for i in ids if i.startswith("conv-tiles")]
     for i in packed_ids:  # the opt-in packed-weight convolution kernel
         g = load(MODELS[i][0], optimize=True)
-        assert PackConvWeights()(g)
+        assert PackConvWeights()(g) or g.nodes[0].op.__dict__.get("packed")
         graphs.append(g)
     wino_ids = [i for i in ids if i.startswith("winograd")]
     for i in wino_ids:  # the opt-in Winograd convolution
@@ -174,3 +175,16 @@ def test_winograd_eligibility():
     assert not conv((1, 8, 9, 9), (8, 8, 3, 5))
     assert not conv((1, 2, 9, 9), (8, 2, 3, 3))
     assert not conv((1, 8, 9, 9, 9), (8, 8, 3, 3, 3))
+
+
+def test_default_pipeline_packs_only_large_stride1_kernels():
+    """The default pipeline uses the direct packed kernel for stride-1 convolutions with 64+ kernel elements."""
+    def packed(xs, ws, **attrs):
+        g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
+                             {"w": rand(*ws)}, ["y"]))
+        return g.nodes[0].op.__dict__.get("packed") is not None
+    assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5))
+    assert packed((1, 2, 9, 9, 9), (4, 2, 4, 4, 4))
+    assert not packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5), strides=[2, 2, 2])
+    assert not packed((1, 2, 9, 9, 9), (4, 2, 3, 3, 3))
+    assert not packed((1, 8, 20, 20), (4, 8, 5, 5))

@@ -10,7 +10,7 @@ import numpy as np
 from .api import generate_code
 from .build.library import NativeModel, build_library, weight_file_for
 from .errors import InvalidInputError, PysofieError
-from .ir.shapes import Sym
+from .ir.shapes import Sym, shape_symbols
 
 
 class NodeArg:
@@ -74,10 +74,22 @@ class InferenceSession:
         self._out_ptrs = (ctypes.c_void_p * max(1, len(g.outputs)))()
         self._sizes = (ctypes.c_int64 * max(1, len(self._params)))()
         self._in_specs = []
+        # An input whose data no node reads (CastLike's target_type, an unused input) may come with any size on
+        # its symbolic axes, empty included, unless that size means something elsewhere in the graph.
+        read = {id(v) for v in g.outputs}
+        for n in g.nodes:
+            read |= {id(n.inputs[i]) for i in n.op.runtime_inputs(n) if i < len(n.inputs) and n.inputs[i] is not None}
+        unread = {id(v) for v in g.inputs if id(v) not in read}
+        self._used_syms = set()
+        for v in g.values():
+            if id(v) not in unread and v.shape is not None:
+                self._used_syms |= shape_symbols(v.shape)
         for v in g.inputs:
             static = tuple(d if isinstance(d, int) else -1 for d in v.shape)
             syms = []
             for ax, d in enumerate(v.shape):
+                if isinstance(d, Sym) and not (d.symbols() & self._used_syms):
+                    continue
                 if isinstance(d, Sym):
                     names = [m for m in d.terms]
                     if len(names) == 1 and len(names[0]) == 1 and d.terms[names[0]] == 1:
@@ -132,7 +144,7 @@ class InferenceSession:
                     for v in self._out_vals]
         with self._lock:  # the size and pointer arrays are shared per session: fill them under the lock
             for k, p in enumerate(self._params):
-                self._sizes[k] = env[p]
+                self._sizes[k] = env.get(p, 1)  # a size only an unread input has: irrelevant
             if self._run_py is not None:
                 rc = self._run_py(self._handle, self._sizes, arrays, tuple(outs), self._err, self._errlen)
             else:
@@ -204,6 +216,8 @@ class InferenceSession:
                 raise InvalidInputError(f"model '{name}': input '{v.name}' must have rank {len(v.shape)} "
                                         f"(shape {self._inputs[self._in_index[v.name]].shape}), got shape {list(a.shape)}")
             for ax, (d, n) in enumerate(zip(v.shape, a.shape)):
+                if isinstance(d, Sym) and not (d.symbols() & self._used_syms):
+                    continue  # (see __init__)
                 if isinstance(d, Sym):
                     if len(d.terms) == 1 and list(d.terms.values())[0] == 1 and len(next(iter(d.terms))) == 1:
                         s = next(iter(d.terms))[0]

@@ -1,10 +1,12 @@
-"""Image and spatial operators: GridSample, AffineGrid, CenterCropPad, Col2Im and LpPool. Sizes given as inputs
+"""Image and spatial operators: GridSample, AffineGrid, CenterCropPad, Col2Im, LpPool, MaxUnpool, RoiAlign
+(NonMaxSuppression only with constant inputs). Sizes given as inputs
 (AffineGrid's size, CenterCropPad's shape, Col2Im's image and block shapes) must be known at generation time."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir.shapes import Sym, numel
+from ..ir import DType
+from ..ir.shapes import Sym
 from .base import Op, norm_axis, register
 from .elementwise import ALL, FLOATS, check_types
 from .pool import Pool
@@ -152,3 +154,98 @@ class LpPool(Pool):
         if self.p <= 0:
             p.append(f"{node.describe()}: p={self.p} must be positive")
         return p
+
+
+@register()
+class MaxUnpool(Op):
+    """Scatters X into zeros at the (flattened) positions of `I`, as computed by MaxPool; the result has the
+    shape implied by kernel/strides/pads, placed in the leading corner of `output_shape` when that is given."""
+    ATTRS = {"kernel_shape": None, "pads": None, "strides": None}
+    INPUTS = ("X", "I", "output_shape")
+    OUTPUTS = ("output",)
+
+    def check(self, node):
+        p = check_types(node, [node.inputs[0].dtype], FLOATS)
+        p += check_types(node, [node.inputs[1].dtype], frozenset({DType.INT64}), "index element type")
+        if self.kernel_shape is None:
+            p.append(f"{node.describe()}: the kernel_shape attribute is required")
+        return p
+
+    def runtime_inputs(self, node):
+        return [0, 1]
+
+    def shapes(self, node):
+        """(inferred unpooled shape, output shape)."""
+        x = node.inputs[0]
+        ks = list(self.kernel_shape)
+        k = len(ks)
+        if x.rank != k + 2 or any(isinstance(d, Sym) for d in x.shape[2:]):
+            raise self.fail(node, f"input shape {list(x.shape)} does not fit kernel_shape {ks} (spatial sizes "
+                            "must be known at generation time)")
+        st = list(self.strides) if self.strides else [1] * k
+        pads = list(self.pads) if self.pads else [0] * (2 * k)
+        inferred = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * st[i] - pads[i] - pads[k + i] + ks[i]
+                                        for i in range(k)]
+        out = self.shape_input(node, 2, "output_shape")
+        if out is None:
+            return inferred, inferred
+        if len(out) != x.rank:
+            raise self.fail(node, f"output_shape {out} has the wrong rank")
+        for a, b in zip(inferred[2:], out[2:]):
+            if b < a:
+                raise self.fail(node, f"output_shape {out} is smaller than the unpooled shape {inferred}")
+        return inferred, list(x.shape[:2]) + list(out[2:])
+
+    def infer(self, node):
+        _, out = self.shapes(node)
+        return [(node.inputs[0].dtype, tuple(out))]
+
+
+@register()
+class RoiAlign(Op):
+    ATTRS = {"coordinate_transformation_mode": None, "mode": "avg", "output_height": 1, "output_width": 1,
+             "sampling_ratio": 0, "spatial_scale": 1.0}
+    INPUTS = ("X", "rois", "batch_indices")
+    OUTPUTS = ("Y",)
+
+    @property
+    def half_pixel(self) -> bool:
+        m = self.attrs["coordinate_transformation_mode"] or ("output_half_pixel" if 0 < self.opset < 16
+                                                             else "half_pixel")
+        return m == "half_pixel"
+
+    def check(self, node):
+        p = check_types(node, [node.inputs[0].dtype, node.inputs[1].dtype], FLOATS)
+        p += check_types(node, [node.inputs[2].dtype], frozenset({DType.INT64, DType.INT32}),
+                         "batch index element type")
+        m = self.attrs["coordinate_transformation_mode"]
+        if m not in (None, "half_pixel", "output_half_pixel"):
+            p.append(f"{node.describe()}: coordinate_transformation_mode '{m}' is not supported")
+        if self.mode not in ("avg", "max"):
+            p.append(f"{node.describe()}: mode '{self.mode}' is not supported")
+        return p
+
+    def infer(self, node):
+        x, r, b = node.inputs
+        if x.rank != 4 or r.rank != 2 or r.shape[1] != 4 or b.rank != 1:
+            raise self.fail(node, f"expected X [N, C, H, W], rois [R, 4], batch_indices [R]; got "
+                            f"{list(x.shape)}, {list(r.shape)}, {list(b.shape)}")
+        return [(x.dtype, (r.shape[0], x.shape[1], self.output_height, self.output_width))]
+
+
+@register()
+class NonMaxSuppression(Op):
+    """Registered only to explain: the number of selected boxes (the output's first dim) depends on the box
+    data, which static code cannot size. Evaluated at generation time when all inputs are constants."""
+    ATTRS = {"center_point_box": 0}
+    INPUTS = ("boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold")
+    OUTPUTS = ("selected_indices",)
+
+    def check(self, node):
+        if all(v is None or v.const is not None for v in node.inputs):
+            return []  # folded
+        return [f"{node.describe()}: the output size (number of selected boxes) depends on run-time box data; "
+                "only constant inputs (evaluated at generation time) are supported"]
+
+    def infer(self, node):
+        raise self.fail(node, "the output size depends on run-time data")

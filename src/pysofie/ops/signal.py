@@ -140,15 +140,14 @@ class MelWeightMatrix(Op):
 
 @register()
 class DFT(Op):
-    """Naive O(n^2) DFT along one axis with twiddles in double. Opset 17: axis attribute; 20: axis input."""
+    """Naive O(n^2) DFT along one axis with twiddles in double. Opset 17: axis attribute; 20: axis input.
+    inverse=1 with onesided=1 is the real inverse of a one-sided spectrum (output last dim 1), as numpy's irfft."""
     ATTRS = {"axis": None, "inverse": 0, "onesided": 0}
     INPUTS = ("input", "dft_length", "axis_input")
     OUTPUTS = ("output",)
 
     def check(self, node):
         p = check_types(node, [node.inputs[0].dtype], FLOATS)
-        if self.inverse and self.onesided:
-            p.append(f"{node.describe()}: inverse=1 with onesided=1 (a real inverse DFT) is not supported")
         return p
 
     def runtime_inputs(self, node):
@@ -170,7 +169,12 @@ class DFT(Op):
         if a == x.rank - 1:
             raise self.fail(node, "the DFT axis cannot be the last (real/imaginary) dimension")
         n = x.shape[a]
-        length = _scalar(self, node, 1, "dft_length") if node.input(1) is not None else n
+        if node.input(1) is not None:
+            length = _scalar(self, node, 1, "dft_length")
+        elif self.inverse and self.onesided and isinstance(n, int):
+            length = 2 * (n - 1)  # a real inverse DFT of a one-sided spectrum (numpy's irfft)
+        else:
+            length = n
         if isinstance(length, Sym) or not isinstance(n, int):
             raise self.fail(node, "the transformed axis must have a size known at generation time")
         if length <= 0:
@@ -181,8 +185,13 @@ class DFT(Op):
         x = node.inputs[0]
         a, n, length = self.params(node)
         shape = list(x.shape)
-        shape[a] = length // 2 + 1 if self.onesided else length
-        shape[-1] = 2
+        if self.inverse and self.onesided:
+            # real inverse of a one-sided (Hermitian) spectrum: real output of dft_length samples
+            shape[a] = length
+            shape[-1] = 1
+        else:
+            shape[a] = length // 2 + 1 if self.onesided else length
+            shape[-1] = 2
         return [(x.dtype, tuple(shape))]
 
 

@@ -14,9 +14,11 @@ def _same(a, b) -> bool:
 
 
 def _float_problem(node, v, what) -> list[str]:
-    if v is not None and v.dtype is not None and not v.dtype.is_float:
+    """float, double, float16 and bfloat16 (the latter two are computed in float)."""
+    if v is not None and v.dtype is not None and not (v.dtype.is_float or v.dtype in (DType.FLOAT16,
+                                                                                        DType.BFLOAT16)):
         return [f"{node.describe()}: {what} '{v.name}' has element type {v.dtype.name.lower()} "
-                "(floating point only)"]
+                "(float, double, float16 or bfloat16)"]
     return []
 
 
@@ -105,7 +107,7 @@ class Attention(Op):
         for k in (0, 1, 2, 4, 5):
             p += _float_problem(node, node.input(k), self.INPUTS[k])
         m = node.input(3)
-        if m is not None and m.dtype is not None and not (m.dtype is DType.BOOL or m.dtype.is_float):
+        if m is not None and m.dtype is not None and m.dtype is not DType.BOOL and _float_problem(node, m, ""):
             p.append(f"{node.describe()}: attn_mask '{m.name}' has element type {m.dtype.name.lower()} "
                      "(bool or floating point)")
         n = node.input(6)
@@ -217,4 +219,84 @@ class RotaryEmbedding(Op):
         return [(x.dtype, x.shape)]
 
 
-__all__ = ["Attention", "RMSNormalization", "RotaryEmbedding"]
+
+
+
+@register()
+class LinearAttention(Op):
+    """Recurrent linear attention of opset 27 (linear / gated / delta / gated_delta update rules), 3-D packed
+    inputs (batch, sequence, heads * head size) and a (batch, kv heads, d_k, d_v) state."""
+    ATTRS = {"chunk_size": 64, "kv_num_heads": None, "q_num_heads": None, "scale": 0.0,
+             "update_rule": "gated_delta"}
+    INPUTS = ("query", "key", "value", "past_state", "decay", "beta")
+    OUTPUTS = ("output", "present_state")
+
+    def rule(self) -> str:
+        r = self.update_rule
+        return r.decode() if isinstance(r, bytes) else str(r)
+
+    def dims(self, node) -> dict:
+        q, k, v = node.inputs[0], node.inputs[1], node.inputs[2]
+        if self.q_num_heads is None or self.kv_num_heads is None:
+            raise self.fail(node, "the q_num_heads and kv_num_heads attributes are required")
+        Hq, Hkv = int(self.q_num_heads), int(self.kv_num_heads)
+        if Hq <= 0 or Hkv <= 0 or Hq % Hkv:
+            raise self.fail(node, f"q_num_heads {Hq} must be a positive multiple of kv_num_heads {Hkv}")
+        for x in (q, k, v):
+            if x.rank != 3:
+                raise self.fail(node, f"'{x.name}' {x!r} must be 3-D (batch, sequence, heads * head size)")
+        B, T = q.shape[0], q.shape[1]
+        for x in (k, v):
+            if not _same(x.shape[0], B) or not _same(x.shape[1], T):
+                raise self.fail(node, f"'{x.name}' {x!r} disagrees with query {q!r} on batch or sequence")
+        dk = _split_heads(self, node, q.shape[2], Hq, "query")
+        dkk = _split_heads(self, node, k.shape[2], Hkv, "key")
+        if dk != dkk:
+            raise self.fail(node, f"query head size {dk} differs from key head size {dkk}")
+        dv = _split_heads(self, node, v.shape[2], Hkv, "value")
+        rule = self.rule()
+        gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+        dec, beta, past = node.input(4), node.input(5), node.input(3)
+        if gating != (dec is not None):
+            raise self.fail(node, f"update_rule '{rule}' {'needs' if gating else 'takes no'} decay input")
+        if delta != (beta is not None):
+            raise self.fail(node, f"update_rule '{rule}' {'needs' if delta else 'takes no'} beta input")
+        decay_per_dim = False
+        if dec is not None:
+            if dec.rank != 3 or not _same(dec.shape[0], B) or not _same(dec.shape[1], T) or \
+                    dec.shape[2] not in (Hkv, Hkv * dk):
+                raise self.fail(node, f"decay {dec!r} must be (batch, sequence, {Hkv} or {Hkv * dk})")
+            decay_per_dim = dec.shape[2] != Hkv
+        beta_per_head = False
+        if beta is not None:
+            if beta.rank != 3 or not _same(beta.shape[0], B) or not _same(beta.shape[1], T) or \
+                    beta.shape[2] not in (Hkv, 1):
+                raise self.fail(node, f"beta {beta!r} must be (batch, sequence, {Hkv} or 1)")
+            beta_per_head = beta.shape[2] != 1 or Hkv == 1
+        if past is not None:
+            want = (B, Hkv, dk, dv)
+            if past.rank != 4 or not all(_same(a, b) for a, b in zip(past.shape, want)):
+                raise self.fail(node, f"past_state {past!r} must be (batch, {Hkv}, {dk}, {dv})")
+        return dict(B=B, T=T, Hq=Hq, Hkv=Hkv, dk=dk, dv=dv, gating=gating, delta=delta,
+                    decay_per_dim=decay_per_dim, beta_per_head=beta_per_head)
+
+    def check(self, node):
+        p = []
+        for k in range(6):
+            p += _float_problem(node, node.input(k), self.INPUTS[k])
+        if self.rule() not in ("linear", "gated", "delta", "gated_delta"):
+            p.append(f"{node.describe()}: update_rule '{self.rule()}' is not linear, gated, delta or gated_delta")
+        return p
+
+    def infer(self, node):
+        d = self.dims(node)
+        q = node.inputs[0]
+        past = node.input(3)
+        res = [(q.dtype, (d["B"], d["T"], d["Hq"] * d["dv"])),
+               (past.dtype if past is not None else q.dtype, (d["B"], d["Hkv"], d["dk"], d["dv"]))]
+        if len(node.outputs) > 2:
+            raise self.fail(node, f"{len(node.outputs)} outputs, at most 2")
+        return res[:len(node.outputs)]
+
+
+__all__ = ["Attention", "LinearAttention", "RMSNormalization", "RotaryEmbedding"]

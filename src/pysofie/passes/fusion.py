@@ -8,8 +8,9 @@
 - ``FuseActivation``: Relu / LeakyRelu / Sigmoid / Tanh right after a Conv, ConvTranspose or Gemm is applied by
   that node's generated code while its output is in cache (the node's op carries ``fused_act``), and the
   activation node disappears.
-- ``PackConvWeights`` (opt-in, not in the default list): Conv weights packed for the register-blocked kernel
-  of runtime/pysofie_conv.h.
+- ``PackConvWeights``: Conv weights packed for the register-blocked kernels of runtime/pysofie_conv.h (a direct
+  convolution for stride 1, im2col tiles otherwise). In the default list only for stride-1 convolutions with
+  kernels of 64+ elements (3-D); PackConvWeights() packs every float Conv.
 - ``PretransposeSmallGemm``: a Gemm with few rows (M <= SMALL_M) and a constant transposed B gets B transposed
   at generation time, so that the generated small-matrix kernel streams B row by row.
 """
@@ -217,15 +218,23 @@ class PackConvWeights(Pass):
     name = "pack-conv-weights"
     MR = 6
 
+    def __init__(self, min_kernel_volume: int = 1, stride1_only: bool = False):
+        self.min_kvol = min_kernel_volume
+        self.stride1_only = stride1_only
+
     def __call__(self, graph: Graph) -> bool:
         changed = False
         for n in list(graph.nodes):
             if n.op_type != "Conv" or n.op.__dict__.get("packed") is not None:
                 continue
+            if n.op.__dict__.get("winograd") is not None:
+                continue
             w = n.inputs[1]
             if w.const is None or w.const.dtype != np.float32 or n.inputs[0].dtype is not w.dtype:
                 continue
-            ks, _, _, _ = n.op.geometry(n)
+            ks, strides, _, _ = n.op.geometry(n)
+            if int(np.prod(ks)) < self.min_kvol or (self.stride1_only and any(st != 1 for st in strides)):
+                continue
             G = int(n.op.group)
             M = int(w.shape[0])
             Mg, K = M // G, int(np.prod(w.shape[1:]))
@@ -244,6 +253,8 @@ class PackConvWeights(Pass):
 
 
 def optimization_passes() -> list:
-    # PackConvWeights is opt-in: on this project's benchmark machine (AVX2) its kernel does not beat OpenBLAS yet
-    # for large reduction lengths (no K blocking); see benchmarks/README
-    return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm()]
+    # PackConvWeights only where it was measured faster than im2col + OpenBLAS (benchmarks/README.md): stride-1
+    # convolutions with large kernels (3-D 4x4x4 and up), where im2col multiplies the input 64x or more; the
+    # direct kernel is used then. PackConvWeights() with no arguments packs every float Conv (opt-in).
+    return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm(),
+            PackConvWeights(min_kernel_volume=64, stride1_only=True)]

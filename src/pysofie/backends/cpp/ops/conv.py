@@ -305,6 +305,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
 
 
 KC = 256  # reduction block of the packed kernel: a 16-column panel of it (16 KiB) stays in L1
+KCD = 1024  # reduction block of the direct kernel: fewer passes over its accumulators (which do not stay in L1)
 MC = 96  # output channels per block: their KC-slice of the packed weights (96 KiB) stays in L2
 
 
@@ -325,7 +326,7 @@ def direct_conv(cx, x, Cg, ins, outs, k3, d3, pads, nsp, W, Mg, bias, act):
     OD, OH, OW = outs
     plane = (OH * Wp + 15) // 16 * 16  # computed positions per output plane
     spp = OD * plane
-    cb = max(1, KC // kvol)  # channels per reduction block
+    cb = max(1, KCD // kvol)  # channels per reduction block
     img = Cg * Dp * Hp * Wp
     slack = 64 + (k3[2] - 1) * d3[2]  # the last panel of a plane may read a little past the padded image
     buf = cx.scratch(img + slack + Mp * spp, x.dtype, "direct")

@@ -25,7 +25,7 @@ def gen_loss(cx):
         with w.loop("n", N):
             with w.loop("d", D):
                 w.line(f"const size_t base = n * {C} * {D} + d;")
-                w.line(f"double mx = -std::numeric_limits<double>::infinity();")
+                w.line("double mx = -std::numeric_limits<double>::infinity();")
                 with w.loop("c", C):
                     w.line(f"mx = std::max<double>(mx, {X}[base + c * {D}]);")
                 w.line("double s = 0;")

@@ -38,6 +38,7 @@ def gen_compress(cx):
     sel = cx.op.selected(cx.node)
     X, Y = cx.i(0), cx.o(0)
     if not sel:
+        w.line(f"(void){Y};  // nothing selected: an empty output")
         return
     idx = cx.unique("kSel")
     w.line(f"static const size_t {idx}[{len(sel)}] = {{{', '.join(map(str, sel))}}};")
@@ -90,6 +91,9 @@ def gen_dft(cx):
     inner = cpp_dim(numel(x.shape[a + 1:-1]))
     X, Y = cx.i(0), cx.o(0)
     m = min(n, L)  # input samples used (zero padding beyond)
+    if cx.op.inverse and cx.op.onesided:
+        _irfft(w, X, Y, T, outer=outer, inner=inner, n=n, L=L, comp=comp)
+        return
     with w.loop("o", outer):
         with w.loop("j", inner):
             w.line(f"const {T}* xp = {X} + (o * {n} * {inner} + j) * {comp};")
@@ -99,7 +103,7 @@ def gen_dft(cx):
                 w.line(f"yp[{k} * {inner} * 2] = static_cast<{T}>({re});")
                 w.line(f"yp[{k} * {inner} * 2 + 1] = static_cast<{T}>({im});")
 
-            _dft_core(w, L=m if m == L else L, K=K, inverse=bool(cx.op.inverse),
+            _dft_core(w, L=L, K=K, inverse=bool(cx.op.inverse),
                       get_re=lambda t: f"({t} < {m} ? double(xp[{t} * {inner} * {comp}]) : 0.0)",
                       get_im=lambda t: f"({t} < {m} ? double(xp[{t} * {inner} * {comp} + 1]) : 0.0)",
                       complex_in=comp == 2, store=store)
@@ -130,3 +134,27 @@ def gen_stft(cx):
                       get_re=lambda t: f"double(xp[{t} * {comp}]){win}",
                       get_im=lambda t: f"double(xp[{t} * {comp} + 1]){win}",
                       complex_in=comp == 2, store=store)
+
+
+def _irfft(w, X, Y, T, *, outer, inner, n, L, comp):
+    """y[t] = 1/L sum_k f_k Re(X_k e^{2 pi i k t / L}) over k < L/2 + 1 (X_k = 0 beyond the input), f_k = 2
+    except for the DC and (even L) Nyquist bins, whose imaginary parts are ignored."""
+    K = L // 2 + 1
+    m = min(n, K)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            w.line(f"const {T}* xp = {X} + (o * {n} * {inner} + j) * {comp};")
+            w.line(f"{T}* yp = {Y} + o * {L} * {inner} + j;")
+            with w.loop("t", str(L)):
+                w.line("double acc = 0;")
+                with w.loop("k", str(m)):
+                    w.line(f"const double ang = 6.283185307179586476925 * double((k * t) % {L}) / {L}.0;")
+                    w.line(f"const double xr = double(xp[k * {inner} * {comp}]);")
+                    if comp == 2:
+                        w.line(f"const double xi = double(xp[k * {inner} * {comp} + 1]);")
+                    else:
+                        w.line("const double xi = 0;")
+                    edge = f"k == 0 || (k * 2 == {L})"
+                    w.line(f"if ({edge}) acc += xr * std::cos(ang);")
+                    w.line("else acc += 2.0 * (xr * std::cos(ang) - xi * std::sin(ang));")
+                w.line(f"yp[t * {inner}] = static_cast<{T}>(acc / {L}.0);")

@@ -9,15 +9,50 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ....ir import DType
 from ....ir.shapes import cpp_dim, numel
-from ..emitter import generates
+from ..emitter import LOWP_OPS, generates
+from .cast import LOWP_FLOATS, use_lowp
 from .common import broadcast_strides
+
+# float16 / bfloat16 tensors (bit patterns in C++) are decoded to float on load and encoded on store; the ops'
+# check() refuses the other low-precision types
+LOWP_OPS.update({"Attention", "LinearAttention", "RMSNormalization", "RotaryEmbedding"})
 
 
 def _acc_type(T: str) -> str:
     """The type arithmetic is done in: double for double, float for every narrower floating type."""
     return "double" if T == "double" else "float"
+
+
+class _Elem:
+    """Load/store expressions for the elements of one tensor (decoding float16/bfloat16 bit patterns)."""
+
+    def __init__(self, cx, dtype: DType):
+        self.dtype = dtype
+        self.fmt = LOWP_FLOATS.get(dtype)
+        self.acc = "double" if dtype is DType.DOUBLE else "float"
+        if self.fmt:
+            use_lowp(cx)
+
+    def ld(self, x: str, to: str = "") -> str:
+        if self.fmt:
+            v = f"pysofie_lp::{self.fmt}::decode({x})"
+            return f"static_cast<{to}>({v})" if to and to != "float" else v
+        return f"static_cast<{to}>({x})" if to else x
+
+    def rnd(self, v: str) -> str:
+        """v rounded to this element type (identity for float and double)."""
+        if self.fmt:
+            return f"pysofie_lp::{self.fmt}::decode(pysofie_lp::{self.fmt}::encode(static_cast<double>({v}), false))"
+        return v
+
+    def st(self, v: str) -> str:
+        if self.fmt:
+            return f"static_cast<{self.dtype.ctype}>(pysofie_lp::{self.fmt}::encode(static_cast<double>({v}), false))"
+        return f"static_cast<{self.dtype.ctype}>({v})"
 
 
 @generates("Attention")
@@ -26,8 +61,14 @@ def gen_attention(cx):
     d = op.dims(node)
     T = cx.ctype(0)
     TK, TV = cx.ctype(1), cx.ctype(2)
-    S = _acc_type(T)  # element type of the score rows
+    eq, ek, ev = (_Elem(cx, cx.vin(k).dtype) for k in (0, 1, 2))
+    ey = _Elem(cx, cx.vout(0).dtype)
+    S = eq.acc  # element type of the score rows
     sp = op.softmax_precision
+    # float16 / bfloat16 inputs: every step is rounded to the input type (softmax to softmax_precision's type),
+    # as the spec's computation in that precision; sums of products are accumulated in float
+    lowp = eq.fmt is not None
+    esm = _Elem(cx, DType.from_onnx(int(sp)) if sp else eq.dtype)
     A = "double" if (S == "double" or sp == 11) else "float"  # softmax arithmetic
     rank = d["rank"]
     nout = len(node.outputs)
@@ -95,6 +136,8 @@ def gen_attention(cx):
     scores = cx.scratch(numel([d["Sq"], d["T"]]), DType.DOUBLE if S == "double" else DType.FLOAT, "scores")
     qk = cx.o(3) if nout > 3 else None
     TQK = cx.octype(3) if qk else None
+    eqk = _Elem(cx, cx.vout(3).dtype) if qk else None
+    em = _Elem(cx, cx.vin(3).dtype) if mask is not None else None
 
     with w.loop("b", "nB"):
         if nonpad is not None:
@@ -119,9 +162,16 @@ def gen_attention(cx):
                 with w.loop("i", "nSq"):
                     with w.loop("j", "nT"):
                         w.line(f"{S} acc = 0;")
-                        with w.loop("e", "nD"):
-                            w.line(f"acc += static_cast<{S}>(q[i * {ldq} + e]) * static_cast<{S}>(k[j * {ldk} + e]);")
-                        w.line(f"{scores}[i * nT + j] = {S}({scale!r}) * acc;")
+                        if lowp:  # Q and K scaled by sqrt(scale) (in their type) before the product
+                            sq = float(np.asarray(math.sqrt(scale)).astype(eq.dtype.np))
+                            with w.loop("e", "nD"):
+                                w.line(f"acc += {eq.rnd(eq.ld(f'q[i * {ldq} + e]') + f' * {sq!r}f')} * "
+                                       f"{eq.rnd(ek.ld(f'k[j * {ldk} + e]') + f' * {sq!r}f')};")
+                            w.line(f"{scores}[i * nT + j] = {eq.rnd('acc')};")
+                        else:
+                            with w.loop("e", "nD"):
+                                w.line(f"acc += {eq.ld(f'q[i * {ldq} + e]', S)} * {ek.ld(f'k[j * {ldk} + e]', S)};")
+                            w.line(f"{scores}[i * nT + j] = {S}({scale!r}) * acc;")
             with w.loop("i", "nSq"):
                 w.line(f"{S}* row = {scores} + i * nT;")
                 if qk:
@@ -133,18 +183,21 @@ def gen_attention(cx):
                 with w.loop("j", "nT"):
                     w.line(f"{A} s = static_cast<{A}>(row[j]);")
                     if qk and mode == 0:
-                        w.line(f"qrow[j] = static_cast<{TQK}>(s);")
+                        w.line(f"qrow[j] = {eqk.st('s')};")
                     if cap > 0:
-                        w.line(f"s = {A}({cap!r}) * std::tanh(s / {A}({cap!r}));")
+                        capv = f"{A}({cap!r})"
+                        inner = eq.rnd(f"s / {capv}")
+                        th = eq.rnd(f"std::tanh({inner})")
+                        w.line(f"s = {eq.rnd(th + ' * ' + capv)};")
                     if qk and mode == 1:
-                        w.line(f"qrow[j] = static_cast<{TQK}>(s);")
+                        w.line(f"qrow[j] = {eqk.st('s')};")
                     w.line(f"{A} bias = 0;")
                     if mask is not None:
                         mj = "mrow[j]" if st[3] != "0" else "mrow[0]"
                         if mbool:
                             w.line(f"if (j >= nL || !{mj}) bias = kNegInf;")
                         else:
-                            w.line(f"bias = j < nL ? static_cast<{A}>({mj}) : kNegInf;")
+                            w.line(f"bias = j < nL ? {em.ld(mj, A)} : kNegInf;")
                     conds = []
                     pos = "(static_cast<long>(i) + offset)"
                     if op.is_causal:
@@ -158,9 +211,11 @@ def gen_attention(cx):
                     if conds:
                         w.line(f"if ({' || '.join(conds)}) bias = kNegInf;")
                     w.line("if (bias != kNegInf) anyAllowed = true;")
-                    w.line("s += bias;")
+                    w.line(f"s = {eq.rnd('s + bias')};" if lowp else "s += bias;")
+                    if esm.fmt and esm.dtype is not eq.dtype:
+                        w.line(f"s = {esm.rnd('s')};")
                     if qk and mode == 2:
-                        w.line(f"qrow[j] = static_cast<{TQK}>(s);")
+                        w.line(f"qrow[j] = {eqk.st('s')};")
                     w.line(f"row[j] = static_cast<{S}>(s);")
                     w.line("if (s > mx) mx = s;")
                 # softmax; a row whose bias masks every key (or whose logits are all -inf) gives zeros
@@ -169,15 +224,22 @@ def gen_attention(cx):
                 with w.block("else"):
                     w.line(f"{A} sum = 0;")
                     with w.loop("j", "nT"):
-                        w.line(f"const {A} e = std::exp(static_cast<{A}>(row[j]) - mx);")
+                        diff = esm.rnd(f"static_cast<{A}>(row[j]) - mx")
+                        w.line(f"const {A} e = {esm.rnd(f'std::exp({diff})')};")
                         w.line(f"row[j] = static_cast<{S}>(e);")
-                        w.line("sum += e;")
-                    w.line(f"const {A} inv = {A}(1) / sum;")
-                    with w.loop("j", "nT"):
-                        w.line(f"row[j] = static_cast<{S}>(static_cast<{A}>(row[j]) * inv);")
+                        # bfloat16 sums round at every step, the others accumulate in float
+                        w.line(f"sum = {esm.rnd('sum + e')};" if esm.dtype is DType.BFLOAT16 else "sum += e;")
+                    if esm.fmt:
+                        w.line(f"sum = {esm.rnd('sum')};")
+                        with w.loop("j", "nT"):
+                            w.line(f"row[j] = {eq.rnd(esm.rnd(f'static_cast<{A}>(row[j]) / sum'))};")
+                    else:
+                        w.line(f"const {A} inv = {A}(1) / sum;")
+                        with w.loop("j", "nT"):
+                            w.line(f"row[j] = static_cast<{S}>({eq.rnd(f'static_cast<{A}>(row[j]) * inv')});")
                 if qk and mode == 3:
                     with w.loop("j", "nT"):
-                        w.line(f"qrow[j] = static_cast<{TQK}>(row[j]);")
+                        w.line(f"qrow[j] = {eqk.st('row[j]')};")
             if T == "float" and TV == "float":
                 w.line(f"pysofie_rt::sgemm(false, false, nSq, nDv, nT, 1.f, {scores}, nT, v, {ldv}, 0.f, y, {ldy});")
             else:
@@ -185,8 +247,8 @@ def gen_attention(cx):
                     with w.loop("e", "nDv"):
                         w.line(f"{S} acc = 0;")
                         with w.loop("j", "nT"):
-                            w.line(f"acc += {scores}[i * nT + j] * static_cast<{S}>(v[j * {ldv} + e]);")
-                        w.line(f"y[i * {ldy} + e] = static_cast<{T}>(acc);")
+                            w.line(f"acc += {scores}[i * nT + j] * {ev.ld(f'v[j * {ldv} + e]', S)};")
+                        w.line(f"y[i * {ldy} + e] = {ey.st('acc')};")
 
 
 @generates("RMSNormalization")
@@ -200,6 +262,7 @@ def gen_rmsnorm(cx):
     outer = cpp_dim(numel(x.shape[:a]))
     eps = float(op.epsilon)
     X, W, Y = cx.i(0), cx.i(1), cx.o(0)
+    ex, ew, ey = _Elem(cx, x.dtype), _Elem(cx, cx.vin(1).dtype), _Elem(cx, cx.vout(0).dtype)
     sv = cx.vin(1)
     if numel(sv.shape) == 1 and all(isinstance(dd, int) for dd in sv.shape):
         sidx = "0"
@@ -219,12 +282,11 @@ def gen_rmsnorm(cx):
         w.line(f"{T}* yp = {Y} + o * {n};")
         w.line("double sq = 0;")
         with w.loop("j", n):
-            w.line("const double v = static_cast<double>(xp[j]);")
+            w.line(f"const double v = {ex.ld('xp[j]', 'double')};")
             w.line("sq += v * v;")
         w.line(f"const double inv = 1.0 / std::sqrt(sq / double({n}) + {eps!r});")
         with w.loop("j", n):
-            w.line(f"yp[j] = static_cast<{T}>(static_cast<double>(xp[j]) * inv * "
-                   f"static_cast<double>({W}[{sidx}]));")
+            w.line(f"yp[j] = {ey.st(ex.ld('xp[j]', 'double') + ' * inv * ' + ew.ld(f'{W}[{sidx}]', 'double'))};")
 
 
 @generates("RotaryEmbedding")
@@ -235,6 +297,8 @@ def gen_rotary(cx):
     A = _acc_type(T)
     X, C, Sn, Y = cx.i(0), cx.i(1), cx.i(2), cx.o(0)
     pos = cx.i(3) if cx.has(3) else None
+    ex, ec, es = (_Elem(cx, cx.vin(k).dtype) for k in (0, 1, 2))
+    ey = _Elem(cx, cx.vout(0).dtype)
     for nm in ("B", "H", "S", "D"):
         w.line(f"[[maybe_unused]] const size_t n{nm} = {cpp_dim(d[nm])};")
     half, rd = d["half"], d["rd"]
@@ -255,15 +319,91 @@ def gen_rotary(cx):
                 w.line(f"const {T}* xp = {X} + base;")
                 w.line(f"{T}* yp = {Y} + base;")
                 with w.loop("k", str(half)):
-                    w.line(f"const {A} c = static_cast<{A}>({C}[crow + k]);")
-                    w.line(f"const {A} sn = static_cast<{A}>({Sn}[crow + k]);")
+                    w.line(f"const {A} c = {ec.ld(f'{C}[crow + k]', A)};")
+                    w.line(f"const {A} sn = {es.ld(f'{Sn}[crow + k]', A)};")
                     if op.interleaved:
                         i1, i2 = "2 * k", "2 * k + 1"
                     else:
                         i1, i2 = "k", f"k + {half}"
-                    w.line(f"const {A} x1 = static_cast<{A}>(xp[{i1}]);")
-                    w.line(f"const {A} x2 = static_cast<{A}>(xp[{i2}]);")
-                    w.line(f"yp[{i1}] = static_cast<{T}>(c * x1 - sn * x2);")
-                    w.line(f"yp[{i2}] = static_cast<{T}>(sn * x1 + c * x2);")
+                    w.line(f"const {A} x1 = {ex.ld(f'xp[{i1}]', A)};")
+                    w.line(f"const {A} x2 = {ex.ld(f'xp[{i2}]', A)};")
+                    w.line(f"yp[{i1}] = {ey.st('c * x1 - sn * x2')};")
+                    w.line(f"yp[{i2}] = {ey.st('sn * x1 + c * x2')};")
                 if rd < d["D"]:
                     w.line(f"std::copy(xp + {rd}, xp + nD, yp + {rd});")
+
+
+@generates("LinearAttention")
+def gen_linear_attention(cx):
+    """The recurrence token by token for each (batch, kv head); its state (d_k x d_v, float) is read by the
+    query heads of the group."""
+    w, op = cx.w, cx.op
+    d = op.dims(cx.node)
+    eq, ek, ev = (_Elem(cx, cx.vin(k).dtype) for k in (0, 1, 2))
+    ey = _Elem(cx, cx.vout(0).dtype)
+    Q, K, V, Y = cx.i(0), cx.i(1), cx.i(2), cx.o(0)
+    past = cx.i(3) if cx.has(3) else None
+    dec = cx.i(4) if cx.has(4) else None
+    beta = cx.i(5) if cx.has(5) else None
+    nout = len(cx.node.outputs)
+    dk, dv = d["dk"], d["dv"]
+    scale = float(op.scale) if op.scale else 1.0 / math.sqrt(dk)
+    for nm in ("B", "T", "Hq", "Hkv"):
+        w.line(f"[[maybe_unused]] const size_t n{nm} = {cpp_dim(d[nm])};")
+    w.line("const size_t nRep = nHq / nHkv;")
+    state_out = nout > 1 and cx.vout(1).dtype is DType.FLOAT
+    state = cx.o(1) if state_out else cx.scratch(numel([d["B"], d["Hkv"], dk * dv]), DType.FLOAT, "state")
+    vt = cx.scratch(dv, DType.FLOAT, "vt")
+    with w.loop("b", "nB"):
+        with w.loop("hk", "nHkv"):
+            w.line(f"float* S = {state} + (b * nHkv + hk) * {dk * dv};")
+            if past is not None:
+                ep = _Elem(cx, cx.vin(3).dtype)
+                with w.loop("x", str(dk * dv)):
+                    w.line(f"S[x] = {ep.ld(f'{past}[(b * nHkv + hk) * {dk * dv} + x]', 'float')};")
+            else:
+                w.line(f"std::fill(S, S + {dk * dv}, 0.f);")
+            with w.loop("t", "nT"):
+                w.line("const size_t bt = b * nT + t;")
+                w.line(f"const {cx.ctype(1)}* k = {K} + bt * nHkv * {dk} + hk * {dk};")
+                w.line(f"const {cx.ctype(2)}* v = {V} + bt * nHkv * {dv} + hk * {dv};")
+                if dec is not None:
+                    ed = _Elem(cx, cx.vin(4).dtype)
+                    if d["decay_per_dim"]:
+                        with w.loop("e", str(dk)):
+                            w.line(f"const float g = std::exp({ed.ld(f'{dec}[bt * nHkv * {dk} + hk * {dk} + e]', 'float')});")
+                            with w.loop("m", str(dv)):
+                                w.line(f"S[e * {dv} + m] *= g;")
+                    else:
+                        w.line(f"const float g = std::exp({ed.ld(f'{dec}[bt * nHkv + hk]', 'float')});")
+                        with w.loop("x", str(dk * dv)):
+                            w.line("S[x] *= g;")
+                if beta is not None:
+                    eb = _Elem(cx, cx.vin(5).dtype)
+                    bidx = "bt * nHkv + hk" if cx.vin(5).shape[2] != 1 else "bt"
+                    w.line(f"const float bet = {eb.ld(f'{beta}[{bidx}]', 'float')};")
+                    with w.loop("m", str(dv)):
+                        w.line("float r = 0;")
+                        with w.loop("e", str(dk)):
+                            w.line(f"r += S[e * {dv} + m] * {ek.ld('k[e]', 'float')};")
+                        w.line(f"{vt}[m] = bet * ({ev.ld('v[m]', 'float')} - r);")
+                else:
+                    with w.loop("m", str(dv)):
+                        w.line(f"{vt}[m] = {ev.ld('v[m]', 'float')};")
+                with w.loop("e", str(dk)):
+                    w.line(f"const float ke = {ek.ld('k[e]', 'float')};")
+                    with w.loop("m", str(dv)):
+                        w.line(f"S[e * {dv} + m] += ke * {vt}[m];")
+                with w.loop("h", "nRep"):
+                    w.line("const size_t hq = hk * nRep + h;")
+                    w.line(f"const {cx.ctype(0)}* q = {Q} + bt * nHq * {dk} + hq * {dk};")
+                    w.line(f"{cx.octype(0)}* y = {Y} + bt * nHq * {dv} + hq * {dv};")
+                    with w.loop("m", str(dv)):
+                        w.line("float acc = 0;")
+                        with w.loop("e", str(dk)):
+                            w.line(f"acc += {eq.ld('q[e]', 'float')} * S[e * {dv} + m];")
+                        w.line(f"y[m] = {ey.st(f'{scale!r}f * acc')};")
+            if nout > 1 and not state_out:
+                es = _Elem(cx, cx.vout(1).dtype)
+                with w.loop("x", str(dk * dv)):
+                    w.line(f"{cx.o(1)}[(b * nHkv + hk) * {dk * dv} + x] = {es.st('S[x]')};")

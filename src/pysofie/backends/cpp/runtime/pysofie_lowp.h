@@ -30,7 +30,7 @@ struct FloatFormat {
       const bool neg = (b & sign_bit) != 0;
       const uint32_t e = (b >> M) & exp_mask, m = b & man_mask;
       const float nan = std::numeric_limits<float>::quiet_NaN();
-      if (KIND == 2 && (b & (2 * sign_bit - 1)) == sign_bit) return nan;
+      if (KIND == 2 && (b & (2 * sign_bit - 1)) == sign_bit) return -nan;  // its sign bit is set (as ml_dtypes)
       if (KIND == 0 && e == exp_mask) {
          const float inf = std::numeric_limits<float>::infinity();
          return m ? std::copysign(nan, neg ? -1.f : 1.f) : (neg ? -inf : inf);
