@@ -114,3 +114,35 @@ def test_constant_inputs_specialize_shape_parameters():
     assert_close(sess.run(None, {"x": x}), ort(m, {"x": x, "shape": target}))
     with pytest.raises(pysofie.ModelLoadError, match="not inputs"):
         pysofie.load(m, constant_inputs={"nope": target})
+
+
+def test_two_scratch_buffers_of_one_node_do_not_overlap():
+    """A generator asking for two temporary buffers of one type gets disjoint memory."""
+    from pysofie.backends.cpp.emitter import GENERATORS, generates
+    from pysofie.ops.base import OPS, Op, register
+
+    @register("TwoScratchTest", domain="pysofie.test")
+    class TwoScratchTest(Op):
+        def infer(self, node):
+            return [(node.inputs[0].dtype, node.inputs[0].shape)]
+
+    @generates("TwoScratchTest")
+    def gen(cx):
+        n = cx.size(0)
+        a, b = cx.scratch(cx.vin(0).shape[0]), cx.scratch(cx.vin(0).shape[0])
+        with cx.w.loop("i", n):
+            cx.w.line(f"{a}[i] = {cx.i(0)}[i] * 2;")
+        with cx.w.loop("i", n):
+            cx.w.line(f"{b}[i] = {cx.i(0)}[i] + 1;")
+        with cx.w.loop("i", n):
+            cx.w.line(f"{cx.o(0)}[i] = {a}[i] + {b}[i];")
+
+    try:
+        node = helper.make_node("TwoScratchTest", ["x"], ["y"], domain="pysofie.test")
+        g = helper.make_graph([node], "scratch", [vi("x", ["N"])], [vi("y", ["N"])])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("pysofie.test", 1)])
+        x = rand(7)
+        np.testing.assert_allclose(pysofie.InferenceSession(m).run(None, {"x": x})[0], 3 * x + 1, rtol=1e-6, atol=1e-6)
+    finally:
+        del OPS[("pysofie.test", "TwoScratchTest")]
+        del GENERATORS["TwoScratchTest"]

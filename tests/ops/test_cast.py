@@ -27,7 +27,7 @@ LOWP_FLOAT = [DType.FLOAT16, DType.BFLOAT16, DType.FLOAT8E4M3FN, DType.FLOAT8E4M
               DType.FLOAT8E5M2FNUZ, DType.FLOAT4E2M1]
 FLOAT8 = [DType.FLOAT8E4M3FN, DType.FLOAT8E4M3FNUZ, DType.FLOAT8E5M2, DType.FLOAT8E5M2FNUZ]
 SMALL_INTS = [DType.INT4, DType.UINT4, DType.INT2, DType.UINT2]
-FLOATISH = [DType.FLOAT, DType.DOUBLE] + LOWP_FLOAT
+FLOATISH = [DType.FLOAT, DType.DOUBLE, DType.FLOAT8E8M0] + LOWP_FLOAT
 
 # float values: ties at several mantissa widths, subnormals of each format, the largest finite values and just
 # beyond, Inf and NaN
@@ -51,6 +51,8 @@ def values_of(dt: DType, signed: bool = True) -> np.ndarray:
             return EDGE.astype(dt.np)
         if dt in FLOAT8:
             return numpy_helper.saturate_cast(EDGE, dt.np)
+        if dt is DType.FLOAT8E8M0:
+            return numpy_helper.to_float8e8m0(EDGE)
         if dt in LOWP_FLOAT:
             return EDGE.astype(dt.np)
         if dt is DType.BOOL:
@@ -68,6 +70,8 @@ def safe_values(src: DType, dst: DType) -> np.ndarray:
     signed = dst in (DType.INT64, DType.INT32, DType.INT16, DType.INT8)
     vals = SAFE_SIGNED if signed else SAFE_UNSIGNED
     with np.errstate(all="ignore"):
+        if src is DType.FLOAT8E8M0:
+            return numpy_helper.to_float8e8m0(vals)
         return vals.astype(src.np) if src not in FLOAT8 else numpy_helper.saturate_cast(vals, src.np)
 
 
@@ -79,12 +83,14 @@ def tinfo(name, dt, shape):
     return helper.make_tensor_value_info(name, dt.onnx, shape)
 
 
-def cast_model(src: DType, saturate=None, targets=None, castlike=False, opset=21):
+def cast_model(src: DType, saturate=None, targets=None, castlike=False, opset=21, round_mode=None):
     """x (and xs, safe values) of type src cast to every target: y_<target>."""
     targets = targets or [d for d in ALL if d is not src]
     x, xs = values_of(src), {}
     nodes, outs, inits, ins = [], [], [], [tinfo("x", src, [len(x)])]
     attrs = {} if saturate is None else {"saturate": saturate}
+    if round_mode is not None:
+        attrs["round_mode"] = round_mode
     feeds = {"x": x}
     for d in targets:
         inp = "x"
@@ -122,6 +128,13 @@ for s in [DType.FLOAT, DType.FLOAT16, DType.BFLOAT16, DType.INT4, DType.FLOAT8E5
     CASES.append(C(f"CastLike-from-{s.name}", *cast_model(s, targets=tg, castlike=True)))
     CASES.append(C(f"CastLike-nosat-from-{s.name}", *cast_model(s, targets=[d for d in FLOAT8 if d is not s],
                                                                 castlike=True, saturate=0)))
+# float8e8m0 (opset 24+): every rounding mode, with and without saturation
+for s in [DType.FLOAT, DType.DOUBLE, DType.FLOAT16, DType.BFLOAT16]:
+    for mode in ("up", "down", "nearest"):
+        for sat in (1, 0):
+            CASES.append(C(f"Cast-e8m0-{mode}-sat{sat}-from-{s.name}",
+                           *cast_model(s, saturate=sat, round_mode=mode, targets=[DType.FLOAT8E8M0], opset=25)))
+# (CastLike's round_mode: onnx's reference evaluator does not implement it, so it goes untested here)
 # opset 13 (before `saturate` existed): casts to float8 are rejected by onnx, so only float16/bfloat16 here
 CASES.append(C("Cast-opset13-from-FLOAT", *cast_model(DType.FLOAT, targets=[DType.FLOAT16, DType.BFLOAT16],
                                                        opset=13)))
@@ -164,6 +177,9 @@ def test_cast(case, sessions):
         # ml_dtypes cannot cast int4 to uint4 (and the like): the reference casts the same values held in int64
         # (Cast from an integer depends only on its value)
         feeds = {k: v.astype(np.int64) for k, v in feeds.items()}
+    if DType.from_numpy(feeds["x"].dtype) is DType.FLOAT8E8M0:
+        # likewise for float8e8m0, whose every value is a float: the same values held in float32
+        feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         exp = reference(case.model, feeds)
@@ -183,15 +199,68 @@ def test_nodearg_types(sessions):
     assert sessions["Cast-from-FLOAT16"].get_inputs()[0].type == "tensor(float16)"
 
 
-def test_other_ops_refuse_low_precision():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, [3])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, [3])
+def test_other_ops_refuse_float8():
+    # float8/float4/int4 are not computed on (float16 and bfloat16 are, in float: see PROMOTED below)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT8E4M3FN, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT8E4M3FN, [3])
     for op in ("Relu", "Add", "Neg"):
         ins = ["x", "x"] if op == "Add" else ["x"]
         m = helper.make_model(helper.make_graph([helper.make_node(op, ins, ["y"])], "g", [x], [y]),
                               opset_imports=[helper.make_opsetid("", 21)])
-        with pytest.raises(pysofie.errors.UnsupportedOperatorError, match=f"{op}.*float16"):
+        with pytest.raises(pysofie.errors.UnsupportedOperatorError, match=f"{op}.*float8e4m3fn"):
             generate_code(m)
+
+
+# -- float16 / bfloat16 through other operators: computed in float (passes/lowp.py) --------------------------
+def _promoted_cases():
+    out = []
+    for dt, tol in ((DType.FLOAT16, 2e-3), (DType.BFLOAT16, 1.6e-2)):  # about two units in the last place
+        t = dt.name.lower()
+
+        def r(*shape, low=-2.0, high=2.0, seed=0):
+            rng = np.random.default_rng(seed + len(shape))
+            return rng.uniform(low, high, size=shape).astype(np.float32).astype(dt.np)
+        out += [
+            (f"Add-{t}", "Add", {"a": r(3, 4), "b": r(4, seed=1)}, {}, tol),
+            (f"Mul-{t}", "Mul", {"a": r(2, 3, 4), "b": r(3, 1, seed=2)}, {}, tol),
+            (f"Relu-{t}", "Relu", {"x": r(5, 6)}, {}, tol),
+            (f"Sigmoid-{t}", "Sigmoid", {"x": r(5, 6)}, {}, tol),
+            (f"Sqrt-{t}", "Sqrt", {"x": r(17, low=0.0)}, {}, tol),
+            (f"MatMul-{t}", "MatMul", {"a": r(3, 8), "b": r(8, 5, seed=3)}, {}, 4 * tol),  # 8-term sums
+            (f"ReduceSum-{t}", "ReduceSum", {"x": r(4, 6), "axes": np.array([1], np.int64)}, {"keepdims": 0}, 4 * tol),
+            (f"Less-{t}", "Less", {"a": r(4, 5), "b": r(4, 5, seed=4)}, {}, 0),
+            (f"Softmax-{t}", "Softmax", {"x": r(3, 7)}, {"axis": -1}, 2 * tol),
+        ]
+    return out
+
+
+PROMOTED = _promoted_cases()
+
+
+@pytest.fixture(scope="module")
+def promoted_sessions():
+    from pysofie.build.batch import compile_many
+    from tests.util import node_model
+    models = [node_model(op, ins, attrs, initializers=("axes",) if "axes" in ins else ())
+              for _, op, ins, attrs, _ in PROMOTED]
+    return dict(zip([p[0] for p in PROMOTED], zip(models, compile_many(models))))
+
+
+@pytest.mark.parametrize("pid", [p[0] for p in PROMOTED])
+def test_promoted_ops(pid, promoted_sessions):
+    _, op, ins, attrs, tol = next(p for p in PROMOTED if p[0] == pid)
+    model, sess = promoted_sessions[pid]
+    if isinstance(sess, Exception):
+        raise sess
+    feeds = {k: v for k, v in ins.items() if k != "axes"}
+    exp = reference(model, feeds)[0]
+    got = sess.run(None, feeds)[0]
+    assert got.dtype == exp.dtype and got.shape == exp.shape
+    assert sess.get_inputs()[0].type == f"tensor({pid.split('-')[1]})"
+    if exp.dtype == np.bool_:
+        np.testing.assert_array_equal(got, exp)
+    else:  # the reference computes in float16/bfloat16 step by step, pysofie in float and rounds once
+        np.testing.assert_allclose(got.astype(np.float32), exp.astype(np.float32), rtol=tol, atol=tol)
 
 
 def test_string_cast_is_refused():

@@ -58,6 +58,9 @@ _past = (rand(2, 2, 3, 8, seed=41), rand(2, 2, 3, 6, seed=42))
 for attrs in [{}, {"is_causal": 1}]:
     att(f"4d-past-{attrs}", rand(2, 4, 2, 8, seed=43), rand(2, 2, 2, 8, seed=44), rand(2, 2, 2, 6, seed=45),
         mask=rand(2, 5, seed=46), past=_past, attrs=attrs, n_outputs=3)
+for nout in (1, 2):  # the concatenated keys/values live in scratch buffers
+    att(f"4d-past-out{nout}", rand(2, 4, 2, 8, seed=170), rand(2, 2, 2, 8, seed=171), rand(2, 2, 2, 6, seed=172),
+        mask=rand(2, 5, seed=173), past=_past, attrs={"is_causal": 1}, n_outputs=nout)
 att("4d-present-no-past", rand(1, 2, 3, 8, seed=47), rand(1, 2, 3, 8, seed=48), rand(1, 2, 3, 8, seed=49),
     n_outputs=3)
 # the qk_matmul_output modes (0: scaled Q K^T; 1: softcapped; 2: with bias; 3: softmax)
@@ -128,6 +131,36 @@ att("3d-symbolic-past", rand(2, 3, 16, seed=101), rand(2, 3, 16, seed=102), rand
     attrs={"q_num_heads": 2, "kv_num_heads": 2, "is_causal": 1}, n_outputs=3,
     symbolic={"Q": ["N", 3, 16], "K": ["N", 3, 16], "V": ["N", 3, 16], "past_key": ["N", 2, 4, 8],
               "past_value": ["N", 2, 4, 8]})
+
+# -- LinearAttention (opset 27): the recurrence over update rules, GQA, decay per head or per key dim -----------
+def lin(id_, B=2, T=5, Hq=4, Hkv=2, dk=4, dv=3, rule="gated_delta", decay_dim=None, beta_dim=None, past=False,
+        dtype=np.float32, n_outputs=2, scale=None, rtol=1e-4, atol=1e-5):
+    ins = {"query": rand(B, T, Hq * dk, seed=180).astype(dtype), "key": rand(B, T, Hkv * dk, seed=181).astype(dtype),
+           "value": rand(B, T, Hkv * dv, seed=182).astype(dtype),
+           "past_state": rand(B, Hkv, dk, dv, seed=183).astype(dtype) if past else None}
+    if rule in ("gated", "gated_delta"):
+        ins["decay"] = rand(B, T, decay_dim or Hkv, low=-1, high=0, seed=184).astype(dtype)
+    else:
+        ins["decay"] = None
+    if rule in ("delta", "gated_delta"):
+        ins["beta"] = rand(B, T, beta_dim or Hkv, low=0, high=1, seed=185).astype(dtype)
+    while list(ins.values())[-1] is None:
+        ins.pop(list(ins)[-1])
+    attrs = {"q_num_heads": Hq, "kv_num_heads": Hkv, "update_rule": rule}
+    if scale is not None:
+        attrs["scale"] = scale
+    case(f"LinearAttention-{id_}", "LinearAttention", ins, attrs, n_outputs=n_outputs, opset=27, rtol=rtol,
+         atol=atol)
+
+
+for rule in ("linear", "gated", "delta", "gated_delta"):
+    lin(rule, rule=rule)
+    lin(f"{rule}-past", rule=rule, past=True, Hq=2, Hkv=2)
+lin("decay-per-dim", decay_dim=2 * 4)
+lin("beta-scalar", beta_dim=1, Hkv=1, Hq=3)
+lin("beta-scalar-heads", beta_dim=1)
+lin("scale-one-output", scale=0.5, n_outputs=1)
+lin("f16", dtype=np.float16, past=True, rtol=3e-3, atol=3e-3)
 
 # -- RMSNormalization --------------------------------------------------------------------------------------------
 for xs, axis in [((2, 3, 4), -1), ((2, 3, 4), 1), ((4, 5), 0), ((2, 3, 2, 5), 2), ((2, 3, 2, 5), -3)]:

@@ -29,6 +29,7 @@ class DType(enum.Enum):
     FLOAT8E4M3FNUZ = ("uint8_t", ml_dtypes.float8_e4m3fnuz, TensorProto.FLOAT8E4M3FNUZ, "tensor(float8e4m3fnuz)")
     FLOAT8E5M2 = ("uint8_t", ml_dtypes.float8_e5m2, TensorProto.FLOAT8E5M2, "tensor(float8e5m2)")
     FLOAT8E5M2FNUZ = ("uint8_t", ml_dtypes.float8_e5m2fnuz, TensorProto.FLOAT8E5M2FNUZ, "tensor(float8e5m2fnuz)")
+    FLOAT8E8M0 = ("uint8_t", ml_dtypes.float8_e8m0fnu, TensorProto.FLOAT8E8M0, "tensor(float8e8m0)")
     FLOAT4E2M1 = ("uint8_t", ml_dtypes.float4_e2m1fn, TensorProto.FLOAT4E2M1, "tensor(float4e2m1)")
     INT4 = ("uint8_t", ml_dtypes.int4, TensorProto.INT4, "tensor(int4)")
     UINT4 = ("uint8_t", ml_dtypes.uint4, TensorProto.UINT4, "tensor(uint4)")
@@ -91,5 +92,5 @@ class DType(enum.Enum):
         return f"DType.{self.name}"
 
 
-_LOWP = frozenset({"FLOAT16", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
+_LOWP = frozenset({"FLOAT16", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0",
                    "FLOAT4E2M1", "INT4", "UINT4", "INT2", "UINT2"})

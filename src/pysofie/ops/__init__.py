@@ -11,7 +11,7 @@ from . import recurrent  # noqa: F401
 from . import image, loss, signal  # noqa: F401  (loss, signal and image families)
 from . import shape  # noqa: F401
 from . import cast  # noqa: F401  (Cast, CastLike and the low-precision types)
-from . import transformer  # noqa: F401  (Attention, RMSNormalization, RotaryEmbedding)
+from . import transformer  # noqa: F401  (Attention, LinearAttention, RMSNormalization, RotaryEmbedding)
 from .base import OPS, Op, lookup, register
 
 __all__ = ["OPS", "Op", "lookup", "register", "base"]

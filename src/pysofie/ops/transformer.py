@@ -1,4 +1,5 @@
-"""Transformer building blocks of ONNX opsets 23+: Attention, RMSNormalization, RotaryEmbedding."""
+"""Transformer building blocks of ONNX opsets 23-27: Attention, RMSNormalization, RotaryEmbedding,
+LinearAttention."""
 from __future__ import annotations
 
 from ..ir import DType
@@ -217,9 +218,6 @@ class RotaryEmbedding(Op):
         self.dims(node)
         x = node.inputs[0]
         return [(x.dtype, x.shape)]
-
-
-
 
 
 @register()

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import ShapeInferenceError, UnsupportedOperatorError
 from ..ir import Graph, Node
 from ..ir.shapes import Sym
+from .lowp import promote as promote_lowp
 from .manager import Pass
 
 
@@ -43,6 +44,7 @@ class InferShapesAndFold(Pass):
                 if not getattr(op, "CHECK_NEEDS_INPUTS", True):
                     problems += op.check(node)
                 continue
+            finish = promote_lowp(graph, node)  # float16/bfloat16 into an op that computes in float only
             try:
                 issues = op.check(node)
             except ShapeInferenceError as e:
@@ -53,11 +55,15 @@ class InferShapesAndFold(Pass):
                     v.dtype = v.shape = None
                 continue
             if self.fold and self._try_fold(graph, node):
+                if finish:
+                    finish()
                 changed = True
                 continue
             results = op.infer(node)
             for v, (dt, shape) in zip(node.outputs, results):
                 v.dtype, v.shape = dt, tuple(shape)
+            if finish:
+                finish()
             if self.fold:
                 syms = op.fold_symbolic(node)
                 if syms is not None:

@@ -266,10 +266,16 @@ class CppEmitter:
                 v = n.outputs[i]
                 decl.append(f"{v.dtype.ctype}* __restrict {pname}")
                 args.append(self.storage[id(v)].expr)
+            # a node's scratch buffers of one type lie one after the other in the shared workspace
+            offsets: dict[DType, Dim] = {}
             for pname, dt, count in cx._scratch:
+                off = offsets.get(dt, 0)
                 decl.append(f"[[maybe_unused]] {dt.ctype}* __restrict {pname}")
-                args.append(_dp(dt, f"fWork_{dt.name.lower()}"))
-                scratch.setdefault(dt, []).append(count)
+                base = _dp(dt, f"fWork_{dt.name.lower()}")
+                args.append(base if isinstance(off, int) and off == 0 else f"{base} + {cpp_dim(off)}")
+                offsets[dt] = off + count
+            for dt, total in offsets.items():
+                scratch.setdefault(dt, []).append(total)
             fw = CodeWriter()
             fw.line(f"// {comment_text(n.name)}: {n.op_type}"
                     f"({', '.join(comment_text(repr(v)) if v else '-' for v in n.inputs)}) -> "

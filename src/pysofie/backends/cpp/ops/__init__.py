@@ -10,4 +10,4 @@ from . import recurrent  # noqa: F401
 from . import image, loss, signal  # noqa: F401  (loss, signal and image families)
 from . import shape  # noqa: F401
 from . import cast  # noqa: F401  (Cast, CastLike and the low-precision types)
-from . import transformer  # noqa: F401  (Attention, RMSNormalization, RotaryEmbedding)
+from . import transformer  # noqa: F401  (Attention, LinearAttention, RMSNormalization, RotaryEmbedding)

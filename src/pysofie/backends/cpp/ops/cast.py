@@ -32,6 +32,8 @@ def _source(x: str, src: DType) -> tuple[str, str]:
     """C++ expression of an element's value and its kind ('float', 'int', 'bool')."""
     if src in LOWP_FLOATS:
         return f"pysofie_lp::{LOWP_FLOATS[src]}::decode({x})", "float"
+    if src is DType.FLOAT8E8M0:
+        return f"pysofie_lp::E8M0::decode({x})", "float"
     if src in SMALL_INTS:
         return f"pysofie_lp::{SMALL_INTS[src]}::decode({x})", "int"
     if src.is_float:
@@ -41,13 +43,19 @@ def _source(x: str, src: DType) -> tuple[str, str]:
     return x, "int"
 
 
-def convert(x: str, src: DType, dst: DType, saturate: bool) -> str:
+ROUND = {"up": 0, "down": 1, "nearest": 2}
+
+
+def convert(x: str, src: DType, dst: DType, saturate: bool, round_mode: str = "up") -> str:
     """C++ expression converting element `x` of type src to type dst with ONNX Cast semantics."""
     if src is dst:
         return x
     if not src.is_lowp and not dst.is_lowp:
         return f"static_cast<{dst.ctype}>({x})"  # the standard conversions, as before
     v, kind = _source(x, src)
+    if dst is DType.FLOAT8E8M0:  # from the float32 value, as onnx's reference
+        return (f"static_cast<uint8_t>(pysofie_lp::E8M0::encode(static_cast<float>({v}), "
+                f"{'true' if saturate else 'false'}, {ROUND[round_mode]}))")
     if dst in LOWP_FLOATS:
         sat = "true" if (saturate and dst in FLOAT8) else "false"
         return f"static_cast<{dst.ctype}>(pysofie_lp::{LOWP_FLOATS[dst]}::encode(static_cast<double>({v}), {sat}))"
@@ -69,7 +77,7 @@ def gen_convert(cx) -> None:
         use_lowp(cx)
     saturate = bool(int(cx.op.saturate)) if cx.op.saturate is not None else True
     with w.loop("i", cx.size(0)):
-        w.line(f"{cx.o(0)}[i] = {convert(f'{cx.i(0)}[i]', src, dst, saturate)};")
+        w.line(f"{cx.o(0)}[i] = {convert(f'{cx.i(0)}[i]', src, dst, saturate, cx.op.rounding())};")
 
 
 generates("Cast", "CastLike")(gen_convert)

@@ -1,4 +1,4 @@
-"""Attention, RMSNormalization and RotaryEmbedding.
+"""Attention, RMSNormalization, RotaryEmbedding and LinearAttention.
 
 Attention works one (batch, query head) at a time: the scores Q K^T of that head go to a scratch row block
 (BLAS for float), each row gets softcap, the additive bias (mask, causal frontier, sliding window, key
@@ -25,6 +25,25 @@ LOWP_OPS.update({"Attention", "LinearAttention", "RMSNormalization", "RotaryEmbe
 def _acc_type(T: str) -> str:
     """The type arithmetic is done in: double for double, float for every narrower floating type."""
     return "double" if T == "double" else "float"
+
+
+def _scratch_buffers(cx, requests) -> dict:
+    """Disjoint scratch buffers {name: pointer expression} for [(name, count, dtype)]: the emitter hands every
+    cx.scratch of one element type the same memory, so each type gets one buffer, split here."""
+    by_type: dict = {}
+    for name, count, dt in requests:
+        by_type.setdefault(dt, []).append((name, count))
+    out = {}
+    for dt, items in by_type.items():
+        total = items[0][1]
+        for _, c in items[1:]:
+            total = total + c
+        base = cx.scratch(total, dt, "work")
+        off = 0
+        for name, c in items:
+            out[name] = base if isinstance(off, int) and off == 0 else f"({base} + {cpp_dim(off)})"
+            off = off + c
+    return out
 
 
 class _Elem:
@@ -92,14 +111,17 @@ def gen_attention(cx):
             return f"(({b} * {H} + {h}) * nSkv + {s}) * {dh}"
         return f"({b} * nSkv + {s}) * {H} * {dh} + {h} * {dh}"
 
+    reqs = [("scores", numel([d["Sq"], d["T"]]), DType.DOUBLE if S == "double" else DType.FLOAT)]
+    if has_past and nout <= 1:
+        reqs.append(("key", numel([d["B"], d["Hkv"], d["T"], d["D"]]), cx.vin(1).dtype))
+    if has_past and nout <= 2:
+        reqs.append(("value", numel([d["B"], d["Hkv"], d["T"], d["Dv"]]), cx.vin(2).dtype))
+    bufs = _scratch_buffers(cx, reqs)
+
     def cache(k_in, past_in, out_idx, dh, TT, label):
         """Returns (pointer expression of head (b, hk), leading dimension)."""
         if has_past or nout > out_idx:
-            dst = cx.o(out_idx) if nout > out_idx else cx.scratch(numel([d["B"], d["Hkv"], d["T"], d["D"]]) if
-                                                                  label == "key" else
-                                                                  numel([d["B"], d["Hkv"], d["T"], d["Dv"]]),
-                                                                  cx.vin(1 if label == "key" else 2).dtype,
-                                                                  f"present_{label}_work")
+            dst = cx.o(out_idx) if nout > out_idx else bufs[label]
             with w.loop("b", "nB"):
                 with w.loop("hk", "nHkv"):
                     w.line(f"{TT}* dst = {dst} + (b * nHkv + hk) * nT * {dh};")
@@ -133,7 +155,7 @@ def gen_attention(cx):
         st = broadcast_strides(list(cx.vin(3).shape), [d["B"], d["Hq"], d["Sq"], mshape[3]])
         st = ["0" if (isinstance(mshape[k], int) and mshape[k] == 1) else st[k] for k in range(3)] + [st[3]]
         w.line(f"const size_t nL = {cpp_dim(mshape[3])};")
-    scores = cx.scratch(numel([d["Sq"], d["T"]]), DType.DOUBLE if S == "double" else DType.FLOAT, "scores")
+    scores = bufs["scores"]
     qk = cx.o(3) if nout > 3 else None
     TQK = cx.octype(3) if qk else None
     eqk = _Elem(cx, cx.vout(3).dtype) if qk else None
@@ -157,7 +179,8 @@ def gen_attention(cx):
             w.line(f"const {TV}* v = {vptr};")
             w.line(f"{T}* y = {yptr};")
             if T == "float" and TK == "float":
-                w.line(f"pysofie_rt::sgemm(false, true, nSq, nT, nD, {scale!r}f, q, {ldq}, k, {ldk}, 0.f, {scores}, nT);")
+                w.line(f"pysofie_rt::sgemm(false, true, nSq, nT, nD, {scale!r}f, q, {ldq}, k, {ldk}, 0.f, "
+                       f"{scores}, nT);")
             else:
                 with w.loop("i", "nSq"):
                     with w.loop("j", "nT"):
@@ -352,8 +375,12 @@ def gen_linear_attention(cx):
         w.line(f"[[maybe_unused]] const size_t n{nm} = {cpp_dim(d[nm])};")
     w.line("const size_t nRep = nHq / nHkv;")
     state_out = nout > 1 and cx.vout(1).dtype is DType.FLOAT
-    state = cx.o(1) if state_out else cx.scratch(numel([d["B"], d["Hkv"], dk * dv]), DType.FLOAT, "state")
-    vt = cx.scratch(dv, DType.FLOAT, "vt")
+    reqs = [("vt", dv, DType.FLOAT)]
+    if not state_out:
+        reqs.append(("state", numel([d["B"], d["Hkv"], dk * dv]), DType.FLOAT))
+    bufs = _scratch_buffers(cx, reqs)
+    state = cx.o(1) if state_out else bufs["state"]
+    vt = bufs["vt"]
     with w.loop("b", "nB"):
         with w.loop("hk", "nHkv"):
             w.line(f"float* S = {state} + (b * nHkv + hk) * {dk * dv};")
@@ -371,7 +398,8 @@ def gen_linear_attention(cx):
                     ed = _Elem(cx, cx.vin(4).dtype)
                     if d["decay_per_dim"]:
                         with w.loop("e", str(dk)):
-                            w.line(f"const float g = std::exp({ed.ld(f'{dec}[bt * nHkv * {dk} + hk * {dk} + e]', 'float')});")
+                            gd = ed.ld(f"{dec}[bt * nHkv * {dk} + hk * {dk} + e]", "float")
+                            w.line(f"const float g = std::exp({gd});")
                             with w.loop("m", str(dv)):
                                 w.line(f"S[e * {dv} + m] *= g;")
                     else:

@@ -1,4 +1,5 @@
-// pysofie_lowp.h: low-precision element types (float16, bfloat16, float8, float4, int4/uint4, int2/uint2).
+// pysofie_lowp.h: low-precision element types (float16, bfloat16, float8, float8e8m0, float4, int4/uint4,
+// int2/uint2).
 // Generated code stores them as bit patterns (uint16_t / uint8_t; the 4- and 2-bit types one element per byte,
 // in its low bits) and converts through these functions. Inlined into generated code by pysofie only when a
 // model uses such a type.
@@ -7,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace pysofie_lp {
@@ -90,6 +92,32 @@ using E4M3FNUZ = FloatFormat<4, 3, 8, 2>;
 using E5M2 = FloatFormat<5, 2, 15, 0>;
 using E5M2FNUZ = FloatFormat<5, 2, 16, 2>;
 using E2M1 = FloatFormat<2, 1, 1, 3>;
+
+// float8e8m0 (MX scales): an exponent only, value 2^(b - 127); 0xFF is NaN; no sign, no zero.
+struct E8M0 {
+   static float decode(uint32_t b) {
+      b &= 0xFFu;
+      if (b == 0xFFu) return std::numeric_limits<float>::quiet_NaN();
+      return std::ldexp(1.0f, static_cast<int>(b) - 127);
+   }
+   // From the float's own exponent, rounded by mode (0 up, 1 down, 2 nearest) as onnx's reference
+   // (numpy_helper.to_float8e8m0) does: NaN and Inf give NaN; the sign is ignored (negative input is unspecified).
+   static uint32_t encode(float x, bool saturate, int mode) {
+      uint32_t f = 0;
+      std::memcpy(&f, &x, sizeof f);
+      const uint32_t e = (f >> 23) & 0xFFu;
+      if (e == 0xFFu) return 0xFFu;
+      bool up = false;
+      if (mode == 0) {
+         up = (f & 0x7FFFFFu) != 0;
+      } else if (mode == 2) {
+         const bool g = (f & 0x400000u) != 0, r = (f & 0x200000u) != 0, s = (f & 0x1FFFFFu) != 0;
+         up = g && (r || s || e > 0);
+      }
+      if (up && saturate && e == 0xFEu) up = false;
+      return e + (up ? 1u : 0u);  // 0xFE rounded up without saturation: NaN
+   }
+};
 
 // Two's complement / unsigned integers of BITS bits, one per byte in its low bits.
 template <int BITS, bool SIGNED>
