@@ -59,6 +59,14 @@ for k, (xs, ws, p, b) in enumerate(WINO):
     add(f"winograd-{k}", graph_model(nodes, {"x": rand(*xs)}, inits, ["y"]), {"x": rand(*xs, seed=k + 3)},
         atol=1e-4)
 
+# MaxPool without dilation (window clipped once per row / column): pads, strides, ceil_mode, 1-D
+for k, (xs, attrs) in enumerate([((1, 4, 112, 111), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+                                 ((2, 3, 9, 10), {"kernel_shape": [2, 3], "strides": [2, 2], "ceil_mode": 1}),
+                                 ((1, 2, 7, 7), {"kernel_shape": [3, 3], "pads": [2, 2, 2, 2]}),
+                                 ((1, 3, 20), {"kernel_shape": [4], "strides": [3], "pads": [1, 2]})]):
+    add(f"maxpool-{k}", graph_model([helper.make_node("MaxPool", ["x"], ["y"], **attrs)], {"x": rand(*xs)}, {},
+                                    ["y"]), {"x": rand(*xs, seed=k)})
+
 # small-M Gemm kernel: rows 1..8 (kernel) and 9 (BLAS), transposed or not, alpha / beta, bias shapes
 for m in (1, 3, 8, 9):
     for tb in (0, 1):

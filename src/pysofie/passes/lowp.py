@@ -28,8 +28,9 @@ def _param(params, i: int):
     return None
 
 
-def _typed_like(node: Node, inputs: list[int]) -> Optional[list[int]]:
-    """Outputs typed like the given inputs according to the ONNX schema; None when there is no schema."""
+def _typed_like(node: Node, inputs: list[int], low: DType) -> Optional[list[int]]:
+    """Outputs typed like the given inputs according to the ONNX schema; None when there is no schema, or when
+    another output could also be of the low-precision type (its type then depends on something else)."""
     import onnx.defs
     try:
         schema = onnx.defs.get_schema(node.op_type, node.op.opset or onnx.defs.onnx_opset_version(),
@@ -42,6 +43,7 @@ def _typed_like(node: Node, inputs: list[int]) -> Optional[list[int]]:
         if p is None:
             return None
         tins.add(p.type_str)
+    allowed = {tc.type_param_str: set(tc.allowed_type_strs) for tc in schema.type_constraints}
     out = []
     for k in range(len(node.outputs)):
         p = _param(schema.outputs, k)
@@ -49,6 +51,8 @@ def _typed_like(node: Node, inputs: list[int]) -> Optional[list[int]]:
             return None
         if p.type_str in tins:
             out.append(k)
+        elif low.ort_name in allowed.get(p.type_str, {p.type_str}):
+            return None
     return out
 
 
@@ -64,7 +68,7 @@ def promote(graph: Graph, node: Node) -> Optional[Callable[[], None]]:
     if len({node.inputs[i].dtype for i in lowp}) != 1:
         return None
     low = node.inputs[lowp[0]].dtype
-    back = _typed_like(node, lowp)
+    back = _typed_like(node, lowp, low)
     if back is None:
         return None
     from ..ops.cast import Cast

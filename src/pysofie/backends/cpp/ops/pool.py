@@ -21,6 +21,8 @@ def gen_pool(cx):
     NC = cpp_dim(numel(x.shape[:2]))
     in_sp, out_sp = ins[0] * ins[1] * ins[2], outs[0] * outs[1] * outs[2]
     X, Y = cx.i(0), cx.o(0)
+    if is_max and ins[0] == 1 and k3[0] == 1 and d3[1] == 1 and d3[2] == 1:
+        return max_pool_2d(cx, T, NC, ins, outs, k3, s3, pb)
     with w.loop("nc", NC):
         w.line(f"const {T}* xp = {X} + nc * {in_sp};")
         w.line(f"{T}* yp = {Y} + nc * {out_sp};")
@@ -69,3 +71,26 @@ def gen_global_pool(cx):
         with w.loop("i", S, "1"):
             w.line("acc = std::max(acc, xp[i]);" if is_max else "acc += xp[i];")
         w.line(f"{cx.o(0)}[nc] = acc;" if is_max else f"{cx.o(0)}[nc] = acc / {T}({S});")
+
+
+def max_pool_2d(cx, T, NC, ins, outs, k3, s3, pb):
+    """1-D / 2-D MaxPool without dilation: the window is clipped to the image once per output row and column,
+    so the inner loops test nothing."""
+    w = cx.w
+    H, W = ins[1], ins[2]
+    OH, OW = outs[1], outs[2]
+    KH, KW = k3[1], k3[2]
+    with w.loop("nc", NC):
+        w.line(f"const {T}* xp = {cx.i(0)} + nc * {H * W};")
+        w.line(f"{T}* yp = {cx.o(0)} + nc * {OH * OW};")
+        with w.block(f"for (long oh = 0; oh < {OH}; ++oh)"):
+            w.line(f"const long ih0 = oh * {s3[1]} - {pb[1]};")
+            w.line(f"const long kh0 = std::max<long>(0, -ih0), kh1 = std::min<long>({KH}, {H} - ih0);")
+            with w.block(f"for (long ow = 0; ow < {OW}; ++ow)"):
+                w.line(f"const long iw0 = ow * {s3[2]} - {pb[2]};")
+                w.line(f"const long kw0 = std::max<long>(0, -iw0), kw1 = std::min<long>({KW}, {W} - iw0);")
+                w.line(f"{T} acc = -std::numeric_limits<{T}>::infinity();")
+                with w.block("for (long kh = kh0; kh < kh1; ++kh)"):
+                    w.line(f"const {T}* row = xp + (ih0 + kh) * {W} + iw0;")
+                    w.line("for (long kw = kw0; kw < kw1; ++kw) acc = std::max(acc, row[kw]);")
+                w.line(f"yp[oh * {OW} + ow] = acc;")
