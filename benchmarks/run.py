@@ -436,7 +436,7 @@ def main(argv=None) -> int:
         if not args.no_cpp:
             sg_info = sgemm_gflops(workdir, 5 if args.quick else 9)
             sg = sg_info["gflops"]
-            print(f"BLAS sgemm, 1 thread: " + ", ".join(f"{r['M']}x{r['N']}x{r['K']}: {r['gflops_median']:.1f}"
+            print("BLAS sgemm, 1 thread: " + ", ".join(f"{r['M']}x{r['N']}x{r['K']}: {r['gflops_median']:.1f}"
                                                          for r in sg_info["shapes"]) + " GFLOP/s")
         rows = []
         for n in names:

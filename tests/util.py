@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import helper
 
 ROOTBENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "rootbench")
 if not os.path.isdir(ROOTBENCH):

@@ -10,7 +10,7 @@ import pytest
 import pysofie
 from pysofie.build.blas import find_blas
 from pysofie.build.compiler import find_cxx
-from tests.models.test_rootbench import MODELS, path, random_feeds
+from tests.models.test_rootbench import MODELS, path
 from tests.util import ROOTBENCH, assert_close, ort
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(ROOTBENCH), reason="rootbench models not found")

@@ -159,7 +159,7 @@ class RecurrentBase(Op):
 
     def dims(self, node) -> RecurrentDims:
         """Sizes of the layer, after checking every input's shape against them."""
-        x, w, r = node.inputs[0], node.inputs[1], node.inputs[2]
+        x, r = node.inputs[0], node.inputs[2]
         if x.rank != 3:
             raise self.fail(node, f"X ('{x.name}') must be 3-D, has shape {list(x.shape)}")
         seq, batch = (x.shape[0], x.shape[1]) if self.layout == 0 else (x.shape[1], x.shape[0])

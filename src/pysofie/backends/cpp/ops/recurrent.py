@@ -228,7 +228,7 @@ class _Layer:
         if self.mode == "gemm":
             return
         w, H, GH = self.cx.w, self.H, self.GH
-        w.line(f"// R transposed: a small batch's per-step products run as vectorizable loops (a BLAS call per "
+        w.line("// R transposed: a small batch's per-step products run as vectorizable loops (a BLAS call per "
                "step costs more than it computes)")
         Rd = _at(self.cx.i(2), d * GH * H)
         with w.loop("n", GH):

@@ -59,7 +59,7 @@ def gen_reduce(cx):
             w.line(f"{A} mx = -std::numeric_limits<{A}>::infinity();")
             loop_nest(w, [cpp_dim(x.shape[k]) for k in axes],
                       lambda rv: w.line(f"mx = std::max<{A}>(mx, {X}[{index(kv, rv)}]);"), "r")
-            w.line(f"if (!std::isfinite(mx)) mx = 0;")
+            w.line("if (!std::isfinite(mx)) mx = 0;")
             w.line(f"{A} acc = 0;")
             loop_nest(w, [cpp_dim(x.shape[k]) for k in axes],
                       lambda rv: w.line(f"acc += std::exp({A}({X}[{index(kv, rv)}]) - mx);"), "r")
