@@ -117,3 +117,24 @@ def run_case(case: Case, sessions: dict) -> None:
 def rand(*shape, dtype=np.float32, low=-1.0, high=1.0, seed=None):
     rng = np.random.default_rng(seed if seed is not None else abs(hash(shape)) % (2 ** 31))
     return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+class Cases(list):
+    """A test module's single-node cases (ids unique), compiled together by `selected_sessions`."""
+
+    def __init__(self, opset: int = 21):
+        super().__init__()
+        self.opset = opset
+
+    def add(self, id_, op, inputs, attrs=None, init=(), opset=None, rtol=RTOL, atol=ATOL, oracle="reference", **kw):
+        assert all(c.id != id_ for c in self), f"duplicate case id {id_}"
+        model = node_model(op, inputs, attrs, initializers=init, opset=opset or self.opset, **kw)
+        self.append(Case(id_, model, inputs, rtol=rtol, atol=atol, oracle=oracle))
+
+
+def selected_sessions(request, cases) -> dict:
+    """Compile the cases of the requesting module that this run selected (all of them in a full run) in one
+    batch; use from a module-scoped fixture."""
+    mine = [it for it in request.session.items if getattr(it, "module", None) is request.module]
+    wanted = {it.callspec.params["c"].id for it in mine if hasattr(it, "callspec") and "c" in it.callspec.params}
+    return compile_cases([c for c in cases if c.id in wanted])

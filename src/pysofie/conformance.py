@@ -178,7 +178,8 @@ def screen(model) -> Optional[str]:
                 continue
             if kind != "tensor_type":
                 what = kind.replace("_type", "")
-                return f"{role} '{vi.name}' is a {what}, not a tensor (only tensors are supported)"
+                article = "an" if what[:1] in "aeiou" else "a"
+                return f"{role} '{vi.name}' is {article} {what}, not a tensor (only tensors are supported)"
             code = vi.type.tensor_type.elem_type
             if code == TensorProto.UNDEFINED and role == "output":
                 continue

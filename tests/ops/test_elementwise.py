@@ -3,17 +3,10 @@ against onnx's reference evaluator. All cases of this module compile into one sh
 import numpy as np
 import pytest
 
-from tests.util import Case, compile_cases, node_model, rand, run_case
+from tests.util import Cases, node_model, rand, run_case, selected_sessions
 
-CASES: list[Case] = []
-_IDS: set = set()
-
-
-def case(id_, op, inputs, attrs=None, init=(), opset=21, rtol=1e-4, atol=1e-5, oracle="reference", **kw):
-    assert id_ not in _IDS, id_
-    _IDS.add(id_)
-    CASES.append(Case(id_, node_model(op, inputs, attrs, initializers=init, opset=opset, **kw), inputs,
-                      rtol=rtol, atol=atol, oracle=oracle))
+CASES = Cases(opset=21)
+case = CASES.add
 
 
 SHAPES = [(7,), (2, 3, 5)]
@@ -184,10 +177,7 @@ case("PRelu-symbolic", "PRelu", {"x": rand(3, 4, 2), "slope": rand(4, 1)}, init=
 
 @pytest.fixture(scope="module")
 def sessions(request):
-    # compile only the selected cases (all of them in a full run), in one batch
-    mine = [it for it in request.session.items if getattr(it, "module", None) is request.module]
-    wanted = {it.callspec.params["c"].id for it in mine if hasattr(it, "callspec") and "c" in it.callspec.params}
-    return compile_cases([c for c in CASES if c.id in wanted])
+    return selected_sessions(request, CASES)
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])

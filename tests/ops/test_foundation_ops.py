@@ -6,14 +6,10 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.util import Case, compile_cases, node_model, rand, run_case
+from tests.util import Cases, compile_cases, rand, run_case
 
-CASES: list[Case] = []
-
-
-def case(id_, op, inputs, attrs=None, init=(), opset=21, rtol=1e-4, atol=1e-5, oracle="reference", **kw):
-    CASES.append(Case(id_, node_model(op, inputs, attrs, initializers=init, opset=opset, **kw), inputs,
-                      rtol=rtol, atol=atol, oracle=oracle))
+CASES = Cases(opset=21)
+case = CASES.add
 
 
 # -- elementwise -------------------------------------------------------------------------------------------

@@ -3,17 +3,10 @@ import numpy as np
 import pytest
 
 from pysofie.errors import ShapeInferenceError, UnsupportedOperatorError
-from tests.util import Case, compile_cases, node_model, rand, run_case
+from tests.util import Cases, node_model, rand, run_case, selected_sessions
 
-CASES: list[Case] = []
-_IDS: set = set()
-
-
-def case(id_, op, inputs, attrs=None, n_outputs=1, opset=23, rtol=1e-4, atol=1e-5, **kw):
-    assert id_ not in _IDS, id_
-    _IDS.add(id_)
-    CASES.append(Case(id_, node_model(op, inputs, attrs, n_outputs=n_outputs, opset=opset, **kw), inputs,
-                      rtol=rtol, atol=atol))
+CASES = Cases(opset=23)
+case = CASES.add
 
 
 def att(id_, q, k, v, mask=None, past=None, attrs=None, n_outputs=1, nonpad=None, opset=23, **kw):
@@ -171,7 +164,7 @@ case("RMSNormalization-bcast-scale", "RMSNormalization", {"x": rand(2, 3, 4, see
      {"axis": 1})
 case("RMSNormalization-scalar-scale", "RMSNormalization", {"x": rand(2, 3, 4, seed=114), "s": rand(1, seed=115)})
 case("RMSNormalization-init", "RMSNormalization", {"x": rand(3, 8, seed=116), "s": rand(8, seed=117)},
-     initializers=("s",))
+     init=("s",))
 case("RMSNormalization-f64", "RMSNormalization",
      {"x": rand(3, 6, dtype=np.float64, seed=118), "s": rand(6, dtype=np.float64, seed=119)}, rtol=1e-10, atol=1e-12)
 case("RMSNormalization-f16", "RMSNormalization",  # the reference computes every step in float16
@@ -208,8 +201,8 @@ rope("4d-symbolic", rand(3, 2, 5, 8, seed=139), 4, {}, True, symbolic={"x": ["N"
 
 
 @pytest.fixture(scope="module")
-def sessions():
-    return compile_cases(CASES)
+def sessions(request):
+    return selected_sessions(request, CASES)
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
