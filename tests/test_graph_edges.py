@@ -146,3 +146,21 @@ def test_two_scratch_buffers_of_one_node_do_not_overlap():
     finally:
         del OPS[("pysofie.test", "TwoScratchTest")]
         del GENERATORS["TwoScratchTest"]
+
+
+def test_constant_of_shape_with_a_value_folds_at_generation_time():
+    """LayerNormalization as onnx expands it computes shapes with ConstantOfShape(value=...): it must fold."""
+    onnx_tensor = numpy_helper.from_array(np.array([1], np.int64), "v")
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Size", ["s"], ["rank"]),
+             helper.make_node("Sub", ["rank", "one"], ["n"]),
+             helper.make_node("ConstantOfShape", ["n"], ["ones"], value=onnx_tensor),
+             helper.make_node("Concat", ["first", "ones"], ["target"], axis=0),
+             helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=0),
+             helper.make_node("Reshape", ["m", "target"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array([4], np.int64), "first")]
+    m = model(nodes, [vi("x", [4, 3, 5])], [vi("y", None)], inits)
+    g = pysofie.load(m)
+    assert [n.op_type for n in g.nodes] == ["ReduceMean", "Reshape"]
+    check(m, {"x": rand(4, 3, 5)})

@@ -21,10 +21,28 @@ def evaluate_node(node: Node) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator
     ins = [f"i{k}" if v is not None else "" for k, v in enumerate(node.inputs)]
     outs = [f"o{k}" for k in range(len(node.outputs))]
-    onode = helper.make_node(node.op_type, ins, outs, domain=node.op.domain or None, **node.op.onnx_attrs())
+    onode = helper.make_node(node.op_type, ins, outs, domain=node.op.domain or None,
+                             **_onnx_attrs(node.op_type, node.op.domain, node.op.onnx_attrs()))
     ref = ReferenceEvaluator(onode)
     feeds = {n: v.const for n, v in zip(ins, node.inputs) if v is not None}
     return [np.asarray(r) for r in ref.run(None, feeds)]
+
+
+def _onnx_attrs(op_type: str, domain: str, attrs: dict) -> dict:
+    """Attributes ready for helper.make_node: tensor-typed ones (held as numpy arrays, like ConstantOfShape's
+    value) become TensorProtos again, or make_node would turn them into lists."""
+    import onnx
+    from onnx import numpy_helper
+    try:
+        schema = onnx.defs.get_schema(op_type, domain=domain or "")
+    except Exception:
+        return attrs
+    out = dict(attrs)
+    for k, v in attrs.items():
+        a = schema.attributes.get(k)
+        if a is not None and a.type == onnx.defs.OpSchema.AttrType.TENSOR and isinstance(v, np.ndarray):
+            out[k] = numpy_helper.from_array(v)
+    return out
 
 
 class InferShapesAndFold(Pass):
