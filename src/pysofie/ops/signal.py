@@ -8,7 +8,8 @@ import numpy as np
 from ..ir import DType
 from ..ir.shapes import Sym, numel
 from .base import Op, norm_axis, register
-from .elementwise import ALL, FLOATS, NUMERIC, check_types
+from .elementwise import ALL, FLOATS, check_types
+from .reduce import CumSum
 
 
 def _scalar(op: Op, node, i: int, what: str) -> int | None:
@@ -22,24 +23,8 @@ def _scalar(op: Op, node, i: int, what: str) -> int | None:
 
 
 @register()
-class CumProd(Op):
-    ATTRS = {"exclusive": 0, "reverse": 0}
-    INPUTS = ("x", "axis")
-    OUTPUTS = ("y",)
-
-    def check(self, node):
-        return check_types(node, [node.inputs[0].dtype], NUMERIC)
-
-    def runtime_inputs(self, node):
-        return [0]
-
-    def axis_of(self, node) -> int:
-        return norm_axis(_scalar(self, node, 1, "axis"), node.inputs[0].rank, node)
-
-    def infer(self, node):
-        x = node.inputs[0]
-        self.axis_of(node)
-        return [(x.dtype, x.shape)]
+class CumProd(CumSum):
+    """Running product: CumSum's attributes, axis input and shapes."""
 
 
 @register()

@@ -109,11 +109,16 @@ def gen_argreduce(cx):
             w.line(f"{Y}[o * {inner} + j] = arg;")
 
 
-@generates("CumSum")
-def gen_cumsum(cx):
+# running sums and products along an axis: (identity, combining operator)
+SCANS = {"CumSum": ("0", "+"), "CumProd": ("1", "*")}
+
+
+@generates(*SCANS)
+def gen_scan(cx):
     w = cx.w
     x = cx.vin(0)
     T = cx.ctype(0)
+    identity, op = SCANS[cx.op.op_type]
     a = cx.op.axis_of(cx.node)
     outer = cpp_dim(numel(x.shape[:a]))
     n = cpp_dim(x.shape[a])
@@ -122,13 +127,13 @@ def gen_cumsum(cx):
     with w.loop("o", outer):
         with w.loop("j", inner):
             w.line(f"const size_t base = o * {n} * {inner} + j;")
-            w.line(f"{T} acc = 0;")
+            w.line(f"{T} acc = {identity};")
             with w.loop("t", n):
                 idx = f"({n} - 1 - t)" if cx.op.reverse else "t"
                 w.line(f"const size_t at = base + {idx} * {inner};")
                 if cx.op.exclusive:
                     w.line(f"{Y}[at] = acc;")
-                    w.line(f"acc = static_cast<{T}>(acc + {X}[at]);")
+                    w.line(f"acc = static_cast<{T}>(acc {op} {X}[at]);")
                 else:
-                    w.line(f"acc = static_cast<{T}>(acc + {X}[at]);")
+                    w.line(f"acc = static_cast<{T}>(acc {op} {X}[at]);")
                     w.line(f"{Y}[at] = acc;")

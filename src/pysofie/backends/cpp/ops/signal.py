@@ -1,34 +1,10 @@
-"""Signal processing generators: CumProd, Compress, DFT and STFT (direct DFT sums with double twiddles).
+"""Signal processing generators: Compress, DFT and STFT (direct DFT sums with double twiddles); CumProd shares
+CumSum's generator (reduce.py).
 Window generators and MelWeightMatrix have only generation-time inputs: they are evaluated while folding."""
 from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-
-
-@generates("CumProd")
-def gen_cumprod(cx):
-    w = cx.w
-    x = cx.vin(0)
-    T = cx.ctype(0)
-    a = cx.op.axis_of(cx.node)
-    outer = cpp_dim(numel(x.shape[:a]))
-    n = cpp_dim(x.shape[a])
-    inner = cpp_dim(numel(x.shape[a + 1:]))
-    X, Y = cx.i(0), cx.o(0)
-    with w.loop("o", outer):
-        with w.loop("j", inner):
-            w.line(f"const size_t base = o * {n} * {inner} + j;")
-            w.line(f"{T} acc = 1;")
-            with w.loop("t", n):
-                idx = f"({n} - 1 - t)" if cx.op.reverse else "t"
-                w.line(f"const size_t at = base + {idx} * {inner};")
-                if cx.op.exclusive:
-                    w.line(f"{Y}[at] = acc;")
-                    w.line(f"acc = static_cast<{T}>(acc * {X}[at]);")
-                else:
-                    w.line(f"acc = static_cast<{T}>(acc * {X}[at]);")
-                    w.line(f"{Y}[at] = acc;")
 
 
 @generates("Compress")
