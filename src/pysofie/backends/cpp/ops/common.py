@@ -1,7 +1,7 @@
 """Loop-nest helpers shared by the generators."""
 from __future__ import annotations
 
-from ....ir.shapes import Dim, cpp_dim
+from ....ir.shapes import Dim, cpp_dim, numel
 
 
 def strides(shape: list[Dim]) -> list[Dim]:
@@ -38,3 +38,12 @@ def loop_nest(w, dims: list[str], body, index_vars: str = "i"):
             rec(k + 1)
 
     rec(0)
+
+
+def axis_extents(shape, axis: int, flatten_rest: bool = False) -> tuple[str, str, str]:
+    """(outer, n, inner) as C++ expressions for walking `shape` along `axis`: element (o, k, j) is at
+    (o * n + k) * inner + j. flatten_rest treats every axis from `axis` on as one (Softmax before opset 13)."""
+    outer = cpp_dim(numel(shape[:axis]))
+    if flatten_rest:
+        return outer, cpp_dim(numel(shape[axis:])), "1"
+    return outer, cpp_dim(shape[axis]), cpp_dim(numel(shape[axis + 1:]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
+from .common import axis_extents
 
 
 @generates("BatchNormalization")
@@ -28,11 +29,7 @@ def softmax_loops(cx, log: bool = False) -> None:
     x = cx.vin(0)
     T = cx.ctype(0)
     axis, coerce = cx.op.axis_for(cx.node)
-    outer = cpp_dim(numel(x.shape[:axis]))
-    if coerce:
-        n, inner = cpp_dim(numel(x.shape[axis:])), "1"
-    else:
-        n, inner = cpp_dim(x.shape[axis]), cpp_dim(numel(x.shape[axis + 1:]))
+    outer, n, inner = axis_extents(x.shape, axis, coerce)
     X, Y = cx.i(0), cx.o(0)
     with w.loop("o", outer):
         with w.loop("j", inner):
@@ -72,11 +69,7 @@ def gen_hardmax(cx):
     x = cx.vin(0)
     T = cx.ctype(0)
     axis, coerce = cx.op.axis_for(cx.node)
-    outer = cpp_dim(numel(x.shape[:axis]))
-    if coerce:
-        n, inner = cpp_dim(numel(x.shape[axis:])), "1"
-    else:
-        n, inner = cpp_dim(x.shape[axis]), cpp_dim(numel(x.shape[axis + 1:]))
+    outer, n, inner = axis_extents(x.shape, axis, coerce)
     X, Y = cx.i(0), cx.o(0)
     with w.loop("o", outer):
         with w.loop("j", inner):

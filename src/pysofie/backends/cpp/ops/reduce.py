@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-from .common import loop_nest, strides
+from .common import axis_extents, loop_nest, strides
 
 # op -> (accumulator init, update of acc with x, final expression of acc and count n)
 _REDUCE = {
@@ -119,10 +119,7 @@ def gen_scan(cx):
     x = cx.vin(0)
     T = cx.ctype(0)
     identity, op = SCANS[cx.op.op_type]
-    a = cx.op.axis_of(cx.node)
-    outer = cpp_dim(numel(x.shape[:a]))
-    n = cpp_dim(x.shape[a])
-    inner = cpp_dim(numel(x.shape[a + 1:]))
+    outer, n, inner = axis_extents(x.shape, cx.op.axis_of(cx.node))
     X, Y = cx.i(0), cx.o(0)
     with w.loop("o", outer):
         with w.loop("j", inner):
