@@ -271,7 +271,19 @@ def convert(case) -> tuple[str, str, Any]:
 
 def _graph_input_sources(model, names: list[str], graph_inputs: set) -> list[str]:
     """The graph inputs that the tensors `names` are computed from (themselves, for graph inputs)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = {}
+
+    def collect(graph):  # If branches too (names are unique across a model)
+        for n in graph.node:
+            for o in n.output:
+                producer[o] = n
+            for a in n.attribute:
+                if a.type == a.GRAPH:
+                    collect(a.g)
+
+    collect(model.graph)
+    # a value inside an If branch is named '<node>/then_branch/<name>' by the front end
+    names = [re.split(r"/(?:then|else)_branch/", n)[-1] for n in names]
     out, seen, todo = [], set(), list(names)
     while todo:
         t = todo.pop()

@@ -133,40 +133,71 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
                     if s not in graph.size_params:
                         graph.size_params.append(s)
 
-    def get(name: str, node_name: str) -> Value | None:
+    def get(scope: dict, name: str, node_name: str) -> Value | None:
         if name == "":
             return None
-        if name not in values:
+        if name not in scope:
             raise ModelLoadError(f"{source}: node '{node_name}' reads '{name}', which no node produces")
-        return values[name]
+        return scope[name]
 
-    # outputs first, so that a model whose nodes are not in topological order still links
-    for n in g.node:
-        if not (n.op_type == "Constant" and n.domain in ("", "ai.onnx")):
-            for o in n.output:
-                if o and o not in values:
-                    values[o] = Value(o)
     node_names: set[str] = set()
-    for idx, n in enumerate(g.node):
-        nname = n.name or f"{n.op_type}_{idx}"
-        while nname in node_names:
-            nname += "_"
-        node_names.add(nname)
-        attrs = {a.name: attribute_value(a) for a in n.attribute}
-        if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
-            values[n.output[0]] = Value(n.output[0], const=_constant_value(attrs, source, nname))
-            continue
-        cls = lookup(n.op_type, n.domain)
-        if cls is None:
-            op = Unsupported(n.op_type, n.domain)
-        else:
-            try:
-                op = cls.from_onnx(attrs, opset)
-            except Exception as e:
-                op = Unsupported(n.op_type, n.domain, str(e).split(": ", 1)[-1])
-        ins = [get(x, nname) for x in n.input]
-        outs = [values[o] if o else Value(f"{nname}_unused_{k}") for k, o in enumerate(n.output)]
-        graph.add_node(op, ins, outs, nname)
+
+    def add_nodes(nodes, scope: dict, prefix: str = "") -> None:
+        """Add `nodes` (the main graph's, or an If branch's: `scope` then also holds the outer names)."""
+        # outputs first, so that a model whose nodes are not in topological order still links
+        for n in nodes:
+            if not (n.op_type == "Constant" and n.domain in ("", "ai.onnx")):
+                for o in n.output:
+                    if o and (o not in scope or prefix):
+                        scope[o] = Value(prefix + o)
+        for idx, n in enumerate(nodes):
+            nname = prefix + (n.name or f"{n.op_type}_{idx}")
+            while nname in node_names:
+                nname += "_"
+            node_names.add(nname)
+            attrs = {a.name: attribute_value(a) for a in n.attribute}
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+                scope[n.output[0]] = Value(prefix + n.output[0], const=_constant_value(attrs, source, nname))
+                continue
+            outs = [scope[o] if o else Value(f"{nname}_unused_{k}") for k, o in enumerate(n.output)]
+            if n.op_type == "If" and n.domain in ("", "ai.onnx"):
+                add_if(n, attrs, scope, nname, outs)
+                continue
+            cls = lookup(n.op_type, n.domain)
+            if cls is None:
+                op = Unsupported(n.op_type, n.domain)
+            else:
+                try:
+                    op = cls.from_onnx(attrs, opset)
+                except Exception as e:
+                    op = Unsupported(n.op_type, n.domain, str(e).split(": ", 1)[-1])
+            graph.add_node(op, [get(scope, x, nname) for x in n.input], outs, nname)
+
+    def add_if(n, attrs: dict, scope: dict, nname: str, outs: list) -> None:
+        """Both branches become part of the graph; an If node selects between their outputs (see ops/control)."""
+        branch_outs = []
+        for key in ("then_branch", "else_branch"):
+            sub = attrs.get(key)
+            if sub is None:
+                raise ModelLoadError(f"{source}: If node '{nname}' has no {key}")
+            sub_scope = dict(scope)
+            for init in sub.initializer:
+                sub_scope[init.name] = Value(f"{nname}/{key}/{init.name}", const=np.array(numpy_helper.to_array(init)))
+            add_nodes(sub.node, sub_scope, prefix=f"{nname}/{key}/")
+            res = []
+            for o in sub.output:
+                if o.name not in sub_scope:
+                    raise ModelLoadError(f"{source}: {key} of If node '{nname}' does not produce its output '{o.name}'")
+                res.append(sub_scope[o.name])
+            branch_outs.append(res)
+        then_outs, else_outs = branch_outs
+        if not (len(then_outs) == len(else_outs) == len(outs)):
+            graph.add_node(Unsupported("If", "", "branches with different numbers of outputs"),
+                           [get(scope, n.input[0], nname)], outs, nname)
+            return
+        graph.add_node(lookup("If")(), [get(scope, n.input[0], nname)] + then_outs + else_outs, outs, nname)
+
+    add_nodes(g.node, values)
 
     for o in g.output:
         if o.name not in values:

@@ -1,6 +1,7 @@
 """Operator registry. Families are imported explicitly (never discovered by scanning folders)."""
 from . import base
 # one import per family: registration happens on import
+from . import control  # noqa: F401
 from . import conv  # noqa: F401
 from . import elementwise  # noqa: F401
 from . import gemm  # noqa: F401

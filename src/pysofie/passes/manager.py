@@ -30,9 +30,10 @@ class PassManager:
 
 
 def default_pipeline(optimize: bool = True) -> PassManager:
+    from .control import ResolveConstantIf
     from .dce import DeadCodeElimination
     from .fusion import optimization_passes
-    passes = [DeadCodeElimination()]
+    passes = [ResolveConstantIf(), DeadCodeElimination()]
     if optimize:
         passes += optimization_passes()
     return PassManager(passes)

@@ -1,5 +1,6 @@
 """C++ generators per operator family (imported explicitly: registration happens on import)."""
 # one import per family
+from . import control  # noqa: F401
 from . import conv  # noqa: F401
 from . import elementwise  # noqa: F401
 from . import gemm  # noqa: F401
