@@ -37,7 +37,11 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     """Path of a shared library with the C entry points of `models`, compiled once per content hash."""
     blas = find_blas()
     cxx = find_cxx()
-    flags = opt_flags(opt_level, native) + list(blas.cflags) + python_flags() + list(extra_flags)
+    # Hidden visibility: only the C entry points (marked default) leave the library. Otherwise inline functions
+    # and their static tables are exported, and since batches reuse namespaces (pysofie_batch_0, ...), one
+    # library loaded in the same process would bind to another's definitions (STB_GNU_UNIQUE symbols).
+    flags = (opt_flags(opt_level, native) + ["-fvisibility=hidden", "-fvisibility-inlines-hidden"]
+             + list(blas.cflags) + python_flags() + list(extra_flags))
     wrapper = wrapper_source(models)
     key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
                   *[m.header for m in models])
