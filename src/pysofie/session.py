@@ -76,10 +76,7 @@ class InferenceSession:
         self._in_specs = []
         # An input whose data no node reads (CastLike's target_type, an unused input) may come with any size on
         # its symbolic axes, empty included, unless that size means something elsewhere in the graph.
-        read = {id(v) for v in g.outputs}
-        for n in g.nodes:
-            read |= {id(n.inputs[i]) for i in n.op.runtime_inputs(n) if i < len(n.inputs) and n.inputs[i] is not None}
-        unread = {id(v) for v in g.inputs if id(v) not in read}
+        unread = {id(v) for v in g.inputs if id(v) not in em.runtime_reads}
         self._used_syms = set()
         for v in g.values():
             if id(v) not in unread and v.shape is not None:

@@ -177,15 +177,14 @@ class CppEmitter:
                 self.storage[id(v)] = Storage("output", self.output_names[k], v)
         # constants read at run time
         self.consts: list[tuple[Value, str]] = []
-        runtime_reads: set[int] = set()
+        # ids of the values whose data the generated code reads (graph outputs included)
+        self.runtime_reads: set[int] = {id(v) for v in g.outputs}
         for n in g.nodes:
             for i in n.op.runtime_inputs(n):
                 if n.inputs[i] is not None:
-                    runtime_reads.add(id(n.inputs[i]))
-        for v in g.outputs:
-            runtime_reads.add(id(v))
+                    self.runtime_reads.add(id(n.inputs[i]))
         for v in g.values():
-            if v.const is not None and v.producer is None and id(v) in runtime_reads and id(v) not in self.storage:
+            if v.const is not None and v.producer is None and id(v) in self.runtime_reads and id(v) not in self.storage:
                 cname = self.names.unique(v.name, "")
                 expr = f"detail::kTensor_{cname}" if self.weights == "embed" else _dp(v.dtype, f"fTensor_{cname}")
                 self.storage[id(v)] = Storage("const", expr, v)
