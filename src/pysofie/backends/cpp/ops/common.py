@@ -47,3 +47,20 @@ def axis_extents(shape, axis: int, flatten_rest: bool = False) -> tuple[str, str
     if flatten_rest:
         return outer, cpp_dim(numel(shape[axis:])), "1"
     return outer, cpp_dim(shape[axis]), cpp_dim(numel(shape[axis + 1:]))
+
+
+def reduction_index(shape, axes: list[int]):
+    """index(kept_vars, reduced_vars) -> C++ flat index of an element of `shape`, given loop variables for the
+    axes not in `axes` (in order) and for the reduced `axes` (in their order)."""
+    st = strides(list(shape))
+    kept = [k for k in range(len(shape)) if k not in axes]
+
+    def index(kv, rv):
+        terms = []
+        for k in range(len(shape)):
+            v = kv[kept.index(k)] if k in kept else rv[axes.index(k)]
+            s = cpp_dim(st[k])
+            terms.append(v if s == "1" else f"{v} * {s}")
+        return " + ".join(terms) if terms else "0"
+
+    return index

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-from .common import axis_extents
+from .common import axis_extents, reduction_index
 
 
 @generates("BatchNormalization")
@@ -210,24 +210,17 @@ def gen_lpnorm(cx):
 
 @generates("MeanVarianceNormalization")
 def gen_mvn(cx):
-    from .common import loop_nest, strides
+    from .common import loop_nest
     w = cx.w
     x = cx.vin(0)
     T = cx.ctype(0)
     axes = cx.op.axes_of(cx.node)
     kept = [k for k in range(x.rank) if k not in axes]
-    st = strides(list(x.shape))
     X, Y = cx.i(0), cx.o(0)
     rdims = [cpp_dim(x.shape[k]) for k in axes]
     cnt = cpp_dim(numel([x.shape[k] for k in axes]))
 
-    def index(kv, rv):
-        terms = []
-        for k in range(x.rank):
-            v = kv[kept.index(k)] if k in kept else rv[axes.index(k)]
-            s = cpp_dim(st[k])
-            terms.append(v if s == "1" else f"{v} * {s}")
-        return " + ".join(terms) if terms else "0"
+    index = reduction_index(x.shape, axes)
 
     def outer(kv):
         w.line("double sum = 0, sq = 0;")

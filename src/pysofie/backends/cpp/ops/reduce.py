@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-from .common import axis_extents, loop_nest, strides
+from .common import axis_extents, loop_nest, reduction_index
 
 # op -> (accumulator init, update of acc with x, final expression of acc and count n)
 _REDUCE = {
@@ -38,7 +38,6 @@ def gen_reduce(cx):
         return
     # accumulate floats in double, integers in their own type (as numpy does)
     A = "double" if dt.is_float else T
-    st = strides(list(x.shape))
     kept = [k for k in range(x.rank) if k not in axes]
     n = cpp_dim(numel([x.shape[k] for k in axes]))
     w.line(f"const {A} n = static_cast<{A}>({n});")
@@ -46,13 +45,7 @@ def gen_reduce(cx):
     w.line("size_t pos = 0;")
     unsigned = dt.name.startswith("UINT")
 
-    def index(kv, rv):
-        terms = []
-        for k in range(x.rank):
-            v = kv[kept.index(k)] if k in kept else rv[axes.index(k)]
-            s = cpp_dim(st[k])
-            terms.append(v if s == "1" else f"{v} * {s}")
-        return " + ".join(terms) if terms else "0"
+    index = reduction_index(x.shape, axes)
 
     def outer(kv):
         if t == "ReduceLogSumExp":
