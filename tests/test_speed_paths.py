@@ -11,7 +11,8 @@ from onnx import helper
 
 from pysofie.api import load
 from pysofie.backends.cpp.ops.conv import col_tile
-from pysofie.passes.fusion import PackConvWeights
+from pysofie.passes.fusion import FuseActivation, FuseBiasAdd
+from pysofie.passes.manager import PassManager
 from pysofie.passes.winograd import WinogradConv, eligible, winograd_matrices
 from tests.test_fusion import graph_model
 from tests.util import ROOTBENCH, assert_close, ort, rand
@@ -34,6 +35,11 @@ CONVS = [
     ((2, 64, 70, 70), (6, 32, 3, 3), {"group": 2, "strides": [1, 2], "pads": [2, 2, 2, 2]}),
     ((1, 64, 30, 30), (16, 64, 1, 1), {"strides": [2, 2]}),  # 1x1 with stride: im2col path
     ((1, 64, 30, 30), (16, 64, 1, 1), {}),  # pointwise: no im2col
+    # output channels not a multiple of the kernel's 16, batch, asymmetric pads, 3-D strides, dilated 1-D
+    ((1, 3, 37, 35), (33, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    ((2, 5, 13, 11), (20, 5, 3, 3), {"pads": [1, 0, 2, 1], "strides": [2, 1]}),
+    ((1, 4, 9, 10, 11), (17, 4, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 0], "strides": [1, 2, 2]}),
+    ((1, 6, 300), (40, 3, 5), {"group": 2, "dilations": [3], "pads": [6, 5]}),
 ]
 for k, (xs, ws, attrs) in enumerate(CONVS):
     K = ws[1] * int(np.prod(ws[2:]))
@@ -44,6 +50,21 @@ for k, (xs, ws, attrs) in enumerate(CONVS):
         model = graph_model(nodes, {"x": rand(*xs)}, {"w": rand(*ws, seed=k), "b": rand(ws[0], seed=k + 1)}, ["y"])
         # sums of up to ~600 products of values in [-1, 1]: absolute tolerance scaled accordingly
         add(f"conv-tiles-{k}-{act}", model, {"x": rand(*xs, seed=k + 2)}, atol=1e-4)
+
+# ConvTranspose by output phases (packed weights, indirect kernel): several bands and reduction chunks, channel
+# counts off the kernel's 16, phases without any kernel tap (kernel 2 < stride 3), dilation, groups, 3-D, batch
+CONVT = [
+    ((1, 40, 7, 9), (40, 20, 3, 3), {"strides": [2, 2]}),
+    ((1, 24, 15, 17), (24, 21, 4, 4), {}),
+    ((2, 8, 5, 5), (8, 5, 2, 2), {"strides": [3, 3], "pads": [1, 0, 0, 1]}),
+    ((1, 12, 9, 8), (12, 6, 3, 3), {"strides": [2, 3], "dilations": [2, 1], "group": 3, "output_padding": [1, 2]}),
+    ((1, 6, 4, 5, 3), (6, 9, 3, 2, 3), {"strides": [2, 2, 1], "pads": [1, 0, 1, 0, 1, 1]}),
+]
+for k, (xs, ws, attrs) in enumerate(CONVT):
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])]
+    model = graph_model(nodes, {"x": rand(*xs)},
+                        {"w": rand(*ws, seed=k), "b": rand(ws[1] * attrs.get("group", 1), seed=k + 1)}, ["y"])
+    add(f"convtranspose-{k}", model, {"x": rand(*xs, seed=k + 2)}, atol=1e-4)
 
 # Winograd F(2x2, 3x3) and F(2x2, 5x5) (opt-in pass): odd output sizes (partial tiles), padding, batch, no bias
 WINO = [((2, 8, 9, 11), (8, 8, 3, 3), 1, True), ((1, 16, 13, 12), (9, 16, 5, 5), 2, False),
@@ -107,28 +128,30 @@ def sessions():
     for i in ids:
         graphs += [load(MODELS[i][0], optimize=True), load(MODELS[i][0], optimize=False)]
     packed_ids = [i for i in ids if i.startswith("conv-tiles")]
-    for i in packed_ids:  # the opt-in packed-weight convolution kernel
-        g = load(MODELS[i][0], optimize=True)
-        assert PackConvWeights()(g) or g.nodes[0].op.__dict__.get("packed")
+    for i in packed_ids:  # im2col tiles (the path of convolutions whose weights are not packed)
+        g = load(MODELS[i][0], optimize=False)
+        PassManager([FuseBiasAdd(), FuseActivation()])(g)
+        assert not any(n.op.__dict__.get("packed") for n in g.nodes)
         graphs.append(g)
     wino_ids = [i for i in ids if i.startswith("winograd")]
     for i in wino_ids:  # the opt-in Winograd convolution
-        g = load(MODELS[i][0], optimize=True)
+        g = load(MODELS[i][0], optimize=False)  # fusions, then Winograd instead of the packed kernel
+        PassManager([FuseBiasAdd(), FuseActivation()])(g)
         assert WinogradConv()(g)
         graphs.append(g)
     built = compile_many(graphs)
     out = {i: (built[2 * k], built[2 * k + 1]) for k, i in enumerate(ids)}
     for k, i in enumerate(packed_ids):
-        out[i + "-packed"] = (built[2 * len(ids) + k], out[i][1])
+        out[i + "-im2col"] = (built[2 * len(ids) + k], out[i][1])
     for k, i in enumerate(wino_ids):
         out[i + "-wino"] = (built[2 * len(ids) + len(packed_ids) + k], out[i][1])
     return out
 
 
-@pytest.mark.parametrize("id_", list(MODELS) + [i + "-packed" for i in MODELS if i.startswith("conv-tiles")]
+@pytest.mark.parametrize("id_", list(MODELS) + [i + "-im2col" for i in MODELS if i.startswith("conv-tiles")]
                          + [i + "-wino" for i in MODELS if i.startswith("winograd")])
 def test_fast_path_matches(id_, sessions):
-    model, feeds, rtol, atol = MODELS[id_.replace("-packed", "").replace("-wino", "")]
+    model, feeds, rtol, atol = MODELS[id_.replace("-im2col", "").replace("-wino", "")]
     for s in sessions[id_]:
         if isinstance(s, Exception):
             raise s
@@ -185,14 +208,16 @@ def test_winograd_eligibility():
     assert not conv((1, 8, 9, 9, 9), (8, 8, 3, 3, 3))
 
 
-def test_default_pipeline_packs_only_large_stride1_kernels():
-    """The default pipeline uses the direct packed kernel for stride-1 convolutions with 64+ kernel elements."""
+def test_default_pipeline_packs_conv_weights():
+    """The default pipeline runs every float Conv with constant weights through the indirect kernel, except
+    pointwise stride-1 ones (a BLAS matrix product)."""
     def packed(xs, ws, **attrs):
         g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
                              {"w": rand(*ws)}, ["y"]))
         return g.nodes[0].op.__dict__.get("packed") is not None
     assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5))
-    assert packed((1, 2, 9, 9, 9), (4, 2, 4, 4, 4))
-    assert not packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5), strides=[2, 2, 2])
-    assert not packed((1, 2, 9, 9, 9), (4, 2, 3, 3, 3))
-    assert not packed((1, 8, 20, 20), (4, 8, 5, 5))
+    assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5), strides=[2, 2, 2])
+    assert packed((1, 8, 20, 20), (4, 8, 5, 5))
+    assert packed((1, 8, 20), (4, 8, 1), strides=[2])
+    assert packed((1, 8, 20, 20), (4, 8, 1, 1), pads=[1, 1, 1, 1])
+    assert not packed((1, 8, 20, 20), (4, 8, 1, 1))

@@ -69,6 +69,9 @@ CONVT = [
     ((1, 2, 3, 3), (2, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 2, 3, 3), (2, 2, 3, 3), {"strides": [2, 2], "output_shape": [8, 8]}),
     ((1, 2, 3, 4, 3), (2, 2, 2, 3, 2), {"strides": [2, 1, 2]}),
+    # output_shape below the natural size: the begin pad takes the larger half (SAME_UPPER: the smaller one)
+    ((1, 2, 6, 6), (2, 3, 3, 3), {"strides": [2, 2], "output_shape": [12, 11]}),
+    ((1, 2, 6, 6), (2, 3, 3, 3), {"strides": [2, 2], "output_shape": [12, 11], "auto_pad": "SAME_UPPER"}),
 ]
 for k, (xs, ws, attrs) in enumerate(CONVT):
     for bias in (False, True):

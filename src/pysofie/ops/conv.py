@@ -108,18 +108,21 @@ class ConvTranspose(ConvBase):
         nsp = x.rank - 2
         ks, strides, dil, pads = super().geometry(node)
         if self.output_shape:
-            # explicit output shape: derive the total padding (SAME_UPPER split unless SAME_LOWER)
+            # explicit output shape: derive the total padding, split as the spec says (the begin pad gets the
+            # larger half unless auto_pad is SAME_UPPER)
             osh = list(self.output_shape)[-nsp:]
             op = self._outpad(nsp)
             pads = [0] * (2 * nsp)
             for i in range(nsp):
                 # a negative total (output larger than the input covers) leaves extra positions at the end
                 total = strides[i] * (x.shape[2 + i] - 1) + op[i] + ((ks[i] - 1) * dil[i] + 1) - osh[i]
-                half = int(total / 2)  # truncation toward zero, as onnxruntime computes it
-                if self.auto_pad == "SAME_LOWER":
-                    pads[i], pads[nsp + i] = total - half, half
-                else:
+                half = total // 2
+                if total < 0:  # as onnxruntime: no begin pad, the extra outputs at the end get only the bias
+                    pads[i], pads[nsp + i] = 0, total
+                elif self.auto_pad == "SAME_UPPER":
                     pads[i], pads[nsp + i] = half, total - half
+                else:
+                    pads[i], pads[nsp + i] = total - half, half
         return ks, strides, dil, pads
 
     def infer(self, node):

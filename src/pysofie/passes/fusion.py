@@ -8,9 +8,8 @@
 - ``FuseActivation``: Relu / LeakyRelu / Sigmoid / Tanh right after a Conv, ConvTranspose or Gemm is applied by
   that node's generated code while its output is in cache (the node's op carries ``fused_act``), and the
   activation node disappears.
-- ``PackConvWeights``: Conv weights packed for the register-blocked kernels of runtime/pysofie_conv.h (a direct
-  convolution for stride 1, im2col tiles otherwise). In the default list only for stride-1 convolutions with
-  kernels of 64+ elements (3-D); PackConvWeights() packs every float Conv.
+- ``PackConvWeights``: Conv weights packed for the indirect convolution kernel of runtime/pysofie_conv.h (no
+  im2col; any stride, dilation, group, 1-3 spatial dims); pointwise stride-1 convolutions stay a BLAS call.
 - ``PretransposeSmallGemm``: a Gemm with few rows (M <= SMALL_M) and a constant transposed B gets B transposed
   at generation time, so that the generated small-matrix kernel streams B row by row.
 """
@@ -212,19 +211,23 @@ class PretransposeSmallGemm(Pass):
 
 
 class PackConvWeights(Pass):
-    """Float Conv weights (constant) rearranged at generation time into panels of MR output channels,
-    k-major, as the register-blocked kernel of runtime/pysofie_conv.h reads them; zero rows pad each group to a
-    multiple of MR. The op records the original output channel count (``packed``) and its kernel shape."""
+    """Float Conv weights (constant) rearranged at generation time into panels of NC output channels, k-major
+    ([group][Mpad / NC][Cg * kernel volume][NC]), as the indirect convolution kernel of runtime/pysofie_conv.h
+    reads them; zero rows pad each group to a multiple of NC. The op records the original output channel count
+    (``packed``) and its kernel shape. Pointwise stride-1 convolutions (a plain matrix product) stay with the
+    BLAS unless ``pointwise=True``."""
     name = "pack-conv-weights"
-    MR = 6
+    NC = 16
 
-    def __init__(self, min_kernel_volume: int = 1, stride1_only: bool = False):
-        self.min_kvol = min_kernel_volume
-        self.stride1_only = stride1_only
+    def __init__(self, pointwise: bool = False):
+        self.pointwise = pointwise
 
     def __call__(self, graph: Graph) -> bool:
         changed = False
         for n in list(graph.nodes):
+            if n.op_type == "ConvTranspose" and n.op.__dict__.get("packed") is None:
+                changed |= self._transpose(graph, n)
+                continue
             if n.op_type != "Conv" or n.op.__dict__.get("packed") is not None:
                 continue
             if n.op.__dict__.get("winograd") is not None:
@@ -232,29 +235,67 @@ class PackConvWeights(Pass):
             w = n.inputs[1]
             if w.const is None or w.const.dtype != np.float32 or n.inputs[0].dtype is not w.dtype:
                 continue
-            ks, strides, _, _ = n.op.geometry(n)
-            if int(np.prod(ks)) < self.min_kvol or (self.stride1_only and any(st != 1 for st in strides)):
+            ks, strides, _, pads = n.op.geometry(n)
+            if (not self.pointwise and int(np.prod(ks)) == 1 and all(st == 1 for st in strides)
+                    and not any(pads)):
                 continue
             G = int(n.op.group)
             M = int(w.shape[0])
             Mg, K = M // G, int(np.prod(w.shape[1:]))
-            MR = self.MR
-            Mp = (Mg + MR - 1) // MR * MR
+            NC = self.NC
+            Mp = (Mg + NC - 1) // NC * NC
             a = np.zeros((G, Mp, K), np.float32)
             a[:, :Mg, :] = w.const.reshape(G, Mg, K)
-            packed = a.reshape(G, Mp // MR, MR, K).transpose(0, 1, 3, 2).reshape(-1)
+            packed = a.reshape(G, Mp // NC, NC, K).transpose(0, 1, 3, 2).reshape(-1)
             op = _clone_op(n.op)
             op.attrs["kernel_shape"] = list(ks)
-            op.__dict__["packed"] = {"M": M, "mr": MR}
+            op.__dict__["packed"] = {"M": M, "nc": NC}
             n.op = op
             graph.set_input(n, 1, _const(graph, w.name + "_packed", packed))
             changed = True
         return changed
 
+    def _transpose(self, graph: Graph, n) -> bool:
+        """ConvTranspose: one packed weight block per output phase (backends/cpp/ops/conv.py:
+        transpose_phases), [phase][group][Mpad / NC][Cg * phase taps][NC], concatenated."""
+        from ..backends.cpp.ops.conv import as3d, transpose_phases, transpose_subproblems
+        w, x, y = n.inputs[1], n.inputs[0], n.outputs[0]
+        if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype:
+            return False
+        if not all(isinstance(d, int) for d in x.shape[1:]) or not all(isinstance(d, int) for d in y.shape[1:]):
+            return False
+        nsp = x.rank - 2
+        ks, strides, dil, pads = n.op.geometry(n)
+        G = int(n.op.group)
+        C, Mg = int(w.shape[0]), int(w.shape[1])
+        Cg = C // G
+        NC = self.NC
+        Mp = (Mg + NC - 1) // NC * NC
+        k3 = as3d(ks, 1)
+        dims, _, _ = transpose_phases(as3d(x.shape[2:], 1), as3d(y.shape[2:], 1), k3, as3d(strides, 1),
+                                      as3d(dil, 1), as3d(pads[:nsp], 0))
+        wt = w.const.reshape(G, Cg, Mg, *k3)
+        parts = []
+        for ph in transpose_subproblems(dims):
+            kd = [k for k, _ in ph[0][3]]
+            kh = [k for k, _ in ph[1][3]]
+            kw = [k for k, _ in ph[2][3]]
+            sub = wt[:, :, :, kd][:, :, :, :, kh][:, :, :, :, :, kw]  # G, Cg, Mg, taps...
+            K = Cg * len(kd) * len(kh) * len(kw)
+            a = np.zeros((G, Mp, K), np.float32)
+            a[:, :Mg, :] = sub.transpose(0, 2, 1, 3, 4, 5).reshape(G, Mg, K)
+            parts.append(a.reshape(G, Mp // NC, NC, K).transpose(0, 1, 3, 2).reshape(-1))
+        packed = np.concatenate(parts) if parts else np.zeros(1, np.float32)
+        op = _clone_op(n.op)
+        op.attrs["kernel_shape"] = list(ks)
+        op.__dict__["packed"] = {"M": Mg * G, "Mg": Mg, "nc": NC}
+        n.op = op
+        graph.set_input(n, 1, _const(graph, w.name + "_packed", packed))
+        return True
+
 
 def optimization_passes() -> list:
-    # PackConvWeights only where it was measured faster than im2col + OpenBLAS (benchmarks/README.md): stride-1
-    # convolutions with large kernels (3-D 4x4x4 and up), where im2col multiplies the input 64x or more; the
-    # direct kernel is used then. PackConvWeights() with no arguments packs every float Conv (opt-in).
+    # Every float Conv with constant weights runs the indirect kernel of runtime/pysofie_conv.h (faster than
+    # im2col + OpenBLAS on every measured layer: benchmarks/README.md); pointwise stride-1 ones stay a BLAS call.
     return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm(),
-            PackConvWeights(min_kernel_volume=64, stride1_only=True)]
+            PackConvWeights()]

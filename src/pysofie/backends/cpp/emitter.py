@@ -341,12 +341,12 @@ class CppEmitter:
         with w.block("struct Session", close="};"):
             if self.weights != "embed":
                 for v, cname in self.consts:
-                    w.line(f"std::vector<{_vt(v.dtype)}> fTensor_{cname} = "
-                           f"std::vector<{_vt(v.dtype)}>({max(1, int(v.const.size))});")
+                    w.line(f"pysofie_rt::avector<{_vt(v.dtype)}> fTensor_{cname} = "
+                           f"pysofie_rt::avector<{_vt(v.dtype)}>({max(1, int(v.const.size))});")
             for s in self.slots:
-                w.line(f"std::vector<{_vt(s['dtype'])}> {s['name']};")
+                w.line(f"pysofie_rt::avector<{_vt(s['dtype'])}> {s['name']};")
             for dt in self.scratch:
-                w.line(f"std::vector<{_vt(dt)}> fWork_{dt.name.lower()};")
+                w.line(f"pysofie_rt::avector<{_vt(dt)}> fWork_{dt.name.lower()};")
             for p in P:
                 w.line(f"size_t fCap_{p} = 0;  // buffers are sized for {p} up to this")
             w.line()

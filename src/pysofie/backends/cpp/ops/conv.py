@@ -165,7 +165,7 @@ def gen_conv(cx):
     act = fused_act(op)
     pointwise = kvol == 1 and all(s == 1 for s in s3) and all(p == 0 for p in pads)
     packed = op.__dict__.get("packed")
-    if packed is not None:
+    if packed is not None:  # the weight input is the packed array (passes.fusion.PackConvWeights)
         M = packed["M"]
         Mg = M // G
     wino = op.__dict__.get("winograd")
@@ -174,16 +174,23 @@ def gen_conv(cx):
     N = cpp_dim(x.shape[0])
     from .gemm import gemm_call
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
+    if packed is not None:
+        tabs = indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act)
+        indirect_tables(cx, tabs, k3, s3, d3, outs, Cg)
     with w.loop("n", N):
         with w.loop("g", str(G)):
             w.line(f"const {T}* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
             w.line(f"{T}* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
             if bias is not None:
                 w.line(f"const {T}* bg = {bias};")
-            if packed is not None and all(st == 1 for st in s3):
-                direct_conv(cx, x, Cg, ins, outs, k3, d3, pads, nsp, W, Mg, bias, act)
-            elif packed is not None:
-                packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act)
+            if packed is not None:
+                xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
+                if xp is not None:
+                    w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
+                           f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
+                w.line(f"pysofie_conv::conv_indirect({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
+                       f"{W} + g * {Mp * K}, {Mg}, {Mp}, {'bg' if bias else 'nullptr'}, yg, {P}, {acc}, "
+                       f"{act_lambda(act)});")
             elif pointwise:
                 w.line(gemm_call(T, False, False, Mg, out_sp, Cg, 1.0, f"{W} + g * {Mg * Cg}", Cg, "xg", out_sp, 0.0,
                                  "yg", out_sp))
@@ -304,102 +311,81 @@ def winograd_conv(cx, wino, ins, outs, pads):
                             w.line(f"if ({' && '.join(cond)}) {store}" if cond else store)
 
 
-KC = 256  # reduction block of the packed kernel: a 16-column panel of it (16 KiB) stays in L1
-KCD = 1024  # reduction block of the direct kernel: fewer passes over its accumulators (which do not stay in L1)
-MC = 96  # output channels per block: their KC-slice of the packed weights (96 KiB) stays in L2
+def act_lambda(act) -> str:
+    """A C++ lambda applying the fused activation (identity without one)."""
+    return f"[](float v) {{ return {act_expr(act, 'v', 'float') if act is not None else 'v'}; }}"
 
 
-def direct_conv(cx, x, Cg, ins, outs, k3, d3, pads, nsp, W, Mg, bias, act):
-    """Stride-1 convolution with packed weights, without im2col: the image is copied once into a zero-padded
-    buffer; output position (oh, ow) of a plane reads its inputs at oh * Wp + ow (+ kernel offsets), so the 6x16
-    kernel runs over 16 consecutive positions of the flattened padded plane (the Wp - OW positions past each row
-    end are computed and dropped). The reduction runs in blocks of channels (their packed weights stay in cache)
-    accumulating in a buffer; bias + activation are applied when it is written out."""
+def transpose_phases(ins, outs, k3, s3, d3, pb3):
+    """ConvTranspose as stride-1 correlations, one per output phase: output o (per spatial dim) receives input
+    i = b(o) - t from kernel tap k, where r = (o + pad) mod s, b(o) = (o + pad - r) / s, and the taps of phase r
+    are the k with k * d = r (mod s), t = (k * d - r) / s. Returns, per dim, the phases as (r, first output o0,
+    count, [(k, t)...], b(o0)), and the begin pads / padded extents of the input that make every read in
+    bounds."""
+    dims, L, ext = [], [], []
+    for a in range(3):
+        s, d, pb, I, O, K = s3[a], d3[a], pb3[a], ins[a], outs[a], k3[a]
+        phases = []
+        for r in range(s):
+            o0 = next((o for o in range(min(O, s)) if (o + pb) % s == r), None)
+            if o0 is None:
+                continue
+            n = (O - 1 - o0) // s + 1
+            taps = [(k, (k * d - r) // s) for k in range(K) if (k * d) % s == r]
+            phases.append((r, o0, n, taps, (o0 + pb - r) // s))
+        lo = min(b - max((t for _, t in taps), default=0) for _, _, _, taps, b in phases)
+        hi = max(b + n - 1 for _, _, n, _, b in phases)
+        left = max(0, -lo)
+        dims.append(phases)
+        L.append(left)
+        ext.append(left + max(I, hi + 1))
+    return dims, L, ext
+
+
+def transpose_subproblems(dims):
+    """The phase combinations of transpose_phases (product over the spatial dims), in packing order."""
+    import itertools
+    return list(itertools.product(*dims))
+
+
+def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
+    """Conv with weights packed by passes.fusion.PackConvWeights, without im2col: the image is copied once into
+    a zero-padded buffer (unless there is no padding), and runtime/pysofie_conv.h's conv_indirect reads output
+    position q's receptive field at pos[q] + off[k] (tables filled here: they hold the strides and dilations)."""
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
-    MR = 6
-    Mp = (Mg + MR - 1) // MR * MR
+    NC = 16
+    Mp = (Mg + NC - 1) // NC * NC
     kvol = k3[0] * k3[1] * k3[2]
     K = Cg * kvol
     pb, pe = as3d(pads[:nsp], 0), as3d(pads[nsp:], 0)
     Dp, Hp, Wp = (ins[a] + pb[a] + pe[a] for a in range(3))
-    OD, OH, OW = outs
-    plane = (OH * Wp + 15) // 16 * 16  # computed positions per output plane
-    spp = OD * plane
-    cb = max(1, KCD // kvol)  # channels per reduction block
+    P = outs[0] * outs[1] * outs[2]
+    padded = any(pb) or any(pe)
     img = Cg * Dp * Hp * Wp
-    slack = 64 + (k3[2] - 1) * d3[2]  # the last panel of a plane may read a little past the padded image
-    buf = cx.scratch(img + slack + Mp * spp, x.dtype, "direct")
-    acc = f"({buf} + {img + slack})"
-    w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, {pb[2]}, {Dp}, {Hp}, "
-           f"{Wp}, {buf});")
-    w.line(f"std::fill({buf} + {img}, {buf} + {img + slack}, 0.f);")
-    with w.block(f"for (long c0 = 0; c0 < {Cg}; c0 += {cb})"):
-        w.line(f"const long cn = std::min<long>({cb}, {Cg} - c0);")
-        with w.block(f"for (long ib = 0; ib < {Mp // MR}; ib += {MC // MR})"):
-            w.line(f"const long ie = std::min<long>({Mp // MR}, ib + {MC // MR});")
-            with w.block(f"for (long od = 0; od < {OD}; ++od)"):
-                with w.block(f"for (long q0 = 0; q0 < {plane}; q0 += 16)"):
-                    w.line(f"const float* xb = {buf} + c0 * {Dp * Hp * Wp} + od * {Hp * Wp} + q0;")
-                    w.line(f"float* ab = {acc} + od * {plane} + q0;")
-                    with w.block("for (long ip = ib; ip < ie; ++ip)"):
-                        w.line(f"pysofie_conv::micro_direct_6x16(cn, {k3[0]}, {k3[1]}, {k3[2]}, {Dp * Hp * Wp}, "
-                               f"{d3[0] * Hp * Wp}, {d3[1] * Wp}, {d3[2]}, "
-                               f"{W} + (g * {Mp // MR} + ip) * {K * MR} + c0 * {kvol * MR}, xb, "
-                               f"ab + ip * {MR * spp}, {spp}, c0 == 0);")
-    with w.block(f"for (long m = 0; m < {Mg}; ++m)"):
-        if bias is not None:
-            w.line("const float br = bg[m];")
-        with w.block(f"for (long od = 0; od < {OD}; ++od)"):
-            with w.block(f"for (long oh = 0; oh < {OH}; ++oh)"):
-                w.line(f"float* yr = yg + m * {OD * OH * OW} + (od * {OH} + oh) * {OW};")
-                w.line(f"const float* ar = {acc} + m * {spp} + od * {plane} + oh * {Wp};")
-                with w.block(f"for (long j = 0; j < {OW}; ++j)"):
-                    w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
-                    w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
+    if img >= 2 ** 31:
+        raise cx.op.fail(cx.node, "padded image of more than 2^31 elements")
+    xp = cx.scratch(img, cx.vin(0).dtype, "xpad") if padded else None
+    acc = cx.scratch(min(64 * 6, (P + 5) // 6 * 6) * Mp, cx.vin(0).dtype, "acc")
+    from ....ir import DType
+    pos = cx.scratch(P, DType.INT32, "pos")
+    off = cx.scratch(max(1, K), DType.INT32, "off")
+    return xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb
 
 
-def packed_tiles(cx, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
-    """Weights packed at generation time in panels of MR rows (passes.fusion.PackConvWeights). Per tile of
-    output positions: im2col, then GotoBLAS-style blocking: for each KC block of the reduction, copy the tile's
-    columns into 16-wide panels, and for each MC block of output channels (its packed weights stay in L2) run
-    the 6x16 register-blocked kernel over all panels, accumulating in a buffer; bias + activation are applied
-    when the buffer is written out."""
+def indirect_tables(cx, tabs, k3, s3, d3, outs, Cg):
+    """Fill the offset tables of indirect_conv (once per call, before the batch/group loops)."""
     w = cx.w
-    cx.helper("global:pysofie_conv.h", conv_kernels())
-    tile = col_tile(K, out_sp)
-    tpad = (tile + 15) // 16 * 16
-    MR = 6
-    Mp = (Mg + MR - 1) // MR * MR
-    kc = min(K, KC)
-    # one scratch buffer per node (scratch buffers of a node share storage): columns, B panels, accumulators
-    col = cx.scratch(K * tile + kc * tpad + Mp * tpad, x.dtype, "col")
-    bp = f"({col} + {K * tile})"
-    acc = f"({col} + {K * tile + kc * tpad})"
-    cx.helper("im2col3d_tile", IM2COL)
-    with w.block(f"for (long p0 = 0; p0 < {out_sp}; p0 += {tile})"):
-        w.line(f"const long np = std::min<long>({tile}, {out_sp} - p0);")
-        w.line("const long npad = (np + 15) / 16 * 16;")
-        w.line(f"im2col3d_tile(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {k3[0]}, {k3[1]}, {k3[2]}, "
-               f"{p3[0]}, {p3[1]}, {p3[2]}, {s3[0]}, {s3[1]}, {s3[2]}, {d3[0]}, {d3[1]}, {d3[2]}, "
-               f"{outs[1]}, {outs[2]}, p0, np, {col});")
-        with w.block(f"for (long kb = 0; kb < {K}; kb += {kc})"):
-            w.line(f"const long kn = std::min<long>({kc}, {K} - kb);")
-            w.line(f"pysofie_conv::pack_b_panels({col} + kb * np, np, kn, np, {bp});")
-            with w.block(f"for (long ib = 0; ib < {Mp // MR}; ib += {MC // MR})"):
-                w.line(f"const long ie = std::min<long>({Mp // MR}, ib + {MC // MR});")
-                with w.block("for (long jp = 0; jp * 16 < np; ++jp)"):
-                    with w.block("for (long ip = ib; ip < ie; ++ip)"):
-                        w.line(f"pysofie_conv::micro_6x16(kn, {W} + (g * {Mp // MR} + ip) * {K * MR} + kb * {MR}, "
-                               f"{bp} + jp * kn * 16, {acc} + ip * {MR} * npad + jp * 16, npad, kb == 0);")
-        with w.block(f"for (long m = 0; m < {Mg}; ++m)"):
-            w.line(f"float* yr = yg + m * {out_sp} + p0;")
-            w.line(f"const float* ar = {acc} + m * npad;")
-            if bias is not None:
-                w.line("const float br = bg[m];")
-            with w.block("for (long j = 0; j < np; ++j)"):
-                w.line("const float v = ar[j] + br;" if bias is not None else "const float v = ar[j];")
-                w.line(f"yr[j] = {act_expr(act, 'v', 'float')};" if act is not None else "yr[j] = v;")
+    xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
+    with w.block(""):
+        w.line("int32_t* o = " + off + ";")
+        w.line(f"for (int32_t c = 0; c < {Cg}; ++c) for (int32_t a = 0; a < {k3[0]}; ++a) "
+               f"for (int32_t b = 0; b < {k3[1]}; ++b) for (int32_t e = 0; e < {k3[2]}; ++e) "
+               f"*o++ = ((c * {Dp} + a * {d3[0]}) * {Hp} + b * {d3[1]}) * {Wp} + e * {d3[2]};")
+        w.line("int32_t* q = " + pos + ";")
+        w.line(f"for (int32_t a = 0; a < {outs[0]}; ++a) for (int32_t b = 0; b < {outs[1]}; ++b) "
+               f"for (int32_t e = 0; e < {outs[2]}; ++e) "
+               f"*q++ = ((a * {s3[0]}) * {Hp} + b * {s3[1]}) * {Wp} + e * {s3[2]};")
 
 
 def conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
@@ -428,7 +414,8 @@ def gen_conv_transpose(cx):
     ks, strides, dil, pads = op.geometry(cx.node)
     G = int(op.group)
     C = int(x.shape[1])
-    Mg = int(wt.shape[1])
+    packed = op.__dict__.get("packed")
+    Mg = packed["Mg"] if packed is not None else int(wt.shape[1])
     M = Mg * G
     Cg = C // G
     ins = as3d(x.shape[2:], 1)
@@ -439,6 +426,8 @@ def gen_conv_transpose(cx):
     out_sp = outs[0] * outs[1] * outs[2]
     kvol = k3[0] * k3[1] * k3[2]
     X, W, Y = cx.i(0), cx.i(1), cx.o(0)
+    if packed is not None:
+        return packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg)
     cx.helper("col2im3d", COL2IM)
     col = cx.scratch(Mg * kvol * in_sp, x.dtype, "col")
     N = cpp_dim(x.shape[0])
@@ -461,3 +450,61 @@ def gen_conv_transpose(cx):
             act = fused_act(op)
             if act is not None:
                 epilogue(w, T, 1, Mg * out_sp, "0", "yg", None, act)
+
+
+def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
+    """ConvTranspose with weights packed per output phase (passes.fusion.PackConvWeights): each phase is a
+    stride-1 correlation of the padded input run by conv_indirect, writing its outputs through an index table."""
+    from ....ir import DType
+    w = cx.w
+    cx.helper("global:pysofie_conv.h", conv_kernels())
+    NC = 16
+    Mp = (Mg + NC - 1) // NC * NC
+    dims, L, (Dp, Hp, Wp) = transpose_phases(ins, outs, k3, s3, d3, p3)
+    subs = transpose_subproblems(dims)
+    in_sp = ins[0] * ins[1] * ins[2]
+    out_sp = outs[0] * outs[1] * outs[2]
+    img = Cg * Dp * Hp * Wp
+    if img >= 2 ** 31:
+        raise cx.op.fail(cx.node, "padded image of more than 2^31 elements")
+    T = cx.vin(0).dtype
+    xp = cx.scratch(img, T, "xpad")
+    sizes = [(ph[0][2] * ph[1][2] * ph[2][2], Cg * len(ph[0][3]) * len(ph[1][3]) * len(ph[2][3])) for ph in subs]
+    acc = cx.scratch(max(min(64 * 6, (P + 5) // 6 * 6) for P, _ in sizes) * Mp, T, "acc")
+    tab = cx.scratch(sum(2 * P + max(1, K) for P, K in sizes), DType.INT32, "tables")
+    # the tables of every phase: output index, input base, reduction offsets
+    places = []
+    at, woff = 0, 0
+    with w.block(""):
+        w.line(f"int32_t* q = {tab};")
+        for ph, (P, K) in zip(subs, sizes):
+            (_, o0, n0, t0, b0), (_, o1, n1, t1, b1), (_, o2, n2, t2, b2) = ph
+            places.append((at, at + P, at + 2 * P, woff, P, K))
+            at += 2 * P + max(1, K)
+            woff += G * Mp * K
+            w.line(f"for (int32_t a = 0; a < {n0}; ++a) for (int32_t b = 0; b < {n1}; ++b) "
+                   f"for (int32_t e = 0; e < {n2}; ++e) *q++ = (({o0} + a * {s3[0]}) * {outs[1]} + {o1} + b * {s3[1]})"
+                   f" * {outs[2]} + {o2} + e * {s3[2]};")
+            w.line(f"for (int32_t a = 0; a < {n0}; ++a) for (int32_t b = 0; b < {n1}; ++b) "
+                   f"for (int32_t e = 0; e < {n2}; ++e) *q++ = (({b0 + L[0]} + a) * {Hp} + {b1 + L[1]} + b) * {Wp}"
+                   f" + {b2 + L[2]} + e;")
+            taps = [-((td * Hp + th) * Wp + tw) for _, td in t0 for _, th in t1 for _, tw in t2]
+            if taps:
+                w.line(f"static const int32_t taps{len(places)}[] = {{{', '.join(map(str, taps))}}};")
+                w.line(f"for (int32_t c = 0; c < {Cg}; ++c) for (int32_t t = 0; t < {len(taps)}; ++t) "
+                       f"*q++ = c * {Dp * Hp * Wp} + taps{len(places)}[t];")
+            else:
+                w.line("*q++ = 0;")
+    N = cpp_dim(cx.vin(0).shape[0])
+    act = fused_act(cx.op)
+    W, X, Y = cx.i(1), cx.i(0), cx.o(0)
+    with w.loop("n", N):
+        with w.loop("g", str(G)):
+            w.line(f"const float* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
+            w.line(f"float* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
+            w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {L[0]}, {L[1]}, {L[2]}, {Dp}, "
+                   f"{Hp}, {Wp}, {xp});")
+            bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
+            for yi, pi, oi, wo, P, K in places:
+                w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
+                       f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")

@@ -1,174 +1,147 @@
-// pysofie convolution kernels: a register-blocked matrix product for convolutions whose weights were packed at
-// generation time (passes.fusion.PackConvWeights), reading columns that im2col wrote in panels of 16.
+// pysofie convolution kernels: an indirect direct convolution (no im2col) for float Conv and ConvTranspose with
+// weights packed at generation time (passes.fusion.PackConvWeights).
+//
+// The input is copied once into a zero-padded image, so that every output position q reads its receptive field
+// at xp + pos[q] + off[k] for the reduction index k = (channel, kernel offsets), with no bounds tests. Strides,
+// dilations, 1-3 spatial dimensions and the phases of a transposed convolution are all expressed by the two
+// offset tables. The register-blocked micro-kernel computes 6 output positions x 16 output channels at a time:
+// per k it loads 16 packed weights (two AVX vectors) and broadcasts 6 input values, 12 FMAs. Output positions are
+// processed in bands whose accumulators stay in cache, the reduction in chunks whose packed weights stay in L1.
 #ifndef PYSOFIE_CONV_H
 #define PYSOFIE_CONV_H
 
 #include <algorithm>
+#include <cstdint>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
 
+// The micro-kernel stays a function of its own: inlined into its caller's loops, compilers run out of registers
+// for the six input pointers and reload them from the stack on every k.
+#if defined(__GNUC__)
+#define PYSOFIE_CONV_NOINLINE __attribute__((noinline))
+#else
+#define PYSOFIE_CONV_NOINLINE
+#endif
+
 namespace pysofie_conv {
 
-constexpr long MR = 6;   // rows of the output per micro-tile (weights packed in panels of MR rows)
-constexpr long NR = 16;  // columns per micro-tile (im2col writes panels of NR output positions)
+constexpr long NP = 6;   // output positions per micro-tile
+constexpr long NC = 16;  // output channels per micro-tile (weights packed in panels of NC)
 
-// c[r * ldc + j] (+)= sum_k a[k * MR + r] * b[k * NR + j] for r < MR, j < NR: A panel (K x MR, k-major) times
-// B panel (K x NR, k-major); `first` starts from zero instead of the values in c.
-inline void micro_6x16(long K, const float* __restrict a, const float* __restrict b, float* __restrict c, long ldc,
-                       bool first) {
+// t[j * NC + c] (+)= sum_k w[k * NC + c] * xb[j][off[k]] for j < NP, c < NC; `first` starts from zero.
+PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, const int32_t* __restrict off, const float* const* xb,
+                       float* __restrict t, bool first) {
 #if defined(__AVX2__) && defined(__FMA__)
+   const float *x0 = xb[0], *x1 = xb[1], *x2 = xb[2], *x3 = xb[3], *x4 = xb[4], *x5 = xb[5];
    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
    if (first) {
       c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
    } else {
-      c00 = _mm256_loadu_ps(c + 0 * ldc);
-      c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
-      c10 = _mm256_loadu_ps(c + 1 * ldc);
-      c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
-      c20 = _mm256_loadu_ps(c + 2 * ldc);
-      c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-      c30 = _mm256_loadu_ps(c + 3 * ldc);
-      c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-      c40 = _mm256_loadu_ps(c + 4 * ldc);
-      c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-      c50 = _mm256_loadu_ps(c + 5 * ldc);
-      c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+      c00 = _mm256_loadu_ps(t + 0);
+      c01 = _mm256_loadu_ps(t + 8);
+      c10 = _mm256_loadu_ps(t + 16);
+      c11 = _mm256_loadu_ps(t + 24);
+      c20 = _mm256_loadu_ps(t + 32);
+      c21 = _mm256_loadu_ps(t + 40);
+      c30 = _mm256_loadu_ps(t + 48);
+      c31 = _mm256_loadu_ps(t + 56);
+      c40 = _mm256_loadu_ps(t + 64);
+      c41 = _mm256_loadu_ps(t + 72);
+      c50 = _mm256_loadu_ps(t + 80);
+      c51 = _mm256_loadu_ps(t + 88);
    }
-   for (long k = 0; k < K; ++k, a += MR, b += NR) {
-      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-      __m256 av = _mm256_broadcast_ss(a);
-      c00 = _mm256_fmadd_ps(av, b0, c00);
-      c01 = _mm256_fmadd_ps(av, b1, c01);
-      av = _mm256_broadcast_ss(a + 1);
-      c10 = _mm256_fmadd_ps(av, b0, c10);
-      c11 = _mm256_fmadd_ps(av, b1, c11);
-      av = _mm256_broadcast_ss(a + 2);
-      c20 = _mm256_fmadd_ps(av, b0, c20);
-      c21 = _mm256_fmadd_ps(av, b1, c21);
-      av = _mm256_broadcast_ss(a + 3);
-      c30 = _mm256_fmadd_ps(av, b0, c30);
-      c31 = _mm256_fmadd_ps(av, b1, c31);
-      av = _mm256_broadcast_ss(a + 4);
-      c40 = _mm256_fmadd_ps(av, b0, c40);
-      c41 = _mm256_fmadd_ps(av, b1, c41);
-      av = _mm256_broadcast_ss(a + 5);
-      c50 = _mm256_fmadd_ps(av, b0, c50);
-      c51 = _mm256_fmadd_ps(av, b1, c51);
+   for (long k = 0; k < K; ++k, w += NC) {
+      const long o = off[k];
+      const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+      __m256 a = _mm256_broadcast_ss(x0 + o);
+      c00 = _mm256_fmadd_ps(a, w0, c00);
+      c01 = _mm256_fmadd_ps(a, w1, c01);
+      a = _mm256_broadcast_ss(x1 + o);
+      c10 = _mm256_fmadd_ps(a, w0, c10);
+      c11 = _mm256_fmadd_ps(a, w1, c11);
+      a = _mm256_broadcast_ss(x2 + o);
+      c20 = _mm256_fmadd_ps(a, w0, c20);
+      c21 = _mm256_fmadd_ps(a, w1, c21);
+      a = _mm256_broadcast_ss(x3 + o);
+      c30 = _mm256_fmadd_ps(a, w0, c30);
+      c31 = _mm256_fmadd_ps(a, w1, c31);
+      a = _mm256_broadcast_ss(x4 + o);
+      c40 = _mm256_fmadd_ps(a, w0, c40);
+      c41 = _mm256_fmadd_ps(a, w1, c41);
+      a = _mm256_broadcast_ss(x5 + o);
+      c50 = _mm256_fmadd_ps(a, w0, c50);
+      c51 = _mm256_fmadd_ps(a, w1, c51);
    }
-   _mm256_storeu_ps(c + 0 * ldc, c00);
-   _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-   _mm256_storeu_ps(c + 1 * ldc, c10);
-   _mm256_storeu_ps(c + 1 * ldc + 8, c11);
-   _mm256_storeu_ps(c + 2 * ldc, c20);
-   _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-   _mm256_storeu_ps(c + 3 * ldc, c30);
-   _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-   _mm256_storeu_ps(c + 4 * ldc, c40);
-   _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-   _mm256_storeu_ps(c + 5 * ldc, c50);
-   _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+   _mm256_storeu_ps(t + 0, c00);
+   _mm256_storeu_ps(t + 8, c01);
+   _mm256_storeu_ps(t + 16, c10);
+   _mm256_storeu_ps(t + 24, c11);
+   _mm256_storeu_ps(t + 32, c20);
+   _mm256_storeu_ps(t + 40, c21);
+   _mm256_storeu_ps(t + 48, c30);
+   _mm256_storeu_ps(t + 56, c31);
+   _mm256_storeu_ps(t + 64, c40);
+   _mm256_storeu_ps(t + 72, c41);
+   _mm256_storeu_ps(t + 80, c50);
+   _mm256_storeu_ps(t + 88, c51);
 #else
-   if (first)
-      for (long r = 0; r < MR; ++r)
-         for (long j = 0; j < NR; ++j) c[r * ldc + j] = 0.f;
-   for (long k = 0; k < K; ++k, a += MR, b += NR)
-      for (long r = 0; r < MR; ++r)
-         for (long j = 0; j < NR; ++j) c[r * ldc + j] += a[r] * b[j];
+   float acc[NP * NC];
+   for (long i = 0; i < NP * NC; ++i) acc[i] = first ? 0.f : t[i];
+   for (long k = 0; k < K; ++k, w += NC)
+      for (long j = 0; j < NP; ++j) {
+         const float a = xb[j][off[k]];
+         for (long c = 0; c < NC; ++c) acc[j * NC + c] += a * w[c];
+      }
+   std::copy(acc, acc + NP * NC, t);
 #endif
 }
 
-// All panels of NR columns of a K x n block of row-major columns (leading dimension ld), k-major:
-// bp[(j / NR) * K * NR + k * NR + j % NR] = col[k * ld + j]; zeros pad the last panel to NR columns.
-inline void pack_b_panels(const float* __restrict col, long ld, long K, long n, float* __restrict bp) {
-   for (long j0 = 0; j0 < n; j0 += NR, bp += K * NR) {
-      const long nj = std::min(NR, n - j0);
-      if (nj == NR) {
-         for (long k = 0; k < K; ++k) std::copy(col + k * ld + j0, col + k * ld + j0 + NR, bp + k * NR);
-      } else {
-         for (long k = 0; k < K; ++k) {
-            std::copy(col + k * ld + j0, col + k * ld + j0 + nj, bp + k * NR);
-            std::fill(bp + k * NR + nj, bp + (k + 1) * NR, 0.f);
+#ifndef PYSOFIE_CONV_BAND
+#define PYSOFIE_CONV_BAND 64
+#endif
+#ifndef PYSOFIE_CONV_KCHUNK
+#define PYSOFIE_CONV_KCHUNK 192
+#endif
+constexpr long BAND = PYSOFIE_CONV_BAND * NP;  // output positions whose accumulators (BAND x Mpad) stay in cache
+constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;   // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
+
+// Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
+constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
+
+// y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]]) for m < M, q < P.
+// wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats.
+template <class Act>
+void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float* xp, long K, const int32_t* off,
+                   const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act) {
+   const long nblk = Mp / NC;
+   for (long b0 = 0; b0 < P; b0 += BAND) {
+      const long b1 = std::min(P, b0 + BAND);
+      const long ntile = (b1 - b0 + NP - 1) / NP;
+      for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+         const long kn = std::min(KCHUNK, K - k0);
+         for (long ib = 0; ib < nblk; ++ib) {
+            const float* wb = wp + (ib * K + k0) * NC;
+            float* ab = acc + ib * ntile * NP * NC;
+            for (long t = 0; t < ntile; ++t) {
+               const float* xb[NP];
+               for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
+               micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+            }
+         }
+         if (K == 0) break;
+      }
+      for (long m = 0; m < M; ++m) {
+         const float bm = bias ? bias[m] : 0.f;
+         const float* am = acc + (m / NC) * ntile * NP * NC + m % NC;
+         float* ym = y + m * ystride;
+         if (yidx) {
+            for (long q = b0; q < b1; ++q) ym[yidx[q]] = act(am[(q - b0) * NC] + bm);
+         } else {
+            for (long q = b0; q < b1; ++q) ym[q] = act(am[(q - b0) * NC] + bm);
          }
       }
    }
-}
-
-// Direct convolution (stride 1): like micro_6x16, but the B panel is read straight from a padded image: for
-// reduction index (c, kd, kh, kw) the 16 values are x[c * sc + kd * sd + kh * sh + kw * sw + j], j < NR.
-inline void micro_direct_6x16(long C, long KD, long KH, long KW, long sc, long sd, long sh, long sw,
-                              const float* __restrict a, const float* __restrict x, float* __restrict c, long ldc,
-                              bool first) {
-#if defined(__AVX2__) && defined(__FMA__)
-   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-   if (first) {
-      c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-   } else {
-      c00 = _mm256_loadu_ps(c + 0 * ldc);
-      c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
-      c10 = _mm256_loadu_ps(c + 1 * ldc);
-      c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
-      c20 = _mm256_loadu_ps(c + 2 * ldc);
-      c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-      c30 = _mm256_loadu_ps(c + 3 * ldc);
-      c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-      c40 = _mm256_loadu_ps(c + 4 * ldc);
-      c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-      c50 = _mm256_loadu_ps(c + 5 * ldc);
-      c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-   }
-   for (long ch = 0; ch < C; ++ch)
-      for (long kd = 0; kd < KD; ++kd)
-         for (long kh = 0; kh < KH; ++kh) {
-            const float* xr = x + ch * sc + kd * sd + kh * sh;
-            for (long kw = 0; kw < KW; ++kw, a += MR) {
-               const float* b = xr + kw * sw;
-               const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-               __m256 av = _mm256_broadcast_ss(a);
-               c00 = _mm256_fmadd_ps(av, b0, c00);
-               c01 = _mm256_fmadd_ps(av, b1, c01);
-               av = _mm256_broadcast_ss(a + 1);
-               c10 = _mm256_fmadd_ps(av, b0, c10);
-               c11 = _mm256_fmadd_ps(av, b1, c11);
-               av = _mm256_broadcast_ss(a + 2);
-               c20 = _mm256_fmadd_ps(av, b0, c20);
-               c21 = _mm256_fmadd_ps(av, b1, c21);
-               av = _mm256_broadcast_ss(a + 3);
-               c30 = _mm256_fmadd_ps(av, b0, c30);
-               c31 = _mm256_fmadd_ps(av, b1, c31);
-               av = _mm256_broadcast_ss(a + 4);
-               c40 = _mm256_fmadd_ps(av, b0, c40);
-               c41 = _mm256_fmadd_ps(av, b1, c41);
-               av = _mm256_broadcast_ss(a + 5);
-               c50 = _mm256_fmadd_ps(av, b0, c50);
-               c51 = _mm256_fmadd_ps(av, b1, c51);
-            }
-         }
-   _mm256_storeu_ps(c + 0 * ldc, c00);
-   _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-   _mm256_storeu_ps(c + 1 * ldc, c10);
-   _mm256_storeu_ps(c + 1 * ldc + 8, c11);
-   _mm256_storeu_ps(c + 2 * ldc, c20);
-   _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-   _mm256_storeu_ps(c + 3 * ldc, c30);
-   _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-   _mm256_storeu_ps(c + 4 * ldc, c40);
-   _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-   _mm256_storeu_ps(c + 5 * ldc, c50);
-   _mm256_storeu_ps(c + 5 * ldc + 8, c51);
-#else
-   if (first)
-      for (long r = 0; r < MR; ++r)
-         for (long j = 0; j < NR; ++j) c[r * ldc + j] = 0.f;
-   for (long ch = 0; ch < C; ++ch)
-      for (long kd = 0; kd < KD; ++kd)
-         for (long kh = 0; kh < KH; ++kh)
-            for (long kw = 0; kw < KW; ++kw, a += MR) {
-               const float* b = x + ch * sc + kd * sd + kh * sh + kw * sw;
-               for (long r = 0; r < MR; ++r)
-                  for (long j = 0; j < NR; ++j) c[r * ldc + j] += a[r] * b[j];
-            }
-#endif
 }
 
 // Copy one image (C x D x H x W) into a zero-padded one (C x Dp x Hp x Wp), begin pads pd, ph, pw.

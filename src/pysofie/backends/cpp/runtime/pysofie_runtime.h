@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -29,6 +30,27 @@ extern "C" void PYSOFIE_SGEMM(int order, int transA, int transB, int M, int N, i
 namespace pysofie_rt {
 
 enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
+
+// Allocator of cache-line (64-byte) aligned storage: a Session's weights and buffers use it, so that vector loads
+// of packed weights never straddle two cache lines.
+template <typename T>
+struct AlignedAllocator {
+   using value_type = T;
+   AlignedAllocator() noexcept = default;
+   template <typename U>
+   AlignedAllocator(const AlignedAllocator<U>&) noexcept {}
+   T* allocate(size_t n) {
+      if (n > std::numeric_limits<size_t>::max() / sizeof(T)) throw std::bad_alloc();
+      return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+   }
+   void deallocate(T* p, size_t) noexcept { ::operator delete(p, std::align_val_t(64)); }
+   template <typename U>
+   bool operator==(const AlignedAllocator<U>&) const noexcept { return true; }
+   template <typename U>
+   bool operator!=(const AlignedAllocator<U>&) const noexcept { return false; }
+};
+template <typename T>
+using avector = std::vector<T, AlignedAllocator<T>>;
 
 // C = alpha * op(A) * op(B) + beta * C, row major.
 inline void sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float alpha, const float* A,
