@@ -40,6 +40,11 @@ CONVS = [
     ((2, 5, 13, 11), (20, 5, 3, 3), {"pads": [1, 0, 2, 1], "strides": [2, 1]}),
     ((1, 4, 9, 10, 11), (17, 4, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 0], "strides": [1, 2, 2]}),
     ((1, 6, 300), (40, 3, 5), {"group": 2, "dilations": [3], "pads": [6, 5]}),
+    # at most 4 output channels per group: the row kernel (unit stride along the last axis; rows of 8 * NV)
+    ((1, 1, 100, 100), (2, 1, 5, 5), {"pads": [2, 2, 2, 2]}),
+    ((2, 5, 13, 11), (3, 5, 3, 3), {"pads": [1, 0, 2, 1], "strides": [2, 1]}),
+    ((1, 6, 130), (8, 3, 5), {"group": 2, "dilations": [2], "pads": [3, 3]}),
+    ((1, 4, 6, 7, 8), (1, 4, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 0], "strides": [2, 2, 1]}),
 ]
 for k, (xs, ws, attrs) in enumerate(CONVS):
     K = ws[1] * int(np.prod(ws[2:]))
@@ -210,11 +215,16 @@ def test_winograd_eligibility():
 
 def test_default_pipeline_packs_conv_weights():
     """The default pipeline runs every float Conv with constant weights through the indirect kernel, except
-    pointwise stride-1 ones (a BLAS matrix product)."""
+    pointwise stride-1 ones (a BLAS matrix product); the row kernel for <= 4 output channels per group with unit
+    stride along the last axis."""
     def packed(xs, ws, **attrs):
         g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
                              {"w": rand(*ws)}, ["y"]))
-        return g.nodes[0].op.__dict__.get("packed") is not None
+        return g.nodes[0].op.__dict__.get("packed")
+    assert packed((1, 2, 9, 9), (4, 2, 3, 3))["rows"]
+    assert packed((1, 2, 9, 9), (4, 2, 3, 3), strides=[2, 1])["rows"]
+    assert "rows" not in packed((1, 2, 9, 9), (4, 2, 3, 3), strides=[1, 2])
+    assert "rows" not in packed((1, 2, 9, 9), (5, 2, 3, 3))
     assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5))
     assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5), strides=[2, 2, 2])
     assert packed((1, 8, 20, 20), (4, 8, 5, 5))

@@ -215,7 +215,8 @@ class PackConvWeights(Pass):
     ([group][Mpad / NC][Cg * kernel volume][NC]), as the indirect convolution kernel of runtime/pysofie_conv.h
     reads them; zero rows pad each group to a multiple of NC. The op records the original output channel count
     (``packed``) and its kernel shape. Pointwise stride-1 convolutions (a plain matrix product) stay with the
-    BLAS unless ``pointwise=True``."""
+    BLAS unless ``pointwise=True``. Groups of at most ROWS_MAX_M output channels with unit stride along the last
+    axis are packed [group][Cg * kernel volume][Mg] for the row kernel instead (``packed["rows"]``)."""
     name = "pack-conv-weights"
     NC = 16
 
@@ -242,14 +243,20 @@ class PackConvWeights(Pass):
             G = int(n.op.group)
             M = int(w.shape[0])
             Mg, K = M // G, int(np.prod(w.shape[1:]))
-            NC = self.NC
-            Mp = (Mg + NC - 1) // NC * NC
-            a = np.zeros((G, Mp, K), np.float32)
-            a[:, :Mg, :] = w.const.reshape(G, Mg, K)
-            packed = a.reshape(G, Mp // NC, NC, K).transpose(0, 1, 3, 2).reshape(-1)
+            from ..backends.cpp.ops.conv import ROWS_MAX_M
+            if Mg <= ROWS_MAX_M and strides[-1] == 1:  # few output channels: the row kernel, [G][K][Mg]
+                packed = np.ascontiguousarray(w.const.reshape(G, Mg, K).transpose(0, 2, 1)).reshape(-1)
+                info = {"M": M, "nc": Mg, "rows": True}
+            else:
+                NC = self.NC
+                Mp = (Mg + NC - 1) // NC * NC
+                a = np.zeros((G, Mp, K), np.float32)
+                a[:, :Mg, :] = w.const.reshape(G, Mg, K)
+                packed = a.reshape(G, Mp // NC, NC, K).transpose(0, 1, 3, 2).reshape(-1)
+                info = {"M": M, "nc": NC}
             op = _clone_op(n.op)
             op.attrs["kernel_shape"] = list(ks)
-            op.__dict__["packed"] = {"M": M, "nc": NC}
+            op.__dict__["packed"] = info
             n.op = op
             graph.set_input(n, 1, _const(graph, w.name + "_packed", packed))
             changed = True

@@ -174,7 +174,10 @@ def gen_conv(cx):
     N = cpp_dim(x.shape[0])
     from .gemm import gemm_call
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
-    if packed is not None:
+    if packed is not None and packed.get("rows"):
+        tabs = rows_conv(cx, Cg, ins, outs, k3, d3, pads, nsp, Mg)
+        indirect_tables(cx, (None, None, None, tabs[2], None, None, tabs[4], None, None), k3, None, d3, None, Cg)
+    elif packed is not None:
         tabs = indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act)
         indirect_tables(cx, tabs, k3, s3, d3, outs, Cg)
     with w.loop("n", N):
@@ -183,7 +186,15 @@ def gen_conv(cx):
             w.line(f"{T}* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
             if bias is not None:
                 w.line(f"const {T}* bg = {bias};")
-            if packed is not None:
+            if packed is not None and packed.get("rows"):
+                xp, row, off, K, (Dp, Hp, Wp), pb, MR, NV = tabs
+                w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
+                       f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
+                w.line(f"std::fill({xp} + {Cg * Dp * Hp * Wp}, {xp} + {Cg * Dp * Hp * Wp + 8 * NV}, 0.f);")
+                w.line(f"pysofie_conv::conv_rows<{MR}, {NV}>({outs[0]}, {outs[1]}, {outs[2]}, {s3[0]}, {s3[1]}, {Hp}, "
+                       f"{Wp}, {xp}, {K}, {off}, {W} + g * {K * MR}, {'bg' if bias else 'nullptr'}, yg, {row}, "
+                       f"{act_lambda(act)});")
+            elif packed is not None:
                 xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
                 if xp is not None:
                     w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
@@ -373,8 +384,34 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
     return xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb
 
 
+# output channels per group up to which the row kernel (vectors along output rows) beats the 16-channel one
+ROWS_MAX_M = 4
+ROWS_NV = {1: 12, 2: 6, 3: 4, 4: 3}  # AVX vectors per channel of the row kernel: 12 accumulators
+
+
+def rows_conv(cx, Cg, ins, outs, k3, d3, pads, nsp, Mg):
+    """Scratch of the row kernel (conv_rows, for convolutions with few output channels and unit stride along
+    the last axis): padded image with slack for the last vector, one row of outputs per channel, offsets."""
+    from ....ir import DType
+    cx.helper("global:pysofie_conv.h", conv_kernels())
+    MR, NV = Mg, ROWS_NV[Mg]
+    K = Cg * k3[0] * k3[1] * k3[2]
+    pb, pe = as3d(pads[:nsp], 0), as3d(pads[nsp:], 0)
+    Dp, Hp, Wp = (ins[a] + pb[a] + pe[a] for a in range(3))
+    img = Cg * Dp * Hp * Wp
+    if img >= 2 ** 31:
+        raise cx.op.fail(cx.node, "padded image of more than 2^31 elements")
+    T = cx.vin(0).dtype
+    xp = cx.scratch(img + 8 * NV, T, "xpad")
+    rowlen = (outs[2] + 8 * NV - 1) // (8 * NV) * 8 * NV
+    row = cx.scratch(MR * rowlen, T, "row")
+    off = cx.scratch(max(1, K), DType.INT32, "off")
+    return xp, row, off, K, (Dp, Hp, Wp), pb, MR, NV
+
+
 def indirect_tables(cx, tabs, k3, s3, d3, outs, Cg):
-    """Fill the offset tables of indirect_conv (once per call, before the batch/group loops)."""
+    """Fill the offset tables of indirect_conv (once per call, before the batch/group loops); without `pos`, only
+    the reduction offsets (the row kernel's)."""
     w = cx.w
     xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
     with w.block(""):
@@ -382,6 +419,8 @@ def indirect_tables(cx, tabs, k3, s3, d3, outs, Cg):
         w.line(f"for (int32_t c = 0; c < {Cg}; ++c) for (int32_t a = 0; a < {k3[0]}; ++a) "
                f"for (int32_t b = 0; b < {k3[1]}; ++b) for (int32_t e = 0; e < {k3[2]}; ++e) "
                f"*o++ = ((c * {Dp} + a * {d3[0]}) * {Hp} + b * {d3[1]}) * {Wp} + e * {d3[2]};")
+        if pos is None:
+            return
         w.line("int32_t* q = " + pos + ";")
         w.line(f"for (int32_t a = 0; a < {outs[0]}; ++a) for (int32_t b = 0; b < {outs[1]}; ++b) "
                f"for (int32_t e = 0; e < {outs[2]}; ++e) "

@@ -144,6 +144,57 @@ void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float*
    }
 }
 
+// Few output channels (MR <= 4): vectors run along an output row instead (8 consecutive positions per AVX
+// register, NV registers per channel), reading the input with unit stride; weights packed [K][MR].
+// out[r * ldo + j] = sum_k w[k * MR + r] * x[off[k] + j] for r < MR, j < 8 * NV.
+template <int MR, int NV>
+PYSOFIE_CONV_NOINLINE void micro_rows(long K, const float* __restrict w, const int32_t* __restrict off,
+                                      const float* __restrict x, float* __restrict out, long ldo) {
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 acc[MR][NV];
+   for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_setzero_ps();
+   for (long k = 0; k < K; ++k, w += MR) {
+      const float* xk = x + off[k];
+      __m256 v[NV];
+      for (int j = 0; j < NV; ++j) v[j] = _mm256_loadu_ps(xk + 8 * j);
+      for (int r = 0; r < MR; ++r) {
+         const __m256 b = _mm256_broadcast_ss(w + r);
+         for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_fmadd_ps(b, v[j], acc[r][j]);
+      }
+   }
+   for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NV; ++j) _mm256_storeu_ps(out + r * ldo + 8 * j, acc[r][j]);
+#else
+   float acc[MR][8 * NV] = {};
+   for (long k = 0; k < K; ++k, w += MR)
+      for (int r = 0; r < MR; ++r)
+         for (int j = 0; j < 8 * NV; ++j) acc[r][j] += w[r] * x[off[k] + j];
+   for (int r = 0; r < MR; ++r) std::copy(acc[r], acc[r] + 8 * NV, out + r * ldo);
+#endif
+}
+
+// y[m][od][oh][ow] = act(bias[m] + sum_k W[m, k] * xp[((od * sd) * Hp + oh * sh) * Wp + ow + off[k]]) for the
+// MR output channels, from a padded image xp that has at least 8 * NV floats of zeros past its end. row: scratch
+// of MR * rowlen floats, rowlen = OW rounded up to 8 * NV.
+template <int MR, int NV, class Act>
+void conv_rows(long OD, long OH, long OW, long sd, long sh, long Hp, long Wp, const float* xp, long K,
+               const int32_t* off, const float* wp, const float* bias, float* y, float* row, Act act) {
+   constexpr long step = 8 * NV;
+   const long rowlen = (OW + step - 1) / step * step;
+   for (long od = 0; od < OD; ++od)
+      for (long oh = 0; oh < OH; ++oh) {
+         const float* xr = xp + ((od * sd) * Hp + oh * sh) * Wp;
+         for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
+         for (int r = 0; r < MR; ++r) {
+            const float b = bias ? bias[r] : 0.f;
+            float* yr = y + ((r * OD + od) * OH + oh) * OW;
+            const float* rr = row + r * rowlen;
+            for (long j = 0; j < OW; ++j) yr[j] = act(rr[j] + b);
+         }
+      }
+}
+
 // Copy one image (C x D x H x W) into a zero-padded one (C x Dp x Hp x Wp), begin pads pd, ph, pw.
 inline void pad_image(const float* x, long C, long D, long H, long W, long pd, long ph, long pw, long Dp, long Hp,
                       long Wp, float* xp) {
