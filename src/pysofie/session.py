@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -10,7 +9,8 @@ import numpy as np
 from .api import generate_code
 from .build.library import NativeModel, build_library, weight_file_for
 from .errors import InvalidInputError, PysofieError
-from .ir.shapes import Sym, shape_symbols
+from .backends.cpp.capi import input_specs, used_symbols
+from .ir.shapes import Sym
 
 
 class NodeArg:
@@ -64,50 +64,32 @@ class InferenceSession:
         self._out_vals = list(g.outputs)
         self._in_index = {v.name: k for k, v in enumerate(g.inputs)}
         self._out_index = {v.name: k for k, v in enumerate(g.outputs)}
-        self._lock = threading.Lock()
-        self._err = ctypes.create_string_buffer(1024)
-        self._errlen = len(self._err)
         self._run = self._native.run
-        self._run_py = self._native.run_py
-        # per-call state prepared once: pointer arrays filled in place, input specs for the fast check
-        self._in_ptrs = (ctypes.c_void_p * max(1, len(g.inputs)))()
-        self._out_ptrs = (ctypes.c_void_p * max(1, len(g.outputs)))()
-        self._sizes = (ctypes.c_int64 * max(1, len(self._params)))()
-        self._in_specs = []
-        # An input whose data no node reads (CastLike's target_type, an unused input) may come with any size on
-        # its symbolic axes, empty included, unless that size means something elsewhere in the graph.
-        unread = {id(v) for v in g.inputs if id(v) not in em.runtime_reads}
-        self._used_syms = set()
-        for v in g.values():
-            if id(v) not in unread and v.shape is not None:
-                self._used_syms |= shape_symbols(v.shape)
-        for v in g.inputs:
-            static = tuple(d if isinstance(d, int) else -1 for d in v.shape)
-            syms = []
-            for ax, d in enumerate(v.shape):
-                if isinstance(d, Sym) and not (d.symbols() & self._used_syms):
-                    continue
-                if isinstance(d, Sym):
-                    names = [m for m in d.terms]
-                    if len(names) == 1 and len(names[0]) == 1 and d.terms[names[0]] == 1:
-                        syms.append((ax, names[0][0]))
-            self._in_specs.append((v.name, v.dtype.np, static, tuple(syms)))
+        self._in_specs = input_specs(em)  # (name, dtype, static dims, ((axis, size symbol), ...)) per input
+        self._used_syms = used_symbols(em)
         self._static_out = None
         if all(isinstance(d, int) for v in g.outputs for d in v.shape):
             self._static_out = [(tuple(v.shape), v.dtype.np) for v in g.outputs]
         self._weight_path = weight_file if weight_file is not None else weight_file_for(gm)
         self._handle = None
+        self._fast = None
+        err = ctypes.create_string_buffer(1024)
         init_sizes = (ctypes.c_int64 * max(1, len(self._params)))(*([1] * len(self._params)))
-        handle = self._native.create(self._weight_path.encode(), init_sizes, self._err, len(self._err))
+        handle = self._native.create(self._weight_path.encode(), init_sizes, err, len(err))
         if not handle:
-            raise PysofieError(self._err.value.decode(errors="replace"))
+            raise PysofieError(err.value.decode(errors="replace"))
         self._handle = handle
+        if self._native.py_runner is not None:
+            # run_fast(feed): the hot path in C (see backends/cpp/capi.py); it owns the session from now on
+            self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
+                                                tuple(v.dtype.np for v in g.inputs),
+                                                tuple(v.dtype.np for v in g.outputs), PysofieError, gm.name)
 
     def __del__(self):
         h = getattr(self, "_handle", None)
-        if h:
+        if h and getattr(self, "_fast", None) is None:  # else run_fast owns the session and frees it with itself
             self._native.destroy(h)
-            self._handle = None
+        self._handle = None
 
     # -- onnxruntime interface -------------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -128,30 +110,10 @@ class InferenceSession:
         return self._gm.header
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
-        fast = self._fast_inputs(input_feed)
-        if fast is None:  # something unusual (a non-contiguous array, a list, a wrong input): the full check
-            arrays, env = self._check_inputs(input_feed)
-            arrays = tuple(arrays)
-        else:
-            arrays, env = fast
-        if self._static_out is not None:
-            outs = [np.empty(shape, dt) for shape, dt in self._static_out]
-        else:
-            outs = [np.empty(tuple(d.evaluate(env) if isinstance(d, Sym) else d for d in v.shape), v.dtype.np)
-                    for v in self._out_vals]
-        with self._lock:  # the size and pointer arrays are shared per session: fill them under the lock
-            for k, p in enumerate(self._params):
-                self._sizes[k] = env.get(p, 1)  # a size only an unread input has: irrelevant
-            if self._run_py is not None:
-                rc = self._run_py(self._handle, self._sizes, arrays, tuple(outs), self._err, self._errlen)
-            else:
-                for k, a in enumerate(arrays):
-                    self._in_ptrs[k] = a.ctypes.data
-                for k, o in enumerate(outs):
-                    self._out_ptrs[k] = o.ctypes.data
-                rc = self._run(self._handle, self._sizes, self._in_ptrs, self._out_ptrs, self._err, self._errlen)
-            if rc != 0:
-                raise PysofieError(f"model '{self._gm.name}': {self._err.value.decode(errors='replace')}")
+        fast = self._fast
+        outs = fast(input_feed) if fast is not None else None
+        if outs is None:  # no C hot path, or something unusual (a list, a wrong input): the path with full checks
+            outs = self._run_checked(input_feed)
         if output_names is None:
             return outs
         res = []
@@ -162,16 +124,42 @@ class InferenceSession:
             res.append(outs[self._out_index[n]])
         return res
 
+    def _run_checked(self, input_feed) -> list[np.ndarray]:
+        """Checks and converts the inputs (errors name the input), allocates the outputs and runs the model through
+        ctypes. Every per-call buffer is local, and the C side serializes the calls to one session."""
+        fast = self._fast_inputs(input_feed) if self._fast is None else None  # run_fast already declined
+        arrays, env = fast if fast is not None else self._check_inputs(input_feed)
+        sizes = [env.get(p, 1) for p in self._params]  # a size only an unread input has: irrelevant
+        if self._static_out is not None:
+            outs = [np.empty(shape, dt) for shape, dt in self._static_out]
+        else:
+            senv = dict(zip(self._params, sizes))
+            outs = []
+            for v in self._out_vals:
+                shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
+                if any(d < 0 for d in shape):
+                    raise InvalidInputError(f"model '{self._gm.name}': output '{v.name}' would have shape "
+                                            f"{list(shape)} for sizes {senv}")
+                outs.append(np.empty(shape, v.dtype.np))
+        c_sizes = (ctypes.c_int64 * max(1, len(sizes)))(*sizes)
+        ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
+        out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
+        err = ctypes.create_string_buffer(1024)
+        if self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err)) != 0:
+            raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
+        return outs
+
     def _fast_inputs(self, feed):
-        """The hot path: every input a C-contiguous ndarray of the right dtype and shape. Returns (arrays,
-        size parameters), or None to fall back to the full check (which also explains any error)."""
+        """The hot path of a library without run_fast: every input a C-contiguous, aligned ndarray of the right
+        dtype and shape. Returns (arrays, size parameters), or None to fall back to the full check (which also
+        explains any error)."""
         if type(feed) is not dict or len(feed) != len(self._in_specs):
             return None
         env: dict[str, int] = {}
         arrays = []
         for name, dt, static, syms in self._in_specs:
             a = feed.get(name)
-            if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
+            if type(a) is not np.ndarray or a.dtype != dt or not (a.flags.c_contiguous and a.flags.aligned):
                 return None
             shape = a.shape
             if len(shape) != len(static):
@@ -228,5 +216,6 @@ class InferenceSession:
                 elif d != n:
                     raise InvalidInputError(f"model '{name}': input '{v.name}' must have shape "
                                             f"{self._inputs[self._in_index[v.name]].shape}, got {list(a.shape)}")
-            arrays.append(np.ascontiguousarray(a))
+            a = np.ascontiguousarray(a)
+            arrays.append(a if a.flags.aligned else a.copy())
         return arrays, env

@@ -26,11 +26,30 @@ def _digest(*parts: str | bytes) -> str:
 
 
 def python_flags() -> list[str]:
-    """Flags for the Python fast-call entry point, when this interpreter's headers are installed."""
+    """Flags for the Python fast-call entry point (run_fast), when this interpreter's and numpy's headers are
+    installed and PYSOFIE_PYTHON_ABI is not 0. Without them the library has only the ctypes entry points."""
+    if os.environ.get("PYSOFIE_PYTHON_ABI", "1") == "0":
+        return []
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return []  # run_fast reads the feed dict with borrowed references, which needs the GIL
     inc = sysconfig.get_paths().get("include")
-    if inc and os.path.exists(os.path.join(inc, "Python.h")) and os.environ.get("PYSOFIE_PYTHON_ABI", "1") != "0":
-        return ["-DPYSOFIE_PYTHON", f"-I{inc}"]
-    return []
+    try:
+        import numpy
+        np_inc = numpy.get_include()
+    except (ImportError, AttributeError):
+        return []
+    if not (inc and os.path.exists(os.path.join(inc, "Python.h"))
+            and os.path.exists(os.path.join(np_inc, "numpy", "arrayobject.h"))):
+        return []
+    # -isystem: warnings of these headers are not ours
+    return ["-DPYSOFIE_PYTHON", "-isystem", inc, "-isystem", np_inc]
+
+
+def _python_abi() -> str:
+    """What code compiled against Python's and numpy's headers depends on (part of the cache key)."""
+    import numpy
+    cfg = sysconfig.get_config_var
+    return f"{cfg('EXT_SUFFIX')} numpy {numpy.__version__}"
 
 
 def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, extra_flags=()) -> str:
@@ -40,11 +59,12 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     # Hidden visibility: only the C entry points (marked default) leave the library. Otherwise inline functions
     # and their static tables are exported, and since batches reuse namespaces (pysofie_batch_0, ...), one
     # library loaded in the same process would bind to another's definitions (STB_GNU_UNIQUE symbols).
+    pyflags = python_flags()
     flags = (opt_flags(opt_level, native) + ["-fvisibility=hidden", "-fvisibility-inlines-hidden"]
-             + list(blas.cflags) + python_flags() + list(extra_flags))
+             + list(blas.cflags) + pyflags + list(extra_flags))
     wrapper = wrapper_source(models)
     key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
-                  *[m.header for m in models])
+                  _python_abi() if pyflags else "", *[m.header for m in models])
     lib_dir = os.path.join(cache_dir(), "lib", key[:2], key)
     lib = os.path.join(lib_dir, "model.so")
     if os.path.exists(lib):
@@ -85,17 +105,18 @@ class NativeModel:
         self.run.restype = ctypes.c_int
         self.run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
-        self.run_py = None
+        # With Python's and numpy's headers: {p}_py_runner(session, input names, input dtypes, output dtypes,
+        # error class, model name) -> the run_fast builtin, which then owns the session (see capi.py)
+        self.py_runner = None
         try:
             with _lock:
                 pylib = ctypes.PyDLL(lib_path)
-            self.run_py = getattr(pylib, f"{p}_run_py")
+            self.py_runner = getattr(pylib, f"{p}_py_runner")
         except (AttributeError, OSError):
-            pass  # built without Python's headers: the ctypes path is used
-        if self.run_py is not None:
-            self.run_py.restype = ctypes.c_int
-            self.run_py.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.py_object,
-                                    ctypes.py_object, ctypes.c_char_p, ctypes.c_size_t]
+            pass  # built without those headers: the ctypes path is used
+        if self.py_runner is not None:
+            self.py_runner.restype = ctypes.py_object
+            self.py_runner.argtypes = [ctypes.c_void_p] + [ctypes.py_object] * 5
         self.destroy = getattr(lib, f"{p}_destroy")
         self.destroy.restype = None
         self.destroy.argtypes = [ctypes.c_void_p]

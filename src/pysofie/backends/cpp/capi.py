@@ -1,9 +1,21 @@
-"""A C ABI around generated Sessions, so that Python (ctypes) can create and run them.
+"""A C ABI around generated Sessions, so that Python can create and run them.
+
+Two ways in, both serialized per session by a mutex (a generated Session's work buffers are shared, so two
+infer calls on one Session must never overlap):
+
+- ``{prefix}_create / _run / _destroy``: plain C, called through ctypes with arrays of data pointers.
+- ``{prefix}_py_runner`` (only when compiled with Python's and numpy's headers, ``PYSOFIE_PYTHON``): returns a
+  Python builtin function ``run_fast(feed)`` that does the whole hot path of ``InferenceSession.run`` in C: looks
+  up each input in the feed dict, checks it is an exactly typed, C-contiguous, aligned ndarray of the right rank
+  and static dims, binds the symbolic sizes (a dynamic batch), allocates the outputs, runs the model with the GIL
+  released and returns the list of outputs. For anything unusual it returns None, and Python falls back to the
+  full check, which converts what it can and explains the rest.
 
 Several models can share one shared library (batch compilation); each gets its own symbol prefix.
 """
 from __future__ import annotations
 
+from ...ir.shapes import Sym, shape_symbols
 from . import GeneratedModel
 from .writer import CodeWriter
 
@@ -12,26 +24,225 @@ def symbol_prefix(model: GeneratedModel) -> str:
     return f"pysofie_{model.namespace}"
 
 
-PY_HELPERS = """\
+def used_symbols(em) -> set:
+    """Size symbols that mean something: those of values the generated code reads. An input whose data no node
+    reads (CastLike's target_type, an unused input) may come with any size on its other symbolic axes."""
+    g = em.graph
+    unread = {id(v) for v in g.inputs if id(v) not in em.runtime_reads}
+    used: set = set()
+    for v in g.values():
+        if id(v) not in unread and v.shape is not None:
+            used |= shape_symbols(v.shape)
+    return used
+
+
+def bound_symbol(d, used: set):
+    """The size parameter an input axis of dim `d` sets (a plain symbol such as N), else None."""
+    if not isinstance(d, Sym) or not (d.symbols() & used) or len(d.terms) != 1:
+        return None
+    (mono, coef), = d.terms.items()
+    return mono[0] if len(mono) == 1 and coef == 1 else None
+
+
+def input_specs(em) -> list[tuple]:
+    """Per graph input: (name, numpy dtype, static dims with -1 for symbolic ones, ((axis, symbol), ...) for the
+    axes that set a size parameter). Axes with other symbolic dims are not checked (as in the full check)."""
+    used = used_symbols(em)
+    specs = []
+    for v in em.graph.inputs:
+        static = tuple(d if isinstance(d, int) else -1 for d in v.shape)
+        syms = tuple((ax, s) for ax, s in ((ax, bound_symbol(d, used)) for ax, d in enumerate(v.shape)) if s)
+        specs.append((v.name, v.dtype.np, static, syms))
+    return specs
+
+
+HELPERS = """\
+#include <exception>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pysofie_capi {
+// A Session and the mutex that serializes the calls to it (its work buffers are shared by all calls).
+template <class S>
+struct Holder {
+   S session;
+   std::mutex mutex;
+   template <class... A>
+   explicit Holder(A&&... args) : session(std::forward<A>(args)...) {}
+};
+}  // namespace pysofie_capi
+
 #ifdef PYSOFIE_PYTHON
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
 namespace pysofie_py {
-// Data pointers of n C-contiguous buffers (numpy arrays) held in a tuple. Python keeps the arrays alive.
-inline bool data_pointers(PyObject* tuple, Py_ssize_t n, bool writable, void** ptrs) {
-   if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != n) {
-      PyErr_SetString(PyExc_TypeError, "pysofie: wrong number of arrays");
+inline constexpr const char* kCapsule = "pysofie.runner";
+
+// State of one model's run_fast function, held by the capsule that is the function's `self`. It owns the session
+// holder once make_runner succeeded (the InferenceSession then no longer destroys it).
+struct Runner {
+   void* holder = nullptr;
+   void (*destroy)(void*) = nullptr;
+   std::vector<PyObject*> names;               // input names (str), looked up in the feed
+   std::vector<PyArray_Descr*> in_types, out_types;
+   PyObject* error = nullptr;                  // exception class for errors of the C++ code
+   PyObject* label = nullptr;                  // the model's name, for messages
+   Runner() = default;
+   Runner(const Runner&) = delete;
+   Runner& operator=(const Runner&) = delete;
+   ~Runner() {
+      for (PyObject* o : names) Py_DECREF(o);
+      for (PyArray_Descr* d : in_types) Py_DECREF(d);
+      for (PyArray_Descr* d : out_types) Py_DECREF(d);
+      Py_XDECREF(error);
+      Py_XDECREF(label);
+      if (holder && destroy) destroy(holder);
+   }
+};
+
+inline void drop_runner(PyObject* capsule) {
+   delete static_cast<Runner*>(PyCapsule_GetPointer(capsule, kCapsule));
+}
+
+inline bool numpy_ready() {
+   return PyArray_API != nullptr || _import_array() >= 0;
+}
+
+inline bool descr_list(PyObject* tuple, std::vector<PyArray_Descr*>& out) {
+   if (!PyTuple_Check(tuple)) {
+      PyErr_SetString(PyExc_TypeError, "pysofie: expected a tuple of numpy dtypes");
       return false;
    }
-   for (Py_ssize_t i = 0; i < n; ++i) {
-      Py_buffer view;
-      if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, i), &view,
-                             PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0)
+   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); ++i) {
+      PyObject* d = PyTuple_GET_ITEM(tuple, i);
+      if (!PyArray_DescrCheck(d)) {
+         PyErr_SetString(PyExc_TypeError, "pysofie: expected a tuple of numpy dtypes");
          return false;
-      ptrs[i] = view.buf;
-      PyBuffer_Release(&view);
+      }
+      Py_INCREF(d);
+      out.push_back(reinterpret_cast<PyArray_Descr*>(d));
    }
    return true;
+}
+
+// The run_fast builtin of a model; a Python exception is set when it returns nullptr.
+inline PyObject* make_runner(PyMethodDef* def, void* holder, void (*destroy)(void*), PyObject* names,
+                             PyObject* in_types, PyObject* out_types, PyObject* error, PyObject* label) {
+   if (!numpy_ready()) return nullptr;
+   auto* r = new Runner();
+   PyObject* capsule = PyCapsule_New(r, kCapsule, drop_runner);
+   if (!capsule) {
+      delete r;
+      return nullptr;
+   }
+   bool ok = PyTuple_Check(names) && PyUnicode_Check(label);
+   if (!ok) PyErr_SetString(PyExc_TypeError, "pysofie: expected a tuple of input names and a model name");
+   for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(names); ++i) {
+      PyObject* n = PyTuple_GET_ITEM(names, i);
+      if (!PyUnicode_Check(n)) {
+         PyErr_SetString(PyExc_TypeError, "pysofie: input names must be str");
+         ok = false;
+         break;
+      }
+      Py_INCREF(n);
+      PyUnicode_InternInPlace(&n);  // feeds keyed by literals then match by identity
+      r->names.push_back(n);
+   }
+   ok = ok && descr_list(in_types, r->in_types) && descr_list(out_types, r->out_types);
+   if (ok && r->in_types.size() != r->names.size()) {
+      PyErr_SetString(PyExc_ValueError, "pysofie: one dtype per input expected");
+      ok = false;
+   }
+   if (ok) {
+      Py_INCREF(error);
+      r->error = error;
+      Py_INCREF(label);
+      r->label = label;
+   }
+   PyObject* fn = ok ? PyCFunction_NewEx(def, capsule, nullptr) : nullptr;
+   Py_DECREF(capsule);  // the function holds it
+   if (fn) {            // only now: on failure the caller still owns the session
+      r->holder = holder;
+      r->destroy = destroy;
+   }
+   return fn;
+}
+
+// The feed's arrays when the feed is a dict with exactly the inputs, each an ndarray (not a subclass) of the
+// expected dtype and rank, C-contiguous and aligned. false (no Python error set) for anything else.
+inline bool gather(const Runner& r, PyObject* feed, const int* ranks, PyArrayObject** arrays) {
+   const Py_ssize_t n = static_cast<Py_ssize_t>(r.names.size());
+   if (!PyDict_CheckExact(feed) || PyDict_GET_SIZE(feed) != n) return false;
+   for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* o = PyDict_GetItemWithError(feed, r.names[i]);
+      if (!o) {
+         PyErr_Clear();  // a key whose __eq__ raised: the full check reports it
+         return false;
+      }
+      if (!PyArray_CheckExact(o)) return false;
+      auto* a = reinterpret_cast<PyArrayObject*>(o);
+      PyArray_Descr* d = PyArray_DESCR(a);
+      if (d != r.in_types[i] && !PyArray_EquivTypes(d, r.in_types[i])) return false;
+      if (PyArray_NDIM(a) != ranks[i] || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) return false;
+      arrays[i] = a;
+   }
+   return true;
+}
+
+// New uninitialized output arrays. 1: done; 0: a negative dim (no Python error: the full path explains it);
+// -1: a Python error (memory).
+inline int allocate(const Runner& r, const int* ranks, npy_intp* const* dims, PyObject** outs) {
+   const size_t n = r.out_types.size();
+   for (size_t k = 0; k < n; ++k)
+      for (int j = 0; j < ranks[k]; ++j)
+         if (dims[k][j] < 0) return 0;
+   for (size_t k = 0; k < n; ++k) {
+      Py_INCREF(r.out_types[k]);  // stolen by the constructor
+      outs[k] = PyArray_NewFromDescr(&PyArray_Type, r.out_types[k], ranks[k], dims[k], nullptr, nullptr, 0, nullptr);
+      if (!outs[k]) {
+         for (size_t j = 0; j < k; ++j) Py_DECREF(outs[j]);
+         return -1;
+      }
+   }
+   return 1;
+}
+
+// Runs `run` (the model call) with the GIL released and returns the outputs as a list. The inputs are kept
+// alive meanwhile: another thread may change the feed dict while the GIL is released.
+template <class F>
+PyObject* finish(const Runner& r, PyArrayObject** ins, size_t nin, PyObject** outs, size_t nout, F&& run) {
+   for (size_t i = 0; i < nin; ++i) Py_INCREF(ins[i]);
+   bool failed = false;
+   std::string message;
+   Py_BEGIN_ALLOW_THREADS
+   try {
+      run();
+   } catch (const std::exception& e) {
+      failed = true;
+      message = e.what();
+   } catch (...) {
+      failed = true;
+      message = "unknown C++ exception";
+   }
+   Py_END_ALLOW_THREADS
+   for (size_t i = 0; i < nin; ++i) Py_DECREF(ins[i]);
+   if (failed) {
+      for (size_t k = 0; k < nout; ++k) Py_DECREF(outs[k]);
+      PyErr_Format(r.error, "model '%U': %s", r.label, message.c_str());
+      return nullptr;
+   }
+   PyObject* list = PyList_New(static_cast<Py_ssize_t>(nout));
+   if (!list) {
+      for (size_t k = 0; k < nout; ++k) Py_DECREF(outs[k]);
+      return nullptr;
+   }
+   for (size_t k = 0; k < nout; ++k) PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), outs[k]);
+   return list;
 }
 }  // namespace pysofie_py
 #endif
@@ -41,6 +252,88 @@ inline bool data_pointers(PyObject* tuple, Py_ssize_t n, bool writable, void** p
 def source_name(model: GeneratedModel) -> str:
     """File name of the header in a build directory: unique per namespace, so models can share a library."""
     return f"{model.namespace}.hxx"
+
+
+def _size_expr(d, index: dict) -> str | None:
+    """C expression of an output dim over the size array `sz`, or None if it uses an unknown symbol."""
+    if not isinstance(d, Sym):
+        return str(int(d))
+    parts = []
+    for mono, coef in d.terms.items():
+        if any(s not in index for s in mono):
+            return None
+        factors = [f"sz[{index[s]}]" for s in mono]
+        parts.append("*".join(factors if coef == 1 and factors else [f"npy_intp({coef})"] + factors))
+    return " + ".join(parts) or "0"
+
+
+def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
+    """The model's run_fast function (see the module docstring), or nothing when an output dim uses a symbol
+    that is not a size parameter (Python then keeps the ctypes path)."""
+    em = m.emitter
+    g = em.graph
+    p = symbol_prefix(m)
+    P = list(em.params)
+    index = {s: k for k, s in enumerate(P)}
+    out_dims = [[_size_expr(d, index) for d in v.shape] for v in g.outputs]
+    if any(e is None for dims in out_dims for e in dims):
+        return
+    nin, nout = len(g.inputs), len(g.outputs)
+    w.line("#ifdef PYSOFIE_PYTHON")
+    with w.block("namespace", close="}  // namespace"):
+        with w.block(f"PyObject* {p}_fast(PyObject* self, PyObject* feed)"):
+            w.line("auto* r = static_cast<pysofie_py::Runner*>(PyCapsule_GetPointer(self, pysofie_py::kCapsule));")
+            w.line("if (!r) return nullptr;")
+            in_ranks = ", ".join(str(len(v.shape)) for v in g.inputs) or "0"
+            w.line(f"static const int in_ranks[{max(1, nin)}] = {{{in_ranks}}};")
+            w.line(f"PyArrayObject* in[{max(1, nin)}] = {{}};")
+            w.line("if (!pysofie_py::gather(*r, feed, in_ranks, in)) Py_RETURN_NONE;")
+            w.line(f"npy_intp sz[{max(1, len(P))}] = {{{', '.join('1' for _ in P) or '1'}}};  "
+                   "// a size only an unread input has: irrelevant")
+            w.line("(void)sz;")
+            bound: set = set()
+            for k, (_, _, static, syms) in enumerate(input_specs(em)):
+                checks = [f"d[{ax}] != {d}" for ax, d in enumerate(static) if d >= 0]
+                binds = []
+                for ax, s in syms:
+                    if s in bound:
+                        checks.append(f"d[{ax}] != sz[{index[s]}]")
+                    else:
+                        checks.append(f"d[{ax}] < 1")
+                        binds.append(f"sz[{index[s]}] = d[{ax}];")
+                        bound.add(s)
+                if not checks:
+                    continue
+                w.line("{")
+                with w.indented():
+                    w.line(f"const npy_intp* d = PyArray_DIMS(in[{k}]);")
+                    w.line(f"if ({' || '.join(checks)}) Py_RETURN_NONE;")
+                    w.lines(binds)
+                w.line("}")
+            for k, dims in enumerate(out_dims):
+                w.line(f"npy_intp od{k}[{max(1, len(dims))}] = {{{', '.join(dims) or '0'}}};")
+            out_ranks = ", ".join(str(len(v.shape)) for v in g.outputs) or "0"
+            w.line(f"static const int out_ranks[{max(1, nout)}] = {{{out_ranks}}};")
+            w.line(f"npy_intp* odims[{max(1, nout)}] = {{{', '.join(f'od{k}' for k in range(nout)) or 'nullptr'}}};")
+            w.line(f"PyObject* out[{max(1, nout)}] = {{}};")
+            w.line("const int made = pysofie_py::allocate(*r, out_ranks, odims, out);")
+            w.line("if (made == 0) Py_RETURN_NONE;")
+            w.line("if (made < 0) return nullptr;")
+            w.line(f"auto* h = static_cast<pysofie_capi::Holder<{m.namespace}::Session>*>(r->holder);")
+            with w.block(f"return pysofie_py::finish(*r, in, {nin}, out, {nout}, [&]", close="});"):
+                args = [f"static_cast<size_t>(sz[{k}])" for k in range(len(P))]
+                args += [f"static_cast<const {v.dtype.ctype}*>(PyArray_DATA(in[{k}]))" for k, v in enumerate(g.inputs)]
+                args += [f"static_cast<{v.dtype.ctype}*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(out[{k}])))"
+                         for k, v in enumerate(g.outputs)]
+                w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                w.line(f"h->session.infer({', '.join(args)});")
+        w.line(f'PyMethodDef {p}_def = {{"run_fast", {p}_fast, METH_O, '
+               '"run_fast(feed) -> list of outputs, or None when the feed needs the full check"};')
+    with w.block(f"PYSOFIE_API PyObject* {p}_py_runner(void* holder, PyObject* names, PyObject* in_types, "
+                 "PyObject* out_types, PyObject* error, PyObject* label)"):
+        w.line(f"return pysofie_py::make_runner(&{p}_def, holder, {p}_destroy, names, in_types, out_types, error, "
+               "label);")
+    w.line("#endif")
 
 
 def wrapper_source(models: list[GeneratedModel]) -> str:
@@ -56,12 +349,13 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
         with w.block("inline void set_error(char* err, size_t len, const char* msg)"):
             w.line("if (err && len) std::snprintf(err, len, \"%s\", msg);")
     w.line()
-    w.lines(PY_HELPERS.splitlines())
+    w.lines(HELPERS.splitlines())
+    w.line()
     for m in models:
         em = m.emitter
         g = em.graph
         p = symbol_prefix(m)
-        ns = m.namespace
+        holder = f"pysofie_capi::Holder<{m.namespace}::Session>"
         P = em.params
         sizes = [f"static_cast<size_t>(sizes[{k}])" for k in range(len(P))]
         with w.block(f"PYSOFIE_API void* {p}_create(const char* weight_file, const int64_t* sizes, char* err, "
@@ -69,7 +363,7 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
             w.line("(void)sizes;")
             with w.block("try"):
                 args = ", ".join(["std::string(weight_file ? weight_file : \"\")"] + sizes)
-                w.line(f"return new {ns}::Session({args});")
+                w.line(f"return new {holder}({args});")
             with w.block("catch (const std::exception& e)"):
                 w.line("set_error(err, errlen, e.what());")
             with w.block("catch (...)"):
@@ -82,30 +376,17 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
                 args = list(sizes)
                 args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
                 args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
-                w.line(f"static_cast<{ns}::Session*>(session)->infer({', '.join(args)});")
+                w.line(f"auto* h = static_cast<{holder}*>(session);")
+                w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                w.line(f"h->session.infer({', '.join(args)});")
                 w.line("return 0;")
             with w.block("catch (const std::exception& e)"):
                 w.line("set_error(err, errlen, e.what());")
             with w.block("catch (...)"):
                 w.line('set_error(err, errlen, "unknown C++ exception");')
             w.line("return 1;")
-        # With Python's headers: an entry point that takes tuples of arrays and reads their data pointers through
-        # the buffer protocol (cheaper than ctypes' pointer objects), releasing the GIL while the model runs.
-        w.line("#ifdef PYSOFIE_PYTHON")
-        with w.block(f"PYSOFIE_API int {p}_run_py(void* session, const int64_t* sizes, PyObject* ins, PyObject* outs, "
-                     "char* err, size_t errlen)"):
-            nin, nout = max(1, len(g.inputs)), max(1, len(g.outputs))
-            w.line(f"const void* in_ptrs[{nin}] = {{}};")
-            w.line(f"void* out_ptrs[{nout}] = {{}};")
-            w.line(f"if (!pysofie_py::data_pointers(ins, {len(g.inputs)}, false, const_cast<void**>(in_ptrs)) ||")
-            w.line(f"    !pysofie_py::data_pointers(outs, {len(g.outputs)}, true, out_ptrs)) return -1;")
-            w.line("int rc;")
-            w.line("Py_BEGIN_ALLOW_THREADS")
-            w.line(f"rc = {p}_run(session, sizes, in_ptrs, out_ptrs, err, errlen);")
-            w.line("Py_END_ALLOW_THREADS")
-            w.line("return rc;")
-        w.line("#endif")
         with w.block(f"PYSOFIE_API void {p}_destroy(void* session)"):
-            w.line(f"delete static_cast<{ns}::Session*>(session);")
+            w.line(f"delete static_cast<{holder}*>(session);")
+        _fast_entry(w, m)
         w.line()
     return w.text()
