@@ -65,15 +65,17 @@ for k, (xs, ws) in enumerate([((1, 4, 30), (6, 4, 5)), ((1, 2, 6, 7, 8), (3, 2, 
     add(f"conv-bn-{len(xs) - 2}d", graph_model(nodes, {"x": rand(*xs)}, {"w": rand(*ws), **bn_params("bn", ws[0], 9)},
                                                ["y"]), {"x": rand(*xs)}, {"Conv": 1}, {})
 
-# every fusable activation after Conv, ConvTranspose and Gemm
+# every fusable activation after Conv, ConvTranspose and Gemm (9 output channels: the convolution epilogue's
+# 8-channel vector part and its scalar remainder; 3 channels: the row kernel)
 for act, attrs in [("Relu", {}), ("LeakyRelu", {"alpha": 0.2}), ("Sigmoid", {}), ("Tanh", {})]:
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node(act, ["c"], ["y"], **attrs)]
-    add(f"conv-{act}", graph_model(nodes, {"x": rand(1, 3, 9, 9)}, {"w": rand(5, 3, 3, 3), "b": rand(5)}, ["y"]),
-        {"x": rand(1, 3, 9, 9, low=-3, high=3)}, {"Conv": 1}, {act: 1})
+    for M in (9, 3):
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node(act, ["c"], ["y"], **attrs)]
+        add(f"conv-{act}-{M}", graph_model(nodes, {"x": rand(1, 3, 9, 9)}, {"w": rand(M, 3, 3, 3), "b": rand(M)},
+                                           ["y"]), {"x": rand(1, 3, 9, 9, low=-3, high=3)}, {"Conv": 1}, {act: 1})
     nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[2, 2]),
              helper.make_node(act, ["c"], ["y"], **attrs)]
-    add(f"convT-{act}", graph_model(nodes, {"x": rand(1, 3, 5, 5)}, {"w": rand(3, 4, 3, 3), "b": rand(4)}, ["y"]),
+    add(f"convT-{act}", graph_model(nodes, {"x": rand(1, 3, 5, 5)}, {"w": rand(3, 9, 3, 3), "b": rand(9)}, ["y"]),
         {"x": rand(1, 3, 5, 5)}, {"ConvTranspose": 1}, {act: 1})
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["c"], transB=1),
              helper.make_node(act, ["c"], ["y"], **attrs)]

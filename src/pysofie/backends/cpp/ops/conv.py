@@ -323,8 +323,12 @@ def winograd_conv(cx, wino, ins, outs, pads):
 
 
 def act_lambda(act) -> str:
-    """A C++ lambda applying the fused activation (identity without one)."""
-    return f"[](float v) {{ return {act_expr(act, 'v', 'float') if act is not None else 'v'}; }}"
+    """The fused activation as a functor of runtime/pysofie_conv.h (scalar and 8-lane calls)."""
+    if act is None:
+        return "pysofie_conv::ActNone{}"
+    if act[0] == "Relu":
+        return "pysofie_conv::ActRelu{}"
+    return f"pysofie_conv::act_scalar([](float v) {{ return {act_expr(act, 'v', 'float')}; }})"
 
 
 def transpose_phases(ins, outs, k3, s3, d3, pb3):

@@ -103,6 +103,106 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
 #ifndef PYSOFIE_CONV_KCHUNK
 #define PYSOFIE_CONV_KCHUNK 192
 #endif
+// Fused activations of the kernels' epilogues: a scalar call, and (with AVX) one on 8 lanes.
+struct ActNone {
+   float operator()(float v) const { return v; }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const { return v; }
+#endif
+};
+struct ActRelu {
+   float operator()(float v) const { return std::max(v, 0.f); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const { return _mm256_max_ps(v, _mm256_setzero_ps()); }
+#endif
+};
+template <class F>
+struct ActScalar {  // any other activation: the scalar function on each lane
+   F f;
+   float operator()(float v) const { return f(v); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, v);
+      for (float& e : t) e = f(e);
+      return _mm256_load_ps(t);
+   }
+#endif
+};
+template <class F>
+ActScalar<F> act_scalar(F f) {
+   return ActScalar<F>{f};
+}
+
+// y[m * ystride + (yidx ? yidx[q] : q)] = act(acc + bias[m]) for the output positions b0 <= q < b1 of a band,
+// from accumulators laid out [m / NC][q - b0][m % NC] (ntile * NP positions per channel block).
+template <class Act>
+void store_band(const float* acc, long ntile, long b0, long b1, const int32_t* yidx, long M, const float* bias,
+                float* y, long ystride, Act act) {
+   long m0 = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+   // 8 channels x 8 positions at a time: bias and activation on channel lanes, then an 8x8 transpose
+   for (; m0 + 8 <= M; m0 += 8) {
+      const float* am = acc + (m0 / NC) * ntile * NP * NC + m0 % NC;
+      const __m256 bv = bias ? _mm256_loadu_ps(bias + m0) : _mm256_setzero_ps();
+      long q = b0;
+      for (; q + 8 <= b1; q += 8) {
+         const float* a = am + (q - b0) * NC;
+         const __m256 r0 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 0 * NC), bv));
+         const __m256 r1 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 1 * NC), bv));
+         const __m256 r2 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 2 * NC), bv));
+         const __m256 r3 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 3 * NC), bv));
+         const __m256 r4 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 4 * NC), bv));
+         const __m256 r5 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 5 * NC), bv));
+         const __m256 r6 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 6 * NC), bv));
+         const __m256 r7 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 7 * NC), bv));
+         const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+         const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+         const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+         const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+         const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+         const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+         const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+         const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+         __m256 c[8];
+         c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+         c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+         c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+         c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+         c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+         c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+         c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+         c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+         if (yidx) {
+            alignas(32) float t[8];
+            for (long i = 0; i < 8; ++i) {
+               _mm256_store_ps(t, c[i]);
+               float* ym = y + (m0 + i) * ystride;
+               for (long j = 0; j < 8; ++j) ym[yidx[q + j]] = t[j];
+            }
+         } else {
+            for (long i = 0; i < 8; ++i) _mm256_storeu_ps(y + (m0 + i) * ystride + q, c[i]);
+         }
+      }
+      for (long i = 0; i < 8; ++i) {  // the last positions of the band
+         const float bm = bias ? bias[m0 + i] : 0.f;
+         float* ym = y + (m0 + i) * ystride;
+         for (long p = q; p < b1; ++p) ym[yidx ? yidx[p] : p] = act(am[(p - b0) * NC + i] + bm);
+      }
+   }
+#endif
+   for (long m = m0; m < M; ++m) {
+      const float bm = bias ? bias[m] : 0.f;
+      const float* am = acc + (m / NC) * ntile * NP * NC + m % NC;
+      float* ym = y + m * ystride;
+      if (yidx) {
+         for (long q = b0; q < b1; ++q) ym[yidx[q]] = act(am[(q - b0) * NC] + bm);
+      } else {
+         for (long q = b0; q < b1; ++q) ym[q] = act(am[(q - b0) * NC] + bm);
+      }
+   }
+}
+
 constexpr long BAND = PYSOFIE_CONV_BAND * NP;  // output positions whose accumulators (BAND x Mpad) stay in cache
 constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;   // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
 
@@ -131,16 +231,7 @@ void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float*
          }
          if (K == 0) break;
       }
-      for (long m = 0; m < M; ++m) {
-         const float bm = bias ? bias[m] : 0.f;
-         const float* am = acc + (m / NC) * ntile * NP * NC + m % NC;
-         float* ym = y + m * ystride;
-         if (yidx) {
-            for (long q = b0; q < b1; ++q) ym[yidx[q]] = act(am[(q - b0) * NC] + bm);
-         } else {
-            for (long q = b0; q < b1; ++q) ym[q] = act(am[(q - b0) * NC] + bm);
-         }
-      }
+      store_band(acc, ntile, b0, b1, yidx, M, bias, y, ystride, act);
    }
 }
 
