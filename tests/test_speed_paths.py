@@ -72,9 +72,10 @@ for k, (xs, ws, attrs) in enumerate(CONVT):
     add(f"convtranspose-{k}", model, {"x": rand(*xs, seed=k + 2)}, atol=1e-4)
 
 # Winograd F(2x2, 3x3) and F(2x2, 5x5) (opt-in pass): odd output sizes (partial tiles), padding, batch, no bias
-WINO = [((2, 8, 9, 11), (8, 8, 3, 3), 1, True), ((1, 16, 13, 12), (9, 16, 5, 5), 2, False),
-        ((1, 8, 12, 13), (8, 8, 5, 5), 0, True), ((1, 32, 40, 37), (16, 32, 3, 3), 1, True),
-        ((1, 8, 7, 7), (12, 8, 3, 3), 0, True)]
+# (widths such that the tile rows, padded to groups of 8 tiles by the AVX2 transforms, stay eligible)
+WINO = [((2, 8, 9, 15), (8, 8, 3, 3), 1, True), ((1, 16, 13, 15), (9, 16, 5, 5), 2, False),
+        ((1, 8, 12, 33), (8, 8, 5, 5), 0, True), ((1, 32, 40, 31), (16, 32, 3, 3), 1, True),
+        ((1, 8, 7, 32), (12, 8, 3, 3), 0, True)]
 for k, (xs, ws, p, b) in enumerate(WINO):
     inits = {"w": rand(*ws, seed=k)}
     if b:
@@ -180,11 +181,21 @@ def test_tiles_are_exercised():
 
 
 def test_small_gemm_kernel_is_used():
-    model = MODELS["gemm-m1-tb1-(11,)-1.0-1.0"][0]
+    # float32 with a constant B: the packed kernel (passes/gemm_pack.py, faster for every M measured); without
+    # that pass, the small-M axpy kernel for M <= 8 and the BLAS above
     from pysofie.api import generate_code
-    header = generate_code(model).header
+    from pysofie.passes.fusion import optimization_passes
+    from pysofie.passes.gemm_pack import PackGemmWeights
+
+    def header_of(id_, pack):
+        g = load(MODELS[id_][0], optimize=False)
+        PassManager([p for p in optimization_passes() if pack or not isinstance(p, PackGemmWeights)])(g)
+        return generate_code(g).header
+
+    assert "pysofie_gemm::gemm_packed(1, 11, 37" in header_of("gemm-m1-tb1-(11,)-1.0-1.0", True)
+    header = header_of("gemm-m1-tb1-(11,)-1.0-1.0", False)
     assert "small_gemm_nn<float>(1, 11, 37" in header
-    header9 = generate_code(MODELS["gemm-m9-tb1-(11,)-1.0-1.0"][0]).header
+    header9 = header_of("gemm-m9-tb1-(11,)-1.0-1.0", False)
     assert "small_gemm_nn<float>(" not in header9 and "pysofie_rt::sgemm(false, true, 9, 11, 37" in header9
 
 
@@ -199,12 +210,14 @@ def test_winograd_transforms(m, r):
 
 
 def test_winograd_eligibility():
-    """Only 2-D, ungrouped, stride-1, undilated, square 3x3 / 5x5 convolutions with >= 8 channels."""
+    """Only 2-D, ungrouped, stride-1, undilated, square 3x3 / 5x5 convolutions with >= 8 channels and output rows
+    of about a multiple of 8 tiles."""
     def conv(xs, ws, **attrs):
         g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
                              {"w": rand(*ws)}, ["y"]), optimize=False)
         return eligible(g.nodes[0])
-    assert conv((1, 8, 9, 9), (8, 8, 3, 3))
+    assert conv((1, 8, 9, 16), (8, 8, 3, 3))
+    assert not conv((1, 8, 9, 9), (8, 8, 3, 3))  # 4 tiles per row, computed as 8
     assert not conv((1, 8, 9, 9), (8, 8, 3, 3), strides=[2, 2])
     assert not conv((1, 8, 9, 9), (8, 8, 3, 3), dilations=[2, 2])
     assert not conv((1, 8, 9, 9), (8, 4, 3, 3), group=2)
@@ -231,3 +244,23 @@ def test_default_pipeline_packs_conv_weights():
     assert packed((1, 8, 20), (4, 8, 1), strides=[2])
     assert packed((1, 8, 20, 20), (4, 8, 1, 1), pads=[1, 1, 1, 1])
     assert not packed((1, 8, 20, 20), (4, 8, 1, 1))
+
+
+def test_portable_kernels_without_avx():
+    """The scalar fallbacks of the convolution kernels (code compiled without -march=native, so without AVX2):
+    Winograd, the indirect kernel, ConvTranspose phases and the row kernel in one model, against onnxruntime."""
+    import pysofie
+    x = rand(1, 8, 10, 15)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),  # Winograd
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "w2"], ["b"], strides=[2, 2]),  # indirect
+             helper.make_node("ConvTranspose", ["b", "w3"], ["c"], strides=[2, 2]),  # phases
+             helper.make_node("Conv", ["c", "w4"], ["y"])]  # row kernel
+    inits = {"w1": rand(16, 8, 3, 3, seed=1), "b1": rand(16, seed=2), "w2": rand(20, 16, 3, 3, seed=3),
+             "w3": rand(20, 9, 3, 3, seed=4), "w4": rand(2, 9, 3, 3, seed=5)}
+    model = graph_model(nodes, {"x": x}, inits, ["y"])
+    g = load(model)
+    assert any(n.op.__dict__.get("winograd") for n in g.nodes)
+    assert sum(1 for n in g.nodes if n.op.__dict__.get("packed")) == 3
+    got = pysofie.InferenceSession(g, native=False).run(None, {"x": x})
+    assert_close(got, ort(model, {"x": x}), 1e-4, 1e-4, what="portable kernels vs onnxruntime")

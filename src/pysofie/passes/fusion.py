@@ -72,6 +72,8 @@ class FoldBatchNorm(Pass):
             conv = x.producer
             if conv is None or conv.op_type != "Conv" or not _single_internal_use(graph, x):
                 continue
+            if conv.op.__dict__.get("packed") is not None or conv.op.__dict__.get("winograd") is not None:
+                continue  # weights already rearranged for a kernel
             params = bn.inputs[1:5]
             w = conv.inputs[1]
             b = conv.input(2)
@@ -304,5 +306,7 @@ class PackConvWeights(Pass):
 def optimization_passes() -> list:
     # Every float Conv with constant weights runs the indirect kernel of runtime/pysofie_conv.h (faster than
     # im2col + OpenBLAS on every measured layer: benchmarks/README.md); pointwise stride-1 ones stay a BLAS call.
+    from .gemm_pack import PackGemmWeights  # dense layers with constant weights (passes/gemm_pack.py)
+    from .winograd import WinogradConv
     return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm(),
-            PackConvWeights()]
+            WinogradConv(), PackConvWeights(), PackGemmWeights()]

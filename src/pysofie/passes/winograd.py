@@ -64,7 +64,15 @@ def eligible(node) -> bool:
         return False
     M, C = int(w.shape[0]), int(w.shape[1])
     # small channel counts: the transforms would cost more than the products they save
-    return M >= 8 and C >= 8
+    if M < 8 or C < 8:
+        return False
+    # the vectorized transforms take tile rows in groups of 8 tiles: narrow outputs (e.g. 7 columns = 4 tiles
+    # padded to 8) would waste more products than Winograd saves
+    y = node.outputs[0]
+    if len(y.shape) != 4 or not isinstance(y.shape[3], int):
+        return False
+    tw = -(-y.shape[3] // tile_size(ks[0]))
+    return (-(-tw // 8) * 8) <= 1.15 * tw
 
 
 class WinogradConv(Pass):
@@ -83,11 +91,17 @@ class WinogradConv(Pass):
             M, C = int(w.shape[0]), int(w.shape[1])
             g64 = w.const.astype(np.float64)
             U = np.einsum("ik,mckl,jl->ijmc", G, g64, G).reshape(a * a, M, C).astype(np.float32)
+            # packed for the indirect kernel of runtime/pysofie_conv.h: [xi][Mpad / NC][C][NC]
+            NC = 16
+            Mp = (M + NC - 1) // NC * NC
+            Up = np.zeros((a * a, Mp, C), np.float32)
+            Up[:, :M, :] = U
+            Up = Up.reshape(a * a, Mp // NC, NC, C).transpose(0, 1, 3, 2).reshape(-1)
             ks, _, _, _ = n.op.geometry(n)
             op = _clone_op(n.op)
             op.attrs["kernel_shape"] = list(ks)
-            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C}
+            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C, "Mp": Mp}
             n.op = op
-            graph.set_input(n, 1, _const(graph, w.name + "_winograd", U))
+            graph.set_input(n, 1, _const(graph, w.name + "_winograd", Up))
             changed = True
         return changed

@@ -238,10 +238,9 @@ def _lincomb(coefs, terms) -> str:
 
 def winograd_conv(cx, wino, ins, outs, pads):
     """F(m x m, r x r) Winograd convolution (passes.winograd): per block of output tiles, transform the input
-    patches (B^T d B), multiply each of the n^2 transformed planes by the pre-transformed weights (BLAS),
-    transform back (A^T . A) and write the m x m outputs with bias and activation."""
+    patches (B^T d B), multiply each of the n^2 transformed planes by the pre-transformed weights (indirect
+    kernel), transform back (A^T . A) and write the m x m outputs with bias and activation."""
     from ....passes.winograd import winograd_matrices
-    from .gemm import gemm_call
     w = cx.w
     m, r, M, C = wino["m"], wino["r"], wino["M"], wino["C"]
     AT, _, BT = winograd_matrices(m, r)
@@ -256,8 +255,25 @@ def winograd_conv(cx, wino, ins, outs, pads):
     TB = min(T, TB)
     act = fused_act(cx.op)
     buf = cx.scratch(A2 * (C + M) * TB, cx.vin(0).dtype, "wino")
+    from ....ir import DType
+    cx.helper("global:pysofie_conv.h", conv_kernels())
+    Mp = wino["Mp"]
+    acc = cx.scratch(min(64 * 6, (TB + 5) // 6 * 6) * Mp, cx.vin(0).dtype, "acc")
+    tabs = cx.scratch(TB + C, DType.INT32, "tables")
     X, U, Y = cx.i(0), cx.i(1), cx.o(0)
     N = cpp_dim(cx.vin(0).shape[0])
+    # AVX2 version: 8 tiles of a tile row per vector (an image padded once; stride-2 patches by deinterleaving)
+    TWv = -(-TW // 8) * 8
+    RB = max(1, min(TH, WINO_BUDGET // (A2 * (C + M) * TWv)))
+    Hq, Wq = 2 * TH + n, 2 * TWv + n + 16
+    vbuf = cx.scratch(C * Hq * Wq + A2 * (C + M) * RB * TWv, cx.vin(0).dtype, "winov")
+    vacc = cx.scratch(min(64 * 6, (RB * TWv + 5) // 6 * 6) * Mp, cx.vin(0).dtype, "accv")
+    vtabs = cx.scratch(RB * TWv + C, DType.INT32, "tablesv")
+    w.line("#if defined(__AVX2__) && defined(__FMA__)")
+    winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB, Hq, Wq, vbuf, vacc, vtabs, act)
+    w.line("#else")
+    w.line(f"int32_t* pos = {tabs};")
+    w.line(f"int32_t* off = {tabs} + {TB};")
     with w.loop("b", N):
         w.line(f"const float* xb = {X} + b * {C * H * W};")
         w.line(f"float* yb = {Y} + b * {M * OH * OW};")
@@ -288,10 +304,14 @@ def winograd_conv(cx, wino, ins, outs, pads):
                         for j in range(n):
                             e = _lincomb(BT[j], [f's{i}_{k}' for k in range(n)])
                             w.line(f"V[({i * n + j} * {C} + c) * nt + tt] = {e};")
-            # the n^2 products: P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt)
+            # the n^2 products: P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt), by the indirect kernel: output
+            # position tt reads V[xi][c][tt] at pos[tt] + off[c] = tt + c * nt
+            w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
+            w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
             with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
-                w.line(gemm_call("float", False, False, M, "nt", C, 1.0, f"{U} + xi * {M * C}", C,
-                                 f"V + xi * {C} * nt", "nt", 0.0, f"P + xi * {M} * nt", "nt"))
+                w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, "
+                       f"{U} + xi * {Mp * C}, {M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {acc}, "
+                       "pysofie_conv::ActNone{});")
             # output transform
             with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
@@ -320,6 +340,114 @@ def winograd_conv(cx, wino, ins, outs, pads):
                                 cond.append(f"ow0 + {j} < {OW}")
                             store = f"ym[(oh0 + {i}) * {OW} + ow0 + {j}] = {res};"
                             w.line(f"if ({' && '.join(cond)}) {store}" if cond else store)
+    w.line("#endif")
+
+
+def _vlincomb(coefs, terms) -> str:
+    """sum_k coefs[k] * terms[k] over __m256 values, as intrinsics (zero coefficients skipped)."""
+    e = None
+    for c, t in zip(coefs, terms):
+        if abs(c) < 1e-12:
+            continue
+        if e is None:
+            if abs(c - 1.0) < 1e-12:
+                e = t
+            elif abs(c + 1.0) < 1e-12:
+                e = f"_mm256_sub_ps(_mm256_setzero_ps(), {t})"
+            else:
+                e = f"_mm256_mul_ps(_mm256_set1_ps({float(c)!r}f), {t})"
+        elif abs(c - 1.0) < 1e-12:
+            e = f"_mm256_add_ps({e}, {t})"
+        elif abs(c + 1.0) < 1e-12:
+            e = f"_mm256_sub_ps({e}, {t})"
+        else:
+            e = f"_mm256_fmadd_ps(_mm256_set1_ps({float(c)!r}f), {t}, {e})"
+    return e or "_mm256_setzero_ps()"
+
+
+def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB, Hq, Wq, buf, acc, tabs, act):
+    """The AVX2 body of winograd_conv (m = 2): input and output transforms on 8 tiles of a tile row at a time."""
+    assert m == 2
+    w = cx.w
+    A2 = n * n
+    H, W = ins[1], ins[2]
+    OH, OW = outs[1], outs[2]
+    pt, pl = pads[0], pads[1]
+    X, U, Y = cx.i(0), cx.i(1), cx.o(0)
+    N = cpp_dim(cx.vin(0).shape[0])
+    w.line(f"float* xq = {buf};")
+    w.line(f"float* V = {buf} + {C * Hq * Wq};")
+    w.line(f"int32_t* pos = {tabs};")
+    w.line(f"int32_t* off = {tabs} + {RB * TWv};")
+    w.line(f"const auto act = {act_lambda(act)};")
+    w.line("(void)act;")
+    with w.loop("b", N):
+        w.line(f"const float* xb = {X} + b * {C * H * W};")
+        w.line(f"float* yb = {Y} + b * {M * OH * OW};")
+        w.line(f"pysofie_conv::pad_image(xb, {C}, 1, {H}, {W}, 0, {pt}, {pl}, 1, {Hq}, {Wq}, xq);")
+        with w.block(f"for (long ty0 = 0; ty0 < {TH}; ty0 += {RB})"):
+            w.line(f"const long ty1 = std::min<long>({TH}, ty0 + {RB});")
+            w.line(f"const long nt = (ty1 - ty0) * {TWv};")
+            w.line("float* P = V + " + str(A2 * C) + " * nt;")
+            # input transform
+            with w.block(f"for (long c = 0; c < {C}; ++c)"):
+                with w.block("for (long ty = ty0; ty < ty1; ++ty)"):
+                    with w.block(f"for (long tx0 = 0; tx0 < {TWv}; tx0 += 8)"):
+                        w.line(f"const long tt = (ty - ty0) * {TWv} + tx0;")
+                        w.line(f"const float* base = xq + (c * {Hq} + 2 * ty) * {Wq} + 2 * tx0;")
+                        for i in range(n):
+                            for jj in range(0, n, 2):
+                                w.line(f"const __m256 l{i}_{jj} = _mm256_loadu_ps(base + {i * Wq + jj}), "
+                                       f"h{i}_{jj} = _mm256_loadu_ps(base + {i * Wq + jj + 8});")
+                                w.line(f"const __m256 d{i}_{jj} = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd("
+                                       f"_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0x88)), 0xD8));")
+                                w.line(f"const __m256 d{i}_{jj + 1} = _mm256_castpd_ps(_mm256_permute4x64_pd("
+                                       f"_mm256_castps_pd(_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0xDD)), 0xD8));")
+                        for i in range(n):
+                            for j in range(n):
+                                w.line(f"const __m256 s{i}_{j} = {_vlincomb(BT[i], [f'd{k}_{j}' for k in range(n)])};")
+                        for i in range(n):
+                            for j in range(n):
+                                e = _vlincomb(BT[j], [f's{i}_{k}' for k in range(n)])
+                                w.line(f"_mm256_storeu_ps(V + ({i * n + j} * {C} + c) * nt + tt, {e});")
+            # the products, by the indirect kernel (output position tt reads V[xi][c][tt] at tt + c * nt)
+            w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
+            w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
+            with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
+                w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, "
+                       f"{U} + xi * {Mp * C}, {M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {acc}, "
+                       "pysofie_conv::ActNone{});")
+            # output transform, bias, activation; two output rows of 16 columns per 8 tiles
+            with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
+                w.line(f"float* ym = yb + mc * {OH * OW};")
+                w.line(f"const __m256 bm = _mm256_set1_ps({cx.i(2) + '[mc]' if cx.has(2) else '0.f'});")
+                with w.block("for (long ty = ty0; ty < ty1; ++ty)"):
+                    with w.block(f"for (long tx0 = 0; tx0 < {TWv}; tx0 += 8)"):
+                        w.line(f"const float* pq = P + mc * nt + (ty - ty0) * {TWv} + tx0;")
+                        for i in range(n):
+                            for j in range(n):
+                                w.line(f"const __m256 q{i}_{j} = _mm256_loadu_ps(pq + {(i * n + j) * M} * nt);")
+                        for i in range(m):
+                            for j in range(n):
+                                w.line(f"const __m256 u{i}_{j} = {_vlincomb(AT[i], [f'q{k}_{j}' for k in range(n)])};")
+                        for i in range(m):
+                            for j in range(m):
+                                e = _vlincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
+                                w.line(f"const __m256 v{i}_{j} = act.vec(_mm256_add_ps({e}, bm));")
+                        w.line("const long ow0 = 2 * tx0;")
+                        for i in range(m):
+                            with w.block(f"if (2 * ty + {i} < {OH})"):
+                                w.line(f"const __m256 lo = _mm256_unpacklo_ps(v{i}_0, v{i}_1), "
+                                       f"hi = _mm256_unpackhi_ps(v{i}_0, v{i}_1);")
+                                w.line(f"float* yr = ym + (2 * ty + {i}) * {OW} + ow0;")
+                                with w.block(f"if (ow0 + 16 <= {OW})"):
+                                    w.line("_mm256_storeu_ps(yr, _mm256_permute2f128_ps(lo, hi, 0x20));")
+                                    w.line("_mm256_storeu_ps(yr + 8, _mm256_permute2f128_ps(lo, hi, 0x31));")
+                                with w.block(f"else if (ow0 < {OW})"):
+                                    w.line("alignas(32) float t[16];")
+                                    w.line("_mm256_store_ps(t, _mm256_permute2f128_ps(lo, hi, 0x20));")
+                                    w.line("_mm256_store_ps(t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));")
+                                    w.line(f"std::copy(t, t + std::min<long>(16, {OW} - ow0), yr);")
 
 
 def act_lambda(act) -> str:

@@ -1,4 +1,5 @@
-"""Gemm and MatMul through the BLAS (float) or a reference loop (other types)."""
+"""Gemm and MatMul: float products by a constant B packed at generation time (passes/gemm_pack.py) run the
+register-blocked kernel of runtime/pysofie_gemm.h; other float products the BLAS, other types a reference loop."""
 from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
@@ -58,10 +59,48 @@ inline void small_gemm_nn(long M, long N, long K, T alpha, const T* __restrict A
 """
 
 
+def gemm_kernels() -> str:
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "..", "runtime", "pysofie_gemm.h")) as f:
+        return f.read()
+
+
+ACT_CODES = {None: "NONE", "Relu": "RELU", "LeakyRelu": "LEAKY", "Sigmoid": "SIGMOID", "Tanh": "TANH"}
+
+
+def gen_packed_gemm(cx):
+    """Gemm whose B was packed by passes.gemm_pack.PackGemmWeights: one call of the register-blocked kernel,
+    bias and activation applied in its store."""
+    from .conv import fused_act
+    op, w = cx.op, cx.w
+    info = op.__dict__["packed_gemm"]
+    a_shape = cx.vin(0).shape
+    ta = bool(op.transA)
+    m = a_shape[1] if ta else a_shape[0]
+    lda = cpp_dim(a_shape[1])
+    rs, cs = ("1", lda) if ta else (lda, "1")
+    N, K = info["N"], info["K"]
+    accumulate, bias = "false", "nullptr"
+    if cx.has(2) and info["bias"]:
+        bias = cx.i(2)
+    elif cx.has(2) and op.beta != 0.0:
+        fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
+        accumulate = "true"
+    act = fused_act(op)
+    kind = ACT_CODES[act[0] if act else None]
+    slope = float(act[1]) if act and act[1] is not None else 0.0
+    cx.helper("global:pysofie_gemm.h", gemm_kernels())
+    w.line(f"pysofie_gemm::gemm_packed({cpp_dim(m)}, {N}, {K}, {cx.i(0)}, {rs}, {cs}, {cx.i(1)}, {cx.o(0)}, {N}, "
+           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {slope!r}f);")
+
+
 @generates("Gemm")
 def gen_gemm(cx):
     from .conv import act_expr, fused_act
     op, w = cx.op, cx.w
+    if op.__dict__.get("packed_gemm") is not None and cx.octype(0) == "float":
+        gen_packed_gemm(cx)
+        return
     m, n, k = op.mnk(cx.node)
     M, N, K = (cpp_dim(d) for d in (m, n, k))
     T = cx.octype(0)
@@ -96,6 +135,13 @@ def gen_matmul(cx):
     M, K, N = a2[-2], a2[-1], b2[-1]
     abatch, bbatch = a2[:-2], b2[:-2]
     A, B, Y = cx.i(0), cx.i(1), cx.o(0)
+    if cx.op.__dict__.get("packed_gemm") is not None and T == "float":
+        info = cx.op.__dict__["packed_gemm"]
+        cx.helper("global:pysofie_gemm.h", gemm_kernels())
+        rows = cpp_dim(numel(abatch) * M)
+        w.line(f"pysofie_gemm::gemm_packed({rows}, {info['N']}, {info['K']}, {A}, {info['K']}, 1, {B}, {Y}, "
+               f"{info['N']}, false, nullptr, pysofie_gemm::NONE, 0.f);")
+        return
     if numel(bbatch) == 1:
         # every A matrix times the same B: one product with the batch folded into M
         rows = cpp_dim(numel(abatch) * M)

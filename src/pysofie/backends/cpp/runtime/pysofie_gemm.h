@@ -1,0 +1,250 @@
+// pysofie dense-layer kernel: C = A * B (+ bias, + activation) for a constant B packed at generation time
+// (passes.gemm_pack.PackGemmWeights), register-blocked for AVX2/FMA with a portable scalar fallback.
+//
+// Packed B: the K x N matrix cut into panels of NR = 16 columns (the last one 8 wide when at most 8 columns
+// remain), each panel k-major (row k of a panel: its columns at k); zeros pad the last panel. Panel p starts at
+// element p * 16 * K. The bias (when any) is padded with zeros to a multiple of 16 entries.
+#ifndef PYSOFIE_GEMM_H
+#define PYSOFIE_GEMM_H
+
+#include <algorithm>
+#include <cmath>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+namespace pysofie_gemm {
+
+constexpr long MR = 6;    // rows of C per micro-tile
+constexpr long NR = 16;   // columns of C per micro-tile (a panel of packed B)
+constexpr long KC = 256;  // reduction block: a 16-column panel block (16 KiB) stays in L1
+constexpr long NC = 512;  // column block: KC x NC of packed B (512 KiB) stays in L2 while A rows stream
+constexpr long MC = 96;   // row block: 96 x KC of A (96 KiB) stays in L2 while the panels of B pass
+
+enum Act { NONE = 0, RELU = 1, LEAKY = 2, SIGMOID = 3, TANH = 4 };
+
+// One micro-tile: c[r * ldc + j] for r < R, j < nv <= 8 * NV (masked when nv < 8 * NV), from
+// kc steps of A (element (r, k) at a[r * rs + k * cs]) and a packed panel b (8 * NV floats per k). load: add to
+// the values in c; epi: add bias[j] and apply Relu / LeakyRelu (the others are applied by the caller on the
+// stored tile).
+template <int R, int NV>
+inline void tile(long kc, const float* __restrict a, long rs, long cs, const float* __restrict b,
+                 float* __restrict c, long ldc, long nv, bool load, bool epi, const float* __restrict bias, int act,
+                 float slope) {
+#if defined(__AVX2__) && defined(__FMA__)
+   // named accumulators (x<row><vector>), not an array, so that they live in registers
+#define PG_EACH(OP) OP(0, 0) OP(0, 1) OP(1, 0) OP(1, 1) OP(2, 0) OP(2, 1) OP(3, 0) OP(3, 1) OP(4, 0) OP(4, 1) \
+   OP(5, 0) OP(5, 1)
+#define PG_DECL(r, v) __m256 x##r##v = _mm256_setzero_ps();
+#define PG_LOAD(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = _mm256_loadu_ps(c + r * ldc + 8 * v);
+#define PG_LOADM(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = _mm256_maskload_ps(c + r * ldc + 8 * v, m##v);
+#define PG_STOREM(r, v) \
+   if constexpr (R > r && NV > v) { \
+      if (nv >= 8 * (v + 1)) { \
+         _mm256_storeu_ps(c + r * ldc + 8 * v, x##r##v); \
+      } else if (nv > 8 * v) { \
+         _mm256_storeu_ps(part, x##r##v); \
+         std::copy(part, part + (nv - 8 * v), c + r * ldc + 8 * v); \
+      } \
+   }
+#define PG_FMA(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = _mm256_fmadd_ps(_mm256_broadcast_ss(ar##r + k * cs), b##v, x##r##v);
+#define PG_FMA1(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = _mm256_fmadd_ps(_mm256_broadcast_ss(ar##r + k), b##v, x##r##v);
+#define PG_QEACH(OP) OP(0, 0) OP(0, 1) OP(1, 0) OP(1, 1) OP(2, 0) OP(2, 1) OP(3, 0) OP(3, 1)
+#define PG_QDECL(t, v) __m256 q##t##v = _mm256_setzero_ps();
+#define PG_QFMA(t, v) \
+   if constexpr (NV > v) \
+      q##t##v = _mm256_fmadd_ps(_mm256_broadcast_ss(a + (t % R) * rs + (k + t / R) * cs), \
+                                _mm256_loadu_ps(b + (k + t / R) * 8 * NV + 8 * v), q##t##v);
+#define PG_QSUM(t, v) \
+   if constexpr (NV > v) { \
+      if constexpr (t % R == 0) x0##v = _mm256_add_ps(x0##v, q##t##v); \
+      else x1##v = _mm256_add_ps(x1##v, q##t##v); \
+   }
+#define PG_BIAS(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = _mm256_add_ps(x##r##v, bb##v);
+#define PG_RELU(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = _mm256_max_ps(z, x##r##v);  // NaN stays NaN, as std::max(v, 0)
+#define PG_LEAKY(r, v) \
+   if constexpr (R > r && NV > v) \
+      x##r##v = _mm256_blendv_ps(x##r##v, _mm256_mul_ps(x##r##v, s), _mm256_cmp_ps(x##r##v, z, _CMP_LT_OQ));
+#define PG_STORE(r, v) \
+   if constexpr (R > r && NV > v) _mm256_storeu_ps(c + r * ldc + 8 * v, x##r##v);
+   const bool full = nv >= 8 * NV;
+   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+   const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nv)), lanes);
+   const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nv) - 8), lanes);
+   PG_EACH(PG_DECL)
+   if (load) {
+      if (full) {
+         PG_EACH(PG_LOAD)
+      } else {
+         PG_EACH(PG_LOADM)
+      }
+   }
+   const float* ar0 = a;
+   const float* ar1 = a + (R > 1 ? 1 : 0) * rs;
+   const float* ar2 = a + (R > 2 ? 2 : 0) * rs;
+   const float* ar3 = a + (R > 3 ? 3 : 0) * rs;
+   const float* ar4 = a + (R > 4 ? 4 : 0) * rs;
+   const float* ar5 = a + (R > 5 ? 5 : 0) * rs;
+   long k0 = 0;
+   if constexpr (R <= 2) {
+      // one or two rows: 2 * NV chains of dependent FMAs would wait on the FMA latency; independent partial
+      // sums over S consecutive k (slot t: row t % R, k offset t / R) keep both FMA pipes busy
+      constexpr long S = 4 / R;
+      k0 = kc / S * S;
+      PG_QEACH(PG_QDECL)
+      for (long k = 0; k < k0; k += S) {
+         PG_QEACH(PG_QFMA)
+      }
+      PG_QEACH(PG_QSUM)
+   }
+   if (cs == 1) {
+      for (long k = k0; k < kc; ++k) {
+         const __m256 b0 = _mm256_loadu_ps(b + k * 8 * NV);
+         const __m256 b1 = NV > 1 ? _mm256_loadu_ps(b + k * 8 * NV + 8) : b0;
+         PG_EACH(PG_FMA1)
+      }
+   } else {
+      for (long k = k0; k < kc; ++k) {
+         const __m256 b0 = _mm256_loadu_ps(b + k * 8 * NV);
+         const __m256 b1 = NV > 1 ? _mm256_loadu_ps(b + k * 8 * NV + 8) : b0;
+         PG_EACH(PG_FMA)
+      }
+   }
+   if (epi) {
+      if (bias) {
+         const __m256 bb0 = _mm256_loadu_ps(bias);
+         const __m256 bb1 = NV > 1 ? _mm256_loadu_ps(bias + 8) : bb0;
+         PG_EACH(PG_BIAS)
+      }
+      const __m256 z = _mm256_setzero_ps();
+      if (act == RELU) {
+         PG_EACH(PG_RELU)
+      } else if (act == LEAKY) {
+         const __m256 s = _mm256_set1_ps(slope);
+         PG_EACH(PG_LEAKY)
+      }
+   }
+   if (full) {
+      PG_EACH(PG_STORE)
+   } else {  // masked stores are slow on AMD Zen: partial rows through a small buffer
+      float part[8];
+      PG_EACH(PG_STOREM)
+   }
+#undef PG_EACH
+#undef PG_DECL
+#undef PG_LOAD
+#undef PG_FMA
+#undef PG_FMA1
+#undef PG_BIAS
+#undef PG_RELU
+#undef PG_LEAKY
+#undef PG_STORE
+#undef PG_LOADM
+#undef PG_QEACH
+#undef PG_QDECL
+#undef PG_QFMA
+#undef PG_QSUM
+#undef PG_STOREM
+#else
+   constexpr int W = 8 * NV;
+   const long w = std::min<long>(nv, W);
+   float acc[R][W];
+   for (int r = 0; r < R; ++r)
+      for (int j = 0; j < W; ++j) acc[r][j] = load && j < w ? c[r * ldc + j] : 0.f;
+   for (long k = 0; k < kc; ++k, b += W) {
+      for (int r = 0; r < R; ++r) {
+         const float av = a[r * rs + k * cs];
+         for (int j = 0; j < W; ++j) acc[r][j] += av * b[j];
+      }
+   }
+   if (epi) {
+      for (int r = 0; r < R; ++r)
+         for (int j = 0; j < W; ++j) {
+            float x = acc[r][j] + (bias ? bias[j] : 0.f);
+            if (act == RELU) x = std::max(x, 0.f);
+            else if (act == LEAKY) x = x < 0.f ? slope * x : x;
+            acc[r][j] = x;
+         }
+   }
+   for (int r = 0; r < R; ++r)
+      for (int j = 0; j < w; ++j) c[r * ldc + j] = acc[r][j];
+#endif
+}
+
+template <int NV>
+inline void tile_rows(long mr, long kc, const float* a, long rs, long cs, const float* b, float* c, long ldc,
+                      long nv, bool load, bool epi, const float* bias, int act, float slope) {
+   switch (mr) {
+      case 6: tile<6, NV>(kc, a, rs, cs, b, c, ldc, nv, load, epi, bias, act, slope); break;
+      case 5: tile<5, NV>(kc, a, rs, cs, b, c, ldc, nv, load, epi, bias, act, slope); break;
+      case 4: tile<4, NV>(kc, a, rs, cs, b, c, ldc, nv, load, epi, bias, act, slope); break;
+      case 3: tile<3, NV>(kc, a, rs, cs, b, c, ldc, nv, load, epi, bias, act, slope); break;
+      case 2: tile<2, NV>(kc, a, rs, cs, b, c, ldc, nv, load, epi, bias, act, slope); break;
+      default: tile<1, NV>(kc, a, rs, cs, b, c, ldc, nv, load, epi, bias, act, slope); break;
+   }
+}
+
+inline float act_scalar(float x, int act, float slope) {
+   switch (act) {
+      case RELU: return std::max(x, 0.f);
+      case LEAKY: return x < 0.f ? slope * x : x;
+      case SIGMOID: return 1.f / (1.f + std::exp(-x));
+      case TANH: return std::tanh(x);
+      default: return x;
+   }
+}
+
+// C (M x N, row stride ldc) = A * Bp (+ C when accumulate) (+ bias) then act. A's element (i, k) is at
+// A[i * rs + k * cs] (rs = lda, cs = 1 for A; rs = 1, cs = lda for A transposed). Bp: packed as described above.
+// Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then MR x NR tiles.
+inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
+                        long ldc, bool accumulate, const float* bias, int act, float slope) {
+   if (M <= 0 || N <= 0) return;
+   if (K <= 0) {
+      for (long i = 0; i < M; ++i)
+         for (long j = 0; j < N; ++j) {
+            const float x = (accumulate ? C[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+            C[i * ldc + j] = act_scalar(x, act, slope);
+         }
+      return;
+   }
+   for (long j0 = 0; j0 < N; j0 += NC) {
+      const long j1 = std::min(N, j0 + NC);
+      // one block of rows reads every panel of B once: no reuse for K blocks to keep in L1, no C reloads then
+      const long kcb = M <= MR ? K : KC;
+      for (long k0 = 0; k0 < K; k0 += kcb) {
+         const long kc = std::min(kcb, K - k0);
+         const bool load = accumulate || k0 > 0, epi = k0 + kc >= K;
+         const int vact = epi ? act : NONE;
+         for (long i0 = 0; i0 < M; i0 += MC) {
+            const long i1 = std::min(M, i0 + MC);
+            for (long i = i0; i < i1; i += MR) {
+               const long mr = std::min(MR, i1 - i);
+               const float* a = A + i * rs + k0 * cs;
+               for (long j = j0; j < j1; j += NR) {
+                  const long nv = std::min(NR, N - j);  // valid columns of this panel
+                  const long wid = nv <= 8 ? 8 : 16;    // its packed width
+                  const float* b = Bp + j * K + k0 * wid;
+                  const float* bj = bias ? bias + j : nullptr;
+                  float* c = C + i * ldc + j;
+                  if (wid == 16) tile_rows<2>(mr, kc, a, rs, cs, b, c, ldc, nv, load, epi, bj, vact, slope);
+                  else tile_rows<1>(mr, kc, a, rs, cs, b, c, ldc, nv, load, epi, bj, vact, slope);
+                  if (epi && (act == SIGMOID || act == TANH))
+                     for (long r = 0; r < mr; ++r)
+                        for (long t = 0; t < nv; ++t) c[r * ldc + t] = act_scalar(c[r * ldc + t], act, slope);
+               }
+            }
+         }
+      }
+   }
+}
+
+}  // namespace pysofie_gemm
+
+#endif  // PYSOFIE_GEMM_H
