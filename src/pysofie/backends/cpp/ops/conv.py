@@ -199,7 +199,7 @@ def gen_conv(cx):
                 if xp is not None:
                     w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
                            f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
-                w.line(f"pysofie_conv::conv_indirect({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
+                w.line(f"pysofie_conv::conv_indirect<{kernel_nc(Mg)}>({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
                        f"{W} + g * {Mp * K}, {Mg}, {Mp}, {'bg' if bias else 'nullptr'}, yg, {P}, {acc}, "
                        f"{act_lambda(act)});")
             elif pointwise:
@@ -258,7 +258,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
     from ....ir import DType
     cx.helper("global:pysofie_conv.h", conv_kernels())
     Mp = wino["Mp"]
-    acc = cx.scratch(min(64 * 6, (TB + 5) // 6 * 6) * Mp, cx.vin(0).dtype, "acc")
+    acc = cx.scratch(acc_floats(TB, Mp), cx.vin(0).dtype, "acc")
     tabs = cx.scratch(TB + C, DType.INT32, "tables")
     X, U, Y = cx.i(0), cx.i(1), cx.o(0)
     N = cpp_dim(cx.vin(0).shape[0])
@@ -267,7 +267,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
     RB = max(1, min(TH, WINO_BUDGET // (A2 * (C + M) * TWv)))
     Hq, Wq = 2 * TH + n, 2 * TWv + n + 16
     vbuf = cx.scratch(C * Hq * Wq + A2 * (C + M) * RB * TWv, cx.vin(0).dtype, "winov")
-    vacc = cx.scratch(min(64 * 6, (RB * TWv + 5) // 6 * 6) * Mp, cx.vin(0).dtype, "accv")
+    vacc = cx.scratch(acc_floats(RB * TWv, Mp), cx.vin(0).dtype, "accv")
     vtabs = cx.scratch(RB * TWv + C, DType.INT32, "tablesv")
     w.line("#if defined(__AVX2__) && defined(__FMA__)")
     winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB, Hq, Wq, vbuf, vacc, vtabs, act)
@@ -450,12 +450,25 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                     w.line(f"std::copy(t, t + std::min<long>(16, {OW} - ow0), yr);")
 
 
+def acc_floats(P: int, Mp: int) -> int:
+    """Accumulator scratch of conv_indirect (runtime/pysofie_conv.h: acc_size) for P positions."""
+    return min(64 * 6, (P + 11) // 12 * 12) * Mp
+
+
+def kernel_nc(Mg: int) -> int:
+    """Output channels per micro-tile of the indirect kernel: 8 (12 x 8 tiles) for at most 8 channels, else 16."""
+    return 8 if Mg <= 8 else 16
+
+
 def act_lambda(act) -> str:
     """The fused activation as a functor of runtime/pysofie_conv.h (scalar and 8-lane calls)."""
     if act is None:
         return "pysofie_conv::ActNone{}"
-    if act[0] == "Relu":
-        return "pysofie_conv::ActRelu{}"
+    kind, alpha = act
+    if kind in ("Relu", "Sigmoid", "Tanh"):
+        return f"pysofie_conv::Act{kind}{{}}"
+    if kind == "LeakyRelu":
+        return f"pysofie_conv::ActLeakyRelu{{{float(alpha)!r}f}}"
     return f"pysofie_conv::act_scalar([](float v) {{ return {act_expr(act, 'v', 'float')}; }})"
 
 
@@ -497,7 +510,7 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
     position q's receptive field at pos[q] + off[k] (tables filled here: they hold the strides and dilations)."""
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
-    NC = 16
+    NC = kernel_nc(Mg)
     Mp = (Mg + NC - 1) // NC * NC
     kvol = k3[0] * k3[1] * k3[2]
     K = Cg * kvol
@@ -509,7 +522,7 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
     if img >= 2 ** 31:
         raise cx.op.fail(cx.node, "padded image of more than 2^31 elements")
     xp = cx.scratch(img, cx.vin(0).dtype, "xpad") if padded else None
-    acc = cx.scratch(min(64 * 6, (P + 5) // 6 * 6) * Mp, cx.vin(0).dtype, "acc")
+    acc = cx.scratch(acc_floats(P, Mp), cx.vin(0).dtype, "acc")
     from ....ir import DType
     pos = cx.scratch(P, DType.INT32, "pos")
     off = cx.scratch(max(1, K), DType.INT32, "off")
@@ -629,7 +642,7 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     from ....ir import DType
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
-    NC = 16
+    NC = kernel_nc(Mg)
     Mp = (Mg + NC - 1) // NC * NC
     dims, L, (Dp, Hp, Wp) = transpose_phases(ins, outs, k3, s3, d3, p3)
     subs = transpose_subproblems(dims)
@@ -641,7 +654,7 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     T = cx.vin(0).dtype
     xp = cx.scratch(img, T, "xpad")
     sizes = [(ph[0][2] * ph[1][2] * ph[2][2], Cg * len(ph[0][3]) * len(ph[1][3]) * len(ph[2][3])) for ph in subs]
-    acc = cx.scratch(max(min(64 * 6, (P + 5) // 6 * 6) for P, _ in sizes) * Mp, T, "acc")
+    acc = cx.scratch(max(acc_floats(P, Mp) for P, _ in sizes), T, "acc")
     tab = cx.scratch(sum(2 * P + max(1, K) for P, K in sizes), DType.INT32, "tables")
     # the tables of every phase: output index, input base, reduction offsets
     places = []
@@ -677,5 +690,5 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
                    f"{Hp}, {Wp}, {xp});")
             bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
             for yi, pi, oi, wo, P, K in places:
-                w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
+                w.line(f"pysofie_conv::conv_indirect<{NC}>({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
                        f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")

@@ -11,6 +11,7 @@
 #define PYSOFIE_CONV_H
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -106,6 +107,43 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
 #ifndef PYSOFIE_CONV_KCHUNK
 #define PYSOFIE_CONV_KCHUNK 192
 #endif
+// Up to 8 output channels: 12 output positions x 8 channels, t[j * 8 + c]; weights packed [K][8].
+PYSOFIE_CONV_NOINLINE inline void micro_12x8(long K, const float* __restrict w, const int32_t* __restrict off,
+                                             const float* const* xb, float* __restrict t, bool first) {
+#if defined(__AVX2__) && defined(__FMA__)
+   const float *x0 = xb[0], *x1 = xb[1], *x2 = xb[2], *x3 = xb[3], *x4 = xb[4], *x5 = xb[5], *x6 = xb[6],
+               *x7 = xb[7], *x8 = xb[8], *x9 = xb[9], *x10 = xb[10], *x11 = xb[11];
+   __m256 c[12];
+   for (int j = 0; j < 12; ++j) c[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(t + 8 * j);
+   for (long k = 0; k < K; ++k, w += 8) {
+      const long o = off[k];
+      const __m256 wv = _mm256_loadu_ps(w);
+      c[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(x0 + o), wv, c[0]);
+      c[1] = _mm256_fmadd_ps(_mm256_broadcast_ss(x1 + o), wv, c[1]);
+      c[2] = _mm256_fmadd_ps(_mm256_broadcast_ss(x2 + o), wv, c[2]);
+      c[3] = _mm256_fmadd_ps(_mm256_broadcast_ss(x3 + o), wv, c[3]);
+      c[4] = _mm256_fmadd_ps(_mm256_broadcast_ss(x4 + o), wv, c[4]);
+      c[5] = _mm256_fmadd_ps(_mm256_broadcast_ss(x5 + o), wv, c[5]);
+      c[6] = _mm256_fmadd_ps(_mm256_broadcast_ss(x6 + o), wv, c[6]);
+      c[7] = _mm256_fmadd_ps(_mm256_broadcast_ss(x7 + o), wv, c[7]);
+      c[8] = _mm256_fmadd_ps(_mm256_broadcast_ss(x8 + o), wv, c[8]);
+      c[9] = _mm256_fmadd_ps(_mm256_broadcast_ss(x9 + o), wv, c[9]);
+      c[10] = _mm256_fmadd_ps(_mm256_broadcast_ss(x10 + o), wv, c[10]);
+      c[11] = _mm256_fmadd_ps(_mm256_broadcast_ss(x11 + o), wv, c[11]);
+   }
+   for (int j = 0; j < 12; ++j) _mm256_storeu_ps(t + 8 * j, c[j]);
+#else
+   float acc[12 * 8];
+   for (long i = 0; i < 12 * 8; ++i) acc[i] = first ? 0.f : t[i];
+   for (long k = 0; k < K; ++k, w += 8)
+      for (long j = 0; j < 12; ++j) {
+         const float a = xb[j][off[k]];
+         for (long c = 0; c < 8; ++c) acc[j * 8 + c] += a * w[c];
+      }
+   std::copy(acc, acc + 12 * 8, t);
+#endif
+}
+
 // Fused activations of the kernels' epilogues: a scalar call, and (with AVX) one on 8 lanes.
 struct ActNone {
    float operator()(float v) const { return v; }
@@ -117,6 +155,55 @@ struct ActRelu {
    float operator()(float v) const { return std::max(v, 0.f); }
 #if defined(__AVX2__) && defined(__FMA__)
    __m256 vec(__m256 v) const { return _mm256_max_ps(v, _mm256_setzero_ps()); }
+#endif
+};
+#if defined(__AVX2__) && defined(__FMA__)
+// exp on 8 lanes: 2^n * p(r), x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial (relative error
+// ~2e-7); inputs clamped to [-87.3, 88.3] (exp underflows to ~1e-38 below, like expf's normal range).
+inline __m256 exp8(__m256 x) {
+   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+   __m256 p = _mm256_set1_ps(1.f / 720.f);
+   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+struct ActSigmoid {
+   float operator()(float v) const { return 1.f / (1.f + std::exp(-v)); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const {
+      const __m256 one = _mm256_set1_ps(1.f);
+      return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+   }
+#endif
+};
+struct ActTanh {
+   float operator()(float v) const { return std::tanh(v); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const {  // 1 - 2 / (1 + exp(2v)), exact limits +-1
+      const __m256 one = _mm256_set1_ps(1.f);
+      const __m256 e = exp8(_mm256_add_ps(v, v));
+      return _mm256_sub_ps(one, _mm256_div_ps(_mm256_add_ps(one, one), _mm256_add_ps(one, e)));
+   }
+#endif
+};
+struct ActLeakyRelu {
+   float alpha;
+   float operator()(float v) const { return v < 0.f ? alpha * v : v; }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const {
+      return _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(alpha)),
+                              _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+   }
 #endif
 };
 template <class F>
@@ -138,15 +225,16 @@ ActScalar<F> act_scalar(F f) {
 }
 
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(acc + bias[m]) for the output positions b0 <= q < b1 of a band,
-// from accumulators laid out [m / NC][q - b0][m % NC] (ntile * NP positions per channel block).
-template <class Act>
-void store_band(const float* acc, long ntile, long b0, long b1, const int32_t* yidx, long M, const float* bias,
+// from accumulators laid out [m / NCt][q - b0][m % NCt] (blk floats per channel block).
+template <long NCt, class Act>
+void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yidx, long M, const float* bias,
                 float* y, long ystride, Act act) {
+   constexpr long NC = NCt;
    long m0 = 0;
 #if defined(__AVX2__) && defined(__FMA__)
    // 8 channels x 8 positions at a time: bias and activation on channel lanes, then an 8x8 transpose
    for (; m0 + 8 <= M; m0 += 8) {
-      const float* am = acc + (m0 / NC) * ntile * NP * NC + m0 % NC;
+      const float* am = acc + (m0 / NC) * blk + m0 % NC;
       const __m256 bv = bias ? _mm256_loadu_ps(bias + m0) : _mm256_setzero_ps();
       long q = b0;
       for (; q + 8 <= b1; q += 8) {
@@ -196,7 +284,7 @@ void store_band(const float* acc, long ntile, long b0, long b1, const int32_t* y
 #endif
    for (long m = m0; m < M; ++m) {
       const float bm = bias ? bias[m] : 0.f;
-      const float* am = acc + (m / NC) * ntile * NP * NC + m % NC;
+      const float* am = acc + (m / NC) * blk + m % NC;
       float* ym = y + m * ystride;
       if (yidx) {
          for (long q = b0; q < b1; ++q) ym[yidx[q]] = act(am[(q - b0) * NC] + bm);
@@ -209,32 +297,39 @@ void store_band(const float* acc, long ntile, long b0, long b1, const int32_t* y
 constexpr long BAND = PYSOFIE_CONV_BAND * NP;  // output positions whose accumulators (BAND x Mpad) stay in cache
 constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;   // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
 
-// Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
-constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
+// Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels (either kernel).
+constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + 11) / 12 * 12) * Mp; }
 
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]]) for m < M, q < P.
 // wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats.
-template <class Act>
+// NCt = 16: 6 x 16 micro-tiles; NCt = 8 (at most 8 output channels): 12 x 8 ones, weights packed [Mp / 8][K][8].
+template <long NCt = NC, class Act>
 void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float* xp, long K, const int32_t* off,
                    const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act) {
-   const long nblk = Mp / NC;
+   static_assert(NCt == 16 || NCt == 8, "kernels of 16 or 8 output channels");
+   constexpr long NPt = NCt == 16 ? NP : 12;
+   const long nblk = Mp / NCt;
    for (long b0 = 0; b0 < P; b0 += BAND) {
       const long b1 = std::min(P, b0 + BAND);
-      const long ntile = (b1 - b0 + NP - 1) / NP;
+      const long ntile = (b1 - b0 + NPt - 1) / NPt;
       for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
          const long kn = std::min(KCHUNK, K - k0);
          for (long ib = 0; ib < nblk; ++ib) {
-            const float* wb = wp + (ib * K + k0) * NC;
-            float* ab = acc + ib * ntile * NP * NC;
+            const float* wb = wp + (ib * K + k0) * NCt;
+            float* ab = acc + ib * ntile * NPt * NCt;
             for (long t = 0; t < ntile; ++t) {
-               const float* xb[NP];
-               for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-               micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+               const float* xb[NPt];
+               for (long j = 0; j < NPt; ++j) xb[j] = xp + pos[std::min(b0 + t * NPt + j, P - 1)];
+               if constexpr (NCt == 16) {
+                  micro_6x16(kn, wb, off + k0, xb, ab + t * NPt * NCt, k0 == 0);
+               } else {
+                  micro_12x8(kn, wb, off + k0, xb, ab + t * NPt * NCt, k0 == 0);
+               }
             }
          }
          if (K == 0) break;
       }
-      store_band(acc, ntile, b0, b1, yidx, M, bias, y, ystride, act);
+      store_band<NCt>(acc, ntile * NPt * NCt, b0, b1, yidx, M, bias, y, ystride, act);
    }
 }
 
