@@ -40,7 +40,10 @@ CONVS = [
     ((2, 5, 13, 11), (20, 5, 3, 3), {"pads": [1, 0, 2, 1], "strides": [2, 1]}),
     ((1, 4, 9, 10, 11), (17, 4, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 0], "strides": [1, 2, 2]}),
     ((1, 6, 300), (40, 3, 5), {"group": 2, "dilations": [3], "pads": [6, 5]}),
-    # at most 4 output channels per group: the row kernel (unit stride along the last axis; rows of 8 * NV)
+    # at most 8 output channels per group: the row kernel (unit stride along the last axis; rows of 8 * NV;
+    # chunks of 4 channels)
+    ((1, 6, 20, 23), (7, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 8, 12, 30), (12, 4, 3, 3), {"group": 2, "pads": [0, 1, 2, 0]}),
     ((1, 1, 100, 100), (2, 1, 5, 5), {"pads": [2, 2, 2, 2]}),
     ((2, 5, 13, 11), (3, 5, 3, 3), {"pads": [1, 0, 2, 1], "strides": [2, 1]}),
     ((1, 6, 130), (8, 3, 5), {"group": 2, "dilations": [2], "pads": [3, 3]}),
@@ -237,7 +240,8 @@ def test_default_pipeline_packs_conv_weights():
     assert packed((1, 2, 9, 9), (4, 2, 3, 3))["rows"]
     assert packed((1, 2, 9, 9), (4, 2, 3, 3), strides=[2, 1])["rows"]
     assert "rows" not in packed((1, 2, 9, 9), (4, 2, 3, 3), strides=[1, 2])
-    assert "rows" not in packed((1, 2, 9, 9), (5, 2, 3, 3))
+    assert packed((1, 2, 9, 9), (8, 2, 3, 3))["rows"]
+    assert "rows" not in packed((1, 2, 9, 9), (9, 2, 3, 3))
     assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5))
     assert packed((1, 2, 9, 9, 9), (4, 2, 5, 5, 5), strides=[2, 2, 2])
     assert packed((1, 8, 20, 20), (4, 8, 5, 5))

@@ -213,13 +213,13 @@ class PretransposeSmallGemm(Pass):
 
 
 class PackConvWeights(Pass):
-    """Float Conv weights (constant) rearranged at generation time into panels of NC output channels (16, or 8
-    for at most 8 channels per group), k-major ([group][Mpad / NC][Cg * kernel volume][NC]), as the indirect
-    convolution kernel of runtime/pysofie_conv.h
+    """Float Conv weights (constant) rearranged at generation time into panels of NC output channels, k-major
+    ([group][Mpad / NC][Cg * kernel volume][NC]), as the indirect convolution kernel of runtime/pysofie_conv.h
     reads them; zero rows pad each group to a multiple of NC. The op records the original output channel count
     (``packed``) and its kernel shape. Pointwise stride-1 convolutions (a plain matrix product) stay with the
     BLAS unless ``pointwise=True``. Groups of at most ROWS_MAX_M output channels with unit stride along the last
-    axis are packed [group][Cg * kernel volume][Mg] for the row kernel instead (``packed["rows"]``)."""
+    axis are packed for the row kernel instead (``packed["rows"]``): per group, chunks of up to 4 channels, each
+    [Cg * kernel volume][chunk channels]."""
     name = "pack-conv-weights"
     NC = 16
 
@@ -246,12 +246,14 @@ class PackConvWeights(Pass):
             G = int(n.op.group)
             M = int(w.shape[0])
             Mg, K = M // G, int(np.prod(w.shape[1:]))
-            from ..backends.cpp.ops.conv import ROWS_MAX_M, kernel_nc
-            if Mg <= ROWS_MAX_M and strides[-1] == 1:  # few output channels: the row kernel, [G][K][Mg]
-                packed = np.ascontiguousarray(w.const.reshape(G, Mg, K).transpose(0, 2, 1)).reshape(-1)
-                info = {"M": M, "nc": Mg, "rows": True}
+            from ..backends.cpp.ops.conv import ROWS_MAX_M, rows_chunks
+            if Mg <= ROWS_MAX_M and strides[-1] == 1:  # few output channels: the row kernel, [G][chunk][K][MR]
+                wg = w.const.reshape(G, Mg, K)
+                packed = np.concatenate([wg[g, c0:c0 + mr].T.reshape(-1) for g in range(G)
+                                         for c0, mr in rows_chunks(Mg)])
+                info = {"M": M, "nc": 4, "rows": True}
             else:
-                NC = kernel_nc(Mg)
+                NC = self.NC
                 Mp = (Mg + NC - 1) // NC * NC
                 a = np.zeros((G, Mp, K), np.float32)
                 a[:, :Mg, :] = w.const.reshape(G, Mg, K)
@@ -268,7 +270,7 @@ class PackConvWeights(Pass):
     def _transpose(self, graph: Graph, n) -> bool:
         """ConvTranspose: one packed weight block per output phase (backends/cpp/ops/conv.py:
         transpose_phases), [phase][group][Mpad / NC][Cg * phase taps][NC], concatenated."""
-        from ..backends.cpp.ops.conv import as3d, kernel_nc, transpose_phases, transpose_subproblems
+        from ..backends.cpp.ops.conv import as3d, transpose_phases, transpose_subproblems
         w, x, y = n.inputs[1], n.inputs[0], n.outputs[0]
         if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype:
             return False
@@ -279,7 +281,7 @@ class PackConvWeights(Pass):
         G = int(n.op.group)
         C, Mg = int(w.shape[0]), int(w.shape[1])
         Cg = C // G
-        NC = kernel_nc(Mg)
+        NC = self.NC
         Mp = (Mg + NC - 1) // NC * NC
         k3 = as3d(ks, 1)
         dims, _, _ = transpose_phases(as3d(x.shape[2:], 1), as3d(y.shape[2:], 1), k3, as3d(strides, 1),

@@ -175,7 +175,7 @@ def gen_conv(cx):
     from .gemm import gemm_call
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
     if packed is not None and packed.get("rows"):
-        tabs = rows_conv(cx, Cg, ins, outs, k3, d3, pads, nsp, Mg)
+        tabs = rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
         indirect_tables(cx, (None, None, None, tabs[2], None, None, tabs[4], None, None), k3, None, d3, None, Cg)
     elif packed is not None:
         tabs = indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act)
@@ -187,19 +187,20 @@ def gen_conv(cx):
             if bias is not None:
                 w.line(f"const {T}* bg = {bias};")
             if packed is not None and packed.get("rows"):
-                xp, row, off, K, (Dp, Hp, Wp), pb, MR, NV = tabs
+                xp, row, off, K, (Dp, Hp, Wp), pb, slack = tabs
                 w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
                        f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
-                w.line(f"std::fill({xp} + {Cg * Dp * Hp * Wp}, {xp} + {Cg * Dp * Hp * Wp + 8 * NV}, 0.f);")
-                w.line(f"pysofie_conv::conv_rows<{MR}, {NV}>({outs[0]}, {outs[1]}, {outs[2]}, {s3[0]}, {s3[1]}, {Hp}, "
-                       f"{Wp}, {xp}, {K}, {off}, {W} + g * {K * MR}, {'bg' if bias else 'nullptr'}, yg, {row}, "
-                       f"{act_lambda(act)});")
+                w.line(f"std::fill({xp} + {Cg * Dp * Hp * Wp}, {xp} + {Cg * Dp * Hp * Wp + slack}, 0.f);")
+                for c0, MR in rows_chunks(Mg):  # chunks of up to 4 channels, weights [K][MR] each
+                    w.line(f"pysofie_conv::conv_rows<{MR}, {ROWS_NV[MR]}>({outs[0]}, {outs[1]}, {outs[2]}, {s3[0]}, "
+                           f"{s3[1]}, {Hp}, {Wp}, {xp}, {K}, {off}, {W} + g * {K * Mg} + {K * c0}, "
+                           f"{f'bg + {c0}' if bias else 'nullptr'}, yg + {c0 * out_sp}, {row}, {act_lambda(act)});")
             elif packed is not None:
                 xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
                 if xp is not None:
                     w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
                            f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
-                w.line(f"pysofie_conv::conv_indirect<{kernel_nc(Mg)}>({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
+                w.line(f"pysofie_conv::conv_indirect({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
                        f"{W} + g * {Mp * K}, {Mg}, {Mp}, {'bg' if bias else 'nullptr'}, yg, {P}, {acc}, "
                        f"{act_lambda(act)});")
             elif pointwise:
@@ -452,12 +453,7 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
 
 def acc_floats(P: int, Mp: int) -> int:
     """Accumulator scratch of conv_indirect (runtime/pysofie_conv.h: acc_size) for P positions."""
-    return min(64 * 6, (P + 11) // 12 * 12) * Mp
-
-
-def kernel_nc(Mg: int) -> int:
-    """Output channels per micro-tile of the indirect kernel: 8 (12 x 8 tiles) for at most 8 channels, else 16."""
-    return 8 if Mg <= 8 else 16
+    return min(64 * 6, (P + 5) // 6 * 6) * Mp
 
 
 def act_lambda(act) -> str:
@@ -510,7 +506,7 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
     position q's receptive field at pos[q] + off[k] (tables filled here: they hold the strides and dilations)."""
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
-    NC = kernel_nc(Mg)
+    NC = 16
     Mp = (Mg + NC - 1) // NC * NC
     kvol = k3[0] * k3[1] * k3[2]
     K = Cg * kvol
@@ -529,17 +525,23 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
     return xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb
 
 
-# output channels per group up to which the row kernel (vectors along output rows) beats the 16-channel one
-ROWS_MAX_M = 4
+# output channels per group up to which the row kernel (vectors along output rows, in chunks of at most 4
+# channels) beats the 16-channel one, which would compute 16 - Mg channels of zeros
+ROWS_MAX_M = 8
 ROWS_NV = {1: 12, 2: 6, 3: 4, 4: 3}  # AVX vectors per channel of the row kernel: 12 accumulators
 
 
-def rows_conv(cx, Cg, ins, outs, k3, d3, pads, nsp, Mg):
+def rows_chunks(Mg: int) -> list:
+    """(first channel, channel count) of the row kernel's passes: 4 channels each, the rest in the last one."""
+    return [(c0, min(4, Mg - c0)) for c0 in range(0, Mg, 4)]
+
+
+def rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     """Scratch of the row kernel (conv_rows, for convolutions with few output channels and unit stride along
     the last axis): padded image with slack for the last vector, one row of outputs per channel, offsets."""
     from ....ir import DType
     cx.helper("global:pysofie_conv.h", conv_kernels())
-    MR, NV = Mg, ROWS_NV[Mg]
+    NV = max(ROWS_NV[mr] for _, mr in rows_chunks(Mg))
     K = Cg * k3[0] * k3[1] * k3[2]
     pb, pe = as3d(pads[:nsp], 0), as3d(pads[nsp:], 0)
     Dp, Hp, Wp = (ins[a] + pb[a] + pe[a] for a in range(3))
@@ -548,10 +550,12 @@ def rows_conv(cx, Cg, ins, outs, k3, d3, pads, nsp, Mg):
         raise cx.op.fail(cx.node, "padded image of more than 2^31 elements")
     T = cx.vin(0).dtype
     xp = cx.scratch(img + 8 * NV, T, "xpad")
-    rowlen = (outs[2] + 8 * NV - 1) // (8 * NV) * 8 * NV
-    row = cx.scratch(MR * rowlen, T, "row")
+    run = outs[1] * Wp if s3[1] == 1 else outs[2]  # conv_rows: a whole plane at once when the row stride is 1
+    rowlen = max(mr * ((run + 8 * ROWS_NV[mr] - 1) // (8 * ROWS_NV[mr]) * 8 * ROWS_NV[mr])
+                 for _, mr in rows_chunks(Mg))
+    row = cx.scratch(rowlen, T, "row")
     off = cx.scratch(max(1, K), DType.INT32, "off")
-    return xp, row, off, K, (Dp, Hp, Wp), pb, MR, NV
+    return xp, row, off, K, (Dp, Hp, Wp), pb, 8 * NV
 
 
 def indirect_tables(cx, tabs, k3, s3, d3, outs, Cg):
@@ -642,7 +646,7 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     from ....ir import DType
     w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
-    NC = kernel_nc(Mg)
+    NC = 16
     Mp = (Mg + NC - 1) // NC * NC
     dims, L, (Dp, Hp, Wp) = transpose_phases(ins, outs, k3, s3, d3, p3)
     subs = transpose_subproblems(dims)
@@ -690,5 +694,5 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
                    f"{Hp}, {Wp}, {xp});")
             bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
             for yi, pi, oi, wo, P, K in places:
-                w.line(f"pysofie_conv::conv_indirect<{NC}>({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
+                w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
                        f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")

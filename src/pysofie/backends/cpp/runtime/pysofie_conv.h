@@ -107,43 +107,6 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
 #ifndef PYSOFIE_CONV_KCHUNK
 #define PYSOFIE_CONV_KCHUNK 192
 #endif
-// Up to 8 output channels: 12 output positions x 8 channels, t[j * 8 + c]; weights packed [K][8].
-PYSOFIE_CONV_NOINLINE inline void micro_12x8(long K, const float* __restrict w, const int32_t* __restrict off,
-                                             const float* const* xb, float* __restrict t, bool first) {
-#if defined(__AVX2__) && defined(__FMA__)
-   const float *x0 = xb[0], *x1 = xb[1], *x2 = xb[2], *x3 = xb[3], *x4 = xb[4], *x5 = xb[5], *x6 = xb[6],
-               *x7 = xb[7], *x8 = xb[8], *x9 = xb[9], *x10 = xb[10], *x11 = xb[11];
-   __m256 c[12];
-   for (int j = 0; j < 12; ++j) c[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(t + 8 * j);
-   for (long k = 0; k < K; ++k, w += 8) {
-      const long o = off[k];
-      const __m256 wv = _mm256_loadu_ps(w);
-      c[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(x0 + o), wv, c[0]);
-      c[1] = _mm256_fmadd_ps(_mm256_broadcast_ss(x1 + o), wv, c[1]);
-      c[2] = _mm256_fmadd_ps(_mm256_broadcast_ss(x2 + o), wv, c[2]);
-      c[3] = _mm256_fmadd_ps(_mm256_broadcast_ss(x3 + o), wv, c[3]);
-      c[4] = _mm256_fmadd_ps(_mm256_broadcast_ss(x4 + o), wv, c[4]);
-      c[5] = _mm256_fmadd_ps(_mm256_broadcast_ss(x5 + o), wv, c[5]);
-      c[6] = _mm256_fmadd_ps(_mm256_broadcast_ss(x6 + o), wv, c[6]);
-      c[7] = _mm256_fmadd_ps(_mm256_broadcast_ss(x7 + o), wv, c[7]);
-      c[8] = _mm256_fmadd_ps(_mm256_broadcast_ss(x8 + o), wv, c[8]);
-      c[9] = _mm256_fmadd_ps(_mm256_broadcast_ss(x9 + o), wv, c[9]);
-      c[10] = _mm256_fmadd_ps(_mm256_broadcast_ss(x10 + o), wv, c[10]);
-      c[11] = _mm256_fmadd_ps(_mm256_broadcast_ss(x11 + o), wv, c[11]);
-   }
-   for (int j = 0; j < 12; ++j) _mm256_storeu_ps(t + 8 * j, c[j]);
-#else
-   float acc[12 * 8];
-   for (long i = 0; i < 12 * 8; ++i) acc[i] = first ? 0.f : t[i];
-   for (long k = 0; k < K; ++k, w += 8)
-      for (long j = 0; j < 12; ++j) {
-         const float a = xb[j][off[k]];
-         for (long c = 0; c < 8; ++c) acc[j * 8 + c] += a * w[c];
-      }
-   std::copy(acc, acc + 12 * 8, t);
-#endif
-}
-
 // Fused activations of the kernels' epilogues: a scalar call, and (with AVX) one on 8 lanes.
 struct ActNone {
    float operator()(float v) const { return v; }
@@ -225,11 +188,10 @@ ActScalar<F> act_scalar(F f) {
 }
 
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(acc + bias[m]) for the output positions b0 <= q < b1 of a band,
-// from accumulators laid out [m / NCt][q - b0][m % NCt] (blk floats per channel block).
-template <long NCt, class Act>
+// from accumulators laid out [m / NC][q - b0][m % NC] (blk floats per channel block).
+template <class Act>
 void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yidx, long M, const float* bias,
                 float* y, long ystride, Act act) {
-   constexpr long NC = NCt;
    long m0 = 0;
 #if defined(__AVX2__) && defined(__FMA__)
    // 8 channels x 8 positions at a time: bias and activation on channel lanes, then an 8x8 transpose
@@ -297,41 +259,35 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
 constexpr long BAND = PYSOFIE_CONV_BAND * NP;  // output positions whose accumulators (BAND x Mpad) stay in cache
 constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;   // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
 
-// Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels (either kernel).
-constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + 11) / 12 * 12) * Mp; }
+// Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
+constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
 
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]]) for m < M, q < P.
 // wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats.
-// NCt = 16: 6 x 16 micro-tiles; NCt = 8 (at most 8 output channels): 12 x 8 ones, weights packed [Mp / 8][K][8].
-template <long NCt = NC, class Act>
+template <class Act>
 void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float* xp, long K, const int32_t* off,
                    const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act) {
-   static_assert(NCt == 16 || NCt == 8, "kernels of 16 or 8 output channels");
-   constexpr long NPt = NCt == 16 ? NP : 12;
-   const long nblk = Mp / NCt;
+   const long nblk = Mp / NC;
    for (long b0 = 0; b0 < P; b0 += BAND) {
       const long b1 = std::min(P, b0 + BAND);
-      const long ntile = (b1 - b0 + NPt - 1) / NPt;
+      const long ntile = (b1 - b0 + NP - 1) / NP;
       for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
          const long kn = std::min(KCHUNK, K - k0);
          for (long ib = 0; ib < nblk; ++ib) {
-            const float* wb = wp + (ib * K + k0) * NCt;
-            float* ab = acc + ib * ntile * NPt * NCt;
+            const float* wb = wp + (ib * K + k0) * NC;
+            float* ab = acc + ib * ntile * NP * NC;
             for (long t = 0; t < ntile; ++t) {
-               const float* xb[NPt];
-               for (long j = 0; j < NPt; ++j) xb[j] = xp + pos[std::min(b0 + t * NPt + j, P - 1)];
-               if constexpr (NCt == 16) {
-                  micro_6x16(kn, wb, off + k0, xb, ab + t * NPt * NCt, k0 == 0);
-               } else {
-                  micro_12x8(kn, wb, off + k0, xb, ab + t * NPt * NCt, k0 == 0);
-               }
+               const float* xb[NP];
+               for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
+               micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
             }
          }
          if (K == 0) break;
       }
-      store_band<NCt>(acc, ntile * NPt * NCt, b0, b1, yidx, M, bias, y, ystride, act);
+      store_band(acc, ntile * NP * NC, b0, b1, yidx, M, bias, y, ystride, act);
    }
 }
+
 
 // Few output channels (MR <= 4): vectors run along an output row instead (8 consecutive positions per AVX
 // register, NV registers per channel), reading the input with unit stride; weights packed [K][MR].
@@ -364,22 +320,28 @@ PYSOFIE_CONV_NOINLINE void micro_rows(long K, const float* __restrict w, const i
 }
 
 // y[m][od][oh][ow] = act(bias[m] + sum_k W[m, k] * xp[((od * sd) * Hp + oh * sh) * Wp + ow + off[k]]) for the
-// MR output channels, from a padded image xp that has at least 8 * NV floats of zeros past its end. row: scratch
-// of MR * rowlen floats, rowlen = OW rounded up to 8 * NV.
+// MR output channels, from a padded image xp that has at least 8 * NV floats of zeros past its end. With sh == 1
+// the output rows of a plane are computed as one run of OH * Wp positions (the Wp - OW positions past each row
+// end are computed and dropped), else row by row. row: scratch of MR * rowlen floats, rowlen = the run length
+// (OH * Wp or OW) rounded up to 8 * NV.
 template <int MR, int NV, class Act>
 void conv_rows(long OD, long OH, long OW, long sd, long sh, long Hp, long Wp, const float* xp, long K,
                const int32_t* off, const float* wp, const float* bias, float* y, float* row, Act act) {
    constexpr long step = 8 * NV;
-   const long rowlen = (OW + step - 1) / step * step;
+   const bool plane = sh == 1;
+   const long run = plane ? OH * Wp : OW;
+   const long rowlen = (run + step - 1) / step * step;
    for (long od = 0; od < OD; ++od)
-      for (long oh = 0; oh < OH; ++oh) {
+      for (long oh = 0; oh < (plane ? 1 : OH); ++oh) {
          const float* xr = xp + ((od * sd) * Hp + oh * sh) * Wp;
          for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
          for (int r = 0; r < MR; ++r) {
             const float b = bias ? bias[r] : 0.f;
-            float* yr = y + ((r * OD + od) * OH + oh) * OW;
-            const float* rr = row + r * rowlen;
-            for (long j = 0; j < OW; ++j) yr[j] = act(rr[j] + b);
+            for (long h = plane ? 0 : oh; h < (plane ? OH : oh + 1); ++h) {
+               float* yr = y + ((r * OD + od) * OH + h) * OW;
+               const float* rr = row + r * rowlen + (plane ? h * Wp : 0);
+               for (long j = 0; j < OW; ++j) yr[j] = act(rr[j] + b);
+            }
          }
       }
 }
