@@ -67,6 +67,7 @@ CONVT = [
     ((2, 8, 5, 5), (8, 5, 2, 2), {"strides": [3, 3], "pads": [1, 0, 0, 1]}),
     ((1, 12, 9, 8), (12, 6, 3, 3), {"strides": [2, 3], "dilations": [2, 1], "group": 3, "output_padding": [1, 2]}),
     ((1, 6, 4, 5, 3), (6, 9, 3, 2, 3), {"strides": [2, 2, 1], "pads": [1, 0, 1, 0, 1, 1]}),
+    ((1, 16, 30, 30), (16, 20, 3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 0]}),  # large: by phases
 ]
 for k, (xs, ws, attrs) in enumerate(CONVT):
     nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])]
@@ -268,3 +269,13 @@ def test_portable_kernels_without_avx():
     assert sum(1 for n in g.nodes if n.op.__dict__.get("packed")) == 3
     got = pysofie.InferenceSession(g, native=False).run(None, {"x": x})
     assert_close(got, ort(model, {"x": x}), 1e-4, 1e-4, what="portable kernels vs onnxruntime")
+
+
+def test_conv_transpose_paths():
+    """Small images take the matrix product + scatter path (phases would multiply border zeros), large ones and
+    kernels smaller than the stride the phases."""
+    def uses_gemm(k):
+        g = load(MODELS[f"convtranspose-{k}"][0])
+        return [n.op.__dict__["packed"].get("gemm", False) for n in g.nodes if n.op_type == "ConvTranspose"]
+    assert uses_gemm(0) == [True] and uses_gemm(1) == [True]
+    assert uses_gemm(2) == [False] and uses_gemm(5) == [False]

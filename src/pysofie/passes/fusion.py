@@ -269,7 +269,8 @@ class PackConvWeights(Pass):
 
     def _transpose(self, graph: Graph, n) -> bool:
         """ConvTranspose: one packed weight block per output phase (backends/cpp/ops/conv.py:
-        transpose_phases), [phase][group][Mpad / NC][Cg * phase taps][NC], concatenated."""
+        transpose_phases), [phase][group][Mpad / NC][Cg * phase taps][NC], concatenated; or, when the phases would
+        waste more than 10 % on border taps, the weights of a matrix product (``packed["gemm"]``)."""
         from ..backends.cpp.ops.conv import as3d, transpose_phases, transpose_subproblems
         w, x, y = n.inputs[1], n.inputs[0], n.outputs[0]
         if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype:
@@ -287,8 +288,25 @@ class PackConvWeights(Pass):
         dims, _, _ = transpose_phases(as3d(x.shape[2:], 1), as3d(y.shape[2:], 1), k3, as3d(strides, 1),
                                       as3d(dil, 1), as3d(pads[:nsp], 0))
         wt = w.const.reshape(G, Cg, Mg, *k3)
+        subs = transpose_subproblems(dims)
+        kvol = int(np.prod(k3))
+        in_sp = int(np.prod(x.shape[2:]))
+        phase_work = sum(ph[0][2] * ph[1][2] * ph[2][2] * len(ph[0][3]) * len(ph[1][3]) * len(ph[2][3])
+                         for ph in subs)
+        if phase_work > 1.1 * in_sp * kvol:
+            # small images: the phases would multiply many padding zeros at the borders; one matrix product per
+            # input position (columns ordered [tap][channel]) and a scatter-add instead
+            from .gemm_pack import pack_panels
+            wg = np.ascontiguousarray(wt.reshape(G, Cg, Mg, kvol).transpose(0, 1, 3, 2))
+            packed = np.concatenate([pack_panels(wg[g].reshape(Cg, kvol * Mg)) for g in range(G)])
+            op = _clone_op(n.op)
+            op.attrs["kernel_shape"] = list(ks)
+            op.__dict__["packed"] = {"M": Mg * G, "Mg": Mg, "nc": NC, "gemm": True}
+            n.op = op
+            graph.set_input(n, 1, _const(graph, w.name + "_packed", packed))
+            return True
         parts = []
-        for ph in transpose_subproblems(dims):
+        for ph in subs:
             kd = [k for k, _ in ph[0][3]]
             kh = [k for k, _ in ph[1][3]]
             kw = [k for k, _ in ph[2][3]]

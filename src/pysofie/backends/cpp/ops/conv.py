@@ -5,6 +5,8 @@ spatial extents are 1.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ....ir.shapes import cpp_dim
 from ..emitter import generates
 
@@ -614,6 +616,8 @@ def gen_conv_transpose(cx):
     out_sp = outs[0] * outs[1] * outs[2]
     kvol = k3[0] * k3[1] * k3[2]
     X, W, Y = cx.i(0), cx.i(1), cx.o(0)
+    if packed is not None and packed.get("gemm"):
+        return gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg)
     if packed is not None:
         return packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg)
     cx.helper("col2im3d", COL2IM)
@@ -696,3 +700,60 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
             for yi, pi, oi, wo, P, K in places:
                 w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
                        f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")
+
+
+def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
+    """ConvTranspose of a small image (passes.fusion.PackConvWeights chose it): colT[i][tap][m] = sum_c x[c][i] *
+    W[c][m][tap] by the packed matrix kernel of runtime/pysofie_gemm.h, then each (input position, tap) row is
+    added to its output position in a [m / 16][o][16] buffer, which conv's store_band writes out (bias,
+    activation, transposed to channels-first)."""
+    from .gemm import gemm_kernels
+    w = cx.w
+    cx.helper("global:pysofie_conv.h", conv_kernels())
+    cx.helper("global:pysofie_gemm.h", gemm_kernels())
+    Mp = (Mg + 15) // 16 * 16
+    kvol = k3[0] * k3[1] * k3[2]
+    Nc = kvol * Mg  # columns [tap][channel]
+    from ....passes.gemm_pack import pack_panels
+    wsize = pack_panels(np.zeros((1, Nc), np.float32)).size  # packed floats per input channel
+    in_sp = ins[0] * ins[1] * ins[2]
+    out_sp = outs[0] * outs[1] * outs[2]
+    T = cx.vin(0).dtype
+    colT = cx.scratch(in_sp * Nc, T, "colT")
+    yT = cx.scratch(Mp * out_sp, T, "yT")
+    xT = cx.scratch(in_sp * Cg, T, "xT")
+    N = cpp_dim(cx.vin(0).shape[0])
+    act = fused_act(cx.op)
+    W, X, Y = cx.i(1), cx.i(0), cx.o(0)
+    with w.loop("n", N):
+        with w.loop("g", str(G)):
+            w.line(f"const float* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
+            w.line(f"float* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
+            # the image channels-last first, so that the matrix kernel reads its rows contiguously
+            w.line(f"for (long c = 0; c < {Cg}; ++c) for (long i = 0; i < {in_sp}; ++i) {xT}[i * {Cg} + c] = "
+                   f"xg[c * {in_sp} + i];")
+            w.line(f"pysofie_gemm::gemm_packed({in_sp}, {Nc}, {Cg}, {xT}, {Cg}, 1, {W} + g * {Cg * wsize}, {colT}, {Nc}, "
+                   "false, nullptr, pysofie_gemm::NONE, 0.f);")
+            w.line(f"std::fill({yT}, {yT} + {Mp * out_sp}, 0.f);")
+            with w.block(f"for (long a = 0; a < {ins[0]}; ++a) for (long b = 0; b < {ins[1]}; ++b) "
+                         f"for (long e = 0; e < {ins[2]}; ++e)"):
+                w.line(f"const float* ci = {colT} + ((a * {ins[1]} + b) * {ins[2]} + e) * {Nc};")
+                with w.block(f"for (long kd = 0; kd < {k3[0]}; ++kd)"):
+                    w.line(f"const long od = a * {s3[0]} - {p3[0]} + kd * {d3[0]};")
+                    w.line(f"if (od < 0 || od >= {outs[0]}) continue;")
+                    with w.block(f"for (long kh = 0; kh < {k3[1]}; ++kh)"):
+                        w.line(f"const long oh = b * {s3[1]} - {p3[1]} + kh * {d3[1]};")
+                        w.line(f"if (oh < 0 || oh >= {outs[1]}) continue;")
+                        with w.block(f"for (long kw = 0; kw < {k3[2]}; ++kw)"):
+                            w.line(f"const long ow = e * {s3[2]} - {p3[2]} + kw * {d3[2]};")
+                            w.line(f"if (ow < 0 || ow >= {outs[2]}) continue;")
+                            w.line(f"const float* __restrict src = ci + ((kd * {k3[1]} + kh) * {k3[2]} + kw) * {Mg};")
+                            w.line(f"float* __restrict dst = {yT} + ((od * {outs[1]} + oh) * {outs[2]} + ow) * 16;")
+                            with w.block(f"for (long mb = 0; mb < {Mg // 16}; ++mb)"):
+                                w.line(f"for (long c = 0; c < 16; ++c) dst[mb * {out_sp * 16} + c] += src[mb * 16 + c];")
+                            if Mg % 16:
+                                w.line(f"for (long c = 0; c < {Mg % 16}; ++c) dst[{Mg // 16 * out_sp * 16} + c] += "
+                                       f"src[{Mg // 16 * 16} + c];")
+            bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
+            w.line(f"pysofie_conv::store_band({yT}, {out_sp * 16}, 0, {out_sp}, nullptr, {Mg}, {bias}, yg, {out_sp}, "
+                   f"{act_lambda(act)});")
