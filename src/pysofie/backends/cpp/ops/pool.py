@@ -74,23 +74,33 @@ def gen_global_pool(cx):
 
 
 def max_pool_2d(cx, T, NC, ins, outs, k3, s3, pb):
-    """1-D / 2-D MaxPool without dilation: the window is clipped to the image once per output row and column,
-    so the inner loops test nothing."""
+    """1-D / 2-D MaxPool without dilation, separably: per output row, the maximum of the window's input rows
+    (clipped to the image) into a padded row buffer (a contiguous, vectorizable loop), then the maximum along the
+    row for each output column."""
     w = cx.w
     H, W = ins[1], ins[2]
     OH, OW = outs[1], outs[2]
     KH, KW = k3[1], k3[2]
+    sh, sw = s3[1], s3[2]
+    pw = pb[2]
+    Wt = max(pw + W, (OW - 1) * sw + KW)
+    tmp = cx.scratch(Wt, cx.vin(0).dtype, "rowmax")
+    low = (f"(std::numeric_limits<{T}>::has_infinity ? -std::numeric_limits<{T}>::infinity() : "
+           f"std::numeric_limits<{T}>::lowest())")
+    w.line(f"const {T} lowest = {low};")
     with w.loop("nc", NC):
         w.line(f"const {T}* xp = {cx.i(0)} + nc * {H * W};")
         w.line(f"{T}* yp = {cx.o(0)} + nc * {OH * OW};")
         with w.block(f"for (long oh = 0; oh < {OH}; ++oh)"):
-            w.line(f"const long ih0 = oh * {s3[1]} - {pb[1]};")
+            w.line(f"const long ih0 = oh * {sh} - {pb[1]};")
             w.line(f"const long kh0 = std::max<long>(0, -ih0), kh1 = std::min<long>({KH}, {H} - ih0);")
+            w.line(f"std::fill({tmp}, {tmp} + {Wt}, lowest);")
+            with w.block("for (long kh = kh0; kh < kh1; ++kh)"):
+                w.line(f"const {T}* row = xp + (ih0 + kh) * {W};")
+                w.line(f"{T}* t = {tmp} + {pw};")
+                w.line(f"for (long j = 0; j < {W}; ++j) t[j] = std::max(t[j], row[j]);")
             with w.block(f"for (long ow = 0; ow < {OW}; ++ow)"):
-                w.line(f"const long iw0 = ow * {s3[2]} - {pb[2]};")
-                w.line(f"const long kw0 = std::max<long>(0, -iw0), kw1 = std::min<long>({KW}, {W} - iw0);")
-                w.line(f"{T} acc = -std::numeric_limits<{T}>::infinity();")
-                with w.block("for (long kh = kh0; kh < kh1; ++kh)"):
-                    w.line(f"const {T}* row = xp + (ih0 + kh) * {W} + iw0;")
-                    w.line("for (long kw = kw0; kw < kw1; ++kw) acc = std::max(acc, row[kw]);")
+                w.line(f"const {T}* t = {tmp} + ow * {sw};")
+                w.line(f"{T} acc = t[0];")
+                w.line(f"for (long kw = 1; kw < {KW}; ++kw) acc = std::max(acc, t[kw]);")
                 w.line(f"yp[oh * {OW} + ow] = acc;")

@@ -346,16 +346,28 @@ void conv_rows(long OD, long OH, long OW, long sd, long sh, long Hp, long Wp, co
       }
 }
 
-// Copy one image (C x D x H x W) into a zero-padded one (C x Dp x Hp x Wp), begin pads pd, ph, pw.
+// Copy one image (C x D x H x W) into a zero-padded one (C x Dp x Hp x Wp), begin pads pd, ph, pw: only the
+// border is written with zeros.
 inline void pad_image(const float* x, long C, long D, long H, long W, long pd, long ph, long pw, long Dp, long Hp,
                       long Wp, float* xp) {
-   std::fill(xp, xp + C * Dp * Hp * Wp, 0.f);
-   for (long c = 0; c < C; ++c)
-      for (long d = 0; d < D; ++d)
+   const long plane = Hp * Wp;
+   for (long c = 0; c < C; ++c) {
+      float* xc = xp + c * Dp * plane;
+      std::fill(xc, xc + pd * plane, 0.f);
+      for (long d = 0; d < D; ++d) {
+         float* xd = xc + (d + pd) * plane;
+         std::fill(xd, xd + ph * Wp, 0.f);
          for (long h = 0; h < H; ++h) {
+            float* row = xd + (h + ph) * Wp;
             const float* src = x + ((c * D + d) * H + h) * W;
-            std::copy(src, src + W, xp + ((c * Dp + d + pd) * Hp + h + ph) * Wp + pw);
+            std::fill(row, row + pw, 0.f);
+            std::copy(src, src + W, row + pw);
+            std::fill(row + pw + W, row + Wp, 0.f);
          }
+         std::fill(xd + (H + ph) * Wp, xd + plane, 0.f);
+      }
+      std::fill(xc + (D + pd) * plane, xc + Dp * plane, 0.f);
+   }
 }
 
 }  // namespace pysofie_conv
