@@ -38,6 +38,11 @@ def winograd_matrices(m: int, r: int):
     G, H, V = evalmat(r), evalmat(m), evalmat(n)
     BT = np.linalg.inv(V).T
     AT = H.T
+    # scale each row of B^T by its largest entry and G's rows by the same factors (U = G g G^T then carries the
+    # products of the factors): the input transform, run for every tile, gets more coefficients of +-1
+    D = np.abs(BT).max(axis=1)
+    BT = BT / D[:, None]
+    G = G * D[:, None]
     rng = np.random.default_rng(0)
     g, d = rng.standard_normal(r), rng.standard_normal(n)
     direct = np.array([sum(g[k] * d[i + k] for k in range(r)) for i in range(m)])
