@@ -58,9 +58,12 @@ def emitted(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["dat", "bin"])
-def test_weight_file_given_explicitly(emitted, fmt):
+@pytest.mark.parametrize("say_format", [True, False])
+def test_weight_file_given_explicitly(emitted, fmt, say_format):
+    """weight_file with its format, or without it (then the file's extension decides: a .dat from pysofie.emit
+    works although the session's own default is bin)."""
     m, files = emitted
-    sess = pysofie.InferenceSession(m, weights=fmt, weight_file=files[fmt])
+    sess = pysofie.InferenceSession(m, weight_file=files[fmt], **({"weights": fmt} if say_format else {}))
     x = np.ones((5, 3), np.float32)
     np.testing.assert_array_equal(sess.run(None, {"x": x})[0], (x + np.arange(15).reshape(5, 3))[[1, 3]])
 

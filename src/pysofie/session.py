@@ -33,7 +33,8 @@ class InferenceSession:
     """Compile a model to C++ and run it: ``InferenceSession(model).run(None, {name: array})``.
 
     model: path (.onnx, .h5, .keras, .pt), onnx.ModelProto, serialized ONNX bytes, or torch nn.Module.
-    weights: "dat" (SOFIE text), "bin" (checksummed binary) or "embed" (in the code).
+    weights: "bin" (checksummed binary; the default: fast to write and read), "dat" (SOFIE text, what
+        pysofie.emit writes by default; the default when weight_file ends in .dat) or "embed" (in the code).
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
@@ -41,13 +42,15 @@ class InferenceSession:
         inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
     """
 
-    def __init__(self, model, sess_options=None, providers=None, *, weights: str = "dat", input_shapes=None,
+    def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None, input_shapes=None,
                  name: Optional[str] = None, namespace: Optional[str] = None, optimize: bool = True,
                  opt_level=None, native=None, weight_file: Optional[str] = None, constant_inputs=None,
                  _generated=None, _library=None, **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
+        if weights is None:
+            weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
         gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
                                          input_shapes=input_shapes, optimize=optimize,
                                          constant_inputs=constant_inputs)
