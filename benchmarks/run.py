@@ -308,7 +308,7 @@ def bench_model(name: str, args, workdir: str, sgemm: float | None) -> dict:
         old = os.environ.get("PYSOFIE_CACHE_DIR")
         os.environ["PYSOFIE_CACHE_DIR"] = tempfile.mkdtemp(prefix="pysofie-cold-")
         try:
-            gm = generate_code(model)
+            gm = generate_code(model, weights="bin")  # as InferenceSession does by default
             ps = pysofie.InferenceSession(model, _generated=gm)
         finally:
             shutil.rmtree(os.environ["PYSOFIE_CACHE_DIR"], ignore_errors=True)

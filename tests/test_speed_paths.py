@@ -77,9 +77,9 @@ for k, (xs, ws, attrs) in enumerate(CONVT):
 
 # Winograd F(2x2, 3x3) and F(2x2, 5x5) (opt-in pass): odd output sizes (partial tiles), padding, batch, no bias
 # (widths such that the tile rows, padded to groups of 8 tiles by the AVX2 transforms, stay eligible)
-WINO = [((2, 8, 9, 15), (8, 8, 3, 3), 1, True), ((1, 16, 13, 15), (9, 16, 5, 5), 2, False),
-        ((1, 8, 12, 33), (8, 8, 5, 5), 0, True), ((1, 32, 40, 31), (16, 32, 3, 3), 1, True),
-        ((1, 8, 7, 32), (12, 8, 3, 3), 0, True)]
+WINO = [((2, 32, 9, 15), (16, 32, 3, 3), 1, True), ((1, 32, 13, 15), (17, 32, 5, 5), 2, False),
+        ((1, 32, 12, 33), (16, 32, 5, 5), 0, True), ((1, 32, 40, 31), (16, 32, 3, 3), 1, True),
+        ((1, 40, 7, 32), (20, 40, 3, 3), 0, True)]
 for k, (xs, ws, p, b) in enumerate(WINO):
     inits = {"w": rand(*ws, seed=k)}
     if b:
@@ -214,20 +214,23 @@ def test_winograd_transforms(m, r):
 
 
 def test_winograd_eligibility():
-    """Only 2-D, ungrouped, stride-1, undilated, square 3x3 / 5x5 convolutions with >= 8 channels and output rows
-    of about a multiple of 8 tiles."""
+    """Only 2-D, ungrouped, stride-1, undilated, square 3x3 / 5x5 convolutions with >= 32 input and >= 16 output
+    channels and output rows of about a multiple of 8 tiles."""
     def conv(xs, ws, **attrs):
         g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
                              {"w": rand(*ws)}, ["y"]), optimize=False)
         return eligible(g.nodes[0])
-    assert conv((1, 8, 9, 16), (8, 8, 3, 3))
-    assert not conv((1, 8, 9, 9), (8, 8, 3, 3))  # 4 tiles per row, computed as 8
-    assert not conv((1, 8, 9, 9), (8, 8, 3, 3), strides=[2, 2])
-    assert not conv((1, 8, 9, 9), (8, 8, 3, 3), dilations=[2, 2])
-    assert not conv((1, 8, 9, 9), (8, 4, 3, 3), group=2)
-    assert not conv((1, 8, 9, 9), (8, 8, 3, 5))
-    assert not conv((1, 2, 9, 9), (8, 2, 3, 3))
-    assert not conv((1, 8, 9, 9, 9), (8, 8, 3, 3, 3))
+    assert conv((1, 32, 9, 16), (16, 32, 3, 3))
+    assert not conv((1, 32, 9, 9), (16, 32, 3, 3))  # 4 tiles per row, computed as 8
+    assert not conv((1, 32, 9, 13), (16, 32, 3, 3))  # 6 tiles as 8: too many for 3x3...
+    assert conv((1, 32, 9, 15), (16, 32, 5, 5), pads=[1, 1, 1, 1])  # ... and 7 as 8 are few enough for 5x5
+    assert not conv((1, 32, 9, 16), (16, 32, 3, 3), strides=[2, 2])
+    assert not conv((1, 32, 9, 16), (16, 32, 3, 3), dilations=[2, 2])
+    assert not conv((1, 32, 9, 16), (16, 16, 3, 3), group=2)
+    assert not conv((1, 32, 9, 16), (16, 32, 3, 5))
+    assert not conv((1, 16, 9, 16), (16, 16, 3, 3))
+    assert not conv((1, 32, 9, 16), (8, 32, 3, 3))
+    assert not conv((1, 32, 9, 9, 9), (16, 32, 3, 3, 3))
 
 
 def test_default_pipeline_packs_conv_weights():
@@ -255,13 +258,13 @@ def test_portable_kernels_without_avx():
     """The scalar fallbacks of the convolution kernels (code compiled without -march=native, so without AVX2):
     Winograd, the indirect kernel, ConvTranspose phases and the row kernel in one model, against onnxruntime."""
     import pysofie
-    x = rand(1, 8, 10, 15)
+    x = rand(1, 32, 10, 15)
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),  # Winograd
              helper.make_node("Relu", ["a"], ["ar"]),
              helper.make_node("Conv", ["ar", "w2"], ["b"], strides=[2, 2]),  # indirect
              helper.make_node("ConvTranspose", ["b", "w3"], ["c"], strides=[2, 2]),  # phases
              helper.make_node("Conv", ["c", "w4"], ["y"])]  # row kernel
-    inits = {"w1": rand(16, 8, 3, 3, seed=1), "b1": rand(16, seed=2), "w2": rand(20, 16, 3, 3, seed=3),
+    inits = {"w1": rand(16, 32, 3, 3, seed=1), "b1": rand(16, seed=2), "w2": rand(20, 16, 3, 3, seed=3),
              "w3": rand(20, 9, 3, 3, seed=4), "w4": rand(2, 9, 3, 3, seed=5)}
     model = graph_model(nodes, {"x": x}, inits, ["y"])
     g = load(model)
