@@ -282,3 +282,34 @@ def test_conv_transpose_paths():
         return [n.op.__dict__["packed"].get("gemm", False) for n in g.nodes if n.op_type == "ConvTranspose"]
     assert uses_gemm(0) == [True] and uses_gemm(1) == [True]
     assert uses_gemm(2) == [False] and uses_gemm(5) == [False]
+
+
+# residual connections: Conv (+ BatchNorm) + Add of another tensor (+ Relu), the Add's other operand computed
+# after the Conv (as a ResNet shortcut); through the indirect kernel (stride 2), Winograd (vector transforms and,
+# on a narrow output, ...) and a second Add that must stay (its operand is the graph input broadcast)
+def _residual_model(xs, ws, attrs, act="Relu", swap=False):
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs),
+             helper.make_node("Conv", ["x", "ws"], ["s"], strides=attrs.get("strides", [1, 1])),  # shortcut
+             helper.make_node("Add", ["s", "c"] if swap else ["c", "s"], ["a"])]
+    if act:
+        nodes.append(helper.make_node(act, ["a"], ["y"]))
+    inits = {"w": rand(*ws, seed=1), "b": rand(ws[0], seed=2), "ws": rand(ws[0], xs[1], 1, 1, seed=3)}
+    return graph_model(nodes, {"x": rand(*xs)}, inits, ["y" if act else "a"])
+
+
+RESIDUAL = [((1, 32, 20, 31), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd, vector
+            ((2, 32, 20, 32), (20, 32, 3, 3), {"pads": [1, 1, 1, 1]}, None, True),  # Winograd, partial rows
+            ((1, 16, 21, 20), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", True),  # indirect
+            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False)]  # indirect, 20 channels
+for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
+    add(f"residual-{k}", _residual_model(xs, ws, attrs, act, swap), {"x": rand(*xs, seed=k + 5)}, atol=1e-4)
+
+
+def test_residual_add_is_fused():
+    from pysofie.passes.fusion import FuseResidualAdd  # noqa: F401  (in the default pipeline)
+    for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
+        g = load(MODELS[f"residual-{k}"][0])
+        assert [n.op_type for n in g.nodes] == ["Conv", "Conv"], (k, [n.op_type for n in g.nodes])
+        fused = g.nodes[1]
+        assert fused.op.__dict__.get("residual") and fused.inputs[3] is g.nodes[0].outputs[0]
+        assert (fused.op.__dict__.get("fused_act") or (None,))[0] == act

@@ -10,6 +10,8 @@
   activation node disappears.
 - ``PackConvWeights``: Conv weights packed for the indirect convolution kernel of runtime/pysofie_conv.h (no
   im2col; any stride, dilation, group, 1-3 spatial dims); pointwise stride-1 convolutions stay a BLAS call.
+- ``FuseResidualAdd``: Conv + Add of a same-shaped tensor (+ activation), as in residual networks: added (then
+  activated) by the Conv's output stage.
 - ``PretransposeSmallGemm``: a Gemm with few rows (M <= SMALL_M) and a constant transposed B gets B transposed
   at generation time, so that the generated small-matrix kernel streams B row by row.
 """
@@ -191,6 +193,53 @@ class FuseActivation(Pass):
         return changed
 
 
+class FuseResidualAdd(Pass):
+    """Conv (weights packed for the indirect or the Winograd kernel, no fused activation) whose output only feeds
+    an Add with another tensor of the same shape (a residual connection), optionally followed by Relu / LeakyRelu /
+    Sigmoid / Tanh: the Conv reads that tensor as a 4th input (``residual``) and adds it, then the activation, as
+    it writes its output. The fused node takes the Add's place in the node order (the residual may be computed
+    after the Conv)."""
+    name = "fuse-residual-add"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for add in list(graph.nodes):
+            if add.op_type != "Add" or add not in graph.nodes or len(add.inputs) != 2:
+                continue
+            for k in (0, 1):
+                y, res = add.inputs[k], add.inputs[1 - k]
+                conv = y.producer if y is not None else None
+                if conv is None or conv.op_type != "Conv" or len(conv.outputs) != 1 or res is None:
+                    continue
+                op0 = conv.op.__dict__
+                packed = op0.get("packed")
+                if not ((packed is not None and not packed.get("rows")) or op0.get("winograd") is not None):
+                    continue
+                if op0.get("fused_act") is not None or op0.get("residual") or not _single_internal_use(graph, y):
+                    continue
+                if res is y or res.const is not None or res.dtype is not y.dtype or tuple(res.shape) != tuple(y.shape):
+                    continue
+                if add.outputs[0].dtype is not y.dtype or tuple(add.outputs[0].shape) != tuple(y.shape):
+                    continue
+                out, old, act = add.outputs[0], [conv, add], None
+                nxt = out.uses[0][0] if len(out.uses) == 1 and not graph.is_output(out) else None
+                if nxt is not None and nxt.op_type in ACTIVATIONS and nxt.inputs[0] is out:
+                    act = (nxt.op_type, float(nxt.op.alpha) if nxt.op_type == "LeakyRelu" else None)
+                    out = nxt.outputs[0]
+                    old.append(nxt)
+                op = _clone_op(conv.op)
+                op.__dict__["residual"] = True
+                op.__dict__["fused_act"] = act
+                inputs = list(conv.inputs) + [None] * (3 - len(conv.inputs)) + [res]
+                index = max(graph.nodes.index(n) for n in old) - (len(old) - 1)
+                for n in old:
+                    graph.remove_node(n)
+                graph.add_node(op, inputs, [out], conv.name, index=index)
+                changed = True
+                break
+        return changed
+
+
 class PretransposeSmallGemm(Pass):
     name = "pretranspose-small-gemm"
 
@@ -330,4 +379,4 @@ def optimization_passes() -> list:
     from .gemm_pack import PackGemmWeights  # dense layers with constant weights (passes/gemm_pack.py)
     from .winograd import WinogradConv
     return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation(), PretransposeSmallGemm(),
-            WinogradConv(), PackConvWeights(), PackGemmWeights()]
+            WinogradConv(), PackConvWeights(), FuseResidualAdd(), PackGemmWeights()]

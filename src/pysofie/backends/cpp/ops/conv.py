@@ -165,6 +165,7 @@ def gen_conv(cx):
     K = Cg * kvol
     X, W, Y = cx.i(0), cx.i(1), cx.o(0)
     act = fused_act(op)
+    residual = bool(op.__dict__.get("residual"))  # passes.fusion.FuseResidualAdd: input 3 is added before act
     pointwise = kvol == 1 and all(s == 1 for s in s3) and all(p == 0 for p in pads)
     packed = op.__dict__.get("packed")
     if packed is not None:  # the weight input is the packed array (passes.fusion.PackConvWeights)
@@ -202,9 +203,10 @@ def gen_conv(cx):
                 if xp is not None:
                     w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
                            f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
+                res = f", {cx.i(3)} + (n * {M} + g * {Mg}) * {out_sp}" if residual else ""
                 w.line(f"pysofie_conv::conv_indirect({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
                        f"{W} + g * {Mp * K}, {Mg}, {Mp}, {'bg' if bias else 'nullptr'}, yg, {P}, {acc}, "
-                       f"{act_lambda(act)});")
+                       f"{act_lambda(act)}{res});")
             elif pointwise:
                 w.line(gemm_call(T, False, False, Mg, out_sp, Cg, 1.0, f"{W} + g * {Mg * Cg}", Cg, "xg", out_sp, 0.0,
                                  "yg", out_sp))
@@ -257,6 +259,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
     TB = max(16, WINO_BUDGET // (A2 * (C + M)))
     TB = min(T, TB)
     act = fused_act(cx.op)
+    residual = bool(cx.op.__dict__.get("residual"))
     buf = cx.scratch(A2 * (C + M) * TB, cx.vin(0).dtype, "wino")
     from ....ir import DType
     cx.helper("global:pysofie_conv.h", conv_kernels())
@@ -318,6 +321,8 @@ def winograd_conv(cx, wino, ins, outs, pads):
             # output transform
             with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
+                if residual:
+                    w.line(f"const float* rm = {cx.i(3)} + (b * {M} + mc) * {OH * OW};")
                 if cx.has(2):
                     w.line(f"const float bm = {cx.i(2)}[mc];")
                 with w.block("for (long tt = 0; tt < nt; ++tt)"):
@@ -335,6 +340,8 @@ def winograd_conv(cx, wino, ins, outs, pads):
                                 e = f"({e}) + bm"
                             val = f"v{i}_{j}"
                             w.line(f"const float {val} = {e};")
+                            if residual:  # read only where the output exists (inside the store's condition)
+                                val = f"({val} + rm[(oh0 + {i}) * {OW} + ow0 + {j}])"
                             res = act_expr(act, val, "float") if act is not None else val
                             cond = []
                             if OH % m:
@@ -371,6 +378,7 @@ def _vlincomb(coefs, terms) -> str:
 def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB, Hq, Wq, buf, acc, tabs, act):
     """The AVX2 body of winograd_conv (m = 2): input and output transforms on 8 tiles of a tile row at a time."""
     assert m == 2
+    residual = bool(cx.op.__dict__.get("residual"))
     w = cx.w
     A2 = n * n
     H, W = ins[1], ins[2]
@@ -423,6 +431,8 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
             # output transform, bias, activation; two output rows of 16 columns per 8 tiles
             with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
+                if residual:
+                    w.line(f"const float* rm = {cx.i(3)} + (b * {M} + mc) * {OH * OW};")
                 w.line(f"const __m256 bm = _mm256_set1_ps({cx.i(2) + '[mc]' if cx.has(2) else '0.f'});")
                 with w.block("for (long ty = ty0; ty < ty1; ++ty)"):
                     with w.block(f"for (long tx0 = 0; tx0 < {TWv}; tx0 += 8)"):
@@ -436,21 +446,29 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                         for i in range(m):
                             for j in range(m):
                                 e = _vlincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
-                                w.line(f"const __m256 v{i}_{j} = act.vec(_mm256_add_ps({e}, bm));")
+                                w.line(f"const __m256 v{i}_{j} = _mm256_add_ps({e}, bm);")
                         w.line("const long ow0 = 2 * tx0;")
                         for i in range(m):
                             with w.block(f"if (2 * ty + {i} < {OH})"):
                                 w.line(f"const __m256 lo = _mm256_unpacklo_ps(v{i}_0, v{i}_1), "
                                        f"hi = _mm256_unpackhi_ps(v{i}_0, v{i}_1);")
+                                w.line("__m256 o0 = _mm256_permute2f128_ps(lo, hi, 0x20), "
+                                       "o1 = _mm256_permute2f128_ps(lo, hi, 0x31);")
                                 w.line(f"float* yr = ym + (2 * ty + {i}) * {OW} + ow0;")
+                                if residual:
+                                    w.line(f"const float* rr = rm + (2 * ty + {i}) * {OW} + ow0;")
                                 with w.block(f"if (ow0 + 16 <= {OW})"):
-                                    w.line("_mm256_storeu_ps(yr, _mm256_permute2f128_ps(lo, hi, 0x20));")
-                                    w.line("_mm256_storeu_ps(yr + 8, _mm256_permute2f128_ps(lo, hi, 0x31));")
+                                    if residual:
+                                        w.line("o0 = _mm256_add_ps(o0, _mm256_loadu_ps(rr));")
+                                        w.line("o1 = _mm256_add_ps(o1, _mm256_loadu_ps(rr + 8));")
+                                    w.line("_mm256_storeu_ps(yr, act.vec(o0));")
+                                    w.line("_mm256_storeu_ps(yr + 8, act.vec(o1));")
                                 with w.block(f"else if (ow0 < {OW})"):
                                     w.line("alignas(32) float t[16];")
-                                    w.line("_mm256_store_ps(t, _mm256_permute2f128_ps(lo, hi, 0x20));")
-                                    w.line("_mm256_store_ps(t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));")
-                                    w.line(f"std::copy(t, t + std::min<long>(16, {OW} - ow0), yr);")
+                                    w.line("_mm256_store_ps(t, o0);")
+                                    w.line("_mm256_store_ps(t + 8, o1);")
+                                    w.line(f"for (long j = 0; j < std::min<long>(16, {OW} - ow0); ++j) "
+                                           f"yr[j] = act(t[j]{' + rr[j]' if residual else ''});")
 
 
 def acc_floats(P: int, Mp: int) -> int:

@@ -187,11 +187,11 @@ ActScalar<F> act_scalar(F f) {
    return ActScalar<F>{f};
 }
 
-// y[m * ystride + (yidx ? yidx[q] : q)] = act(acc + bias[m]) for the output positions b0 <= q < b1 of a band,
-// from accumulators laid out [m / NC][q - b0][m % NC] (blk floats per channel block).
+// y[m * ystride + (yidx ? yidx[q] : q)] = act(acc + bias[m] (+ res[same index])) for the output positions
+// b0 <= q < b1 of a band, from accumulators laid out [m / NC][q - b0][m % NC] (blk floats per channel block).
 template <class Act>
 void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yidx, long M, const float* bias,
-                float* y, long ystride, Act act) {
+                float* y, long ystride, Act act, const float* res = nullptr) {
    long m0 = 0;
 #if defined(__AVX2__) && defined(__FMA__)
    // 8 channels x 8 positions at a time: bias and activation on channel lanes, then an 8x8 transpose
@@ -201,14 +201,14 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
       long q = b0;
       for (; q + 8 <= b1; q += 8) {
          const float* a = am + (q - b0) * NC;
-         const __m256 r0 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 0 * NC), bv));
-         const __m256 r1 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 1 * NC), bv));
-         const __m256 r2 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 2 * NC), bv));
-         const __m256 r3 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 3 * NC), bv));
-         const __m256 r4 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 4 * NC), bv));
-         const __m256 r5 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 5 * NC), bv));
-         const __m256 r6 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 6 * NC), bv));
-         const __m256 r7 = act.vec(_mm256_add_ps(_mm256_loadu_ps(a + 7 * NC), bv));
+         const __m256 r0 = _mm256_add_ps(_mm256_loadu_ps(a + 0 * NC), bv);
+         const __m256 r1 = _mm256_add_ps(_mm256_loadu_ps(a + 1 * NC), bv);
+         const __m256 r2 = _mm256_add_ps(_mm256_loadu_ps(a + 2 * NC), bv);
+         const __m256 r3 = _mm256_add_ps(_mm256_loadu_ps(a + 3 * NC), bv);
+         const __m256 r4 = _mm256_add_ps(_mm256_loadu_ps(a + 4 * NC), bv);
+         const __m256 r5 = _mm256_add_ps(_mm256_loadu_ps(a + 5 * NC), bv);
+         const __m256 r6 = _mm256_add_ps(_mm256_loadu_ps(a + 6 * NC), bv);
+         const __m256 r7 = _mm256_add_ps(_mm256_loadu_ps(a + 7 * NC), bv);
          const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
          const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
          const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -226,6 +226,10 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
          c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
          c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
          c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+         for (long i = 0; i < 8; ++i) {
+            if (res) c[i] = _mm256_add_ps(c[i], _mm256_loadu_ps(res + (m0 + i) * ystride + q));
+            c[i] = act.vec(c[i]);
+         }
          if (yidx) {
             alignas(32) float t[8];
             for (long i = 0; i < 8; ++i) {
@@ -240,7 +244,11 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
       for (long i = 0; i < 8; ++i) {  // the last positions of the band
          const float bm = bias ? bias[m0 + i] : 0.f;
          float* ym = y + (m0 + i) * ystride;
-         for (long p = q; p < b1; ++p) ym[yidx ? yidx[p] : p] = act(am[(p - b0) * NC + i] + bm);
+         const float* rm = res ? res + (m0 + i) * ystride : nullptr;
+         for (long p = q; p < b1; ++p) {
+            const long o = yidx ? yidx[p] : p;
+            ym[o] = act(am[(p - b0) * NC + i] + bm + (rm ? rm[o] : 0.f));
+         }
       }
    }
 #endif
@@ -248,8 +256,11 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
       const float bm = bias ? bias[m] : 0.f;
       const float* am = acc + (m / NC) * blk + m % NC;
       float* ym = y + m * ystride;
+      const float* rm = res ? res + m * ystride : nullptr;
       if (yidx) {
-         for (long q = b0; q < b1; ++q) ym[yidx[q]] = act(am[(q - b0) * NC] + bm);
+         for (long q = b0; q < b1; ++q) ym[yidx[q]] = act(am[(q - b0) * NC] + bm + (rm ? rm[yidx[q]] : 0.f));
+      } else if (rm) {
+         for (long q = b0; q < b1; ++q) ym[q] = act(am[(q - b0) * NC] + bm + rm[q]);
       } else {
          for (long q = b0; q < b1; ++q) ym[q] = act(am[(q - b0) * NC] + bm);
       }
@@ -262,11 +273,13 @@ constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;   // reduction indices per chunk: 1
 // Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
 constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
 
-// y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]]) for m < M, q < P.
+// y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]] (+ res[same index]))
+// for m < M, q < P.
 // wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats.
 template <class Act>
 void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float* xp, long K, const int32_t* off,
-                   const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act) {
+                   const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act,
+                   const float* res = nullptr) {
    const long nblk = Mp / NC;
    for (long b0 = 0; b0 < P; b0 += BAND) {
       const long b1 = std::min(P, b0 + BAND);
@@ -284,7 +297,7 @@ void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float*
          }
          if (K == 0) break;
       }
-      store_band(acc, ntile * NP * NC, b0, b1, yidx, M, bias, y, ystride, act);
+      store_band(acc, ntile * NP * NC, b0, b1, yidx, M, bias, y, ystride, act, res);
    }
 }
 
