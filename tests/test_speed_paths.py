@@ -306,7 +306,8 @@ for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
 
 
 def test_residual_add_is_fused():
-    from pysofie.passes.fusion import FuseResidualAdd  # noqa: F401  (in the default pipeline)
+    from pysofie.passes.fusion import FuseResidualAdd, optimization_passes
+    assert any(isinstance(p, FuseResidualAdd) for p in optimization_passes())
     for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
         g = load(MODELS[f"residual-{k}"][0])
         assert [n.op_type for n in g.nodes] == ["Conv", "Conv"], (k, [n.op_type for n in g.nodes])

@@ -60,6 +60,21 @@ def _replace(graph: Graph, old_nodes: list, op, inputs: list, output: Value, nam
     return graph.add_node(op, inputs, [output], name, index=index)
 
 
+def _adds_after(graph: Graph, producer_type: str):
+    """(Add, its operand made by a `producer_type` node, the other operand, that node) for every two-input Add
+    still in the graph, trying both operand orders; stops trying an Add once it has been replaced."""
+    for add in list(graph.nodes):
+        if add.op_type != "Add" or len(add.inputs) != 2:
+            continue
+        for k in (0, 1):
+            if add not in graph.nodes:
+                break
+            v, other = add.inputs[k], add.inputs[1 - k]
+            prod = v.producer if v is not None else None
+            if prod is not None and prod.op_type == producer_type and other is not None:
+                yield add, v, other, prod
+
+
 class FoldBatchNorm(Pass):
     name = "fold-batchnorm"
 
@@ -107,24 +122,18 @@ class MatMulAddToGemm(Pass):
     def __call__(self, graph: Graph) -> bool:
         from ..ops.gemm import Gemm
         changed = False
-        for add in list(graph.nodes):
-            if add.op_type != "Add" or add not in graph.nodes or len(add.inputs) != 2:
+        for add, mmv, c, mm in _adds_after(graph, "MatMul"):
+            if c.const is None:
                 continue
-            for k in (0, 1):
-                mmv, c = add.inputs[k], add.inputs[1 - k]
-                mm = mmv.producer if mmv is not None else None
-                if mm is None or mm.op_type != "MatMul" or c is None or c.const is None:
-                    continue
-                a, b = mm.inputs[0], mm.inputs[1]
-                if a.rank != 2 or b.rank != 2 or not _float(a) or not _single_internal_use(graph, mmv):
-                    continue
-                if c.dtype is not a.dtype or c.rank > 2 or tuple(add.outputs[0].shape) != tuple(mmv.shape):
-                    continue
-                op = Gemm(alpha=1.0, beta=1.0, transA=0, transB=0)
-                op.opset = mm.op.opset
-                _replace(graph, [mm, add], op, [a, b, c], add.outputs[0], mm.name)
-                changed = True
-                break
+            a, b = mm.inputs[0], mm.inputs[1]
+            if a.rank != 2 or b.rank != 2 or not _float(a) or not _single_internal_use(graph, mmv):
+                continue
+            if c.dtype is not a.dtype or c.rank > 2 or tuple(add.outputs[0].shape) != tuple(mmv.shape):
+                continue
+            op = Gemm(alpha=1.0, beta=1.0, transA=0, transB=0)
+            op.opset = mm.op.opset
+            _replace(graph, [mm, add], op, [a, b, c], add.outputs[0], mm.name)
+            changed = True
         return changed
 
 
@@ -203,40 +212,32 @@ class FuseResidualAdd(Pass):
 
     def __call__(self, graph: Graph) -> bool:
         changed = False
-        for add in list(graph.nodes):
-            if add.op_type != "Add" or add not in graph.nodes or len(add.inputs) != 2:
+        for add, y, res, conv in _adds_after(graph, "Conv"):
+            op0 = conv.op.__dict__
+            packed = op0.get("packed")
+            if not ((packed is not None and not packed.get("rows")) or op0.get("winograd") is not None):
                 continue
-            for k in (0, 1):
-                y, res = add.inputs[k], add.inputs[1 - k]
-                conv = y.producer if y is not None else None
-                if conv is None or conv.op_type != "Conv" or len(conv.outputs) != 1 or res is None:
-                    continue
-                op0 = conv.op.__dict__
-                packed = op0.get("packed")
-                if not ((packed is not None and not packed.get("rows")) or op0.get("winograd") is not None):
-                    continue
-                if op0.get("fused_act") is not None or op0.get("residual") or not _single_internal_use(graph, y):
-                    continue
-                if res is y or res.const is not None or res.dtype is not y.dtype or tuple(res.shape) != tuple(y.shape):
-                    continue
-                if add.outputs[0].dtype is not y.dtype or tuple(add.outputs[0].shape) != tuple(y.shape):
-                    continue
-                out, old, act = add.outputs[0], [conv, add], None
-                nxt = out.uses[0][0] if len(out.uses) == 1 and not graph.is_output(out) else None
-                if nxt is not None and nxt.op_type in ACTIVATIONS and nxt.inputs[0] is out:
-                    act = (nxt.op_type, float(nxt.op.alpha) if nxt.op_type == "LeakyRelu" else None)
-                    out = nxt.outputs[0]
-                    old.append(nxt)
-                op = _clone_op(conv.op)
-                op.__dict__["residual"] = True
-                op.__dict__["fused_act"] = act
-                inputs = list(conv.inputs) + [None] * (3 - len(conv.inputs)) + [res]
-                index = max(graph.nodes.index(n) for n in old) - (len(old) - 1)
-                for n in old:
-                    graph.remove_node(n)
-                graph.add_node(op, inputs, [out], conv.name, index=index)
-                changed = True
-                break
+            if op0.get("fused_act") is not None or op0.get("residual") or not _single_internal_use(graph, y):
+                continue
+            if res is y or res.const is not None or res.dtype is not y.dtype or tuple(res.shape) != tuple(y.shape):
+                continue
+            if len(conv.outputs) != 1 or tuple(add.outputs[0].shape) != tuple(y.shape):
+                continue
+            out, old, act = add.outputs[0], [conv, add], None
+            nxt = out.uses[0][0] if len(out.uses) == 1 and not graph.is_output(out) else None
+            if nxt is not None and nxt.op_type in ACTIVATIONS and nxt.inputs[0] is out:
+                act = (nxt.op_type, float(nxt.op.alpha) if nxt.op_type == "LeakyRelu" else None)
+                out = nxt.outputs[0]
+                old.append(nxt)
+            op = _clone_op(conv.op)
+            op.__dict__["residual"] = True
+            op.__dict__["fused_act"] = act
+            inputs = list(conv.inputs) + [None] * (3 - len(conv.inputs)) + [res]
+            index = max(graph.nodes.index(n) for n in old) - (len(old) - 1)
+            for n in old:
+                graph.remove_node(n)
+            graph.add_node(op, inputs, [out], conv.name, index=index)
+            changed = True
         return changed
 
 

@@ -181,7 +181,7 @@ def gen_conv(cx):
         tabs = rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
         indirect_tables(cx, (None, None, None, tabs[2], None, None, tabs[4], None, None), k3, None, d3, None, Cg)
     elif packed is not None:
-        tabs = indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act)
+        tabs = indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
         indirect_tables(cx, tabs, k3, s3, d3, outs, Cg)
     with w.loop("n", N):
         with w.loop("g", str(G)):
@@ -302,22 +302,9 @@ def winograd_conv(cx, wino, ins, outs, pads):
                                 w.line("const long ih = ih0 + i, iw = iw0 + j;")
                                 w.line(f"d[i][j] = (ih >= 0 && ih < {H} && iw >= 0 && iw < {W}) ? xc[ih * {W} + iw] "
                                        ": 0.f;")
-                    # tmp = BT d ; v = tmp BT^T
-                    for i in range(n):
-                        for j in range(n):
-                            w.line(f"const float s{i}_{j} = {_lincomb(BT[i], [f'd[{k}][{j}]' for k in range(n)])};")
-                    for i in range(n):
-                        for j in range(n):
-                            e = _lincomb(BT[j], [f's{i}_{k}' for k in range(n)])
-                            w.line(f"V[({i * n + j} * {C} + c) * nt + tt] = {e};")
-            # the n^2 products: P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt), by the indirect kernel: output
-            # position tt reads V[xi][c][tt] at pos[tt] + off[c] = tt + c * nt
-            w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
-            w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
-            with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
-                w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, "
-                       f"{U} + xi * {Mp * C}, {M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {acc}, "
-                       "pysofie_conv::ActNone{});")
+                    _input_transform(w, BT, n, C, "float", _lincomb, lambda k, j: f"d[{k}][{j}]",
+                                     lambda xi, e: f"V[({xi} * {C} + c) * nt + tt] = {e};")
+            _winograd_products(w, C, M, Mp, A2, U, acc)
             # output transform
             with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
@@ -351,6 +338,26 @@ def winograd_conv(cx, wino, ins, outs, pads):
                             store = f"ym[(oh0 + {i}) * {OW} + ow0 + {j}] = {res};"
                             w.line(f"if ({' && '.join(cond)}) {store}" if cond else store)
     w.line("#endif")
+
+
+def _input_transform(w, BT, n, C, T, lincomb, d, store) -> None:
+    """V = B^T d B for one patch: s = B^T d (columns), then the rows of s by B; store(xi, expr) writes V[xi]."""
+    for i in range(n):
+        for j in range(n):
+            w.line(f"const {T} s{i}_{j} = {lincomb(BT[i], [d(k, j) for k in range(n)])};")
+    for i in range(n):
+        for j in range(n):
+            w.line(store(i * n + j, lincomb(BT[j], [f's{i}_{k}' for k in range(n)])))
+
+
+def _winograd_products(w, C, M, Mp, A2, U, acc) -> None:
+    """The n^2 products P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt) by the indirect kernel: output position tt
+    reads V[xi][c][tt] at pos[tt] + off[c] = tt + c * nt."""
+    w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
+    w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
+    with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
+        w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, {U} + xi * {Mp * C}, "
+               f"{M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {acc}, pysofie_conv::ActNone{{}});")
 
 
 def _vlincomb(coefs, terms) -> str:
@@ -414,20 +421,9 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                        f"_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0x88)), 0xD8));")
                                 w.line(f"const __m256 d{i}_{jj + 1} = _mm256_castpd_ps(_mm256_permute4x64_pd("
                                        f"_mm256_castps_pd(_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0xDD)), 0xD8));")
-                        for i in range(n):
-                            for j in range(n):
-                                w.line(f"const __m256 s{i}_{j} = {_vlincomb(BT[i], [f'd{k}_{j}' for k in range(n)])};")
-                        for i in range(n):
-                            for j in range(n):
-                                e = _vlincomb(BT[j], [f's{i}_{k}' for k in range(n)])
-                                w.line(f"_mm256_storeu_ps(V + ({i * n + j} * {C} + c) * nt + tt, {e});")
-            # the products, by the indirect kernel (output position tt reads V[xi][c][tt] at tt + c * nt)
-            w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
-            w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
-            with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
-                w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, "
-                       f"{U} + xi * {Mp * C}, {M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {acc}, "
-                       "pysofie_conv::ActNone{});")
+                        _input_transform(w, BT, n, C, "__m256", _vlincomb, lambda k, j: f"d{k}_{j}",
+                                         lambda xi, e: f"_mm256_storeu_ps(V + ({xi} * {C} + c) * nt + tt, {e});")
+            _winograd_products(w, C, M, Mp, A2, U, acc)
             # output transform, bias, activation; two output rows of 16 columns per 8 tiles
             with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
@@ -520,11 +516,10 @@ def transpose_subproblems(dims):
     return list(itertools.product(*dims))
 
 
-def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, W, Mg, bias, act):
+def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     """Conv with weights packed by passes.fusion.PackConvWeights, without im2col: the image is copied once into
     a zero-padded buffer (unless there is no padding), and runtime/pysofie_conv.h's conv_indirect reads output
     position q's receptive field at pos[q] + off[k] (tables filled here: they hold the strides and dilations)."""
-    w = cx.w
     cx.helper("global:pysofie_conv.h", conv_kernels())
     NC = 16
     Mp = (Mg + NC - 1) // NC * NC

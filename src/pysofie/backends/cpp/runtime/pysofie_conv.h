@@ -52,9 +52,6 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
       c50 = _mm256_loadu_ps(t + 80);
       c51 = _mm256_loadu_ps(t + 88);
    }
-#ifdef PYSOFIE_CONV_UNROLL
-#pragma GCC unroll 2
-#endif
    for (long k = 0; k < K; ++k, w += NC) {
       const long o = off[k];
       const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
