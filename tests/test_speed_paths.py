@@ -130,6 +130,27 @@ for name in ["Linear_event", "higgs_model_dense", "Conv_d100_L1_B1", "ConvTModel
         add(f"rootbench-{name}", m, feeds, atol=1e-4)
 
 
+# residual connections: Conv (+ BatchNorm) + Add of another tensor (+ Relu), the Add's other operand computed
+# after the Conv (as a ResNet shortcut); through the indirect kernel (stride 2), Winograd (vector transforms and,
+# on a narrow output, ...) and a second Add that must stay (its operand is the graph input broadcast)
+def _residual_model(xs, ws, attrs, act="Relu", swap=False):
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs),
+             helper.make_node("Conv", ["x", "ws"], ["s"], strides=attrs.get("strides", [1, 1])),  # shortcut
+             helper.make_node("Add", ["s", "c"] if swap else ["c", "s"], ["a"])]
+    if act:
+        nodes.append(helper.make_node(act, ["a"], ["y"]))
+    inits = {"w": rand(*ws, seed=1), "b": rand(ws[0], seed=2), "ws": rand(ws[0], xs[1], 1, 1, seed=3)}
+    return graph_model(nodes, {"x": rand(*xs)}, inits, ["y" if act else "a"])
+
+
+RESIDUAL = [((1, 32, 20, 31), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd, vector
+            ((2, 32, 20, 32), (20, 32, 3, 3), {"pads": [1, 1, 1, 1]}, None, True),  # Winograd, partial rows
+            ((1, 16, 21, 20), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", True),  # indirect
+            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False)]  # indirect, 20 channels
+for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
+    add(f"residual-{k}", _residual_model(xs, ws, attrs, act, swap), {"x": rand(*xs, seed=k + 5)}, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def sessions():
     from pysofie.build.batch import compile_many
@@ -256,19 +277,22 @@ def test_default_pipeline_packs_conv_weights():
 
 def test_portable_kernels_without_avx():
     """The scalar fallbacks of the convolution kernels (code compiled without -march=native, so without AVX2):
-    Winograd, the indirect kernel, ConvTranspose phases and the row kernel in one model, against onnxruntime."""
+    Winograd (with a residual Add), the indirect kernel, ConvTranspose and the row kernel in one model, against
+    onnxruntime."""
     import pysofie
     x = rand(1, 32, 10, 15)
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),  # Winograd
-             helper.make_node("Relu", ["a"], ["ar"]),
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),  # Winograd, + residual
+             helper.make_node("Conv", ["x", "w0"], ["s"]),
+             helper.make_node("Add", ["a", "s"], ["as"]),
+             helper.make_node("Relu", ["as"], ["ar"]),
              helper.make_node("Conv", ["ar", "w2"], ["b"], strides=[2, 2]),  # indirect
              helper.make_node("ConvTranspose", ["b", "w3"], ["c"], strides=[2, 2]),  # phases
              helper.make_node("Conv", ["c", "w4"], ["y"])]  # row kernel
-    inits = {"w1": rand(16, 32, 3, 3, seed=1), "b1": rand(16, seed=2), "w2": rand(20, 16, 3, 3, seed=3),
+    inits = {"w0": rand(16, 32, 1, 1, seed=6), "w1": rand(16, 32, 3, 3, seed=1), "b1": rand(16, seed=2), "w2": rand(20, 16, 3, 3, seed=3),
              "w3": rand(20, 9, 3, 3, seed=4), "w4": rand(2, 9, 3, 3, seed=5)}
     model = graph_model(nodes, {"x": x}, inits, ["y"])
     g = load(model)
-    assert any(n.op.__dict__.get("winograd") for n in g.nodes)
+    assert any(n.op.__dict__.get("winograd") and n.op.__dict__.get("residual") for n in g.nodes)
     assert sum(1 for n in g.nodes if n.op.__dict__.get("packed")) == 3
     got = pysofie.InferenceSession(g, native=False).run(None, {"x": x})
     assert_close(got, ort(model, {"x": x}), 1e-4, 1e-4, what="portable kernels vs onnxruntime")
@@ -282,27 +306,6 @@ def test_conv_transpose_paths():
         return [n.op.__dict__["packed"].get("gemm", False) for n in g.nodes if n.op_type == "ConvTranspose"]
     assert uses_gemm(0) == [True] and uses_gemm(1) == [True]
     assert uses_gemm(2) == [False] and uses_gemm(5) == [False]
-
-
-# residual connections: Conv (+ BatchNorm) + Add of another tensor (+ Relu), the Add's other operand computed
-# after the Conv (as a ResNet shortcut); through the indirect kernel (stride 2), Winograd (vector transforms and,
-# on a narrow output, ...) and a second Add that must stay (its operand is the graph input broadcast)
-def _residual_model(xs, ws, attrs, act="Relu", swap=False):
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs),
-             helper.make_node("Conv", ["x", "ws"], ["s"], strides=attrs.get("strides", [1, 1])),  # shortcut
-             helper.make_node("Add", ["s", "c"] if swap else ["c", "s"], ["a"])]
-    if act:
-        nodes.append(helper.make_node(act, ["a"], ["y"]))
-    inits = {"w": rand(*ws, seed=1), "b": rand(ws[0], seed=2), "ws": rand(ws[0], xs[1], 1, 1, seed=3)}
-    return graph_model(nodes, {"x": rand(*xs)}, inits, ["y" if act else "a"])
-
-
-RESIDUAL = [((1, 32, 20, 31), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd, vector
-            ((2, 32, 20, 32), (20, 32, 3, 3), {"pads": [1, 1, 1, 1]}, None, True),  # Winograd, partial rows
-            ((1, 16, 21, 20), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", True),  # indirect
-            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False)]  # indirect, 20 channels
-for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
-    add(f"residual-{k}", _residual_model(xs, ws, attrs, act, swap), {"x": rand(*xs, seed=k + 5)}, atol=1e-4)
 
 
 def test_residual_add_is_fused():
