@@ -314,12 +314,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
                     w.line(f"const float bm = {cx.i(2)}[mc];")
                 with w.block("for (long tt = 0; tt < nt; ++tt)"):
                     w.line(f"const long t = t0 + tt, oh0 = (t / {TW}) * {m}, ow0 = (t % {TW}) * {m};")
-                    for i in range(n):
-                        for j in range(n):
-                            w.line(f"const float q{i}_{j} = P[({i * n + j} * {M} + mc) * nt + tt];")
-                    for i in range(m):
-                        for j in range(n):
-                            w.line(f"const float u{i}_{j} = {_lincomb(AT[i], [f'q{k}_{j}' for k in range(n)])};")
+                    _output_columns(w, AT, m, n, "float", _lincomb, lambda xi: f"P[({xi} * {M} + mc) * nt + tt]")
                     for i in range(m):
                         for j in range(m):
                             e = _lincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
@@ -348,6 +343,16 @@ def _input_transform(w, BT, n, C, T, lincomb, d, store) -> None:
     for i in range(n):
         for j in range(n):
             w.line(store(i * n + j, lincomb(BT[j], [f's{i}_{k}' for k in range(n)])))
+
+
+def _output_columns(w, AT, m, n, T, lincomb, load) -> None:
+    """First half of Y = A^T P A for one tile: q = the n x n products (load(xi) reads P[xi]), u = A^T q."""
+    for i in range(n):
+        for j in range(n):
+            w.line(f"const {T} q{i}_{j} = {load(i * n + j)};")
+    for i in range(m):
+        for j in range(n):
+            w.line(f"const {T} u{i}_{j} = {lincomb(AT[i], [f'q{k}_{j}' for k in range(n)])};")
 
 
 def _winograd_products(w, C, M, Mp, A2, U, acc) -> None:
@@ -433,12 +438,8 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                 with w.block("for (long ty = ty0; ty < ty1; ++ty)"):
                     with w.block(f"for (long tx0 = 0; tx0 < {TWv}; tx0 += 8)"):
                         w.line(f"const float* pq = P + mc * nt + (ty - ty0) * {TWv} + tx0;")
-                        for i in range(n):
-                            for j in range(n):
-                                w.line(f"const __m256 q{i}_{j} = _mm256_loadu_ps(pq + {(i * n + j) * M} * nt);")
-                        for i in range(m):
-                            for j in range(n):
-                                w.line(f"const __m256 u{i}_{j} = {_vlincomb(AT[i], [f'q{k}_{j}' for k in range(n)])};")
+                        _output_columns(w, AT, m, n, "__m256", _vlincomb,
+                                        lambda xi: f"_mm256_loadu_ps(pq + {xi * M} * nt)")
                         for i in range(m):
                             for j in range(m):
                                 e = _vlincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
