@@ -5,6 +5,8 @@ spatial extents are 1.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ....ir.shapes import cpp_dim
@@ -658,6 +660,18 @@ def gen_conv_transpose(cx):
                 epilogue(w, T, 1, Mg * out_sp, "0", "yg", None, act)
 
 
+@contextlib.contextmanager
+def _images_and_groups(cx, C, Cg, G, M, Mg, in_sp, out_sp):
+    """Loops over the batch (n) and the groups (g) of a float convolution, with xg / yg pointing at the group's
+    input and output channels."""
+    w = cx.w
+    with w.loop("n", cpp_dim(cx.vin(0).shape[0])):
+        with w.loop("g", str(G)):
+            w.line(f"const float* xg = {cx.i(0)} + (n * {C} + g * {Cg}) * {in_sp};")
+            w.line(f"float* yg = {cx.o(0)} + (n * {M} + g * {Mg}) * {out_sp};")
+            yield
+
+
 def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     """ConvTranspose with weights packed per output phase (passes.fusion.PackConvWeights): each phase is a
     stride-1 correlation of the padded input run by conv_indirect, writing its outputs through an index table."""
@@ -701,19 +715,15 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
                        f"*q++ = c * {Dp * Hp * Wp} + taps{len(places)}[t];")
             else:
                 w.line("*q++ = 0;")
-    N = cpp_dim(cx.vin(0).shape[0])
     act = fused_act(cx.op)
-    W, X, Y = cx.i(1), cx.i(0), cx.o(0)
-    with w.loop("n", N):
-        with w.loop("g", str(G)):
-            w.line(f"const float* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
-            w.line(f"float* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
-            w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {L[0]}, {L[1]}, {L[2]}, {Dp}, "
-                   f"{Hp}, {Wp}, {xp});")
-            bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
-            for yi, pi, oi, wo, P, K in places:
-                w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
-                       f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")
+    W = cx.i(1)
+    with _images_and_groups(cx, C, Cg, G, M, Mg, in_sp, out_sp):
+        w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {L[0]}, {L[1]}, {L[2]}, {Dp}, "
+               f"{Hp}, {Wp}, {xp});")
+        bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
+        for yi, pi, oi, wo, P, K in places:
+            w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
+                   f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")
 
 
 def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
@@ -736,38 +746,34 @@ def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     colT = cx.scratch(in_sp * Nc, T, "colT")
     yT = cx.scratch(Mp * out_sp, T, "yT")
     xT = cx.scratch(in_sp * Cg, T, "xT")
-    N = cpp_dim(cx.vin(0).shape[0])
     act = fused_act(cx.op)
-    W, X, Y = cx.i(1), cx.i(0), cx.o(0)
-    with w.loop("n", N):
-        with w.loop("g", str(G)):
-            w.line(f"const float* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
-            w.line(f"float* yg = {Y} + (n * {M} + g * {Mg}) * {out_sp};")
-            # the image channels-last first, so that the matrix kernel reads its rows contiguously
-            w.line(f"for (long c = 0; c < {Cg}; ++c) for (long i = 0; i < {in_sp}; ++i) {xT}[i * {Cg} + c] = "
-                   f"xg[c * {in_sp} + i];")
-            w.line(f"pysofie_gemm::gemm_packed({in_sp}, {Nc}, {Cg}, {xT}, {Cg}, 1, {W} + g * {Cg * wsize}, {colT}, {Nc}, "
-                   "false, nullptr, pysofie_gemm::NONE, 0.f);")
-            w.line(f"std::fill({yT}, {yT} + {Mp * out_sp}, 0.f);")
-            with w.block(f"for (long a = 0; a < {ins[0]}; ++a) for (long b = 0; b < {ins[1]}; ++b) "
-                         f"for (long e = 0; e < {ins[2]}; ++e)"):
-                w.line(f"const float* ci = {colT} + ((a * {ins[1]} + b) * {ins[2]} + e) * {Nc};")
-                with w.block(f"for (long kd = 0; kd < {k3[0]}; ++kd)"):
-                    w.line(f"const long od = a * {s3[0]} - {p3[0]} + kd * {d3[0]};")
-                    w.line(f"if (od < 0 || od >= {outs[0]}) continue;")
-                    with w.block(f"for (long kh = 0; kh < {k3[1]}; ++kh)"):
-                        w.line(f"const long oh = b * {s3[1]} - {p3[1]} + kh * {d3[1]};")
-                        w.line(f"if (oh < 0 || oh >= {outs[1]}) continue;")
-                        with w.block(f"for (long kw = 0; kw < {k3[2]}; ++kw)"):
-                            w.line(f"const long ow = e * {s3[2]} - {p3[2]} + kw * {d3[2]};")
-                            w.line(f"if (ow < 0 || ow >= {outs[2]}) continue;")
-                            w.line(f"const float* __restrict src = ci + ((kd * {k3[1]} + kh) * {k3[2]} + kw) * {Mg};")
-                            w.line(f"float* __restrict dst = {yT} + ((od * {outs[1]} + oh) * {outs[2]} + ow) * 16;")
-                            with w.block(f"for (long mb = 0; mb < {Mg // 16}; ++mb)"):
-                                w.line(f"for (long c = 0; c < 16; ++c) dst[mb * {out_sp * 16} + c] += src[mb * 16 + c];")
-                            if Mg % 16:
-                                w.line(f"for (long c = 0; c < {Mg % 16}; ++c) dst[{Mg // 16 * out_sp * 16} + c] += "
-                                       f"src[{Mg // 16 * 16} + c];")
-            bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
-            w.line(f"pysofie_conv::store_band({yT}, {out_sp * 16}, 0, {out_sp}, nullptr, {Mg}, {bias}, yg, {out_sp}, "
-                   f"{act_lambda(act)});")
+    W = cx.i(1)
+    with _images_and_groups(cx, C, Cg, G, M, Mg, in_sp, out_sp):
+        # the image channels-last first, so that the matrix kernel reads its rows contiguously
+        w.line(f"for (long c = 0; c < {Cg}; ++c) for (long i = 0; i < {in_sp}; ++i) {xT}[i * {Cg} + c] = "
+               f"xg[c * {in_sp} + i];")
+        w.line(f"pysofie_gemm::gemm_packed({in_sp}, {Nc}, {Cg}, {xT}, {Cg}, 1, {W} + g * {Cg * wsize}, {colT}, {Nc}, "
+               "false, nullptr, pysofie_gemm::NONE, 0.f);")
+        w.line(f"std::fill({yT}, {yT} + {Mp * out_sp}, 0.f);")
+        with w.block(f"for (long a = 0; a < {ins[0]}; ++a) for (long b = 0; b < {ins[1]}; ++b) "
+                     f"for (long e = 0; e < {ins[2]}; ++e)"):
+            w.line(f"const float* ci = {colT} + ((a * {ins[1]} + b) * {ins[2]} + e) * {Nc};")
+            with w.block(f"for (long kd = 0; kd < {k3[0]}; ++kd)"):
+                w.line(f"const long od = a * {s3[0]} - {p3[0]} + kd * {d3[0]};")
+                w.line(f"if (od < 0 || od >= {outs[0]}) continue;")
+                with w.block(f"for (long kh = 0; kh < {k3[1]}; ++kh)"):
+                    w.line(f"const long oh = b * {s3[1]} - {p3[1]} + kh * {d3[1]};")
+                    w.line(f"if (oh < 0 || oh >= {outs[1]}) continue;")
+                    with w.block(f"for (long kw = 0; kw < {k3[2]}; ++kw)"):
+                        w.line(f"const long ow = e * {s3[2]} - {p3[2]} + kw * {d3[2]};")
+                        w.line(f"if (ow < 0 || ow >= {outs[2]}) continue;")
+                        w.line(f"const float* __restrict src = ci + ((kd * {k3[1]} + kh) * {k3[2]} + kw) * {Mg};")
+                        w.line(f"float* __restrict dst = {yT} + ((od * {outs[1]} + oh) * {outs[2]} + ow) * 16;")
+                        with w.block(f"for (long mb = 0; mb < {Mg // 16}; ++mb)"):
+                            w.line(f"for (long c = 0; c < 16; ++c) dst[mb * {out_sp * 16} + c] += src[mb * 16 + c];")
+                        if Mg % 16:
+                            w.line(f"for (long c = 0; c < {Mg % 16}; ++c) dst[{Mg // 16 * out_sp * 16} + c] += "
+                                   f"src[{Mg // 16 * 16} + c];")
+        bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
+        w.line(f"pysofie_conv::store_band({yT}, {out_sp * 16}, 0, {out_sp}, nullptr, {Mg}, {bias}, yg, {out_sp}, "
+               f"{act_lambda(act)});")
