@@ -98,12 +98,6 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
 #endif
 }
 
-#ifndef PYSOFIE_CONV_BAND
-#define PYSOFIE_CONV_BAND 64
-#endif
-#ifndef PYSOFIE_CONV_KCHUNK
-#define PYSOFIE_CONV_KCHUNK 192
-#endif
 // Fused activations of the kernels' epilogues: a scalar call, and (with AVX) one on 8 lanes.
 struct ActNone {
    float operator()(float v) const { return v; }
@@ -264,8 +258,13 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
    }
 }
 
-constexpr long BAND = PYSOFIE_CONV_BAND * NP;  // output positions whose accumulators (BAND x Mpad) stay in cache
-constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;   // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
+// output positions whose accumulators (BAND x Mpad) stay in cache; the generator sizes the accumulator scratch
+// for it (backends/cpp/ops/conv.py: acc_floats)
+constexpr long BAND = 64 * NP;
+#ifndef PYSOFIE_CONV_KCHUNK
+#define PYSOFIE_CONV_KCHUNK 192
+#endif
+constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;  // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
 
 // Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
 constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
