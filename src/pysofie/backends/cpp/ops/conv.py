@@ -181,10 +181,10 @@ def gen_conv(cx):
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
     if packed is not None and packed.get("rows"):
         tabs = rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
-        indirect_tables(cx, (None, None, None, tabs[2], None, None, tabs[4], None, None), k3, None, d3, None, Cg)
+        indirect_tables(cx, tabs[2], tabs[4], k3, d3, Cg)
     elif packed is not None:
         tabs = indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
-        indirect_tables(cx, tabs, k3, s3, d3, outs, Cg)
+        indirect_tables(cx, tabs[3], tabs[6], k3, d3, Cg, pos=tabs[2], s3=s3, outs=outs)
     with w.loop("n", N):
         with w.loop("g", str(G)):
             w.line(f"const {T}* xg = {X} + (n * {C} + g * {Cg}) * {in_sp};")
@@ -576,22 +576,22 @@ def rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     return xp, row, off, K, (Dp, Hp, Wp), pb, 8 * NV
 
 
-def indirect_tables(cx, tabs, k3, s3, d3, outs, Cg):
-    """Fill the offset tables of indirect_conv (once per call, before the batch/group loops); without `pos`, only
-    the reduction offsets (the row kernel's)."""
+def indirect_tables(cx, off, ext, k3, d3, Cg, pos=None, s3=None, outs=None):
+    """Fill the offset tables (once per call, before the batch/group loops): off[k] of every reduction index
+    (channel, kernel offsets) in the padded image of extents ext, and, for indirect_conv, pos[q] of every output
+    position (the row kernel has no pos)."""
     w = cx.w
-    xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
+    Dp, Hp, Wp = ext
     with w.block(""):
         w.line("int32_t* o = " + off + ";")
         w.line(f"for (int32_t c = 0; c < {Cg}; ++c) for (int32_t a = 0; a < {k3[0]}; ++a) "
                f"for (int32_t b = 0; b < {k3[1]}; ++b) for (int32_t e = 0; e < {k3[2]}; ++e) "
                f"*o++ = ((c * {Dp} + a * {d3[0]}) * {Hp} + b * {d3[1]}) * {Wp} + e * {d3[2]};")
-        if pos is None:
-            return
-        w.line("int32_t* q = " + pos + ";")
-        w.line(f"for (int32_t a = 0; a < {outs[0]}; ++a) for (int32_t b = 0; b < {outs[1]}; ++b) "
-               f"for (int32_t e = 0; e < {outs[2]}; ++e) "
-               f"*q++ = ((a * {s3[0]}) * {Hp} + b * {s3[1]}) * {Wp} + e * {s3[2]};")
+        if pos is not None:
+            w.line("int32_t* q = " + pos + ";")
+            w.line(f"for (int32_t a = 0; a < {outs[0]}; ++a) for (int32_t b = 0; b < {outs[1]}; ++b) "
+                   f"for (int32_t e = 0; e < {outs[2]}; ++e) "
+                   f"*q++ = ((a * {s3[0]}) * {Hp} + b * {s3[1]}) * {Wp} + e * {s3[2]};")
 
 
 def conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act):
