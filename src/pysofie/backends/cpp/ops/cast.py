@@ -2,12 +2,9 @@
 are bit patterns in C++ and convert through runtime/pysofie_lowp.h, inlined only into models that need it."""
 from __future__ import annotations
 
-import os
-
 from ....ir import DType
 from ..emitter import LOWP_OPS, generates
-
-LOWP_HEADER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "runtime", "pysofie_lowp.h")
+from .common import use_runtime_header
 
 # pysofie_lp format of each low-precision float type / small integer type
 LOWP_FLOATS = {
@@ -24,8 +21,7 @@ LOWP_OPS.update({"Cast", "CastLike"})
 
 def use_lowp(cx) -> None:
     """Make pysofie_lowp.h part of the generated file (once)."""
-    with open(LOWP_HEADER) as f:
-        cx.helper("global:pysofie_lowp", f.read())
+    use_runtime_header(cx, "pysofie_lowp.h")
 
 
 def _source(x: str, src: DType) -> tuple[str, str]:

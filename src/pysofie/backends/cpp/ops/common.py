@@ -1,7 +1,21 @@
-"""Loop-nest helpers shared by the generators."""
+"""Helpers shared by the generators: loop nests, runtime headers."""
 from __future__ import annotations
 
+import functools
+import os
+
 from ....ir.shapes import Dim, cpp_dim, numel
+
+
+@functools.lru_cache(maxsize=None)
+def _runtime_text(name: str) -> str:
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "runtime", name)) as f:
+        return f.read()
+
+
+def use_runtime_header(cx, name: str) -> None:
+    """Make runtime/<name> (kernels, low-precision types) part of the generated file, once."""
+    cx.helper(f"global:{name}", _runtime_text(name))
 
 
 def strides(shape: list[Dim]) -> list[Dim]:

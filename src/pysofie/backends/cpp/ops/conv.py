@@ -11,6 +11,7 @@ import numpy as np
 
 from ....ir.shapes import cpp_dim
 from ..emitter import generates
+from .common import use_runtime_header
 
 IM2COL = """\
 // Unfold the receptive fields of one image (C x D x H x W) into columns for the output positions p0 .. p0+np-1
@@ -217,10 +218,6 @@ def gen_conv(cx):
                 conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act)
 
 
-def conv_kernels() -> str:
-    import os
-    with open(os.path.join(os.path.dirname(__file__), "..", "runtime", "pysofie_conv.h")) as f:
-        return f.read()
 
 
 WINO_BUDGET = 1 << 19  # floats of transformed input + products per block of tiles (~2 MiB)
@@ -264,7 +261,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
     residual = bool(cx.op.__dict__.get("residual"))
     buf = cx.scratch(A2 * (C + M) * TB, cx.vin(0).dtype, "wino")
     from ....ir import DType
-    cx.helper("global:pysofie_conv.h", conv_kernels())
+    use_runtime_header(cx, "pysofie_conv.h")
     Mp = wino["Mp"]
     acc = cx.scratch(acc_floats(TB, Mp), cx.vin(0).dtype, "acc")
     tabs = cx.scratch(TB + C, DType.INT32, "tables")
@@ -523,7 +520,7 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     """Conv with weights packed by passes.fusion.PackConvWeights, without im2col: the image is copied once into
     a zero-padded buffer (unless there is no padding), and runtime/pysofie_conv.h's conv_indirect reads output
     position q's receptive field at pos[q] + off[k] (tables filled here: they hold the strides and dilations)."""
-    cx.helper("global:pysofie_conv.h", conv_kernels())
+    use_runtime_header(cx, "pysofie_conv.h")
     NC = 16
     Mp = (Mg + NC - 1) // NC * NC
     kvol = k3[0] * k3[1] * k3[2]
@@ -558,7 +555,7 @@ def rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     """Scratch of the row kernel (conv_rows, for convolutions with few output channels and unit stride along
     the last axis): padded image with slack for the last vector, one row of outputs per channel, offsets."""
     from ....ir import DType
-    cx.helper("global:pysofie_conv.h", conv_kernels())
+    use_runtime_header(cx, "pysofie_conv.h")
     NV = max(ROWS_NV[mr] for _, mr in rows_chunks(Mg))
     K = Cg * k3[0] * k3[1] * k3[2]
     pb, pe = as3d(pads[:nsp], 0), as3d(pads[nsp:], 0)
@@ -677,7 +674,7 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     stride-1 correlation of the padded input run by conv_indirect, writing its outputs through an index table."""
     from ....ir import DType
     w = cx.w
-    cx.helper("global:pysofie_conv.h", conv_kernels())
+    use_runtime_header(cx, "pysofie_conv.h")
     NC = 16
     Mp = (Mg + NC - 1) // NC * NC
     dims, L, (Dp, Hp, Wp) = transpose_phases(ins, outs, k3, s3, d3, p3)
@@ -731,10 +728,9 @@ def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     W[c][m][tap] by the packed matrix kernel of runtime/pysofie_gemm.h, then each (input position, tap) row is
     added to its output position in a [m / 16][o][16] buffer, which conv's store_band writes out (bias,
     activation, transposed to channels-first)."""
-    from .gemm import gemm_kernels
     w = cx.w
-    cx.helper("global:pysofie_conv.h", conv_kernels())
-    cx.helper("global:pysofie_gemm.h", gemm_kernels())
+    use_runtime_header(cx, "pysofie_conv.h")
+    use_runtime_header(cx, "pysofie_gemm.h")
     Mp = (Mg + 15) // 16 * 16
     kvol = k3[0] * k3[1] * k3[2]
     Nc = kvol * Mg  # columns [tap][channel]

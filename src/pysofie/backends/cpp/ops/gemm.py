@@ -5,7 +5,7 @@ from __future__ import annotations
 from ....ir.shapes import cpp_dim, numel
 from ....ops.elementwise import broadcast_shapes
 from ..emitter import generates
-from .common import broadcast_strides, loop_nest
+from .common import broadcast_strides, loop_nest, use_runtime_header
 
 
 def gemm_call(T: str, ta: bool, tb: bool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) -> str:
@@ -59,12 +59,6 @@ inline void small_gemm_nn(long M, long N, long K, T alpha, const T* __restrict A
 """
 
 
-def gemm_kernels() -> str:
-    import os
-    with open(os.path.join(os.path.dirname(__file__), "..", "runtime", "pysofie_gemm.h")) as f:
-        return f.read()
-
-
 ACT_CODES = {None: "NONE", "Relu": "RELU", "LeakyRelu": "LEAKY", "Sigmoid": "SIGMOID", "Tanh": "TANH"}
 
 
@@ -89,7 +83,7 @@ def gen_packed_gemm(cx):
     act = fused_act(op)
     kind = ACT_CODES[act[0] if act else None]
     slope = float(act[1]) if act and act[1] is not None else 0.0
-    cx.helper("global:pysofie_gemm.h", gemm_kernels())
+    use_runtime_header(cx, "pysofie_gemm.h")
     w.line(f"pysofie_gemm::gemm_packed({cpp_dim(m)}, {N}, {K}, {cx.i(0)}, {rs}, {cs}, {cx.i(1)}, {cx.o(0)}, {N}, "
            f"{accumulate}, {bias}, pysofie_gemm::{kind}, {slope!r}f);")
 
@@ -137,7 +131,7 @@ def gen_matmul(cx):
     A, B, Y = cx.i(0), cx.i(1), cx.o(0)
     if cx.op.__dict__.get("packed_gemm") is not None and T == "float":
         info = cx.op.__dict__["packed_gemm"]
-        cx.helper("global:pysofie_gemm.h", gemm_kernels())
+        use_runtime_header(cx, "pysofie_gemm.h")
         rows = cpp_dim(numel(abatch) * M)
         w.line(f"pysofie_gemm::gemm_packed({rows}, {info['N']}, {info['K']}, {A}, {info['K']}, 1, {B}, {Y}, "
                f"{info['N']}, false, nullptr, pysofie_gemm::NONE, 0.f);")
