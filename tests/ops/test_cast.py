@@ -67,17 +67,29 @@ def values_of(dt: DType) -> np.ndarray:
 
 
 def safe_values(src: DType, dst: DType) -> np.ndarray:
-    """Inputs for a float-like source cast to a standard integer type (only in-range values are defined)."""
-    signed = dst in (DType.INT64, DType.INT32, DType.INT16, DType.INT8)
+    """Inputs for a float-like source cast to an integer type: only values in the target's range once held by the
+    source type are defined (out of range, ml_dtypes 0.7 gives 0 where older versions wrapped around)."""
+    signed = dst in (DType.INT64, DType.INT32, DType.INT16, DType.INT8, DType.INT4, DType.INT2)
     vals = SAFE_SIGNED if signed else SAFE_UNSIGNED
     with np.errstate(all="ignore"):
         if src is DType.FLOAT8E8M0:
-            return numpy_helper.to_float8e8m0(vals)
-        return vals.astype(src.np) if src not in FLOAT8 else numpy_helper.saturate_cast(vals, src.np)
+            held = numpy_helper.to_float8e8m0(vals)
+        else:
+            held = vals.astype(src.np) if src not in FLOAT8 else numpy_helper.saturate_cast(vals, src.np)
+    as_float = held.astype(np.float32) if src is not DType.FLOAT8E8M0 else vals_of_e8m0(held)
+    info = ml_dtypes.iinfo(dst.np) if dst.is_lowp else np.iinfo(dst.np)
+    keep = (as_float >= int(info.min)) & (as_float < int(info.max) + 1)
+    return held[keep]
+
+
+def vals_of_e8m0(held: np.ndarray) -> np.ndarray:
+    """float8e8m0 values (powers of two, stored as exponent bytes) as float32."""
+    e = held.view(np.uint8).astype(np.int32)
+    return np.where(e == 255, np.nan, np.ldexp(np.float32(1), e - 127)).astype(np.float32)
 
 
 def needs_safe(src: DType, dst: DType) -> bool:
-    return src in FLOATISH and dst in STD and dst not in (DType.FLOAT, DType.DOUBLE, DType.BOOL)
+    return src in FLOATISH and (dst in SMALL_INTS or dst in STD and dst not in (DType.FLOAT, DType.DOUBLE, DType.BOOL))
 
 
 def tinfo(name, dt, shape):
