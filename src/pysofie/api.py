@@ -1,7 +1,9 @@
 """High-level functions: load a model into IR, check it, emit C++ files."""
 from __future__ import annotations
 
+import logging
 import os
+import time
 from typing import Optional
 
 from .backends.cpp import GeneratedModel, generate
@@ -9,6 +11,8 @@ from .build.fs import atomic_write
 from .errors import UnsupportedOperatorError
 from .ir import Graph
 from .passes import default_pipeline
+
+log = logging.getLogger("pysofie")
 
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
@@ -25,8 +29,12 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
             model = onnx.load_from_string(bytes(model))
         except Exception as e:
             raise ModelLoadError(f"bytes given are not a serialized ONNX model ({e})") from None
+    t0 = time.perf_counter()
     graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
+    t1 = time.perf_counter()
     default_pipeline(optimize)(graph)
+    log.debug("model '%s': read in %.2f s (%d nodes), optimized in %.2f s (%d nodes)", graph.name, t1 - t0,
+              len(graph.nodes), time.perf_counter() - t1, len(graph.nodes))
     return graph
 
 
@@ -45,7 +53,11 @@ def generate_code(model, *, name=None, namespace=None, weights="dat", input_shap
                   optimize=True, constant_inputs=None) -> GeneratedModel:
     graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
                                                          optimize=optimize, constant_inputs=constant_inputs)
-    return generate(graph, name=name, namespace=namespace, weights=weights)
+    t0 = time.perf_counter()
+    gm = generate(graph, name=name, namespace=namespace, weights=weights)
+    log.debug("model '%s': generated %d lines of C++ in %.2f s", gm.name, gm.header.count("\n"),
+              time.perf_counter() - t0)
+    return gm
 
 
 def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = "dat",

@@ -70,6 +70,23 @@ def _symbol_name(raw: str) -> str:
     return s
 
 
+def model_metadata(model: onnx.ModelProto) -> dict:
+    """What onnxruntime's ModelMetadata and get_overridable_initializers report for this model."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    overridable = []
+    for inp in g.input:
+        if inp.name in inits:
+            t = inits[inp.name]
+            overridable.append((inp.name, int(t.data_type), [int(d) for d in t.dims]))
+    return {"producer_name": model.producer_name, "graph_name": g.name, "graph_description": g.doc_string,
+            "domain": model.domain, "description": model.doc_string,
+            "custom_metadata_map": {p.key: p.value for p in model.metadata_props},
+            # onnxruntime reports INT64_MAX when the model has no version
+            "version": int(model.model_version) if model.HasField("model_version") else int(np.iinfo(np.int64).max),
+            "overridable_initializers": overridable}
+
+
 def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: str = "",
                     input_shapes=None, constant_inputs=None) -> Graph:
     """constant_inputs: {input name: array} turns those graph inputs into constants. Generated code is static:
@@ -84,6 +101,7 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         opset = onnx.defs.onnx_opset_version()
     graph = Graph(name or g.name or "model")
     graph.source = source
+    graph.metadata = model_metadata(model)
     values: dict[str, Value] = {}
 
     for init in g.initializer:
