@@ -14,6 +14,10 @@ from .passes import default_pipeline
 
 log = logging.getLogger("pysofie")
 
+# One weight format for InferenceSession, emit and the command line, so that the same model generates the same
+# code (and compiles once) whichever way it is used: the checksummed binary format, fast to write and to read.
+DEFAULT_WEIGHTS = "bin"
+
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
          constant_inputs=None) -> Graph:
@@ -49,7 +53,7 @@ def check(model, **kw) -> list[str]:
     return []
 
 
-def generate_code(model, *, name=None, namespace=None, weights="dat", input_shapes=None,
+def generate_code(model, *, name=None, namespace=None, weights=DEFAULT_WEIGHTS, input_shapes=None,
                   optimize=True, constant_inputs=None) -> GeneratedModel:
     graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
                                                          optimize=optimize, constant_inputs=constant_inputs)
@@ -60,10 +64,10 @@ def generate_code(model, *, name=None, namespace=None, weights="dat", input_shap
     return gm
 
 
-def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = "dat",
+def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = DEFAULT_WEIGHTS,
          namespace: Optional[str] = None, input_shapes=None, optimize: bool = True,
          constant_inputs=None) -> dict[str, str]:
-    """Write `<name>.hxx` (and `<name>.dat` / `.bin` unless weights='embed') into out_dir, without compiling.
+    """Write `<name>.hxx` (and `<name>.bin` / `.dat` unless weights='embed') into out_dir, without compiling.
 
     Returns {"header": path, "weights": path or None}. Files appear atomically (temporary file + rename).
     """

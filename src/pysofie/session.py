@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .api import generate_code
+from .api import DEFAULT_WEIGHTS, generate_code
 from .build.library import NativeModel, build_library, weight_file_for
 from .errors import InvalidInputError, PysofieError
 from .backends.cpp.capi import input_specs, used_symbols
@@ -91,8 +91,8 @@ class InferenceSession:
     """Compile a model to C++ and run it: ``InferenceSession(model).run(None, {name: array})``.
 
     model: path (.onnx, .h5, .keras, .pt), onnx.ModelProto, serialized ONNX bytes, or torch nn.Module.
-    weights: "bin" (checksummed binary; the default: fast to write and read), "dat" (SOFIE text, what
-        pysofie.emit writes by default; the default when weight_file ends in .dat) or "embed" (in the code).
+    weights: "bin" (checksummed binary; the default, as for pysofie.emit and the command line: fast to write and
+        read), "dat" (SOFIE's text format; the default when weight_file ends in .dat) or "embed" (in the code).
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
@@ -121,7 +121,7 @@ class InferenceSession:
         self._profile_start = int(t_start * 1e9)  # perf_counter's clock, as onnxruntime's (monotonic) start time
         self._profile_lock = threading.Lock()
         if weights is None:
-            weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
+            weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else DEFAULT_WEIGHTS
         with _log_level(self._options.logging_level()):
             gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
                                              input_shapes=input_shapes, optimize=optimize,
