@@ -12,7 +12,7 @@ from ...ir.shapes import Sym
 from ...passes.infer import InferShapesAndFold
 from .builder import _Builder, _Ctx, _LayerProblem, _WHY
 from .files import _Weights, _read_file
-from .registry import _LAYERS
+from .registry import _LAYERS, layer_key
 
 
 _NP_DTYPES = {"float32": DType.FLOAT, "float64": DType.DOUBLE, "int32": DType.INT32, "int64": DType.INT64,
@@ -115,7 +115,7 @@ def _scan(layers: list, unknown: list, classes: set, masked: list) -> None:
                 unknown.append(f"{lname} ({lcls}): {e}")
             else:
                 _scan(sub, unknown, classes, masked)
-        elif lcls != "InputLayer" and lcls not in _LAYERS:
+        elif lcls != "InputLayer" and layer_key(L) not in _LAYERS:
             unknown.append(f"{lname} ({lcls}): layer not supported")
         if lcls == "Embedding" and cfg.get("mask_zero", False):
             masked.append(lname)
@@ -253,7 +253,7 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
                 lname = lcfg.get("name") or L.get("name")
                 if provided is None:
                     last = lname
-                res = run_layer(lname, L["class_name"], lcfg, cur, {}, wts, prefix)
+                res = run_layer(lname, layer_key(L), lcfg, cur, {}, wts, prefix)
                 if res is None:
                     return None
                 cur = res[0]
@@ -263,7 +263,7 @@ def _convert(path: str, config: dict, weights: _Weights, major: int, name: Optio
         pending: list[tuple[str, str, dict, int, Any]] = []
         in_order = [r[0] for r in _io_refs(mcfg.get("input_layers"))]
         for L in layers:
-            lcls = L["class_name"]
+            lcls = layer_key(L)
             lcfg = L.get("config", {})
             lname = L.get("name") or lcfg.get("name")
             if lcls == "InputLayer":

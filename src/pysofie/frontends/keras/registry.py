@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .applications import APPLICATION_LAYERS
 from .attention import _mha
 from .builder import _Ctx, _LayerProblem, _int_dims, _shape, _single
 from .conv import _conv, _conv_transpose, _crop, _depthwise, _global_pool, _pool, _upsample, _zero_pad
 from .core import (_act_layer, _batchnorm, _concat, _dense, _elu, _embedding, _flatten, _identity, _layernorm, _leaky, _merge,
     _normalization, _permute, _prelu, _relu, _repeat_vector, _rescaling, _reshape, _softmax)
+from .opnodes import OPS, is_op_node
 from .recurrent import _bidirectional, _rnn
 
 
@@ -71,3 +73,12 @@ _LAYERS: dict[str, Callable] = {
     "Cropping1D": _crop, "Cropping2D": _crop, "Cropping3D": _crop,
     "UpSampling1D": _upsample, "UpSampling2D": _upsample, "UpSampling3D": _upsample,
 }
+_LAYERS.update(APPLICATION_LAYERS)
+_LAYERS.update({f"ops.{k}": v for k, v in OPS.items()})
+
+
+def layer_key(layer: dict) -> str:
+    """The converter's key for a layer of the configuration: its class name, or ops.<class name> for an operation
+    node (whose class names, such as Add or Reshape, are also layer class names with another meaning)."""
+    cls = layer.get("class_name", "?")
+    return f"ops.{cls}" if is_op_node(layer) else cls
