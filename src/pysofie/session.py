@@ -91,8 +91,13 @@ class InferenceSession:
     """Compile a model to C++ and run it: ``InferenceSession(model).run(None, {name: array})``.
 
     model: path (.onnx, .h5, .keras, .pt), onnx.ModelProto, serialized ONNX bytes, or torch nn.Module.
+    sess_options: pysofie.SessionOptions or onnxruntime's (read by attribute name; see pysofie/options.py for
+        what each option does here). providers / provider_options: checked as onnxruntime checks them; pysofie
+        runs on the CPU, so another provider gives onnxruntime's warning and the CPU.
+    intra_op_num_threads: threads of the compiled Session (None: SessionOptions', else $PYSOFIE_NUM_THREADS or 1).
     weights: "bin" (checksummed binary; the default, as for pysofie.emit and the command line: fast to write and
         read), "dat" (SOFIE's text format; the default when weight_file ends in .dat) or "embed" (in the code).
+    optimize: run the graph optimizations (None: SessionOptions.graph_optimization_level decides; default yes).
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.

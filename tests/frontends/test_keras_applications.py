@@ -78,17 +78,20 @@ def _operation_nodes():
     return m, [rng.standard_normal((3, 4, 6)).astype(np.float32), rng.integers(-5, 5, (3, 4, 6)).astype(np.int32)]
 
 
-CASES = {"mobilenet_v3_small": _mobilenet_v3_small, "convnext_tiny": _convnext_tiny,
-         "application_layers": _application_layers, "operation_nodes": _operation_nodes}
+# name -> (builder, file type): a Keras 3 legacy .h5 file keeps no module names (operation nodes are told from
+# layers by their configuration)
+CASES = {"mobilenet_v3_small": (_mobilenet_v3_small, "keras"), "convnext_tiny": (_convnext_tiny, "keras"),
+         "application_layers": (_application_layers, "keras"), "operation_nodes": (_operation_nodes, "keras"),
+         "operation_nodes_h5": (_operation_nodes, "h5"), "application_layers_h5": (_application_layers, "h5")}
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("keras_apps")
     paths, feeds, expected = [], [], []
-    for name, build in CASES.items():
+    for name, (build, ext) in CASES.items():
         m, xs = build()
-        path = str(d / f"{name}.keras")
+        path = str(d / f"{name}.{ext}")
         m.save(path)
         out = m.predict(xs if len(xs) > 1 else xs[0], verbose=0)
         paths.append(path)

@@ -195,4 +195,10 @@ OPS = {
 
 
 def is_op_node(layer: dict) -> bool:
-    return str(layer.get("module") or "").startswith(OPS_MODULES)
+    """An operation node: by its module (.keras files), or in a Keras 3 legacy .h5 file, which keeps no module,
+    by a configuration without the 'trainable' flag that every layer's configuration has."""
+    module = layer.get("module")
+    if module:
+        return str(module).startswith(OPS_MODULES)
+    cfg = layer.get("config")
+    return layer.get("class_name") in OPS and isinstance(cfg, dict) and "trainable" not in cfg
