@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir import DType
+from ...ir import DType, Value
 from .builder import _Ctx, _LayerProblem, _activation, _axes, _channels_first, _int_dims, _shape, _single
 
 
@@ -157,6 +157,8 @@ def _merge(kind: str):
     def conv(ctx: _Ctx, cfg, inputs, kw):
         b = ctx.b
         xs = inputs if isinstance(inputs, list) else [inputs]
+        if not all(isinstance(x, Value) for x in xs):
+            raise _LayerProblem(f"merges tensors only, got {[type(x).__name__ for x in xs]}")
         if kind == "Sub":
             if len(xs) != 2:
                 raise _LayerProblem("Subtract needs exactly two inputs")
