@@ -130,17 +130,22 @@ def test_onnxruntime_session_options_are_honored(caplog):
     so.intra_op_num_threads = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 0
-    with caplog.at_level(logging.DEBUG, logger="pysofie"):
-        s = pysofie.InferenceSession(MODEL, so)
+    assert logging.getLogger("pysofie").getEffectiveLevel() == logging.WARNING  # Python's default
+    s = pysofie.InferenceSession(MODEL, so)
     got = s.get_session_options()
     assert got.intra_op_num_threads == 3 and s._intra_op_num_threads == 3
     assert got.graph_optimization_level == pysofie.GraphOptimizationLevel.ORT_DISABLE_ALL
     # no graph optimization: MatMul, Add and Relu stay three nodes (the default fuses them into one)
     assert sorted(n.op_type for n in s._graph.nodes) == ["Add", "MatMul", "Relu", "Sigmoid"]
     assert len(pysofie.InferenceSession(MODEL)._graph.nodes) < 4
-    # log_severity_level 0 (verbose): generation and compilation are logged with their timings
+    # log_severity_level 0 (verbose): generation and compilation are logged with their timings; without it the
+    # same construction logs nothing below WARNING, and the logger's level is restored afterwards
     msgs = [r.getMessage() for r in caplog.records if r.name == "pysofie"]
-    assert any("generated" in m for m in msgs) and any(" s" in m for m in msgs)
+    assert any("generated" in m for m in msgs) and any("session ready in" in m for m in msgs)
+    assert logging.getLogger("pysofie").level == logging.NOTSET
+    caplog.clear()
+    pysofie.InferenceSession(MODEL, ort.SessionOptions())
+    assert not [r for r in caplog.records if r.name == "pysofie" and r.levelno < logging.WARNING]
     r = ort.InferenceSession(MODEL.SerializeToString(), so, providers=["CPUExecutionProvider"])
     _close(s.run(None, {"x": X}), r.run(None, {"x": X}))
 
@@ -176,6 +181,19 @@ def test_io_binding_writes_outputs_in_place(pair):
     _close(mc, tc)
     _close(mo, to)
     _close([mb, ma], r.run(["b", "a"], {"x": X}))
+
+
+def test_io_binding_input_by_address(pair):
+    s, r = pair
+    x = np.ascontiguousarray(X[:3])
+    got = []
+    for sess in (s, r):
+        b = sess.io_binding()
+        b.bind_input("x", "cpu", 0, np.float32, list(x.shape), x.ctypes.data)
+        b.bind_output("b")
+        sess.run_with_iobinding(b)
+        got.append(b.copy_outputs_to_cpu())
+    _close(got[0], got[1])
 
 
 def test_io_binding_allocated_outputs_and_errors(pair):
