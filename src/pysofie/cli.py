@@ -142,10 +142,13 @@ def _log_to_stderr(args) -> None:
     """Progress (a compile longer than a second announces itself) and, with -v, every step with its timing."""
     import logging
     log = logging.getLogger("pysofie")
+    for h in [h for h in log.handlers if getattr(h, "_pysofie_cli", False)]:  # main() called again in-process
+        log.removeHandler(h)
     if args.quiet:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pysofie: %(message)s"))
+    handler._pysofie_cli = True
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
 
