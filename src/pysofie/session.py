@@ -224,7 +224,8 @@ class InferenceSession:
               "dur": int((t1 - t0) * 1e6), "ts": int((t0 * 1e9 - self._profile_start) / 1e3), "ph": "X",
               "name": name, "args": {k: str(v) for k, v in args.items()}}
         with self._profile_lock:
-            self._profile.append(ev)
+            if self._profile is not None:  # end_profiling() may have run meanwhile
+                self._profile.append(ev)
 
     def get_profiling_start_time_ns(self) -> int:
         return self._profile_start if self._profile is not None else 0
@@ -267,18 +268,26 @@ class InferenceSession:
                     "initializers to make them inputs)")
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
-        idx = self._output_indices(output_names)
-        t0 = time.perf_counter() if self._profile is not None else 0.0
+        idx = None if output_names is None else self._output_indices(output_names)
+        if self._profile is not None:
+            return self._profiled_run(idx, input_feed)
         fast = self._fast
         outs = fast(input_feed) if fast is not None else None
         if outs is None:  # no C hot path, or something unusual (a list, a wrong input): the path with full checks
             self._reject_overridden(input_feed)
             outs = self._run_checked(input_feed)
-        if self._profile is not None:
-            self._profile_event("model_run", t0)
         if idx is None:
             return outs
         return [outs[k] for k in idx]
+
+    def _profiled_run(self, idx, input_feed) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        self._reject_overridden(input_feed)
+        outs = self._run_checked(input_feed) if self._fast is None else self._fast(input_feed)
+        if outs is None:
+            outs = self._run_checked(input_feed)
+        self._profile_event("model_run", t0)
+        return outs if idx is None else [outs[k] for k in idx]
 
     def run_with_ort_values(self, output_names, input_dict_ort_values: dict, run_options=None) -> list[OrtValue]:
         if not isinstance(input_dict_ort_values, dict):
