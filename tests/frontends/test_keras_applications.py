@@ -123,4 +123,4 @@ def test_unsupported_operation_node_is_listed(tmp_path):
     m.save(path)
     with pytest.raises(UnsupportedOperatorError) as e:
         pysofie.load(path)
-    assert len(e.value.problems) == 2 and all("not supported" in p for p in e.value.problems)
+    assert len(e.value.problems) == 2 and all("operation (keras.ops) not supported" in p for p in e.value.problems)

@@ -116,7 +116,8 @@ def _scan(layers: list, unknown: list, classes: set, masked: list) -> None:
             else:
                 _scan(sub, unknown, classes, masked)
         elif lcls != "InputLayer" and layer_key(L) not in _LAYERS:
-            unknown.append(f"{lname} ({lcls}): layer not supported")
+            what = "operation (keras.ops)" if layer_key(L) != lcls else "layer"
+            unknown.append(f"{lname} ({lcls}): {what} not supported")
         if lcls == "Embedding" and cfg.get("mask_zero", False):
             masked.append(lname)
 
