@@ -233,6 +233,25 @@ def test_run_with_ort_values(pair):
         s.run_with_ort_values(None, {"x": X})
 
 
+def test_run_async(pair):
+    import threading
+    s, r = pair
+    got = {}
+    for key, sess in (("mine", s), ("theirs", r)):
+        done = threading.Event()
+
+        def callback(outs, user_data, err, key=key, done=done):
+            got[key] = (outs, user_data, err)
+            done.set()
+        sess.run_async(["b", "a"], {"x": X}, callback, key)
+        assert done.wait(60)
+    assert got["mine"][1:] == ("mine", "") and got["theirs"][1] == "theirs"
+    _close(got["mine"][0], got["theirs"][0])
+    failed = threading.Event()
+    s.run_async(None, {"x": X[:, :2]}, lambda outs, u, err: (got.update(bad=err), failed.set()), None)
+    assert failed.wait(60) and "'x'" in got["bad"]
+
+
 def test_end_profiling(pair, tmp_path, monkeypatch):
     s, r = pair
     assert s.end_profiling() == r.end_profiling() == ""  # profiling off

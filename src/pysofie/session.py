@@ -289,6 +289,17 @@ class InferenceSession:
         self._profile_event("model_run", t0)
         return outs if idx is None else [outs[k] for k in idx]
 
+    def run_async(self, output_names, input_feed: dict, callback, user_data, run_options=None) -> None:
+        """As onnxruntime: run on another thread, then ``callback(outputs, user_data, error message or '')``."""
+        def work():
+            try:
+                outs = self.run(output_names, input_feed, run_options)
+            except Exception as e:  # reported to the callback, as onnxruntime reports a failed run
+                callback([], user_data, f"{type(e).__name__}: {e}")
+                return
+            callback(outs, user_data, "")
+        threading.Thread(target=work, name=f"pysofie-run-{self._gm.name}", daemon=True).start()
+
     def run_with_ort_values(self, output_names, input_dict_ort_values: dict, run_options=None) -> list[OrtValue]:
         if not isinstance(input_dict_ort_values, dict):
             raise InvalidInputError(f"model '{self._gm.name}': inputs must be a dict {{name: OrtValue}}")
