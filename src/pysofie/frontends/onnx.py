@@ -92,7 +92,7 @@ def unsupported_element_types(g: onnx.GraphProto, where: str = "") -> list[str]:
                 problems.append(f"{where}node '{nname}' ({n.op_type}): attribute '{a.name}' has element type "
                                 f"{name_of(a.t.data_type)}, which is not supported")
             elif n.op_type == "Cast" and a.name == "to" and a.i not in known:
-                problems.append(f"{where}node '{nname}' (Cast): cast to {name_of(a.i)} is not supported")
+                problems.append(f"{where}node '{nname}' (Cast): cast to element type {name_of(a.i)} is not supported")
             elif a.type == onnx.AttributeProto.GRAPH:
                 problems += unsupported_element_types(a.g, f"{where}node '{nname}' {a.name}: ")
     return problems
