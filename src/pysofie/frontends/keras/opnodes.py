@@ -196,9 +196,12 @@ OPS = {
 
 def is_op_node(layer: dict) -> bool:
     """An operation node: by its module (.keras files), or in a Keras 3 legacy .h5 file, which keeps no module,
-    by a configuration without the 'trainable' flag that every layer's configuration has."""
+    by a configuration without the 'trainable' flag that every layer's configuration has, called the Keras 3 way
+    (Keras 2 files, whose calls are lists, have no operation nodes)."""
     module = layer.get("module")
     if module:
         return str(module).startswith(OPS_MODULES)
     cfg = layer.get("config")
-    return layer.get("class_name") in OPS and isinstance(cfg, dict) and "trainable" not in cfg
+    calls = layer.get("inbound_nodes") or []
+    return (layer.get("class_name") in OPS and isinstance(cfg, dict) and "trainable" not in cfg
+            and bool(calls) and all(isinstance(c, dict) for c in calls))
