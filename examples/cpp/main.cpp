@@ -10,7 +10,7 @@
 
 int main() {
    const size_t batch = 2;  // the model's symbolic "batch" dimension is a size parameter
-   SOFIE_example_cnn::Session session("example_cnn.dat", batch);
+   SOFIE_example_cnn::Session session("example_cnn.bin", batch);
 
    std::vector<float> image(batch * 1 * 16 * 16);
    for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<float>((i * 37) % 101) / 101.f - 0.5f;

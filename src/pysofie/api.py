@@ -1,7 +1,9 @@
 """High-level functions: load a model into IR, check it, emit C++ files."""
 from __future__ import annotations
 
+import logging
 import os
+import time
 from typing import Optional
 
 from .backends.cpp import GeneratedModel, generate
@@ -9,6 +11,12 @@ from .build.fs import atomic_write
 from .errors import UnsupportedOperatorError
 from .ir import Graph
 from .passes import default_pipeline
+
+log = logging.getLogger("pysofie")
+
+# One weight format for InferenceSession, emit and the command line, so that the same model generates the same
+# code (and compiles once) whichever way it is used: the checksummed binary format, fast to write and to read.
+DEFAULT_WEIGHTS = "bin"
 
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
@@ -25,8 +33,12 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
             model = onnx.load_from_string(bytes(model))
         except Exception as e:
             raise ModelLoadError(f"bytes given are not a serialized ONNX model ({e})") from None
+    t0 = time.perf_counter()
     graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
+    t1 = time.perf_counter()
     default_pipeline(optimize)(graph)
+    log.debug("model '%s': read in %.2f s (%d nodes), optimized in %.2f s (%d nodes)", graph.name, t1 - t0,
+              len(graph.nodes), time.perf_counter() - t1, len(graph.nodes))
     return graph
 
 
@@ -41,17 +53,21 @@ def check(model, **kw) -> list[str]:
     return []
 
 
-def generate_code(model, *, name=None, namespace=None, weights="dat", input_shapes=None,
+def generate_code(model, *, name=None, namespace=None, weights=DEFAULT_WEIGHTS, input_shapes=None,
                   optimize=True, constant_inputs=None) -> GeneratedModel:
     graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
                                                          optimize=optimize, constant_inputs=constant_inputs)
-    return generate(graph, name=name, namespace=namespace, weights=weights)
+    t0 = time.perf_counter()
+    gm = generate(graph, name=name, namespace=namespace, weights=weights)
+    log.debug("model '%s': generated %d lines of C++ in %.2f s", gm.name, gm.header.count("\n"),
+              time.perf_counter() - t0)
+    return gm
 
 
-def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = "dat",
+def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = DEFAULT_WEIGHTS,
          namespace: Optional[str] = None, input_shapes=None, optimize: bool = True,
          constant_inputs=None) -> dict[str, str]:
-    """Write `<name>.hxx` (and `<name>.dat` / `.bin` unless weights='embed') into out_dir, without compiling.
+    """Write `<name>.hxx` (and `<name>.bin` / `.dat` unless weights='embed') into out_dir, without compiling.
 
     Returns {"header": path, "weights": path or None}. Files appear atomically (temporary file + rename).
     """

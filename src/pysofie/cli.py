@@ -16,6 +16,9 @@ def _shape(text: str):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pysofie", description="Trained models -> standalone C++ inference code.")
     p.add_argument("--version", action="version", version=f"pysofie {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log every step with its timing (by default only compiles longer than a second are shown)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("emit", help="write <name>.hxx and its weight file")
@@ -23,8 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="output directory")
     e.add_argument("--name", help="model name (file names; namespace SOFIE_<name>)")
     e.add_argument("--namespace", help="C++ namespace (default SOFIE_<name>)")
-    e.add_argument("--weights", choices=["dat", "bin", "embed"], default="dat",
-                   help="weight storage: SOFIE text .dat (default), binary .bin, or embedded in the header")
+    e.add_argument("--weights", choices=["bin", "dat", "embed"], default=None,
+                   help="weight storage: checksummed binary .bin (default, as in Python), SOFIE text .dat, or "
+                        "embedded in the header")
     e.add_argument("--input-shape", action="append", type=_shape, metavar="D0,D1,...",
                    help="input shape, once per input (needed for .pt files; a name instead of a number is a "
                         "symbolic size)")
@@ -38,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("model")
     r.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input, once per input")
     r.add_argument("-o", "--output", help="write the outputs to this .npz file")
-    r.add_argument("--weights", choices=["dat", "bin", "embed"], default="dat")
+    r.add_argument("--weights", choices=["bin", "dat", "embed"], default=None,
+                   help="weight storage (default bin: the code InferenceSession compiles, so the cache is shared)")
     r.add_argument("--input-shape", action="append", type=_shape, metavar="D0,D1,...")
 
     g = sub.add_parser("config", help="compiler flags for emitted code (like pkg-config)")
@@ -54,8 +59,8 @@ def _version() -> str:
 
 
 def cmd_emit(a) -> int:
-    from .api import emit
-    paths = emit(a.model, a.output, name=a.name, weights=a.weights, namespace=a.namespace,
+    from .api import DEFAULT_WEIGHTS, emit
+    paths = emit(a.model, a.output, name=a.name, weights=a.weights or DEFAULT_WEIGHTS, namespace=a.namespace,
                  input_shapes=a.input_shape, optimize=not a.no_optimize)
     print(f"wrote {paths['header']}" + (f" and {paths['weights']}" if paths["weights"] else "")
           + f" (namespace {paths['namespace']})")
@@ -66,7 +71,7 @@ def cmd_check(a) -> int:
     from .api import check
     problems = check(a.model, input_shapes=a.input_shape)
     if problems:
-        print(f"{a.model}: {len(problems)} unsupported operator(s):")
+        print(f"{a.model}: {len(problems)} unsupported operator(s), attribute(s) or type(s):")
         for pr in problems:
             print(f"  {pr}")
         return 1
@@ -92,15 +97,27 @@ def cmd_run(a) -> int:
     outs = sess.run(None, feeds)
     names = [o.name for o in sess.get_outputs()]
     for n, v in zip(names, outs):
-        print(f"{n}: {v.dtype} {list(v.shape)}")
-        with np.printoptions(threshold=20, edgeitems=3, precision=6):
-            print(f"  {v}")
+        print(_summary(n, v))
     if a.output:
         buf = io.BytesIO()
         np.savez(buf, **dict(zip(names, outs)))
         atomic_write(a.output, buf.getvalue())
         print(f"wrote {a.output}")
     return 0
+
+
+def _summary(name: str, v) -> str:
+    """One line per output: name, dtype, shape, the first values and (for numbers) the range."""
+    import numpy as np
+    flat = v.reshape(-1)
+    first = np.array2string(flat[:5], precision=6, separator=", ", max_line_width=10 ** 6)
+    if flat.size > 5:
+        first = first[:-1] + ", ...]"
+    line = f"{name}: {v.dtype} {list(v.shape)} {first}"
+    if flat.size > 1 and (np.issubdtype(v.dtype, np.number) and not np.issubdtype(v.dtype, np.complexfloating)):
+        with np.errstate(all="ignore"):
+            line += f" min {flat.min():.6g} max {flat.max():.6g} mean {flat.astype(np.float64).mean():.6g}"
+    return line
 
 
 def cmd_config(a) -> int:
@@ -121,8 +138,24 @@ def cmd_config(a) -> int:
     return 0
 
 
+def _log_to_stderr(args) -> None:
+    """Progress (a compile longer than a second announces itself) and, with -v, every step with its timing."""
+    import logging
+    log = logging.getLogger("pysofie")
+    for h in [h for h in log.handlers if getattr(h, "_pysofie_cli", False)]:  # main() called again in-process
+        log.removeHandler(h)
+    if args.quiet:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pysofie: %(message)s"))
+    handler._pysofie_cli = True
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    _log_to_stderr(args)
     from .errors import PysofieError
     cmds = {"emit": cmd_emit, "check": cmd_check, "run": cmd_run, "config": cmd_config}
     try:

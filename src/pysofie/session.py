@@ -1,16 +1,28 @@
 """InferenceSession: onnxruntime's interface over generated, compiled C++ code."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
+import logging
+import os
+import sys
+import threading
+import time
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .api import generate_code
+from .api import DEFAULT_WEIGHTS, generate_code
 from .build.library import NativeModel, build_library, weight_file_for
 from .errors import InvalidInputError, PysofieError
 from .backends.cpp.capi import input_specs, used_symbols
+from .ir.dtypes import DType
 from .ir.shapes import Sym
+from .options import SessionOptions, normalize_providers
+from .ortvalue import IOBinding, OrtValue
+
+log = logging.getLogger("pysofie")
 
 
 class NodeArg:
@@ -25,16 +37,67 @@ class NodeArg:
         return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
 
 
+class ModelMetadata:
+    """What the model says about itself, like onnxruntime.ModelMetadata."""
+
+    def __init__(self, meta: dict, name: str):
+        self.producer_name: str = meta.get("producer_name", "")
+        self.graph_name: str = meta.get("graph_name", name)
+        self.graph_description: str = meta.get("graph_description", "")
+        self.domain: str = meta.get("domain", "")
+        self.description: str = meta.get("description", "")
+        self.custom_metadata_map: dict[str, str] = dict(meta.get("custom_metadata_map", {}))
+        self.version: int = int(meta.get("version", 2 ** 63 - 1))
+
+    def __repr__(self) -> str:
+        return (f"ModelMetadata(producer_name={self.producer_name!r}, graph_name={self.graph_name!r}, "
+                f"version={self.version})")
+
+
+def _ort_type(onnx_type: int) -> str:
+    try:
+        return DType.from_onnx(onnx_type).ort_name
+    except TypeError:
+        return "tensor(unknown)"
+
+
 def _public_dim(d):
     return d if isinstance(d, int) else repr(d)
+
+
+@contextlib.contextmanager
+def _log_level(level):
+    """The ``pysofie`` logger at `level` (SessionOptions.log_severity_level) while a session is built; messages
+    go to stderr if nothing else is configured to show them, as onnxruntime's log does."""
+    if level is None:
+        yield
+        return
+    old = log.level
+    handler = None
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("pysofie %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+        if handler is not None:
+            log.removeHandler(handler)
 
 
 class InferenceSession:
     """Compile a model to C++ and run it: ``InferenceSession(model).run(None, {name: array})``.
 
     model: path (.onnx, .h5, .keras, .pt), onnx.ModelProto, serialized ONNX bytes, or torch nn.Module.
-    weights: "bin" (checksummed binary; the default: fast to write and read), "dat" (SOFIE text, what
-        pysofie.emit writes by default; the default when weight_file ends in .dat) or "embed" (in the code).
+    sess_options: pysofie.SessionOptions or onnxruntime's (read by attribute name; see pysofie/options.py for
+        what each option does here). providers / provider_options: checked as onnxruntime checks them; pysofie
+        runs on the CPU, so another provider gives onnxruntime's warning and the CPU.
+    intra_op_num_threads: threads of the compiled Session (None: SessionOptions', else $PYSOFIE_NUM_THREADS or 1).
+    weights: "bin" (checksummed binary; the default, as for pysofie.emit and the command line: fast to write and
+        read), "dat" (SOFIE's text format; the default when weight_file ends in .dat) or "embed" (in the code).
+    optimize: run the graph optimizations (None: SessionOptions.graph_optimization_level decides; default yes).
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
@@ -42,22 +105,37 @@ class InferenceSession:
         inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
     """
 
-    def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None, input_shapes=None,
-                 name: Optional[str] = None, namespace: Optional[str] = None, optimize: bool = True,
-                 opt_level=None, native=None, weight_file: Optional[str] = None, constant_inputs=None,
+    def __init__(self, model, sess_options=None, providers=None, provider_options=None, *,
+                 weights: Optional[str] = None, input_shapes=None, name: Optional[str] = None,
+                 namespace: Optional[str] = None, optimize: Optional[bool] = None, opt_level=None, native=None,
+                 weight_file: Optional[str] = None, constant_inputs=None, intra_op_num_threads: Optional[int] = None,
                  _generated=None, _library=None, **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
+        t_start = time.perf_counter()
+        self._options = SessionOptions.from_any(sess_options)
+        self._providers, self._provider_options = normalize_providers(providers, provider_options)
+        graph_opt, level = self._options.optimization()
+        optimize = graph_opt if optimize is None else optimize
+        opt_level = level if opt_level is None else opt_level
+        # threads of the compiled Session: None = $PYSOFIE_NUM_THREADS or 1
+        self._intra_op_num_threads = (intra_op_num_threads if intra_op_num_threads is not None
+                                      else self._options.threads())
+        self._profile = [] if self._options.enable_profiling else None
+        self._profile_start = int(t_start * 1e9)  # perf_counter's clock, as onnxruntime's (monotonic) start time
+        self._profile_lock = threading.Lock()
         if weights is None:
-            weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
-        gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
-                                         input_shapes=input_shapes, optimize=optimize,
-                                         constant_inputs=constant_inputs)
+            weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else DEFAULT_WEIGHTS
+        with _log_level(self._options.logging_level()):
+            gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
+                                             input_shapes=input_shapes, optimize=optimize,
+                                             constant_inputs=constant_inputs)
+            lib = _library or build_library([gm], opt_level=opt_level, native=native)
+            log.debug("model '%s': session ready in %.2f s", gm.name, time.perf_counter() - t_start)
         self._gm = gm
         em = gm.emitter
         self._graph = em.graph
-        lib = _library or build_library([gm], opt_level=opt_level, native=native)
         self._native = NativeModel(lib, gm)
         self._params = list(em.params)
         g = self._graph
@@ -87,6 +165,10 @@ class InferenceSession:
             self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.outputs), PysofieError, gm.name)
+        meta = getattr(g, "metadata", None) or {}
+        self._meta = ModelMetadata(meta, gm.name)
+        self._overridable = [NodeArg(n, shape, _ort_type(dt)) for n, dt, shape in meta.get("overridable_initializers", [])]
+        self._profile_event("session_initialization", t_start)
 
     def __del__(self):
         h = getattr(self, "_handle", None)
@@ -101,49 +183,187 @@ class InferenceSession:
     def get_outputs(self) -> list[NodeArg]:
         return list(self._outputs)
 
-    def get_modelmeta(self):
-        return {"name": self._gm.name, "namespace": self._gm.namespace}
+    def get_modelmeta(self) -> ModelMetadata:
+        return self._meta
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        """Initializers the model also lists as graph inputs (onnxruntime lets a run feed them). pysofie compiles
+        them as constants: they are listed here, and a run that feeds one is told so."""
+        return list(self._overridable)
 
     def get_providers(self) -> list[str]:
-        return ["CPUExecutionProvider"]
+        return list(self._providers)
+
+    def get_provider_options(self) -> dict[str, dict]:
+        return dict(zip(self._providers, (dict(o) for o in self._provider_options)))
+
+    def set_providers(self, providers=None, provider_options=None) -> None:
+        """As onnxruntime: the same argument checks and warnings; pysofie always runs on the CPU."""
+        self._providers, self._provider_options = normalize_providers(providers, provider_options)
+
+    def disable_fallback(self) -> None:
+        pass  # the CPU is the only provider: nothing to fall back from
+
+    def enable_fallback(self) -> None:
+        pass
+
+    def get_session_options(self) -> SessionOptions:
+        return SessionOptions.from_any(self._options)
 
     @property
     def header(self) -> str:
         """The generated C++ header text."""
         return self._gm.header
 
-    def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
-        fast = self._fast
-        outs = fast(input_feed) if fast is not None else None
-        if outs is None:  # no C hot path, or something unusual (a list, a wrong input): the path with full checks
-            outs = self._run_checked(input_feed)
-        if output_names is None:
-            return outs
-        res = []
+    # -- profiling (SessionOptions.enable_profiling) ----------------------------------------------------
+    def _profile_event(self, name: str, t0: float, **args) -> None:
+        if self._profile is None:
+            return
+        t1 = time.perf_counter()
+        ev = {"cat": "Session", "pid": os.getpid(), "tid": threading.get_ident() & 0x7FFFFFFF,
+              "dur": int((t1 - t0) * 1e6), "ts": int((t0 * 1e9 - self._profile_start) / 1e3), "ph": "X",
+              "name": name, "args": {k: str(v) for k, v in args.items()}}
+        with self._profile_lock:
+            if self._profile is not None:  # end_profiling() may have run meanwhile
+                self._profile.append(ev)
+
+    def get_profiling_start_time_ns(self) -> int:
+        return self._profile_start if self._profile is not None else 0
+
+    def end_profiling(self) -> str:
+        """Write the events recorded since the session was built (one per run) as a Chrome trace JSON file named
+        after SessionOptions.profile_file_prefix and return its path; '' when profiling is off, as onnxruntime."""
+        if self._profile is None:
+            return ""
+        from .build.fs import atomic_write
+        with self._profile_lock:
+            events, self._profile = self._profile, None
+        path = f"{self._options.profile_file_prefix}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+        atomic_write(path, json.dumps(events, indent=0).encode())
+        return path
+
+    # -- running ---------------------------------------------------------------------------------------
+    def _output_indices(self, output_names) -> Optional[list[int]]:
+        """Indices of the requested outputs; None for all of them (None or [], as onnxruntime)."""
+        if isinstance(output_names, (str, bytes)):
+            raise TypeError(f"run(): output_names must be a list of output names or None, not the string "
+                            f"{output_names!r} (onnxruntime raises TypeError too); use [{output_names!r}]")
+        if not output_names:
+            return None
+        idx = []
         for n in output_names:
             if n not in self._out_index:
                 raise InvalidInputError(f"model '{self._gm.name}' has no output '{n}' "
                                         f"(outputs: {', '.join(self._out_index)})")
-            res.append(outs[self._out_index[n]])
-        return res
+            idx.append(self._out_index[n])
+        return idx
 
-    def _run_checked(self, input_feed) -> list[np.ndarray]:
-        """Checks and converts the inputs (errors name the input), allocates the outputs and runs the model through
-        ctypes. Every per-call buffer is local, and the C side serializes the calls to one session."""
+    def _reject_overridden(self, feed) -> None:
+        if self._overridable and isinstance(feed, dict):
+            given = [a.name for a in self._overridable if a.name in feed]
+            if given:
+                raise InvalidInputError(
+                    f"model '{self._gm.name}': {given} are initializers, compiled into the generated code as "
+                    "constants; pysofie cannot override them at run time (remove them from the model's "
+                    "initializers to make them inputs)")
+
+    def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
+        idx = None if output_names is None else self._output_indices(output_names)
+        if self._profile is not None:
+            return self._profiled_run(idx, input_feed)
+        fast = self._fast
+        outs = fast(input_feed) if fast is not None else None
+        if outs is None:  # no C hot path, or something unusual (a list, a wrong input): the path with full checks
+            self._reject_overridden(input_feed)
+            outs = self._run_checked(input_feed)
+        if idx is None:
+            return outs
+        return [outs[k] for k in idx]
+
+    def _profiled_run(self, idx, input_feed) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        self._reject_overridden(input_feed)
+        outs = self._run_checked(input_feed) if self._fast is None else self._fast(input_feed)
+        if outs is None:
+            outs = self._run_checked(input_feed)
+        self._profile_event("model_run", t0)
+        return outs if idx is None else [outs[k] for k in idx]
+
+    def run_async(self, output_names, input_feed: dict, callback, user_data, run_options=None) -> None:
+        """As onnxruntime: run on another thread, then ``callback(outputs, user_data, error message or '')``."""
+        def work():
+            try:
+                outs = self.run(output_names, input_feed, run_options)
+            except Exception as e:  # reported to the callback, as onnxruntime reports a failed run
+                callback([], user_data, f"{type(e).__name__}: {e}")
+                return
+            callback(outs, user_data, "")
+        threading.Thread(target=work, name=f"pysofie-run-{self._gm.name}", daemon=True).start()
+
+    def run_with_ort_values(self, output_names, input_dict_ort_values: dict, run_options=None) -> list[OrtValue]:
+        if not isinstance(input_dict_ort_values, dict):
+            raise InvalidInputError(f"model '{self._gm.name}': inputs must be a dict {{name: OrtValue}}")
+        feed = {}
+        for k, v in input_dict_ort_values.items():
+            if not isinstance(v, OrtValue):
+                raise TypeError(f"run_with_ort_values: input '{k}' is a {type(v).__name__}, not an OrtValue "
+                                "(make one with OrtValue.ortvalue_from_numpy)")
+            feed[k] = v.numpy()
+        return [OrtValue(a) for a in self.run(output_names, feed, run_options)]
+
+    def io_binding(self) -> IOBinding:
+        return IOBinding(self)
+
+    def run_with_iobinding(self, iobinding: IOBinding, run_options=None) -> None:
+        """Run on the inputs bound to `iobinding`; outputs bound to caller memory are written there in place."""
+        name = self._gm.name
+        if not iobinding._outputs:
+            raise InvalidInputError(f"model '{name}': run_with_iobinding: at least one output should be bound")
+        into = {}
+        for n, arr in iobinding._outputs.items():
+            if n not in self._out_index:
+                raise InvalidInputError(f"model '{name}' has no output '{n}' (outputs: {', '.join(self._out_index)})")
+            if arr is not None:
+                into[self._out_index[n]] = arr
+        self._reject_overridden(iobinding._inputs)
+        t0 = time.perf_counter() if self._profile is not None else 0.0
+        outs = self._run_checked(dict(iobinding._inputs), into)
+        if self._profile is not None:
+            self._profile_event("model_run", t0)
+        iobinding._results = [outs[self._out_index[n]] for n in iobinding._outputs]
+
+    def _run_checked(self, input_feed, into: Optional[dict] = None) -> list[np.ndarray]:
+        """Checks and converts the inputs (errors name the input), allocates the outputs (or uses the arrays of
+        `into`, {output index: array}, written in place) and runs the model through ctypes. Every per-call buffer
+        is local, and the C side serializes the calls to one session."""
         fast = self._fast_inputs(input_feed) if self._fast is None else None  # run_fast already declined
         arrays, env = fast if fast is not None else self._check_inputs(input_feed)
         sizes = [env.get(p, 1) for p in self._params]  # a size only an unread input has: irrelevant
         if self._static_out is not None:
-            outs = [np.empty(shape, dt) for shape, dt in self._static_out]
+            shapes = self._static_out
         else:
             senv = dict(zip(self._params, sizes))
-            outs = []
+            shapes = []
             for v in self._out_vals:
                 shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
                 if any(d < 0 for d in shape):
                     raise InvalidInputError(f"model '{self._gm.name}': output '{v.name}' would have shape "
                                             f"{list(shape)} for sizes {senv}")
-                outs.append(np.empty(shape, v.dtype.np))
+                shapes.append((shape, v.dtype.np))
+        outs = []
+        for k, (shape, dt) in enumerate(shapes):
+            given = into.get(k) if into else None
+            if given is None:
+                outs.append(np.empty(shape, dt))
+                continue
+            oname = self._out_vals[k].name
+            if given.dtype != dt or tuple(given.shape) != tuple(shape):
+                raise InvalidInputError(f"model '{self._gm.name}': output '{oname}' is {np.dtype(dt)} {list(shape)}, "
+                                        f"the memory bound to it is {given.dtype} {list(given.shape)}")
+            if not (given.flags.c_contiguous and given.flags.aligned and given.flags.writeable):
+                raise InvalidInputError(f"model '{self._gm.name}': the memory bound to output '{oname}' must be "
+                                        "C-contiguous, aligned and writeable")
+            outs.append(given)
         c_sizes = (ctypes.c_int64 * max(1, len(sizes)))(*sizes)
         ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])

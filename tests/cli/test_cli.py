@@ -139,3 +139,79 @@ def test_emit_keras_file(tmp_path):
     r = cli("emit", str(path), "-o", str(tmp_path / "out"), "--weights", "bin")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["m.bin", "m.hxx"]
+
+
+def test_run_prints_a_short_summary_and_shares_the_library_with_python(tmp_path):
+    """`pysofie run` and InferenceSession default to the same weight format: one compiled library for both."""
+    import pysofie
+    env = dict(os.environ, PYSOFIE_CACHE_DIR=str(tmp_path / "cache"))
+    x = np.random.default_rng(0).standard_normal((3, 1, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = subprocess.run([sys.executable, "-m", "pysofie", "-v", "run", EXAMPLE, "--input", f"image={tmp_path / 'x.npy'}"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("probabilities: float32 [3, 10] [")
+    expected = ort(EXAMPLE, {"image": x})[0]
+    assert f"{expected.reshape(-1)[0]:.6f}"[:6] in lines[0]
+    assert "compiled in" in r.stderr and "generated" in r.stderr  # -v: every step with its timing
+    old = os.environ.get("PYSOFIE_CACHE_DIR")
+    os.environ["PYSOFIE_CACHE_DIR"] = env["PYSOFIE_CACHE_DIR"]
+    try:
+        pysofie.InferenceSession(EXAMPLE)
+    finally:
+        if old is None:
+            del os.environ["PYSOFIE_CACHE_DIR"]
+        else:
+            os.environ["PYSOFIE_CACHE_DIR"] = old
+    libs = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".so")]
+    assert len(libs) == 1
+
+
+def test_long_compiles_announce_themselves(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import pysofie
+    from pysofie.build import library
+    monkeypatch.setattr(library, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setenv("PYSOFIE_CACHE_DIR", str(tmp_path))
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "progress",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5])])
+    with caplog.at_level(logging.INFO, logger="pysofie"):
+        pysofie.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("compiling model 'progress'" in m for m in msgs) and any("compiled in" in m for m in msgs)
+
+
+def test_check_lists_string_tensors(tmp_path):
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Identity", ["s"], ["y"]), helper.make_node("Relu", ["x"], ["z"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("s", TensorProto.STRING, [2]),
+                                       helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.STRING, [2]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor("labels", TensorProto.STRING, [2], [b"a", b"b"])])
+    f = tmp_path / "strings.onnx"
+    f.write_bytes(helper.make_model(g).SerializeToString())
+    r = cli("check", str(f))
+    assert r.returncode == 1, r.stderr
+    assert "3 unsupported" in r.stdout
+    for needle in ("graph input 's': element type STRING", "graph output 'y'", "initializer 'labels'"):
+        assert needle in r.stdout
+
+
+def test_input_shape_of_the_wrong_rank_names_the_input():
+    r = cli("check", EXAMPLE, "--input-shape", "1,16,16")
+    assert r.returncode == 2
+    assert "input 'image' has rank 3, but the model declares rank 4" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_missing_cxx_is_an_error_not_another_compiler(tmp_path):
+    env = dict(os.environ, CXX="no-such-compiler++", PYSOFIE_CACHE_DIR=str(tmp_path))
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 16, 16), np.float32))
+    r = subprocess.run([sys.executable, "-m", "pysofie", "run", EXAMPLE, "--input", f"image={tmp_path / 'x.npy'}"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 2
+    assert "CXX is set to 'no-such-compiler++'" in r.stderr and "Traceback" not in r.stderr

@@ -11,8 +11,17 @@ from ..errors import CompileError
 
 
 def find_cxx() -> str:
-    for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if cand and shutil.which(cand.split()[0]):
+    """$CXX when set (an error if it names no executable: never another compiler in its place), else the first
+    of c++, g++, clang++ on PATH."""
+    env = os.environ.get("CXX", "").strip()
+    if env:
+        exe = env.split()[0]
+        if not shutil.which(exe):
+            raise CompileError(f"CXX is set to '{env}', but '{exe}' is not an executable (not found on PATH); "
+                               "fix CXX or unset it to use c++/g++/clang++")
+        return env
+    for cand in ("c++", "g++", "clang++"):
+        if shutil.which(cand):
             return cand
     raise CompileError("no C++ compiler found: install g++ or clang++, or set CXX")
 

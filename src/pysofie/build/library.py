@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import sysconfig
 import threading
+import time
 
 from .. import __version__
 from ..backends.cpp import GeneratedModel
@@ -15,6 +17,8 @@ from .compiler import compile_shared, compiler_info, find_cxx, opt_flags
 from .fs import atomic_write, cache_dir
 
 _lock = threading.Lock()
+log = logging.getLogger("pysofie")
+PROGRESS_AFTER_S = 1.0  # a compile that runs longer is announced at INFO level (the CLI shows INFO)
 
 
 def _digest(*parts: str | bytes) -> str:
@@ -67,7 +71,9 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
                   _python_abi() if pyflags else "", *[m.header for m in models])
     lib_dir = os.path.join(cache_dir(), "lib", key[:2], key)
     lib = os.path.join(lib_dir, "model.so")
+    names = ", ".join(f"'{m.name}'" for m in models)
     if os.path.exists(lib):
+        log.debug("model %s: compiled library found in the cache (%s)", names, lib)
         return lib
     src = os.path.join(lib_dir, "src")
     if len({m.namespace for m in models}) != len(models):
@@ -75,7 +81,18 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     for m in models:
         atomic_write(os.path.join(src, source_name(m)), m.header)
     atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
-    compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
+    what = f"{cxx} {' '.join(f for f in flags if f.startswith(('-O', '-march')))}"
+    log.debug("model %s: compiling (%s)", names, what)
+    announced = threading.Timer(PROGRESS_AFTER_S, log.info, (f"compiling model {names} ({what})...",))
+    announced.daemon = True
+    t0 = time.perf_counter()
+    announced.start()
+    try:
+        compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
+    finally:
+        announced.cancel()
+    dt = time.perf_counter() - t0
+    log.log(logging.INFO if dt > PROGRESS_AFTER_S else logging.DEBUG, "model %s: compiled in %.1f s", names, dt)
     return lib
 
 

@@ -8,6 +8,16 @@ from ..errors import ModelLoadError
 
 def load_graph(model, *, input_shapes=None, name: str | None = None, constant_inputs=None):
     """Dispatch on the model's kind: path (.onnx/.h5/.keras/.pt), onnx.ModelProto, or torch nn.Module."""
+    graph = _load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
+    if not graph.metadata:  # Keras and torch models: what onnxruntime would report for their ONNX export
+        producer = "keras" if graph.source.lower().endswith((".h5", ".hdf5", ".keras")) else "pytorch"
+        graph.metadata = {"producer_name": producer, "graph_name": graph.name, "graph_description": "",
+                          "domain": "", "description": "", "custom_metadata_map": {},
+                          "version": 2 ** 63 - 1, "overridable_initializers": []}
+    return graph
+
+
+def _load_graph(model, *, input_shapes, name, constant_inputs):
     import onnx
     if isinstance(model, onnx.ModelProto):
         from .onnx import graph_from_onnx

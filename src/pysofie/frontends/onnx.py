@@ -70,6 +70,58 @@ def _symbol_name(raw: str) -> str:
     return s
 
 
+def unsupported_element_types(g: onnx.GraphProto, where: str = "") -> list[str]:
+    """Every tensor of the graph (inputs, outputs, value_info, initializers, tensor attributes and Cast targets,
+    subgraphs included) whose element type pysofie has no DType for (STRING, complex...), one line each."""
+    known = {d.onnx for d in DType}
+    name_of = _type_name
+    problems: list[str] = []
+    for kind, vis in (("graph input", g.input), ("graph output", g.output), ("intermediate tensor", g.value_info)):
+        for vi in vis:
+            if vi.type.HasField("tensor_type"):
+                et = vi.type.tensor_type.elem_type
+                if et and et not in known:
+                    problems.append(f"{where}{kind} '{vi.name}': element type {name_of(et)} is not supported")
+    for t in g.initializer:
+        if t.data_type not in known:
+            problems.append(f"{where}initializer '{t.name}': element type {name_of(t.data_type)} is not supported")
+    for k, n in enumerate(g.node):
+        nname = n.name or f"{n.op_type}_{k}"
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type not in known:
+                problems.append(f"{where}node '{nname}' ({n.op_type}): attribute '{a.name}' has element type "
+                                f"{name_of(a.t.data_type)}, which is not supported")
+            elif n.op_type == "Cast" and a.name == "to" and a.i not in known:
+                problems.append(f"{where}node '{nname}' (Cast): cast to element type {name_of(a.i)} is not supported")
+            elif a.type == onnx.AttributeProto.GRAPH:
+                problems += unsupported_element_types(a.g, f"{where}node '{nname}' {a.name}: ")
+    return problems
+
+
+def _type_name(code: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(code)
+    except ValueError:
+        return str(code)
+
+
+def model_metadata(model: onnx.ModelProto) -> dict:
+    """What onnxruntime's ModelMetadata and get_overridable_initializers report for this model."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    overridable = []
+    for inp in g.input:
+        if inp.name in inits:
+            t = inits[inp.name]
+            overridable.append((inp.name, int(t.data_type), [int(d) for d in t.dims]))
+    return {"producer_name": model.producer_name, "graph_name": g.name, "graph_description": g.doc_string,
+            "domain": model.domain, "description": model.doc_string,
+            "custom_metadata_map": {p.key: p.value for p in model.metadata_props},
+            # onnxruntime reports INT64_MAX when the model has no version
+            "version": int(model.model_version) if model.HasField("model_version") else int(np.iinfo(np.int64).max),
+            "overridable_initializers": overridable}
+
+
 def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: str = "",
                     input_shapes=None, constant_inputs=None) -> Graph:
     """constant_inputs: {input name: array} turns those graph inputs into constants. Generated code is static:
@@ -82,8 +134,12 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             opset = imp.version
     if opset == 0:
         opset = onnx.defs.onnx_opset_version()
+    bad_types = unsupported_element_types(g)
+    if bad_types:
+        raise UnsupportedOperatorError(bad_types, source)
     graph = Graph(name or g.name or "model")
     graph.source = source
+    graph.metadata = model_metadata(model)
     values: dict[str, Value] = {}
 
     for init in g.initializer:
@@ -112,6 +168,10 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         dt = DType.from_onnx(tt.elem_type)
         dims: list = []
         if given is not None:
+            declared = len(tt.shape.dim) if tt.HasField("shape") else None
+            if declared is not None and len(given[k]) != declared:
+                raise ModelLoadError(f"{source}: input shape #{k + 1} {tuple(given[k])} given for input '{inp.name}' "
+                                     f"has rank {len(given[k])}, but the model declares rank {declared}")
             dims = [int(d) if not isinstance(d, str) else Sym.var(_symbol_name(d)) for d in given[k]]
         else:
             for ax, d in enumerate(tt.shape.dim):

@@ -83,6 +83,8 @@ class Graph:
         self.nodes: list[Node] = []
         self.size_params: list[str] = []  # names of symbolic dims, in the order infer() takes them
         self.source: str = ""  # file name or description, for error messages
+        # what the model file says about itself (producer, version, metadata_props...): see session.ModelMetadata
+        self.metadata: dict = {}
 
     # -- construction ----------------------------------------------------------------------------------
     def add_input(self, value: Value) -> Value:
