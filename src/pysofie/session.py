@@ -39,7 +39,9 @@ class InferenceSession:
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
     constant_inputs: {input name: array}: those inputs become constants of the generated code (needed for
-        inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
+        inputs that determine shapes, such as a Reshape's target shape fed as a graph input). An ONNX model
+        needing such an input that is not given here is specialized at ``run`` instead: the code is generated
+        and compiled for the values given there, once per distinct set of values (see pysofie.specialize).
     """
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None, input_shapes=None,
@@ -51,9 +53,20 @@ class InferenceSession:
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
         if weights is None:
             weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
-        gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
-                                         input_shapes=input_shapes, optimize=optimize,
-                                         constant_inputs=constant_inputs)
+        self._lazy = None
+        try:
+            gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
+                                             input_shapes=input_shapes, optimize=optimize,
+                                             constant_inputs=constant_inputs)
+        except PysofieError as e:
+            from .specialize import plan
+            p = plan(model, e, constant_inputs)
+            if p is None:
+                raise
+            self._init_lazy(p, dict(name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
+                                    optimize=optimize, opt_level=opt_level, native=native,
+                                    weight_file=weight_file), constant_inputs)
+            return
         self._gm = gm
         em = gm.emitter
         self._graph = em.graph
@@ -88,6 +101,29 @@ class InferenceSession:
                                                 tuple(v.dtype.np for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.outputs), PysofieError, gm.name)
 
+    def _init_lazy(self, p, kwargs: dict, constant_inputs) -> None:
+        """No code yet: the shape-determining inputs `needed` arrive at run (pysofie.specialize)."""
+        from .specialize import Specializer, runtime_input_names
+        model, needed = p
+        base = dict(constant_inputs or {})
+        shapes = kwargs.pop("input_shapes")
+        names = [n for n in runtime_input_names(model) if n not in base]
+
+        def make_session(m, consts):
+            kw = dict(kwargs)
+            if shapes is not None:  # given for the inputs left at run: drop those now fixed
+                kw["input_shapes"] = [s for n, s in zip(names, shapes) if n not in consts]
+            return InferenceSession(m, constant_inputs=consts, **kw)
+
+        self._lazy = lz = Specializer(model, needed, make_session, base,
+                                      source=f"model '{kwargs['name'] or model.graph.name or 'model'}'")
+        self._gm = None
+        self._handle = None
+        self._fast = None
+        self._inputs = [NodeArg(n, shape, t) for n, shape, t in lz.inputs]
+        self._outputs = [NodeArg(n, shape, t) for n, shape, t in lz.outputs]
+        self._out_index = {o.name: k for k, o in enumerate(self._outputs)}
+
     def __del__(self):
         h = getattr(self, "_handle", None)
         if h and getattr(self, "_fast", None) is None:  # else run_fast owns the session and frees it with itself
@@ -102,6 +138,8 @@ class InferenceSession:
         return list(self._outputs)
 
     def get_modelmeta(self):
+        if self._gm is None:
+            return {"name": self._lazy.model.graph.name or "model", "namespace": None}
         return {"name": self._gm.name, "namespace": self._gm.namespace}
 
     def get_providers(self) -> list[str]:
@@ -110,6 +148,9 @@ class InferenceSession:
     @property
     def header(self) -> str:
         """The generated C++ header text."""
+        if self._gm is None:
+            raise PysofieError(f"{self._lazy.source}: no code is generated before run() gives the inputs "
+                               f"{self._lazy.needed}, on whose values it depends")
         return self._gm.header
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict, run_options=None) -> list[np.ndarray]:
@@ -122,7 +163,7 @@ class InferenceSession:
         res = []
         for n in output_names:
             if n not in self._out_index:
-                raise InvalidInputError(f"model '{self._gm.name}' has no output '{n}' "
+                raise InvalidInputError(f"model '{self.get_modelmeta()['name']}' has no output '{n}' "
                                         f"(outputs: {', '.join(self._out_index)})")
             res.append(outs[self._out_index[n]])
         return res
@@ -130,6 +171,8 @@ class InferenceSession:
     def _run_checked(self, input_feed) -> list[np.ndarray]:
         """Checks and converts the inputs (errors name the input), allocates the outputs and runs the model through
         ctypes. Every per-call buffer is local, and the C side serializes the calls to one session."""
+        if self._lazy is not None:
+            return self._lazy.run(None, input_feed)
         fast = self._fast_inputs(input_feed) if self._fast is None else None  # run_fast already declined
         arrays, env = fast if fast is not None else self._check_inputs(input_feed)
         sizes = [env.get(p, 1) for p in self._params]  # a size only an unread input has: irrelevant
