@@ -193,13 +193,21 @@ class PysofieBackend(Backend):
         """Whether pysofie supports every operator and type of the model (without compiling it)."""
         if not cls.supports_device(device):
             return False
+        from .errors import PysofieError
+        from .specialize import GEN_TIME, plan
         try:
             m = _as_model(model)
             from . import api
             from .conformance import screen
-            return screen(m) is None and not api.check(m)
+            if screen(m) is not None:
+                return False
+            problems = api.check(m)
+        except PysofieError as e:  # inputs needed at generation time are specialized at run
+            return plan(m, e) is not None
         except Exception:
             return False
+        return not problems or (all(GEN_TIME.search(p) for p in problems)
+                                and plan(m, UnsupportedOperatorError(problems)) is not None)
 
     @classmethod
     def prepare(cls, model, device: str = "CPU", **kwargs: Any) -> PysofieRep:

@@ -128,6 +128,7 @@ class Specializer:
         self._lock = threading.Lock()
         self.input_names = [n for n in runtime_input_names(model) if n not in self.base]
         by_name = {i.name: i for i in model.graph.input}
+        self._declared = by_name
         self.inputs = [(n, _public_shape(by_name[n]), _ort_type(by_name[n])) for n in self.input_names]
         self.outputs = [(o.name, _public_shape(o), _ort_type(o)) for o in model.graph.output]
 
@@ -165,12 +166,37 @@ class Specializer:
             self.cache[key] = entry
             return entry
 
+    def _check(self, name: str, a) -> None:
+        """A value that decides the code must have the declared dtype and static dims."""
+        vi = self._declared[name]
+        if not vi.type.HasField("tensor_type"):
+            return
+        from .ir import DType
+        a = np.asarray(a)
+        try:
+            dt = DType.from_onnx(vi.type.tensor_type.elem_type).np
+        except TypeError:
+            return
+        if a.dtype != dt:
+            raise InvalidInputError(f"{self.source}: input '{name}' must have dtype {np.dtype(dt)}, got {a.dtype}")
+        if vi.type.tensor_type.HasField("shape"):
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) != a.ndim or any(d.HasField("dim_value") and d.dim_value != n
+                                          for d, n in zip(dims, a.shape)):
+                raise InvalidInputError(f"{self.source}: input '{name}' must have shape "
+                                        f"{_public_shape(vi)}, got {list(a.shape)}")
+
     def run(self, output_names, feed: dict) -> list:
         if not isinstance(feed, dict):
             raise InvalidInputError(f"{self.source}: inputs must be a dict {{name: array}}")
         unknown = [k for k in feed if k not in self.input_names]
         if unknown:
             raise InvalidInputError(f"{self.source}: unknown input(s) {unknown} (expected: {self.input_names})")
+        missing = [n for n in self.needed if n not in feed]
+        if missing:
+            raise InvalidInputError(f"{self.source}: missing input(s) {missing} (expected: {self.input_names})")
+        for n in self.needed:
+            self._check(n, feed[n])
         sess, fixed = self.session_for(feed)
         rest = {k: v for k, v in feed.items() if k not in fixed}
         return sess.run(output_names, rest)
