@@ -83,6 +83,7 @@ class InferenceSession:
         self._run = self._native.run
         self._in_specs = input_specs(em)  # (name, dtype, static dims, ((axis, size symbol), ...)) per input
         self._used_syms = used_symbols(em)
+        self._rt = dict(getattr(em, "rt_sizes", {}))  # sizes the data decides: {symbol: upper bound}
         self._static_out = None
         if all(isinstance(d, int) for v in g.outputs for d in v.shape):
             self._static_out = [(tuple(v.shape), v.dtype.np) for v in g.outputs]
@@ -176,6 +177,8 @@ class InferenceSession:
         fast = self._fast_inputs(input_feed) if self._fast is None else None  # run_fast already declined
         arrays, env = fast if fast is not None else self._check_inputs(input_feed)
         sizes = [env.get(p, 1) for p in self._params]  # a size only an unread input has: irrelevant
+        if self._rt:
+            return self._run_rt(arrays, sizes)
         if self._static_out is not None:
             outs = [np.empty(shape, dt) for shape, dt in self._static_out]
         else:
@@ -193,6 +196,31 @@ class InferenceSession:
         err = ctypes.create_string_buffer(1024)
         if self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err)) != 0:
             raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
+        return outs
+
+    def _run_rt(self, arrays, sizes) -> list[np.ndarray]:
+        """Runs a model with sizes the data decides: outputs are allocated for their upper bounds, written with
+        their true (contiguous) shapes, and returned as views of that length."""
+        from .ir.shapes import numel
+        em = self._gm.emitter
+        senv = dict(zip(self._params, sizes))
+        bufs = []
+        for v in self._out_vals:
+            n = em.bounded(numel(v.shape))
+            n = n.evaluate(senv) if isinstance(n, Sym) else int(n)
+            bufs.append(np.empty(max(0, n), v.dtype.np))
+        c_sizes = (ctypes.c_int64 * max(1, len(sizes)))(*sizes)
+        ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
+        out_ptrs = (ctypes.c_void_p * max(1, len(bufs)))(*[b.ctypes.data for b in bufs])
+        rt = (ctypes.c_int64 * len(self._rt))()
+        err = ctypes.create_string_buffer(1024)
+        if self._native.run_rt(self._handle, c_sizes, ins, out_ptrs, rt, err, len(err)) != 0:
+            raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
+        senv.update(zip(self._rt, (int(x) for x in rt)))
+        outs = []
+        for v, b in zip(self._out_vals, bufs):
+            shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
+            outs.append(b[:int(np.prod(shape, dtype=np.int64))].reshape(shape))
         return outs
 
     def _fast_inputs(self, feed):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import DType
 from ..ir.shapes import Sym, dims_equal, numel
-from .base import REQUIRED, Op, norm_axis, register
+from .base import REQUIRED, Op, norm_axis, register, runtime_symbol
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
 INDEX_TYPES = INT3264
@@ -269,15 +269,16 @@ class Range(Op):
 class NonZero(Op):
     OUTPUTS = ("Y",)
 
-    def check(self, node):
-        if node.inputs[0].const is None:
-            return [f"{node.describe()}: NonZero's output size depends on the input data; it is supported only "
-                    "when its input is known at generation time"]
-        return []
-
     def infer(self, node):
-        nz = np.nonzero(node.inputs[0].const)
-        return [(DType.INT64, (node.inputs[0].rank, int(nz[0].size) if nz else 0))]
+        x = node.inputs[0]
+        if x.const is None:  # the count is decided at run time (runtime_sizes), at most numel(X)
+            return [(DType.INT64, (x.rank, Sym.var(runtime_symbol(node))))]
+        nz = np.nonzero(x.const)
+        return [(DType.INT64, (x.rank, int(nz[0].size) if nz else 0))]
+
+    def runtime_sizes(self, node):
+        x = node.inputs[0]
+        return {} if x.const is not None else {runtime_symbol(node): numel(x.shape)}
 
 
 @register()
