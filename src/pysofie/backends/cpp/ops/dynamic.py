@@ -5,6 +5,7 @@ from __future__ import annotations
 from ....ir.shapes import cpp_dim, numel
 from ....ops.base import runtime_symbol
 from ..emitter import generates
+from ..names import c_string
 
 
 @generates("NonZero")
@@ -30,3 +31,34 @@ def gen_nonzero(cx):
                 if d:
                     w.line(f"rest /= {dims[d]};")
             w.line("++j;")
+
+
+def compress_runtime(cx):
+    """Compress with a condition computed at run time: the kept count is the run-time size. A condition shorter
+    than the axis keeps nothing past its end; a longer one is an error (as in onnxruntime)."""
+    from ....ops.base import norm_axis
+    w = cx.w
+    x = cx.vin(0)
+    X, C, Y = cx.i(0), cx.i(1), cx.o(0)
+    R = runtime_symbol(cx.node)
+    clen = cpp_dim(cx.vin(1).shape[0])
+    if cx.op.axis is None:
+        outer, n, inner = "1", cx.size(0), "1"
+    else:
+        a = norm_axis(cx.op.axis, x.rank)
+        outer = cpp_dim(numel(x.shape[:a]))
+        n = cpp_dim(x.shape[a])
+        inner = cpp_dim(numel(x.shape[a + 1:]))
+    msg = c_string(f"{cx.node.describe()}: the condition is longer than the compressed axis")
+    w.line(f"if (size_t({clen}) > size_t({n})) throw std::runtime_error({msg});")
+    w.line(f"const size_t m = std::min<size_t>({clen}, {n});")
+    w.line("size_t count = 0;")
+    with w.loop("k", "m"):
+        w.line(f"if ({C}[k]) ++count;")
+    w.line(f"{R} = count;")
+    w.line("size_t at = 0;")
+    with w.loop("o", outer):
+        with w.loop("k", "m"):
+            with w.block(f"if ({C}[k])"):
+                w.line(f"std::copy_n({X} + (o * {n} + k) * {inner}, {inner}, {Y} + at);")
+                w.line(f"at += {inner};")

@@ -1,0 +1,127 @@
+"""Output sizes decided by the data at run time (Op.runtime_sizes): NonZero, Compress with a run-time condition,
+and operators after them. Outputs come back with their true shapes; buffers are sized by upper bounds.
+Reference: onnxruntime (exact for indices, rtol 1e-4 / atol 1e-5 for floats). All models compile together."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T, helper
+
+from ..util import ATOL, RTOL
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _model(name, nodes, inputs, outputs, opset=18):
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info(*i) for i in inputs],
+                          [helper.make_tensor_value_info(*o) for o in outputs])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    onnx.checker.check_model(m)
+    return m
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def _sparse(shape, seed, p=0.4, dtype=np.float32):
+    r = _rng(seed)
+    return (r.standard_normal(shape) * (r.random(shape) < p)).astype(dtype)
+
+
+MODELS = {
+    "nonzero_2d": _model("nonzero_2d", [helper.make_node("NonZero", ["x"], ["y"])],
+                         [("x", T.FLOAT, ["N", 5])], [("y", T.INT64, [2, None])]),
+    "nonzero_bool_3d": _model("nonzero_bool_3d", [helper.make_node("NonZero", ["x"], ["y"])],
+                              [("x", T.BOOL, [2, 3, 4])], [("y", T.INT64, [3, None])]),
+    # x[x > t] and its sum: Greater -> NonZero -> Transpose -> GatherND -> ReduceSum, batch symbolic
+    "masked_select": _model("masked_select", [
+        helper.make_node("Greater", ["x", "t"], ["c"]), helper.make_node("NonZero", ["c"], ["nz"]),
+        helper.make_node("Transpose", ["nz"], ["idx"]), helper.make_node("GatherND", ["x", "idx"], ["y"]),
+        helper.make_node("ReduceSum", ["y"], ["s"], keepdims=0), helper.make_node("Relu", ["y"], ["r"])],
+        [("x", T.FLOAT, ["N", 4]), ("t", T.FLOAT, [])],
+        [("y", T.FLOAT, [None]), ("s", T.FLOAT, []), ("r", T.FLOAT, [None])]),
+    # graph-network pattern: edges kept by a mask, then gathered rows and a matrix product
+    "edge_mask": _model("edge_mask", [
+        helper.make_node("NonZero", ["mask"], ["nz"]),
+        helper.make_node("Constant", [], ["zero"], value=onnx.numpy_helper.from_array(np.array([0], np.int64))),
+        helper.make_node("Squeeze", ["nz", "zero"], ["keep"]),
+        helper.make_node("Gather", ["feat", "keep"], ["rows"], axis=0),
+        helper.make_node("MatMul", ["rows", "w"], ["h"])],
+        [("mask", T.BOOL, ["E"]), ("feat", T.FLOAT, ["E", 3]), ("w", T.FLOAT, [3, 2])],
+        [("h", T.FLOAT, [None, 2])]),
+    "compress_axis1": _model("compress_axis1", [helper.make_node("Compress", ["x", "c"], ["y"], axis=1)],
+                             [("x", T.FLOAT, [3, 5, 2]), ("c", T.BOOL, [5])], [("y", T.FLOAT, [3, None, 2])]),
+    "compress_flat_short": _model("compress_flat_short", [helper.make_node("Compress", ["x", "c"], ["y"])],
+                                  [("x", T.INT32, [2, 3]), ("c", T.BOOL, [4])], [("y", T.INT32, [None])]),
+}
+
+
+def _feeds(name, seed):
+    r = _rng(seed)
+    if name == "nonzero_2d":
+        return {"x": _sparse((2 + seed, 5), seed)}
+    if name == "nonzero_bool_3d":
+        return {"x": r.random((2, 3, 4)) < (0.0 if seed == 2 else 0.3)}
+    if name == "masked_select":
+        return {"x": r.standard_normal((3 + 2 * seed, 4)).astype(np.float32), "t": np.array(0.5 + seed, np.float32)}
+    if name == "edge_mask":
+        e = 4 + 3 * seed
+        return {"mask": r.random(e) < 0.5,
+                "feat": r.standard_normal((e, 3)).astype(np.float32), "w": r.standard_normal((3, 2)).astype(np.float32)}
+    if name == "compress_axis1":
+        return {"x": r.standard_normal((3, 5, 2)).astype(np.float32), "c": r.random(5) < (0.5 if seed < 2 else 0)}
+    if name == "compress_flat_short":
+        return {"x": r.integers(-9, 9, (2, 3)).astype(np.int32), "c": r.random(4) < 0.6}
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    from pysofie.build.batch import compile_many
+    extra = {"compress_long": _model("compress_long", [helper.make_node("Compress", ["x", "c"], ["y"])],
+                                     [("x", T.FLOAT, [2, 2]), ("c", T.BOOL, [6])], [("y", T.FLOAT, [None])])}
+    names = list(MODELS) + list(extra)
+    built = compile_many([MODELS.get(n) or extra[n] for n in names], weights="bin")
+    for n, s in zip(names, built):
+        if isinstance(s, BaseException):
+            raise s
+    return dict(zip(names, built))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_onnxruntime_with_true_shapes(sessions, name, seed):
+    feed = _feeds(name, seed)
+    outs = sessions[name].run(None, feed)
+    refs = ort.InferenceSession(MODELS[name].SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    for o, r in zip(outs, refs):
+        assert o.shape == r.shape and o.dtype == r.dtype, (o.shape, r.shape)
+        if o.dtype.kind in "f":
+            np.testing.assert_allclose(o, r, rtol=RTOL, atol=ATOL)
+        else:
+            np.testing.assert_array_equal(o, r)
+
+
+def test_sizes_shrink_and_grow_between_calls(sessions):
+    s = sessions["nonzero_2d"]
+    x = np.ones((6, 5), np.float32)
+    assert s.run(None, {"x": x})[0].shape == (2, 30)
+    assert s.run(None, {"x": np.zeros((6, 5), np.float32)})[0].shape == (2, 0)
+    x[2, 3] = 0
+    y = s.run(None, {"x": x})[0]
+    assert y.shape == (2, 29) and [2, 3] not in y.T.tolist()
+
+
+def test_header_documents_the_bound_and_last_sizes(sessions):
+    h = sessions["masked_select"].header
+    assert "a size decided by the data at run time (Session::last_sizes()), at most (4*N)" in h
+    assert "std::vector<size_t> last_sizes() const" in h
+
+
+def test_compress_condition_longer_than_axis_is_an_error(sessions):
+    import pysofie
+    with pytest.raises(pysofie.PysofieError, match="condition is longer than the compressed axis"):
+        sessions["compress_long"].run(None, {"x": np.zeros((2, 2), np.float32), "c": np.ones(6, bool)})
