@@ -123,3 +123,16 @@ def test_deferred_compilation_compiles_prepared_models_together():
 
 def test_is_compatible_accepts_run_time_shape_inputs(reshape_topk):
     assert backend.is_compatible(reshape_topk)
+
+
+def test_range_bounds_given_at_run_are_specialized():
+    m = _model([helper.make_node("Range", ["a", "b", "d"], ["r"]), helper.make_node("Cast", ["r"], ["y"], to=T.FLOAT)],
+               [("a", T.INT64, []), ("b", T.INT64, []), ("d", T.INT64, [])], [("y", T.FLOAT, [None])])
+    s = pysofie.InferenceSession(m)
+    for a, b, d in [(0, 5, 1), (10, 1, -3), (0, 5, 1)]:
+        feed = {"a": np.array(a), "b": np.array(b), "d": np.array(d)}
+        (y,) = s.run(None, feed)
+        (ref,) = _ort(m, feed)
+        assert y.shape == ref.shape
+        np.testing.assert_array_equal(y, ref)
+    assert len(s._lazy.cache) == 2

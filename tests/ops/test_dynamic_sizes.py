@@ -52,6 +52,11 @@ MODELS = {
         helper.make_node("MatMul", ["rows", "w"], ["h"])],
         [("mask", T.BOOL, ["E"]), ("feat", T.FLOAT, ["E", 3]), ("w", T.FLOAT, [3, 2])],
         [("h", T.FLOAT, [None, 2])]),
+    # TopK with K computed at run time (here a graph input): a run-time size up to the axis' extent
+    "topk_runtime_k": _model("topk_runtime_k", [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1),
+                                                helper.make_node("Neg", ["v"], ["nv"])],
+                             [("x", T.FLOAT, ["N", 6]), ("k", T.INT64, [1])],
+                             [("nv", T.FLOAT, ["N", None]), ("i", T.INT64, ["N", None])]),
     "compress_axis1": _model("compress_axis1", [helper.make_node("Compress", ["x", "c"], ["y"], axis=1)],
                              [("x", T.FLOAT, [3, 5, 2]), ("c", T.BOOL, [5])], [("y", T.FLOAT, [3, None, 2])]),
     "compress_flat_short": _model("compress_flat_short", [helper.make_node("Compress", ["x", "c"], ["y"])],
@@ -71,6 +76,9 @@ def _feeds(name, seed):
         e = 4 + 3 * seed
         return {"mask": r.random(e) < 0.5,
                 "feat": r.standard_normal((e, 3)).astype(np.float32), "w": r.standard_normal((3, 2)).astype(np.float32)}
+    if name == "topk_runtime_k":
+        return {"x": r.permutation(6 * (seed + 1)).reshape(seed + 1, 6).astype(np.float32),
+                "k": np.array([(0, 3, 6)[seed]], np.int64)}
     if name == "compress_axis1":
         return {"x": r.standard_normal((3, 5, 2)).astype(np.float32), "c": r.random(5) < (0.5 if seed < 2 else 0)}
     if name == "compress_flat_short":
@@ -125,3 +133,9 @@ def test_compress_condition_longer_than_axis_is_an_error(sessions):
     import pysofie
     with pytest.raises(pysofie.PysofieError, match="condition is longer than the compressed axis"):
         sessions["compress_long"].run(None, {"x": np.zeros((2, 2), np.float32), "c": np.ones(6, bool)})
+
+
+def test_topk_k_outside_the_axis_is_an_error(sessions):
+    import pysofie
+    with pytest.raises(pysofie.PysofieError, match="K is negative or larger than the axis"):
+        sessions["topk_runtime_k"].run(None, {"x": np.zeros((2, 6), np.float32), "k": np.array([7], np.int64)})
