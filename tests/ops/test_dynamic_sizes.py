@@ -57,6 +57,15 @@ MODELS = {
                                                 helper.make_node("Neg", ["v"], ["nv"])],
                              [("x", T.FLOAT, ["N", 6]), ("k", T.INT64, [1])],
                              [("nv", T.FLOAT, ["N", None]), ("i", T.INT64, ["N", None])]),
+    "unique_flat_sorted": _model("unique_flat_sorted", [helper.make_node("Unique", ["x"], ["y", "i", "inv", "c"])],
+                                 [("x", T.INT64, ["N", 3])], [("y", T.INT64, [None]), ("i", T.INT64, [None]),
+                                                              ("inv", T.INT64, [None]), ("c", T.INT64, [None])]),
+    "unique_flat_unsorted": _model("unique_flat_unsorted",
+                                   [helper.make_node("Unique", ["x"], ["y", "i", "inv", "c"], sorted=0)],
+                                   [("x", T.FLOAT, [7])], [("y", T.FLOAT, [None]), ("i", T.INT64, [None]),
+                                                           ("inv", T.INT64, [7]), ("c", T.INT64, [None])]),
+    "unique_axis0_only_y": _model("unique_axis0_only_y", [helper.make_node("Unique", ["x"], ["y"], axis=0)],
+                                  [("x", T.INT64, [5, 2])], [("y", T.INT64, [None, 2])]),
     "compress_axis1": _model("compress_axis1", [helper.make_node("Compress", ["x", "c"], ["y"], axis=1)],
                              [("x", T.FLOAT, [3, 5, 2]), ("c", T.BOOL, [5])], [("y", T.FLOAT, [3, None, 2])]),
     "compress_flat_short": _model("compress_flat_short", [helper.make_node("Compress", ["x", "c"], ["y"])],
@@ -79,6 +88,12 @@ def _feeds(name, seed):
     if name == "topk_runtime_k":
         return {"x": r.permutation(6 * (seed + 1)).reshape(seed + 1, 6).astype(np.float32),
                 "k": np.array([(0, 3, 6)[seed]], np.int64)}
+    if name == "unique_flat_sorted":
+        return {"x": r.integers(0, 4, (seed + 1, 3)).astype(np.int64)}
+    if name == "unique_flat_unsorted":
+        return {"x": r.integers(-2, 2, 7).astype(np.float32)}
+    if name == "unique_axis0_only_y":
+        return {"x": r.integers(0, 2, (5, 2)).astype(np.int64)}
     if name == "compress_axis1":
         return {"x": r.standard_normal((3, 5, 2)).astype(np.float32), "c": r.random(5) < (0.5 if seed < 2 else 0)}
     if name == "compress_flat_short":

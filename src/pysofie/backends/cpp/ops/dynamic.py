@@ -62,3 +62,68 @@ def compress_runtime(cx):
             with w.block(f"if ({C}[k])"):
                 w.line(f"std::copy_n({X} + (o * {n} + k) * {inner}, {inner}, {Y} + at);")
                 w.line(f"at += {inner};")
+
+
+@generates("Unique")
+def gen_unique(cx):
+    """Slices along the axis (elements when flattened) are stably sorted, equal neighbours grouped; groups are
+    numbered in sorted order (sorted=1) or in order of first occurrence."""
+    from ....ir import DType
+    from ....ops.base import norm_axis
+    w = cx.w
+    x = cx.vin(0)
+    X = cx.i(0)
+    nout = len(cx.node.outputs)
+    Y, IDX, INV, CNT = (cx.o(k) if k < nout else None for k in range(4))
+    R = runtime_symbol(cx.node)
+    ext = cx.op.extent(cx.node)
+    if cx.op.axis is None:
+        outer, n, inner = "1", cx.size(0), "1"
+    else:
+        a = norm_axis(cx.op.axis, x.rank)
+        outer, n, inner = cpp_dim(numel(x.shape[:a])), cpp_dim(x.shape[a]), cpp_dim(numel(x.shape[a + 1:]))
+    ord_, gid, first, rank = (cx.scratch(ext, DType.INT64, nm) for nm in ("order", "group", "first", "rank"))
+    w.line(f"const size_t n = {n};")
+    w.line(f"auto less = [&](int64_t u, int64_t v) {{")
+    with w.indented():
+        with w.loop("o", outer):
+            with w.loop("i", inner):
+                w.line(f"const auto a = {X}[(o * n + static_cast<size_t>(u)) * {inner} + i];")
+                w.line(f"const auto b = {X}[(o * n + static_cast<size_t>(v)) * {inner} + i];")
+                w.line("if (a < b) return true;")
+                w.line("if (b < a) return false;")
+        w.line("return false;")
+    w.line("};")
+    with w.loop("k", "n"):
+        w.line(f"{ord_}[k] = static_cast<int64_t>(k);")
+    w.line(f"std::stable_sort({ord_}, {ord_} + n, less);")
+    w.line("size_t groups = 0;")
+    with w.loop("t", "n"):
+        with w.block(f"if (t == 0 || less({ord_}[t - 1], {ord_}[t]))"):
+            w.line(f"{first}[groups++] = {ord_}[t];")
+        w.line(f"{gid}[{ord_}[t]] = static_cast<int64_t>(groups - 1);")
+    w.line(f"{R} = groups;")
+    if int(cx.op.sorted):
+        with w.loop("g", "groups"):
+            w.line(f"{rank}[g] = static_cast<int64_t>(g);")
+    else:  # numbered by first occurrence
+        w.line("size_t next = 0;")
+        with w.loop("k", "n"):
+            w.line(f"const size_t g = static_cast<size_t>({gid}[k]);")
+            w.line(f"if (static_cast<size_t>({first}[g]) == k) {rank}[g] = static_cast<int64_t>(next++);")
+    with w.loop("g", "groups"):
+        w.line(f"const size_t u = static_cast<size_t>({rank}[g]);")
+        if IDX:
+            w.line(f"{IDX}[u] = {first}[g];")
+        if CNT:
+            w.line(f"{CNT}[u] = 0;")
+        with w.loop("o", outer):
+            w.line(f"std::copy_n({X} + (o * n + static_cast<size_t>({first}[g])) * {inner}, {inner}, "
+                   f"{Y} + (o * groups + u) * {inner});")
+    if INV or CNT:
+        with w.loop("k", "n"):
+            w.line(f"const int64_t u = {rank}[static_cast<size_t>({gid}[k])];")
+            if INV:
+                w.line(f"{INV}[k] = u;")
+            if CNT:
+                w.line(f"++{CNT}[static_cast<size_t>(u)];")
