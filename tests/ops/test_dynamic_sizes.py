@@ -66,6 +66,15 @@ MODELS = {
                                                            ("inv", T.INT64, [7]), ("c", T.INT64, [None])]),
     "unique_axis0_only_y": _model("unique_axis0_only_y", [helper.make_node("Unique", ["x"], ["y"], axis=0)],
                                   [("x", T.INT64, [5, 2])], [("y", T.INT64, [None, 2])]),
+    # boxes, scores and thresholds all at run time; batch and box count symbolic
+    "nms_corners": _model("nms_corners", [helper.make_node("NonMaxSuppression", ["b", "s", "m", "iou", "thr"],
+                                                           ["y"])],
+                          [("b", T.FLOAT, ["B", "N", 4]), ("s", T.FLOAT, ["B", 2, "N"]), ("m", T.INT64, [1]),
+                           ("iou", T.FLOAT, [1]), ("thr", T.FLOAT, [1])], [("y", T.INT64, [None, 3])], opset=11),
+    "nms_center_no_threshold": _model("nms_center_no_threshold", [
+        helper.make_node("NonMaxSuppression", ["b", "s", "m", "iou"], ["y"], center_point_box=1)],
+        [("b", T.FLOAT, [1, 6, 4]), ("s", T.FLOAT, [1, 1, 6]), ("m", T.INT64, [1]), ("iou", T.FLOAT, [1])],
+        [("y", T.INT64, [None, 3])], opset=11),
     "compress_axis1": _model("compress_axis1", [helper.make_node("Compress", ["x", "c"], ["y"], axis=1)],
                              [("x", T.FLOAT, [3, 5, 2]), ("c", T.BOOL, [5])], [("y", T.FLOAT, [3, None, 2])]),
     "compress_flat_short": _model("compress_flat_short", [helper.make_node("Compress", ["x", "c"], ["y"])],
@@ -94,6 +103,22 @@ def _feeds(name, seed):
         return {"x": r.integers(-2, 2, 7).astype(np.float32)}
     if name == "unique_axis0_only_y":
         return {"x": r.integers(0, 2, (5, 2)).astype(np.int64)}
+    if name == "nms_corners":
+        nb, nbox = 1 + seed % 2, 5 + 3 * seed
+        xy = r.random((nb, nbox, 2)).astype(np.float32) * 4
+        wh = r.random((nb, nbox, 2)).astype(np.float32) * 2 + 0.2
+        boxes = np.concatenate([xy, xy + wh], axis=2)[..., [1, 0, 3, 2]]  # some [y1, x1, y2, x2]
+        boxes[:, ::2] = boxes[:, ::2][..., [2, 3, 0, 1]]  # and some with the corners swapped
+        scores = np.round(r.random((nb, 2, nbox)), 1).astype(np.float32)  # ties
+        return {"b": boxes, "s": scores, "m": np.array([(2, 3, 100)[seed]], np.int64),
+                "iou": np.array([(0.2, 0.5, 0.0)[seed]], np.float32), "thr": np.array([(0.3, 0.0, 0.5)[seed]],
+                                                                                    np.float32)}
+    if name == "nms_center_no_threshold":
+        boxes = np.array([[[0.5, 0.5, 1, 1], [0.5, 0.6, 1, 1], [0.5, 0.4, 1, 1], [0.5, 10.5, 1, 1],
+                           [0.5, 10.6, 1, 1], [0.5, 100.5, 1, 1]]], np.float32)
+        scores = np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]]], np.float32)
+        return {"b": boxes, "s": scores, "m": np.array([(3, 1, 0)[seed]], np.int64),
+                "iou": np.array([0.5], np.float32)}
     if name == "compress_axis1":
         return {"x": r.standard_normal((3, 5, 2)).astype(np.float32), "c": r.random(5) < (0.5 if seed < 2 else 0)}
     if name == "compress_flat_short":

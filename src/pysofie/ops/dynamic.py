@@ -38,3 +38,35 @@ class Unique(Op):
             a = norm_axis(self.axis, x.rank, node)
             y = tuple(x.shape[:a]) + (r,) + tuple(x.shape[a + 1:])
         return [(x.dtype, y), (DType.INT64, (r,)), (DType.INT64, (self.extent(node),)), (DType.INT64, (r,))]
+
+
+@register()
+class NonMaxSuppression(Op):
+    """Selected boxes as rows (batch, class, box): their number is a run-time size, at most batches * classes *
+    boxes. Constant inputs fold at generation time."""
+    ATTRS = {"center_point_box": 0}
+    INPUTS = ("boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold")
+    OUTPUTS = ("selected_indices",)
+
+    def check(self, node):
+        b, s = node.inputs[0], node.inputs[1]
+        problems = check_types(node, [b.dtype, s.dtype], {DType.FLOAT, DType.DOUBLE})
+        if b.dtype is not s.dtype:
+            problems.append(f"{node.describe()}: boxes and scores must have the same type")
+        if int(self.center_point_box) not in (0, 1):
+            problems.append(f"{node.describe()}: center_point_box must be 0 or 1")
+        return problems
+
+    def runtime_inputs(self, node):
+        return [i for i, v in enumerate(node.inputs) if v is not None]
+
+    def runtime_sizes(self, node):
+        b, s = node.inputs[0], node.inputs[1]
+        return {runtime_symbol(node): numel((b.shape[0], s.shape[1], b.shape[1]))}
+
+    def infer(self, node):
+        b, s = node.inputs[0], node.inputs[1]
+        if b.rank != 3 or s.rank != 3 or not isinstance(b.shape[2], int) or b.shape[2] != 4:
+            raise self.fail(node, f"expected boxes [B, N, 4] and scores [B, C, N], got {list(b.shape)}, "
+                            f"{list(s.shape)}")
+        return [(DType.INT64, (Sym.var(runtime_symbol(node)), 3))]

@@ -127,3 +127,68 @@ def gen_unique(cx):
                 w.line(f"{INV}[k] = u;")
             if CNT:
                 w.line(f"++{CNT}[static_cast<size_t>(u)];")
+
+
+@generates("NonMaxSuppression")
+def gen_nms(cx):
+    """Per batch and class: candidates above the score threshold by descending score (lower box index first on
+    ties), each kept unless its IoU with a box kept before exceeds the threshold, up to the maximum count."""
+    from ....ir import DType
+    w = cx.w
+    b, s = cx.vin(0), cx.vin(1)
+    T = cx.ctype(0)
+    B, S, O = cx.i(0), cx.i(1), cx.o(0)
+    R = runtime_symbol(cx.node)
+    nb, nbox = cpp_dim(b.shape[0]), cpp_dim(b.shape[1])
+    ncls = cpp_dim(s.shape[1])
+    cand = cx.scratch(b.shape[1], DType.INT64, "cand")
+    kept = cx.scratch(b.shape[1], DType.INT64, "kept")
+    w.line(f"const int64_t max_out = {f'std::max<int64_t>({cx.i(2)}[0], 0)' if cx.has(2) else '0'};")
+    w.line(f"const {T} iou_thr = {f'{cx.i(3)}[0]' if cx.has(3) else f'{T}(0)'};")
+    w.line(f"[[maybe_unused]] const {T} score_thr = {f'{cx.i(4)}[0]' if cx.has(4) else f'{T}(0)'};")
+    if int(cx.op.center_point_box) == 0:  # [y1, x1, y2, x2], corners in any order
+        w.line(f"auto corners = [&](const {T}* p, {T}& y0, {T}& x0, {T}& y1, {T}& x1) {{ "
+               "y0 = std::min(p[0], p[2]); y1 = std::max(p[0], p[2]); "
+               "x0 = std::min(p[1], p[3]); x1 = std::max(p[1], p[3]); };")
+    else:  # [x_center, y_center, width, height]
+        w.line(f"auto corners = [&](const {T}* p, {T}& y0, {T}& x0, {T}& y1, {T}& x1) {{ "
+               "x0 = p[0] - p[2] / 2; x1 = p[0] + p[2] / 2; y0 = p[1] - p[3] / 2; y1 = p[1] + p[3] / 2; };")
+    w.line(f"auto suppress = [&](const {T}* p, const {T}* q) {{")
+    with w.indented():
+        w.line(f"{T} ay0, ax0, ay1, ax1, by0, bx0, by1, bx1;")
+        w.line("corners(p, ay0, ax0, ay1, ax1);")
+        w.line("corners(q, by0, bx0, by1, bx1);")
+        w.line(f"const {T} ix0 = std::max(ax0, bx0), ix1 = std::min(ax1, bx1);")
+        w.line("if (ix1 <= ix0) return false;")
+        w.line(f"const {T} iy0 = std::max(ay0, by0), iy1 = std::min(ay1, by1);")
+        w.line("if (iy1 <= iy0) return false;")
+        w.line(f"const {T} inter = (ix1 - ix0) * (iy1 - iy0);")
+        w.line(f"const {T} a1 = (ax1 - ax0) * (ay1 - ay0), a2 = (bx1 - bx0) * (by1 - by0);")
+        w.line(f"const {T} uni = a1 + a2 - inter;")
+        w.line(f"if (inter <= 0 || a1 <= 0 || a2 <= 0 || uni <= 0) return false;")
+        w.line("return inter / uni > iou_thr;")
+    w.line("};")
+    w.line("size_t count = 0;")
+    with w.loop("bi", nb):
+        w.line(f"const {T}* bb = {B} + bi * {nbox} * 4;")
+        with w.loop("c", ncls):
+            w.line(f"const {T}* sc = {S} + (bi * {ncls} + c) * {nbox};")
+            w.line("size_t nc = 0;")
+            with w.loop("k", nbox):
+                cond = "sc[k] > score_thr" if cx.has(4) else "true"
+                w.line(f"if ({cond}) {cand}[nc++] = static_cast<int64_t>(k);")
+            w.line(f"std::stable_sort({cand}, {cand} + nc, [&](int64_t u, int64_t v) {{ return sc[u] > sc[v]; }});")
+            w.line("size_t nk = 0;")
+            with w.loop("t", "nc"):
+                w.line("if (static_cast<int64_t>(nk) >= max_out) break;")
+                w.line(f"const int64_t k = {cand}[t];")
+                w.line("bool keep = true;")
+                with w.loop("j", "nk"):
+                    w.line(f"if (suppress(bb + k * 4, bb + {kept}[j] * 4)) {{ keep = false; break; }}")
+                w.line("if (!keep) continue;")
+                w.line(f"{kept}[nk++] = k;")
+                w.line(f"{O}[count * 3] = static_cast<int64_t>(bi);")
+                w.line(f"{O}[count * 3 + 1] = static_cast<int64_t>(c);")
+                w.line(f"{O}[count * 3 + 2] = k;")
+                w.line("++count;")
+    w.line(f"{R} = count;")
