@@ -243,7 +243,7 @@ class InferenceSession:
                     return None
             for ax, s in syms:
                 n = shape[ax]
-                if n < 1 or env.setdefault(s, n) != n:
+                if env.setdefault(s, n) != n:
                     return None
             arrays.append(a)
         return tuple(arrays), env
@@ -284,8 +284,6 @@ class InferenceSession:
                             raise InvalidInputError(
                                 f"model '{name}': input '{v.name}' axis {ax} is '{s}'={env[s]} from another input, "
                                 f"got {n}")
-                        if n < 1:
-                            raise InvalidInputError(f"model '{name}': input '{v.name}' axis {ax} ('{s}') must be >= 1")
                         env[s] = int(n)
                 elif d != n:
                     raise InvalidInputError(f"model '{name}': input '{v.name}' must have shape "

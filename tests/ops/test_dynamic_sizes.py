@@ -22,6 +22,10 @@ def _model(name, nodes, inputs, outputs, opset=18):
     return m
 
 
+def _const(name, values):
+    return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.array(values, np.int64)))
+
+
 def _rng(seed):
     return np.random.default_rng(seed)
 
@@ -75,6 +79,20 @@ MODELS = {
         helper.make_node("NonMaxSuppression", ["b", "s", "m", "iou"], ["y"], center_point_box=1)],
         [("b", T.FLOAT, [1, 6, 4]), ("s", T.FLOAT, [1, 1, 6]), ("m", T.INT64, [1]), ("iou", T.FLOAT, [1])],
         [("y", T.INT64, [None, 3])], opset=11),
+    # zero-size tensors: a symbolic batch given as 0 at run, and an axis declared 0
+    "zero_batch_chain": _model("zero_batch_chain", [
+        _const("shape", [-1, 2]),
+        helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("MatMul", ["r", "w"], ["m"]), helper.make_node("Concat", ["m", "m"], ["c"], axis=0),
+        helper.make_node("Reshape", ["c", "shape"], ["y"]), helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Softmax", ["m"], ["p"], axis=-1)],
+        [("x", T.FLOAT, ["N", 3]), ("b", T.FLOAT, [3]), ("w", T.FLOAT, [3, 2])],
+        [("y", T.FLOAT, [None, 2]), ("s", T.FLOAT, []), ("p", T.FLOAT, ["N", 2])]),
+    "zero_static_axis": _model("zero_static_axis", [
+        _const("ax", [1]), helper.make_node("ReduceMax", ["x", "ax"], ["mx"], keepdims=1), helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Concat", ["x", "z"], ["c"], axis=1), helper.make_node("Mul", ["x", "x"], ["sq"])],
+        [("x", T.FLOAT, [2, 0]), ("w", T.FLOAT, [0, 3]), ("z", T.FLOAT, [2, 2])],
+        [("mx", T.FLOAT, [2, 1]), ("m", T.FLOAT, [2, 3]), ("c", T.FLOAT, [2, 2]), ("sq", T.FLOAT, [2, 0])]),
     "compress_axis1": _model("compress_axis1", [helper.make_node("Compress", ["x", "c"], ["y"], axis=1)],
                              [("x", T.FLOAT, [3, 5, 2]), ("c", T.BOOL, [5])], [("y", T.FLOAT, [3, None, 2])]),
     "compress_flat_short": _model("compress_flat_short", [helper.make_node("Compress", ["x", "c"], ["y"])],
@@ -119,6 +137,13 @@ def _feeds(name, seed):
         scores = np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]]], np.float32)
         return {"b": boxes, "s": scores, "m": np.array([(3, 1, 0)[seed]], np.int64),
                 "iou": np.array([0.5], np.float32)}
+    if name == "zero_batch_chain":
+        n = (0, 2, 0)[seed]
+        return {"x": r.standard_normal((n, 3)).astype(np.float32), "b": r.standard_normal(3).astype(np.float32),
+                "w": r.standard_normal((3, 2)).astype(np.float32)}
+    if name == "zero_static_axis":
+        return {"x": np.zeros((2, 0), np.float32), "w": np.zeros((0, 3), np.float32),
+                "z": r.standard_normal((2, 2)).astype(np.float32)}
     if name == "compress_axis1":
         return {"x": r.standard_normal((3, 5, 2)).astype(np.float32), "c": r.random(5) < (0.5 if seed < 2 else 0)}
     if name == "compress_flat_short":

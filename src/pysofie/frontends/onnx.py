@@ -115,7 +115,7 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             dims = [int(d) if not isinstance(d, str) else Sym.var(_symbol_name(d)) for d in given[k]]
         else:
             for ax, d in enumerate(tt.shape.dim):
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value") and d.dim_value >= 0:  # 0: a zero-size axis
                     dims.append(int(d.dim_value))
                 else:
                     raw = d.dim_param if d.HasField("dim_param") and d.dim_param else (
