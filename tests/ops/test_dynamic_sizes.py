@@ -204,3 +204,52 @@ def test_topk_k_outside_the_axis_is_an_error(sessions):
     import pysofie
     with pytest.raises(pysofie.PysofieError, match="K is negative or larger than the axis"):
         sessions["topk_runtime_k"].run(None, {"x": np.zeros((2, 6), np.float32), "k": np.array([7], np.int64)})
+
+
+CPP_MAIN = r"""
+#include "masked_select.hxx"
+#include <cstdio>
+#include <vector>
+
+int main() {
+   SOFIE_masked_select::Session s("", 3);
+   const float x[12] = {0.1f, 0.9f, -2.f, 0.7f, 0.f, 3.f, 0.2f, 0.6f, 0.5f, 0.51f, -1.f, 2.f};
+   const float t = 0.5f;
+   auto outs = s.infer(3, x, &t);  // allocating: vectors of the true lengths
+   std::printf("alloc %zu %zu %zu %g\n", outs[0].size(), outs[1].size(), outs[2].size(), outs[1][0]);
+   std::vector<float> y(4 * 3), sum(1), r(4 * 3);  // caller buffers: sized by the bound 4*N
+   s.infer(3, x, &t, y.data(), sum.data(), r.data());
+   const size_t n = s.last_sizes()[0];
+   std::printf("buffers %zu %g", n, sum[0]);
+   for (size_t k = 0; k < n; ++k) std::printf(" %g", y[k]);
+   std::printf("\n");
+   return 0;
+}
+"""
+
+
+def test_cpp_allocating_infer_and_last_sizes(tmp_path):
+    """Plain C++ (no Python): the allocating infer returns vectors of the true length, the caller-buffer infer
+    learns it from last_sizes(); -Wall -Wextra -Werror. Reference: numpy (x[x > t])."""
+    import shlex
+    import subprocess
+    import pysofie
+    from pysofie.build.blas import find_blas
+    from pysofie.build.compiler import find_cxx
+    pysofie.emit(MODELS["masked_select"], str(tmp_path), weights="embed")
+    (tmp_path / "main.cpp").write_text(CPP_MAIN)
+    blas = find_blas()
+    exe = tmp_path / "main"
+    cmd = (shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}",
+                                      str(tmp_path / "main.cpp"), "-o", str(exe), *blas.cflags, *blas.libs])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout.split("\n")
+    x = np.array([0.1, 0.9, -2, 0.7, 0, 3, 0.2, 0.6, 0.5, 0.51, -1, 2], np.float32)
+    sel = x[x > 0.5]
+    alloc = out[0].split()
+    assert alloc[:4] == ["alloc", str(sel.size), "1", str(sel.size)]
+    assert float(alloc[4]) == pytest.approx(sel.sum(), rel=1e-5)
+    buf = out[1].split()
+    assert int(buf[1]) == sel.size and float(buf[2]) == pytest.approx(sel.sum(), rel=1e-5)
+    np.testing.assert_allclose(np.array(buf[3:], np.float32), sel, rtol=1e-6)
