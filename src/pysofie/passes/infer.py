@@ -18,7 +18,6 @@ from .manager import Pass
 def evaluate_node(node: Node) -> list[np.ndarray]:
     """Evaluate a node on constant inputs with onnx.reference (used only at generation time)."""
     from onnx import helper
-    from onnx.reference import ReferenceEvaluator
     ins = [f"i{k}" if v is not None else "" for k, v in enumerate(node.inputs)]
     outs = [f"o{k}" for k in range(len(node.outputs))]
     onode = helper.make_node(node.op_type, ins, outs, domain=node.op.domain or None,
