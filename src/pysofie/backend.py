@@ -6,10 +6,20 @@
 
 Only the CPU device is supported. Anything pysofie cannot compile raises
 ``pysofie.errors.UnsupportedOperatorError``, a ``NotImplementedError`` subclass naming the operator(s).
+
+Inputs that determine shapes (a Reshape's target, axes, pads, TopK's K, Resize's sizes, Range's bounds, ...)
+may arrive at ``run``: the code is then generated and compiled for the values given there, once per distinct
+set of values (``pysofie.specialize``).
+
+Many models prepared at once compile faster together: inside ``with deferred_compilation() as pool:``,
+``prepare`` only generates code; the first ``run`` of any of them (or ``pool.compile()``) compiles everything
+prepared so far into shared libraries of up to ``chunk`` models each.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -25,7 +35,7 @@ class PysofieRep(BackendRep):
     or a dict {name: array}, and returns the outputs in the model's output order."""
 
     def __init__(self, session):
-        self.session = session
+        self.session = session  # an InferenceSession, or a _Pending one inside deferred_compilation
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
 
@@ -80,6 +90,89 @@ def _unsupported_types(model: onnx.ModelProto) -> None:
         raise UnsupportedOperatorError([why + where], f"ONNX model '{model.graph.name or 'model'}'")
 
 
+class _Pending:
+    """A generated model waiting in a deferred_compilation pool: compiled (with the others) at its first run."""
+
+    def __init__(self, pool: "DeferredCompilation", gm):
+        from .session import NodeArg, _public_dim
+        self.pool, self.gm, self.session, self.error = pool, gm, None, None
+        g = gm.emitter.graph
+        self._inputs = [NodeArg(v.name, [_public_dim(d) for d in v.shape], v.dtype.ort_name) for v in g.inputs]
+        self._outputs = [NodeArg(v.name, [_public_dim(d) for d in v.shape], v.dtype.ort_name) for v in g.outputs]
+
+    def get_inputs(self):
+        return list(self._inputs)
+
+    def get_outputs(self):
+        return list(self._outputs)
+
+    def run(self, output_names, feed):
+        if self.session is None and self.error is None:
+            self.pool.compile()
+        if self.error is not None:
+            raise self.error
+        return self.session.run(output_names, feed)
+
+
+class DeferredCompilation:
+    """Collects the models prepared while it is active and compiles them together (see the module docstring)."""
+
+    def __init__(self, opt_level=None, native=None, chunk: int = 48):
+        self.opt_level, self.native, self.chunk = opt_level, native, chunk
+        self.pending: list[_Pending] = []
+        self.serial = 0
+
+    def add(self, model: onnx.ModelProto, kwargs: dict):
+        from .api import generate_code
+        from .errors import PysofieError
+        from .session import InferenceSession
+        from .specialize import plan
+        known = {"weights", "input_shapes", "optimize", "constant_inputs"}
+        if set(kwargs) - known:  # options that concern compilation or naming: compile on its own
+            return InferenceSession(model, **kwargs)
+        try:
+            gm = generate_code(model, namespace=f"pysofie_batch_{self.serial}", weights=kwargs.get("weights", "bin"),
+                               input_shapes=kwargs.get("input_shapes"), optimize=kwargs.get("optimize", True),
+                               constant_inputs=kwargs.get("constant_inputs"))
+        except PysofieError as e:
+            if plan(model, e, kwargs.get("constant_inputs")) is None:
+                raise
+            # specialized at run (compiled then, on its own)
+            return InferenceSession(model, opt_level=self.opt_level, native=self.native, **kwargs)
+        self.serial += 1
+        p = _Pending(self, gm)
+        self.pending.append(p)
+        return p
+
+    def compile(self) -> None:
+        """Compile every model prepared so far (errors are raised by each model's run)."""
+        from .build.batch import sessions_for
+        todo, self.pending = self.pending, []
+        if not todo:
+            return
+        for p, s in zip(todo, sessions_for([p.gm for p in todo], opt_level=self.opt_level, native=self.native,
+                                           chunk=self.chunk)):
+            if isinstance(s, BaseException):
+                p.error = s
+            else:
+                p.session = s
+
+
+_active = threading.local()
+
+
+@contextlib.contextmanager
+def deferred_compilation(opt_level=None, native=None, chunk: int = 48):
+    """``with deferred_compilation() as pool:``: models prepared inside compile together at the first run."""
+    pool = DeferredCompilation(opt_level, native, chunk)
+    prev = getattr(_active, "pool", None)
+    _active.pool = pool
+    try:
+        yield pool
+    finally:
+        _active.pool = prev
+
+
 class PysofieBackend(Backend):
     """onnx.backend.base.Backend over pysofie: the model becomes C++ code, compiled and loaded."""
 
@@ -100,13 +193,21 @@ class PysofieBackend(Backend):
         """Whether pysofie supports every operator and type of the model (without compiling it)."""
         if not cls.supports_device(device):
             return False
+        from .errors import PysofieError
+        from .specialize import GEN_TIME, plan
         try:
             m = _as_model(model)
             from . import api
             from .conformance import screen
-            return screen(m) is None and not api.check(m)
+            if screen(m) is not None:
+                return False
+            problems = api.check(m)
+        except PysofieError as e:  # inputs needed at generation time are specialized at run
+            return plan(m, e) is not None
         except Exception:
             return False
+        return not problems or (all(GEN_TIME.search(p) for p in problems)
+                                and plan(m, UnsupportedOperatorError(problems)) is not None)
 
     @classmethod
     def prepare(cls, model, device: str = "CPU", **kwargs: Any) -> PysofieRep:
@@ -119,6 +220,9 @@ class PysofieBackend(Backend):
         except onnx.checker.ValidationError as e:
             raise ModelLoadError(f"ONNX model '{m.graph.name or 'model'}' is not valid ONNX: {e}") from None
         _unsupported_types(m)
+        pool = getattr(_active, "pool", None)
+        if pool is not None:
+            return PysofieRep(pool.add(m, kwargs))
         from .session import InferenceSession
         return PysofieRep(InferenceSession(m, **kwargs))
 
@@ -182,4 +286,4 @@ run_node = PysofieBackend.run_node
 supports_device = PysofieBackend.supports_device
 is_compatible = PysofieBackend.is_compatible
 
-__all__ = ["PysofieBackend", "PysofieRep", "prepare", "run_model", "run_node", "supports_device", "is_compatible"]
+__all__ = ["PysofieBackend", "PysofieRep", "DeferredCompilation", "deferred_compilation", "prepare", "run_model", "run_node", "supports_device", "is_compatible"]

@@ -221,7 +221,6 @@ def _unsupported_reason(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-_GEN_TIME = re.compile(r"'([^']+)'[^']*must be known at generation time")
 
 # Inputs each case fixes at generation time (case name -> {input name: array}); filled by convert in the parent
 # process before the workers fork, read by _feeds.
@@ -238,6 +237,7 @@ def convert(case) -> tuple[str, str, Any]:
     time by onnx's reference evaluator) is not a pass: it is reported unsupported."""
     from .api import load
     from .backends.cpp import generate
+    from .specialize import needed_inputs
     why = screen(case.model)
     if why:
         return "unsupported", why, None
@@ -252,8 +252,7 @@ def convert(case) -> tuple[str, str, Any]:
                 generate(g, namespace="pysofie_probe")  # generators may decline attribute values
             break
         except Exception as e:
-            needed = [n for n in _graph_input_sources(case.model, _GEN_TIME.findall(str(e)), set(graph_inputs))
-                      if n not in fixed]
+            needed = needed_inputs(e, case.model, exclude=fixed)
             values = _fixed_values(case, graph_inputs, needed)
             if values is None:
                 if isinstance(e, NotImplementedError):  # includes UnsupportedOperatorError
@@ -267,34 +266,6 @@ def convert(case) -> tuple[str, str, Any]:
                     "folds to a constant: nothing is left to generate", None)
         _CONSTANTS[case.name] = fixed
     return "", "", g
-
-
-def _graph_input_sources(model, names: list[str], graph_inputs: set) -> list[str]:
-    """The graph inputs that the tensors `names` are computed from (themselves, for graph inputs)."""
-    producer = {}
-
-    def collect(graph):  # If branches too (names are unique across a model)
-        for n in graph.node:
-            for o in n.output:
-                producer[o] = n
-            for a in n.attribute:
-                if a.type == a.GRAPH:
-                    collect(a.g)
-
-    collect(model.graph)
-    # a value inside an If branch is named '<node>/then_branch/<name>' by the front end
-    names = [re.split(r"/(?:then|else)_branch/", n)[-1] for n in names]
-    out, seen, todo = [], set(), list(names)
-    while todo:
-        t = todo.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        if t in graph_inputs:
-            out.append(t)
-        elif t in producer:
-            todo += [i for i in producer[t].input if i]
-    return out
 
 
 def _fixed_values(case, graph_inputs: list[str], names: list[str]) -> Optional[dict[str, np.ndarray]]:
@@ -443,7 +414,7 @@ def run_batches(indices: list[int], *, jobs: int, batch_size: int, opt_level, ca
                 b = pending.popleft()
                 serial += 1
                 path = os.path.join(tmpdir, f"batch{serial}.jsonl")
-                p = ctx.Process(target=_worker, args=(b.indices, set(b.skip), path, opt_level), daemon=True)
+                p = ctx.Process(target=_STATE.get("worker", _worker), args=(b.indices, set(b.skip), path, opt_level), daemon=True)
                 p.start()
                 running.append((p, b, path, time.time()))
             time.sleep(0.2)
@@ -478,7 +449,7 @@ def run_batches(indices: list[int], *, jobs: int, batch_size: int, opt_level, ca
                 if started:
                     culprit = started[-1]
                     results[culprit] = {"status": "crash", "reason": why, "stage": "run"}
-                    log(f"  crash in {_STATE['cases'][culprit].name}: {why}")
+                    log(f"  crash in {_STATE.get('name_of', lambda i: _STATE['cases'][i].name)(culprit)}: {why}")
                     rest = [i for i in todo if i != culprit]
                     if rest:  # same model list: the library comes from the cache
                         pending.append(_Batch(b.indices, set(b.indices) - set(rest)))

@@ -102,7 +102,9 @@ class InferenceSession:
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
     constant_inputs: {input name: array}: those inputs become constants of the generated code (needed for
-        inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
+        inputs that determine shapes, such as a Reshape's target shape fed as a graph input). An ONNX model
+        needing such an input that is not given here is specialized at ``run`` instead: the code is generated
+        and compiled for the values given there, once per distinct set of values (see pysofie.specialize).
     """
 
     def __init__(self, model, sess_options=None, providers=None, provider_options=None, *,
@@ -127,13 +129,26 @@ class InferenceSession:
         self._profile_lock = threading.Lock()
         if weights is None:
             weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else DEFAULT_WEIGHTS
+        self._lazy = None
         with _log_level(self._options.logging_level()):
-            gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
-                                             input_shapes=input_shapes, optimize=optimize,
-                                             constant_inputs=constant_inputs)
+            try:
+                gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
+                                                 input_shapes=input_shapes, optimize=optimize,
+                                                 constant_inputs=constant_inputs)
+            except PysofieError as e:
+                from .specialize import plan
+                p = plan(model, e, constant_inputs)
+                if p is None:
+                    raise
+                self._init_lazy(p, dict(name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
+                                        optimize=optimize, opt_level=opt_level, native=native,
+                                        weight_file=weight_file, sess_options=self._options,
+                                        intra_op_num_threads=intra_op_num_threads), constant_inputs)
+                return
             lib = _library or build_library([gm], opt_level=opt_level, native=native)
             log.debug("model '%s': session ready in %.2f s", gm.name, time.perf_counter() - t_start)
         self._gm = gm
+        self._name = gm.name
         em = gm.emitter
         self._graph = em.graph
         self._native = NativeModel(lib, gm)
@@ -148,6 +163,7 @@ class InferenceSession:
         self._run = self._native.run
         self._in_specs = input_specs(em)  # (name, dtype, static dims, ((axis, size symbol), ...)) per input
         self._used_syms = used_symbols(em)
+        self._rt = dict(getattr(em, "rt_sizes", {}))  # sizes the data decides: {symbol: upper bound}
         self._static_out = None
         if all(isinstance(d, int) for v in g.outputs for d in v.shape):
             self._static_out = [(tuple(v.shape), v.dtype.np) for v in g.outputs]
@@ -169,6 +185,33 @@ class InferenceSession:
         self._meta = ModelMetadata(meta, gm.name)
         self._overridable = [NodeArg(n, shape, _ort_type(dt)) for n, dt, shape in meta.get("overridable_initializers", [])]
         self._profile_event("session_initialization", t_start)
+
+    def _init_lazy(self, p, kwargs: dict, constant_inputs) -> None:
+        """No code yet: the shape-determining inputs `needed` arrive at run (pysofie.specialize)."""
+        from .specialize import Specializer, runtime_input_names
+        model, needed = p
+        base = dict(constant_inputs or {})
+        shapes = kwargs.pop("input_shapes")
+        names = [n for n in runtime_input_names(model) if n not in base]
+
+        def make_session(m, consts):
+            kw = dict(kwargs)
+            if shapes is not None:  # given for the inputs left at run: drop those now fixed
+                kw["input_shapes"] = [s for n, s in zip(names, shapes) if n not in consts]
+            return InferenceSession(m, constant_inputs=consts, **kw)
+
+        self._lazy = lz = Specializer(model, needed, make_session, base,
+                                      source=f"model '{kwargs['name'] or model.graph.name or 'model'}'")
+        self._gm = None
+        self._name = kwargs["name"] or model.graph.name or "model"
+        from .frontends.onnx import model_metadata
+        self._meta = ModelMetadata(model_metadata(model), self._name)
+        self._overridable = []
+        self._handle = None
+        self._fast = None
+        self._inputs = [NodeArg(n, shape, t) for n, shape, t in lz.inputs]
+        self._outputs = [NodeArg(n, shape, t) for n, shape, t in lz.outputs]
+        self._out_index = {o.name: k for k, o in enumerate(self._outputs)}
 
     def __del__(self):
         h = getattr(self, "_handle", None)
@@ -213,6 +256,9 @@ class InferenceSession:
     @property
     def header(self) -> str:
         """The generated C++ header text."""
+        if self._gm is None:
+            raise PysofieError(f"{self._lazy.source}: no code is generated before run() gives the inputs "
+                               f"{self._lazy.needed}, on whose values it depends")
         return self._gm.header
 
     # -- profiling (SessionOptions.enable_profiling) ----------------------------------------------------
@@ -253,7 +299,7 @@ class InferenceSession:
         idx = []
         for n in output_names:
             if n not in self._out_index:
-                raise InvalidInputError(f"model '{self._gm.name}' has no output '{n}' "
+                raise InvalidInputError(f"model '{self._name}' has no output '{n}' "
                                         f"(outputs: {', '.join(self._out_index)})")
             idx.append(self._out_index[n])
         return idx
@@ -263,7 +309,7 @@ class InferenceSession:
             given = [a.name for a in self._overridable if a.name in feed]
             if given:
                 raise InvalidInputError(
-                    f"model '{self._gm.name}': {given} are initializers, compiled into the generated code as "
+                    f"model '{self._name}': {given} are initializers, compiled into the generated code as "
                     "constants; pysofie cannot override them at run time (remove them from the model's "
                     "initializers to make them inputs)")
 
@@ -298,11 +344,11 @@ class InferenceSession:
                 callback([], user_data, f"{type(e).__name__}: {e}")
                 return
             callback(outs, user_data, "")
-        threading.Thread(target=work, name=f"pysofie-run-{self._gm.name}", daemon=True).start()
+        threading.Thread(target=work, name=f"pysofie-run-{self._name}", daemon=True).start()
 
     def run_with_ort_values(self, output_names, input_dict_ort_values: dict, run_options=None) -> list[OrtValue]:
         if not isinstance(input_dict_ort_values, dict):
-            raise InvalidInputError(f"model '{self._gm.name}': inputs must be a dict {{name: OrtValue}}")
+            raise InvalidInputError(f"model '{self._name}': inputs must be a dict {{name: OrtValue}}")
         feed = {}
         for k, v in input_dict_ort_values.items():
             if not isinstance(v, OrtValue):
@@ -316,7 +362,7 @@ class InferenceSession:
 
     def run_with_iobinding(self, iobinding: IOBinding, run_options=None) -> None:
         """Run on the inputs bound to `iobinding`; outputs bound to caller memory are written there in place."""
-        name = self._gm.name
+        name = self._name
         if not iobinding._outputs:
             raise InvalidInputError(f"model '{name}': run_with_iobinding: at least one output should be bound")
         into = {}
@@ -336,9 +382,13 @@ class InferenceSession:
         """Checks and converts the inputs (errors name the input), allocates the outputs (or uses the arrays of
         `into`, {output index: array}, written in place) and runs the model through ctypes. Every per-call buffer
         is local, and the C side serializes the calls to one session."""
+        if self._lazy is not None:
+            return self._lazy.run(None, input_feed)
         fast = self._fast_inputs(input_feed) if self._fast is None else None  # run_fast already declined
         arrays, env = fast if fast is not None else self._check_inputs(input_feed)
         sizes = [env.get(p, 1) for p in self._params]  # a size only an unread input has: irrelevant
+        if self._rt:
+            return self._run_rt(arrays, sizes)
         if self._static_out is not None:
             shapes = self._static_out
         else:
@@ -347,7 +397,7 @@ class InferenceSession:
             for v in self._out_vals:
                 shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
                 if any(d < 0 for d in shape):
-                    raise InvalidInputError(f"model '{self._gm.name}': output '{v.name}' would have shape "
+                    raise InvalidInputError(f"model '{self._name}': output '{v.name}' would have shape "
                                             f"{list(shape)} for sizes {senv}")
                 shapes.append((shape, v.dtype.np))
         outs = []
@@ -358,10 +408,10 @@ class InferenceSession:
                 continue
             oname = self._out_vals[k].name
             if given.dtype != dt or tuple(given.shape) != tuple(shape):
-                raise InvalidInputError(f"model '{self._gm.name}': output '{oname}' is {np.dtype(dt)} {list(shape)}, "
+                raise InvalidInputError(f"model '{self._name}': output '{oname}' is {np.dtype(dt)} {list(shape)}, "
                                         f"the memory bound to it is {given.dtype} {list(given.shape)}")
             if not (given.flags.c_contiguous and given.flags.aligned and given.flags.writeable):
-                raise InvalidInputError(f"model '{self._gm.name}': the memory bound to output '{oname}' must be "
+                raise InvalidInputError(f"model '{self._name}': the memory bound to output '{oname}' must be "
                                         "C-contiguous, aligned and writeable")
             outs.append(given)
         c_sizes = (ctypes.c_int64 * max(1, len(sizes)))(*sizes)
@@ -369,7 +419,32 @@ class InferenceSession:
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
         err = ctypes.create_string_buffer(1024)
         if self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err)) != 0:
-            raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
+            raise PysofieError(f"model '{self._name}': {err.value.decode(errors='replace')}")
+        return outs
+
+    def _run_rt(self, arrays, sizes) -> list[np.ndarray]:
+        """Runs a model with sizes the data decides: outputs are allocated for their upper bounds, written with
+        their true (contiguous) shapes, and returned as views of that length."""
+        from .ir.shapes import numel
+        em = self._gm.emitter
+        senv = dict(zip(self._params, sizes))
+        bufs = []
+        for v in self._out_vals:
+            n = em.bounded(numel(v.shape))
+            n = n.evaluate(senv) if isinstance(n, Sym) else int(n)
+            bufs.append(np.empty(max(0, n), v.dtype.np))
+        c_sizes = (ctypes.c_int64 * max(1, len(sizes)))(*sizes)
+        ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
+        out_ptrs = (ctypes.c_void_p * max(1, len(bufs)))(*[b.ctypes.data for b in bufs])
+        rt = (ctypes.c_int64 * len(self._rt))()
+        err = ctypes.create_string_buffer(1024)
+        if self._native.run_rt(self._handle, c_sizes, ins, out_ptrs, rt, err, len(err)) != 0:
+            raise PysofieError(f"model '{self._name}': {err.value.decode(errors='replace')}")
+        senv.update(zip(self._rt, (int(x) for x in rt)))
+        outs = []
+        for v, b in zip(self._out_vals, bufs):
+            shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
+            outs.append(b[:int(np.prod(shape, dtype=np.int64))].reshape(shape))
         return outs
 
     def _fast_inputs(self, feed):
@@ -392,13 +467,13 @@ class InferenceSession:
                     return None
             for ax, s in syms:
                 n = shape[ax]
-                if n < 1 or env.setdefault(s, n) != n:
+                if env.setdefault(s, n) != n:
                     return None
             arrays.append(a)
         return tuple(arrays), env
 
     def _check_inputs(self, feed: dict):
-        name = self._gm.name
+        name = self._name
         if not isinstance(feed, dict):
             raise InvalidInputError(f"model '{name}': inputs must be a dict {{name: array}}")
         unknown = [k for k in feed if k not in self._in_index]
@@ -433,8 +508,6 @@ class InferenceSession:
                             raise InvalidInputError(
                                 f"model '{name}': input '{v.name}' axis {ax} is '{s}'={env[s]} from another input, "
                                 f"got {n}")
-                        if n < 1:
-                            raise InvalidInputError(f"model '{name}': input '{v.name}' axis {ax} ('{s}') must be >= 1")
                         env[s] = int(n)
                 elif d != n:
                     raise InvalidInputError(f"model '{name}': input '{v.name}' must have shape "

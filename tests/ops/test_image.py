@@ -120,21 +120,16 @@ def test_op(c, sessions):
     run_case(c, sessions)
 
 
-def test_runtime_size_rejected():
+def test_runtime_size_is_specialized_at_run():
+    """AffineGrid's size given at run: the code is generated for its value then (pysofie.specialize)."""
     import pysofie
-    from pysofie.errors import PysofieError
-    m = node_model("AffineGrid", {"th": rand(2, 2, 3), "size": np.array([2, 3, 4, 5])}, opset=20)
-    with pytest.raises(PysofieError, match="size"):
-        pysofie.InferenceSession(m)
-
-
-def test_runtime_nms_rejected():
-    import pysofie
-    from pysofie.errors import PysofieError
-    m = node_model("NonMaxSuppression", {"boxes": _boxes, "scores": _scores, "m": np.array([3], np.int64)},
-                   initializers=("m",), opset=11)
-    with pytest.raises(PysofieError, match="selected boxes"):
-        pysofie.InferenceSession(m)
+    from tests.util import assert_close, feeds_of, reference
+    inputs = {"th": rand(2, 2, 3), "size": np.array([2, 3, 4, 5])}
+    m = node_model("AffineGrid", inputs, opset=20)
+    sess = pysofie.InferenceSession(m)
+    assert sess._lazy is not None and sess._lazy.needed == ["size"]
+    feeds = feeds_of(m, inputs)
+    assert_close(sess.run(None, feeds), reference(m, feeds))
 
 
 def test_bad_grid_mode_rejected():

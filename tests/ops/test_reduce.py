@@ -86,9 +86,18 @@ def test_op(c, sessions):
     run_case(c, sessions)
 
 
-def test_runtime_axes_rejected():
+def test_runtime_axes_are_specialized_at_run():
+    """Axes given at run: the code is generated for their values then, once per value (pysofie.specialize);
+    load() without them still explains what generation needs."""
     import pysofie
     from pysofie.errors import PysofieError
-    m = node_model("ReduceSum", {"x": rand(2, 3), "axes": np.array([1], np.int64)}, opset=18)
+    from tests.util import assert_close, reference
+    x = rand(2, 3)
+    m = node_model("ReduceSum", {"x": x, "axes": np.array([1], np.int64)}, opset=18)
     with pytest.raises(PysofieError, match="axes"):
-        pysofie.InferenceSession(m)
+        pysofie.load(m)
+    sess = pysofie.InferenceSession(m)
+    for axes in ([1], [0], [1]):
+        feeds = {"x": x, "axes": np.array(axes, np.int64)}
+        assert_close(sess.run(None, feeds), reference(m, feeds))
+    assert len(sess._lazy.cache) == 2

@@ -28,7 +28,6 @@ def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=N
     Returns a list aligned with `models`: an InferenceSession, or the exception that model raised.
     """
     from ..api import generate_code
-    from ..session import InferenceSession
     generated: list = []
     for k, m in enumerate(models):
         try:
@@ -37,7 +36,14 @@ def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=N
                                            constant_inputs=constant_inputs[k] if constant_inputs else None))
         except Exception as e:  # reported per model
             generated.append(e)
-    results: list[Optional[object]] = [None] * len(models)
+    return sessions_for(generated, opt_level=opt_level, native=native, chunk=chunk)
+
+
+def sessions_for(generated: list, *, opt_level=None, native=None, chunk: int = 64) -> list:
+    """InferenceSessions for generated models (GeneratedModels with distinct namespaces, or exceptions, which
+    are passed through), compiled together in libraries of at most `chunk` models."""
+    from ..session import InferenceSession
+    results: list[Optional[object]] = [None] * len(generated)
 
     def build(idx: list[int]) -> None:
         gms = [generated[i] for i in idx]

@@ -134,6 +134,13 @@ class NativeModel:
         if self.py_runner is not None:
             self.py_runner.restype = ctypes.py_object
             self.py_runner.argtypes = [ctypes.c_void_p] + [ctypes.py_object] * 5
+        self.run_rt = None  # models with sizes decided by the data at run time (see capi.py)
+        if getattr(model.emitter, "rt_sizes", None):
+            self.run_rt = getattr(lib, f"{p}_run_rt")
+            self.run_rt.restype = ctypes.c_int
+            self.run_rt.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
+                                    ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64),
+                                    ctypes.c_char_p, ctypes.c_size_t]
         self.destroy = getattr(lib, f"{p}_destroy")
         self.destroy.restype = None
         self.destroy.argtypes = [ctypes.c_void_p]

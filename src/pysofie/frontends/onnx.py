@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import ModelLoadError, UnsupportedOperatorError
+from ..errors import ModelLoadError, ShapeInferenceError, UnsupportedOperatorError
 from ..ir import DType, Graph, Value
 from ..ir.shapes import Sym
 from ..ops import lookup
@@ -175,7 +175,7 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             dims = [int(d) if not isinstance(d, str) else Sym.var(_symbol_name(d)) for d in given[k]]
         else:
             for ax, d in enumerate(tt.shape.dim):
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value") and d.dim_value >= 0:  # 0: a zero-size axis
                     dims.append(int(d.dim_value))
                 else:
                     raw = d.dim_param if d.HasField("dim_param") and d.dim_param else (
@@ -223,6 +223,13 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             if n.op_type == "If" and n.domain in ("", "ai.onnx"):
                 add_if(n, attrs, scope, nname, outs)
                 continue
+            if n.op_type in ("Scan", "Loop") and n.domain in ("", "ai.onnx") and (opset >= 9 or n.op_type == "Loop"):
+                why = unroll(n, attrs, scope, nname, outs)
+                if why is None:
+                    continue
+                graph.add_node(Unsupported(n.op_type, n.domain, why), [get(scope, x, nname) for x in n.input],
+                               outs, nname)
+                continue
             cls = lookup(n.op_type, n.domain)
             if cls is None:
                 op = Unsupported(n.op_type, n.domain)
@@ -257,6 +264,140 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             return
         graph.add_node(lookup("If")(), [get(scope, n.input[0], nname)] + then_outs + else_outs, outs, nname)
 
+    static_shapes: dict[str, list] = {}
+    if any(n.op_type in ("Scan", "Loop") for n in g.node):
+        static_shapes.update(_static_shapes(model, constant_inputs))
+
+    def node(op_type: str, inputs: list, out: Value, name: str, opset_: int = 0, **attrs) -> Value:
+        op = lookup(op_type).from_onnx(attrs, opset_ or max(opset, 13))
+        graph.add_node(op, inputs, [out], name)
+        return out
+
+    def const(name: str, arr) -> Value:
+        return Value(name, const=np.asarray(arr))
+
+    def run_body(body, bound: dict, scope: dict, prefix: str) -> list:
+        """Adds one copy of a loop body: `bound` maps its input names to Values; returns its output Values."""
+        sub = dict(scope)
+        sub.update(bound)
+        for init in body.initializer:
+            sub[init.name] = Value(prefix + init.name, const=np.array(numpy_helper.to_array(init)))
+        add_nodes(body.node, sub, prefix=prefix)
+        missing = [o.name for o in body.output if o.name not in sub]
+        if missing:
+            raise ModelLoadError(f"{source}: loop body '{body.name}' does not produce {missing}")
+        return [sub[o.name] for o in body.output]
+
+    def stack(parts: list, axis: int, out: Value, nname: str) -> None:
+        """Concatenates per-iteration slices along a new axis into `out`."""
+        if not parts:
+            raise ShapeInferenceError(f"{source}: node '{nname}' runs no iteration, so its scan outputs have no "
+                                      "element type; not supported")
+        ups = [node("Unsqueeze", [p, const(f"{nname}/axes", [axis])], Value(f"{nname}/up{k}"), f"{nname}/up{k}")
+               for k, p in enumerate(parts)]
+        node("Concat", ups, out, f"{nname}/stack", axis=axis)
+
+    def unroll(n, attrs: dict, scope: dict, nname: str, outs: list):
+        """Scan (opset 9+) with a scan length known at generation time, and Loop with a trip count known then
+        and a condition that stays true, become their iterations one after the other. Returns why not, or
+        None when done."""
+        body = attrs.get("body")
+        if body is None:
+            return "no body"
+        bin_ = [i.name for i in body.input]
+        if n.op_type == "Scan":
+            m = int(attrs.get("num_scan_inputs", 0))
+            ins = [get(scope, x, nname) for x in n.input]
+            ns = len(ins) - m
+            in_axes = list(attrs.get("scan_input_axes") or [0] * m)
+            in_dirs = list(attrs.get("scan_input_directions") or [0] * m)
+            nk = len(body.output) - ns
+            out_axes = list(attrs.get("scan_output_axes") or [0] * nk)
+            out_dirs = list(attrs.get("scan_output_directions") or [0] * nk)
+            lengths = set()
+            for j in range(m):
+                shape = static_shapes.get(n.input[ns + j])
+                if not shape or any(d is None for d in shape):
+                    return f"the length of scan input '{n.input[ns + j]}' must be known at generation time"
+                lengths.add(shape[in_axes[j] % len(shape)])
+            if len(lengths) != 1:
+                return f"scan inputs of different lengths {sorted(lengths)}"
+            L = lengths.pop()
+            states = ins[:ns]
+            per_iter: list[list] = [[] for _ in range(nk)]
+            for t in range(L):
+                bound = dict(zip(bin_[:ns], states))
+                for j in range(m):
+                    x = ins[ns + j]
+                    shape = static_shapes[n.input[ns + j]]
+                    idx = L - 1 - t if in_dirs[j] else t
+                    bound[bin_[ns + j]] = node("Gather", [x, const(f"{nname}/t{t}_{j}", np.int64(idx))],
+                                               Value(f"{nname}/it{t}/in{j}"), f"{nname}/it{t}/slice{j}",
+                                               axis=in_axes[j] % len(shape))
+                res = run_body(body, bound, scope, f"{nname}/it{t}/")
+                states = res[:ns]
+                for k in range(nk):
+                    per_iter[k].append(res[ns + k])
+            for k in range(ns):
+                node("Identity", [states[k]], outs[k], f"{nname}/state{k}")
+            for k in range(nk):
+                parts = per_iter[k][::-1] if out_dirs[k] else per_iter[k]
+                stack(parts, out_axes[k], outs[ns + k], f"{nname}/out{k}")
+            return None
+        # Loop: M, cond, carried...
+        M = get(scope, n.input[0], nname) if len(n.input) > 0 else None
+        cond = get(scope, n.input[1], nname) if len(n.input) > 1 else None
+        carried = [get(scope, x, nname) for x in n.input[2:]]
+        if M is None:
+            return "a Loop without a trip count (ended by its condition only) is not supported"
+        if M.const is None or (cond is not None and cond.const is None):
+            try:  # computed from constants by the nodes so far (a Range's expansion): fold them now
+                InferShapesAndFold()(graph)
+            except Exception:  # reported by the final inference
+                pass
+        if M.const is None:
+            raise ShapeInferenceError(f"node '{nname}' (Loop): input '{n.input[0]}' (trip count) must be known at "
+                                      "generation time")
+        if cond is not None and cond.const is None:
+            raise ShapeInferenceError(f"node '{nname}' (Loop): input '{n.input[1]}' (condition) must be known at "
+                                      "generation time")
+        if cond is not None and not bool(np.asarray(cond.const).reshape(-1)[0]):
+            trips = 0
+        else:
+            trips = int(np.asarray(M.const).reshape(-1)[0])
+        # the body's condition output must stay true: its condition input passed through, or a true constant
+        cond_out = body.output[0].name
+        producers = {o: b for b in body.node for o in b.output}
+        src = cond_out
+        while src in producers and producers[src].op_type == "Identity":
+            src = producers[src].input[0]
+        const_true = False
+        if src in producers and producers[src].op_type == "Constant":
+            try:
+                cattrs = {a.name: attribute_value(a) for a in producers[src].attribute}
+                const_true = bool(_constant_value(cattrs, source, nname).reshape(-1)[0])
+            except Exception:
+                const_true = False
+        if src != bin_[1] and not const_true:
+            return "the body computes its own stop condition (only loops whose condition stays true are unrolled)"
+        nc = len(carried)
+        nk = len(body.output) - 1 - nc
+        per_iter = [[] for _ in range(nk)]
+        states = carried
+        true = const(f"{nname}/true", np.array(True))
+        for t in range(trips):
+            bound = {bin_[0]: const(f"{nname}/i{t}", np.array(t, np.int64)), bin_[1]: true}
+            bound.update(zip(bin_[2:], states))
+            res = run_body(body, bound, scope, f"{nname}/it{t}/")
+            states = res[1:1 + nc]
+            for k in range(nk):
+                per_iter[k].append(res[1 + nc + k])
+        for k in range(nc):
+            node("Identity", [states[k]], outs[k], f"{nname}/state{k}")
+        for k in range(nk):
+            stack(per_iter[k], 0, outs[nc + k], f"{nname}/out{k}")
+        return None
+
     add_nodes(g.node, values)
 
     for o in g.output:
@@ -277,3 +418,22 @@ def _constant_value(attrs: dict, source: str, node_name: str) -> np.ndarray:
         if key in attrs:
             return np.array(attrs[key], dtype=dt)
     raise UnsupportedOperatorError([f"Constant: this form of Constant is not supported, node '{node_name}'"], source)
+
+
+def _static_shapes(model: onnx.ModelProto, constant_inputs) -> dict[str, list]:
+    """Static tensor shapes from onnx's shape inference (for unrolling Scan), {} where it cannot run."""
+    try:
+        m = model
+        if constant_inputs:
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            for k, arr in dict(constant_inputs).items():
+                m.graph.initializer.append(numpy_helper.from_array(np.asarray(arr), k))
+        inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    return out

@@ -13,6 +13,7 @@ from . import image, loss, signal  # noqa: F401  (loss, signal and image familie
 from . import shape  # noqa: F401
 from . import cast  # noqa: F401  (Cast, CastLike and the low-precision types)
 from . import transformer  # noqa: F401  (Attention, LinearAttention, RMSNormalization, RotaryEmbedding)
+from . import dynamic  # noqa: F401  (Unique, ...: output sizes decided by the data)
 from .base import OPS, Op, lookup, register
 
 __all__ = ["OPS", "Op", "lookup", "register", "base"]

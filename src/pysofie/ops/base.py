@@ -92,6 +92,12 @@ class Op:
         shape, are consumed at generation time)."""
         return [i for i, v in enumerate(node.inputs) if v is not None]
 
+    def runtime_sizes(self, node: Node) -> dict[str, Dim]:
+        """Sizes this node decides at run time from data (NonZero's count): {symbol: upper bound}. The symbol
+        (see runtime_symbol) appears in its outputs' shapes; the bound is a Dim over size parameters and earlier
+        run-time sizes. {} for the usual operators, whose output sizes follow from their input shapes."""
+        return {}
+
     def folds(self, node: Node) -> bool:
         """Whether this node may be evaluated at generation time when all of its inputs are constant."""
         return True
@@ -128,6 +134,14 @@ class Op:
 
     def fail(self, node: Node, msg: str) -> ShapeInferenceError:
         return ShapeInferenceError(f"{node.describe()}: {msg}")
+
+
+def runtime_symbol(node: Node, k: int = 0) -> str:
+    """Name of the k-th run-time size a node decides: 'rt_' + its name, reduced to a C++ identifier (the
+    emitter reserves it in the generated code)."""
+    import re
+    s = re.sub(r"[^A-Za-z0-9_]", "_", node.name) or "node"
+    return f"rt_{s}" + (f"_{k}" if k else "")
 
 
 def norm_axis(axis: int, rank: int, node: Node | None = None) -> int:

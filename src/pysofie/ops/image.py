@@ -1,5 +1,5 @@
 """Image and spatial operators: GridSample, AffineGrid, CenterCropPad, Col2Im, LpPool, MaxUnpool, RoiAlign
-(NonMaxSuppression only with constant inputs). Sizes given as inputs
+(NonMaxSuppression is in dynamic.py). Sizes given as inputs
 (AffineGrid's size, CenterCropPad's shape, Col2Im's image and block shapes) must be known at generation time."""
 from __future__ import annotations
 
@@ -231,21 +231,3 @@ class RoiAlign(Op):
             raise self.fail(node, f"expected X [N, C, H, W], rois [R, 4], batch_indices [R]; got "
                             f"{list(x.shape)}, {list(r.shape)}, {list(b.shape)}")
         return [(x.dtype, (r.shape[0], x.shape[1], self.output_height, self.output_width))]
-
-
-@register()
-class NonMaxSuppression(Op):
-    """Registered only to explain: the number of selected boxes (the output's first dim) depends on the box
-    data, which static code cannot size. Evaluated at generation time when all inputs are constants."""
-    ATTRS = {"center_point_box": 0}
-    INPUTS = ("boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold")
-    OUTPUTS = ("selected_indices",)
-
-    def check(self, node):
-        if all(v is None or v.const is not None for v in node.inputs):
-            return []  # folded
-        return [f"{node.describe()}: the output size (number of selected boxes) depends on run-time box data; "
-                "only constant inputs (evaluated at generation time) are supported"]
-
-    def infer(self, node):
-        raise self.fail(node, "the output size depends on run-time data")

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import DType
 from ..ir.shapes import Sym, dims_equal, numel
-from .base import REQUIRED, Op, norm_axis, register
+from .base import REQUIRED, Op, norm_axis, register, runtime_symbol
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
 INDEX_TYPES = INT3264
@@ -230,10 +230,23 @@ class TopK(Op):
     def check(self, node):
         return check_types(node, [node.inputs[0].dtype], NUMERIC)
 
-    def runtime_inputs(self, node):
-        return [0]
+    def _runtime_k(self, node) -> bool:
+        """K computed at run time (not a constant, nor folded from shapes): a run-time size up to the axis."""
+        v = node.input(1)
+        return v is not None and v.const is None and v.sym is None
 
-    def k_of(self, node) -> int:
+    def runtime_inputs(self, node):
+        return [0, 1] if self._runtime_k(node) else [0]
+
+    def runtime_sizes(self, node):
+        if not self._runtime_k(node):
+            return {}
+        x = node.inputs[0]
+        return {runtime_symbol(node): x.shape[norm_axis(self.axis, x.rank, node)]}
+
+    def k_of(self, node):
+        if self._runtime_k(node):
+            return Sym.var(runtime_symbol(node))
         if node.input(1) is not None:
             return _ints(self.const_input(node, 1, "K"))[0]
         return int(self.k)
@@ -242,6 +255,9 @@ class TopK(Op):
         x = node.inputs[0]
         a = norm_axis(self.axis, x.rank, node)
         k = self.k_of(node)
+        if isinstance(k, Sym):
+            shape = tuple(x.shape[:a]) + (k,) + tuple(x.shape[a + 1:])
+            return [(x.dtype, shape), (DType.INT64, shape)]
         if isinstance(x.shape[a], int) and not 0 <= k <= x.shape[a]:
             raise self.fail(node, f"K={k} exceeds the axis size {x.shape[a]}")
         shape = tuple(x.shape[:a]) + (k,) + tuple(x.shape[a + 1:])
@@ -254,9 +270,10 @@ class Range(Op):
     OUTPUTS = ("output",)
 
     def check(self, node):
-        if any(v.const is None for v in node.inputs):
-            return [f"{node.describe()}: Range needs start, limit and delta known at generation time (its "
-                    "output size depends on their values)"]
+        late = [v.name for v in node.inputs if v.const is None]
+        if late:
+            return [f"{node.describe()}: input '{late[0]}' (start, limit and delta decide the output size) "
+                    "must be known at generation time"]
         return []
 
     def infer(self, node):  # reached only when folding failed
@@ -269,15 +286,16 @@ class Range(Op):
 class NonZero(Op):
     OUTPUTS = ("Y",)
 
-    def check(self, node):
-        if node.inputs[0].const is None:
-            return [f"{node.describe()}: NonZero's output size depends on the input data; it is supported only "
-                    "when its input is known at generation time"]
-        return []
-
     def infer(self, node):
-        nz = np.nonzero(node.inputs[0].const)
-        return [(DType.INT64, (node.inputs[0].rank, int(nz[0].size) if nz else 0))]
+        x = node.inputs[0]
+        if x.const is None:  # the count is decided at run time (runtime_sizes), at most numel(X)
+            return [(DType.INT64, (x.rank, Sym.var(runtime_symbol(node))))]
+        nz = np.nonzero(x.const)
+        return [(DType.INT64, (x.rank, int(nz[0].size) if nz else 0))]
+
+    def runtime_sizes(self, node):
+        x = node.inputs[0]
+        return {} if x.const is not None else {runtime_symbol(node): numel(x.shape)}
 
 
 @register()

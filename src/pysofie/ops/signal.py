@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import DType
 from ..ir.shapes import Sym, numel
-from .base import Op, norm_axis, register
+from .base import Op, norm_axis, register, runtime_symbol
 from .elementwise import ALL, FLOATS, check_types
 from .reduce import CumSum
 
@@ -37,7 +37,17 @@ class Compress(Op):
         return check_types(node, [node.inputs[0].dtype], ALL)
 
     def runtime_inputs(self, node):
-        return [0]
+        return [0] if node.inputs[1].const is not None else [0, 1]
+
+    def _extent(self, node):
+        x = node.inputs[0]
+        return numel(x.shape) if self.axis is None else x.shape[norm_axis(self.axis, x.rank, node)]
+
+    def runtime_sizes(self, node):
+        """A condition computed at run time: the kept count is decided then, at most the axis' extent."""
+        if node.inputs[1].const is not None:
+            return {}
+        return {runtime_symbol(node): self._extent(node)}
 
     def selected(self, node) -> list[int]:
         """Indices kept along the axis (or of the flattened input)."""
@@ -56,7 +66,10 @@ class Compress(Op):
 
     def infer(self, node):
         x = node.inputs[0]
-        k = len(self.selected(node))
+        c = node.inputs[1]
+        if c.rank != 1:
+            raise self.fail(node, f"condition must be 1-D, got rank {c.rank}")
+        k = len(self.selected(node)) if c.const is not None else Sym.var(runtime_symbol(node))
         if self.axis is None:
             return [(x.dtype, (k,))]
         a = norm_axis(self.axis, x.rank, node)

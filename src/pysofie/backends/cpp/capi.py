@@ -385,6 +385,22 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
             with w.block("catch (...)"):
                 w.line('set_error(err, errlen, "unknown C++ exception");')
             w.line("return 1;")
+        if getattr(em, "rt_sizes", None):  # run, then the sizes the data decided (under the same lock)
+            with w.block(f"PYSOFIE_API int {p}_run_rt(void* session, const int64_t* sizes, const void* const* ins, "
+                         "void* const* outs, int64_t* rt, char* err, size_t errlen)"):
+                w.line("(void)sizes; (void)ins; (void)outs;")
+                with w.block("try"):
+                    w.line(f"auto* h = static_cast<{holder}*>(session);")
+                    w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                    w.line(f"h->session.infer({', '.join(args)});")
+                    w.line("const std::vector<size_t> v = h->session.last_sizes();")
+                    w.line("for (size_t k = 0; k < v.size(); ++k) rt[k] = static_cast<int64_t>(v[k]);")
+                    w.line("return 0;")
+                with w.block("catch (const std::exception& e)"):
+                    w.line("set_error(err, errlen, e.what());")
+                with w.block("catch (...)"):
+                    w.line('set_error(err, errlen, "unknown C++ exception");')
+                w.line("return 1;")
         with w.block(f"PYSOFIE_API void {p}_destroy(void* session)"):
             w.line(f"delete static_cast<{holder}*>(session);")
         _fast_entry(w, m)

@@ -64,7 +64,8 @@ class NodeContext:
         self._scratch: list[tuple[str, DType, Dim]] = []
         runtime = set(node.op.runtime_inputs(node))
         spec = list(node.op.INPUTS)
-        names = NameTable(reserved=emitter.params)  # a size parameter named like a spec name (B, X) stays apart
+        # a size parameter named like a spec name (B, X) stays apart
+        names = NameTable(reserved=list(emitter.params) + list(emitter.rt_sizes))
         for i, v in enumerate(node.inputs):
             if v is None or i not in runtime:
                 continue
@@ -166,6 +167,7 @@ class CppEmitter:
                                     f"(only Cast/CastLike and data movement take it), node '{n.name}'")
         if problems:
             raise UnsupportedOperatorError(problems, g.source)
+        self._plan_runtime_sizes()
         self.storage: dict[int, Storage] = {}
         self.input_names = [self.names.unique(v.name, "tensor_") for v in g.inputs]
         for v, nm in zip(g.inputs, self.input_names):
@@ -217,7 +219,7 @@ class CppEmitter:
                 st = self.storage[id(v)]
                 if st.kind != "slot" or st.expr:
                     continue
-                size = numel(v.shape)
+                size = self.bounded(numel(v.shape))
                 end = root_end.get(id(v), idx)
                 best = None
                 for s in self.slots:
@@ -235,6 +237,35 @@ class CppEmitter:
         for st in self.storage.values():
             if st.kind == "alias":
                 st.expr = self.storage[id(st.root)].expr
+
+    def _plan_runtime_sizes(self) -> None:
+        """Sizes decided by data at run time (Op.runtime_sizes): {symbol: upper bound over the size parameters}.
+        Buffers are sized by the bounds; infer computes the sizes (locals passed on to later nodes) and keeps the
+        last ones for last_sizes() and the allocating infer."""
+        self.rt_sizes: dict[str, Dim] = {}
+        self.rt_producer: dict[str, int] = {}
+        for n in self.graph.nodes:
+            for sym, bound in n.op.runtime_sizes(n).items():
+                if sym in self.rt_sizes or sym in self.params:
+                    raise UnsupportedOperatorError(
+                        [f"{n.describe()}: run-time size '{sym}' is named like another size"], self.graph.source)
+                self.rt_sizes[sym] = self.bounded(bound)
+                self.rt_producer[sym] = id(n)
+                self.names.reserve(sym)
+                self.names.reserve(f"fRt_{sym}")
+
+    def bounded(self, d: Dim) -> Dim:
+        """`d` with each run-time size replaced by its upper bound (a Dim over the size parameters)."""
+        rt = getattr(self, "rt_sizes", None)
+        if not rt or not isinstance(d, Sym) or not (d.symbols() & set(rt)):
+            return d
+        total: Dim = 0
+        for mono, coef in d.terms.items():
+            term: Dim = coef
+            for sym in mono:
+                term = term * (rt[sym] if sym in rt else Sym.var(sym))
+            total = total + term
+        return total
 
     # -- generation ------------------------------------------------------------------------------------
     def generate(self) -> str:
@@ -257,6 +288,13 @@ class CppEmitter:
             sparams = [p for p in self.params if p in syms]
             decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
+            for sym in self.rt_sizes:  # run-time sizes: this node decides it (a reference), or reads it
+                if self.rt_producer[sym] == id(n):
+                    decl.append(f"size_t& {sym}")
+                    args.append(sym)
+                elif sym in syms:
+                    decl.append(f"[[maybe_unused]] size_t {sym}")
+                    args.append(sym)
             for i, pname in cx._in_names.items():
                 v = n.inputs[i]
                 decl.append(f"[[maybe_unused]] const {v.dtype.ctype}* __restrict {pname}")
@@ -268,6 +306,7 @@ class CppEmitter:
             # a node's scratch buffers of one type lie one after the other in the shared workspace
             offsets: dict[DType, Dim] = {}
             for pname, dt, count in cx._scratch:
+                count = self.bounded(count)
                 off = offsets.get(dt, 0)
                 decl.append(f"[[maybe_unused]] {dt.ctype}* __restrict {pname}")
                 base = _dp(dt, f"fWork_{dt.name.lower()}")
@@ -305,6 +344,9 @@ class CppEmitter:
             w.line(f"//   input  {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
         for v in g.outputs:
             w.line(f"//   output {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
+        for sym, bound in self.rt_sizes.items():
+            w.line(f"//   {sym}: a size decided by the data at run time (Session::last_sizes()), at most "
+                   f"{comment_text(cpp_dim(bound))}")
         w.line(f"#ifndef {guard}")
         w.line(f"#define {guard}")
         w.line()
@@ -349,7 +391,17 @@ class CppEmitter:
                 w.line(f"pysofie_rt::avector<{_vt(dt)}> fWork_{dt.name.lower()};")
             for p in P:
                 w.line(f"size_t fCap_{p} = 0;  // buffers are sized for {p} up to this")
+            for sym, bound in self.rt_sizes.items():
+                w.line(f"size_t fRt_{sym} = 0;  // decided by the data at run time, at most {cpp_dim(bound)}")
             w.line()
+            if self.rt_sizes:
+                w.line("// The sizes the data decided in the last infer call, in this order: "
+                       + ", ".join(self.rt_sizes) + ".")
+                w.line("// Outputs whose shapes use them are written with their true (contiguous) shapes into")
+                w.line("// buffers sized for the upper bounds given in the header comment.")
+                with w.block("std::vector<size_t> last_sizes() const"):
+                    w.line(f"return {{{', '.join(f'fRt_{s}' for s in self.rt_sizes)}}};")
+                w.line()
             # constructor
             sig = ["std::string weight_file = " + _cstr(default_file)] + [f"size_t {p} = 1" for p in P]
             attr = "[[maybe_unused]] " if self.weights == "embed" else ""
@@ -397,8 +449,12 @@ class CppEmitter:
             with w.block(f"void infer({', '.join(params)})"):
                 if P:
                     w.line(f"ensure_capacity({', '.join(P)});")
+                for sym in self.rt_sizes:
+                    w.line(f"size_t {sym} = 0;")
                 for c in calls:
                     w.line(c)
+                for sym in self.rt_sizes:
+                    w.line(f"fRt_{sym} = {sym};")
                 # outputs that no node wrote in place
                 done: set[int] = set()
                 for k, v in enumerate(g.outputs):
@@ -424,10 +480,15 @@ class CppEmitter:
                 outs = []
                 for k, v in enumerate(g.outputs):
                     nm = f"result{k}"
-                    w.line(f"std::vector<{_vt(v.dtype)}> {nm}({cpp_dim(numel(v.shape))});")
+                    w.line(f"std::vector<{_vt(v.dtype)}> {nm}({cpp_dim(self.bounded(numel(v.shape)))});")
                     outs.append((nm, v.dtype))
                 args = P + self.input_names + [_dp(dt, o) for o, dt in outs]
                 w.line(f"infer({', '.join(args)});")
+                for sym in self.rt_sizes:
+                    w.line(f"[[maybe_unused]] const size_t {sym} = fRt_{sym};")
+                for (nm, _), v in zip(outs, g.outputs):
+                    if shape_symbols(v.shape) & set(self.rt_sizes):
+                        w.line(f"{nm}.resize({cpp_dim(numel(v.shape))});")
                 outs = [o for o, _ in outs]
                 if len(outs) == 1:
                     w.line(f"return {outs[0]};")

@@ -205,6 +205,13 @@ def gen_topk(cx):
     inner = cpp_dim(numel(x.shape[a + 1:]))
     K = cx.op.k_of(cx.node)
     from ....ir import DType
+    if cx.has(1):  # K given at run time: checked, then the run-time size of the axis
+        from ..names import c_string
+        K = cpp_dim(K)
+        msg = c_string(f"{cx.node.describe()}: K is negative or larger than the axis")
+        w.line(f"if ({cx.i(1)}[0] < 0 || static_cast<size_t>({cx.i(1)}[0]) > size_t({n})) "
+               f"throw std::runtime_error({msg});")
+        w.line(f"{K} = static_cast<size_t>({cx.i(1)}[0]);")
     idx = cx.scratch(x.shape[a], DType.INT64, "order")
     cmp = ">" if cx.op.largest else "<"
     X = cx.i(0)

@@ -11,6 +11,9 @@ from ..emitter import generates
 def gen_compress(cx):
     w = cx.w
     x = cx.vin(0)
+    if cx.const(1) is None:
+        from .dynamic import compress_runtime
+        return compress_runtime(cx)
     sel = cx.op.selected(cx.node)
     X, Y = cx.i(0), cx.o(0)
     if not sel:
