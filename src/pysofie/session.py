@@ -55,6 +55,7 @@ class InferenceSession:
                                          input_shapes=input_shapes, optimize=optimize,
                                          constant_inputs=constant_inputs)
         self._gm = gm
+        self._build_options = dict(weights=weights, opt_level=opt_level, native=native, weight_file=weight_file)
         em = gm.emitter
         self._graph = em.graph
         lib = _library or build_library([gm], opt_level=opt_level, native=native)
@@ -93,6 +94,15 @@ class InferenceSession:
         if h and getattr(self, "_fast", None) is None:  # else run_fast owns the session and frees it with itself
             self._native.destroy(h)
         self._handle = None
+
+    # -- pickling (session_state.py): the model's IR, the options and the code hash; unpickling goes through the cache
+    def __getstate__(self):
+        from .session_state import session_state
+        return session_state(self)
+
+    def __setstate__(self, state):
+        from .session_state import restore_session
+        restore_session(self, state)
 
     # -- onnxruntime interface -------------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:

@@ -66,7 +66,9 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
                   _python_abi() if pyflags else "", *[m.header for m in models])
     lib_dir = os.path.join(cache_dir(), "lib", key[:2], key)
-    lib = os.path.join(lib_dir, "model.so")
+    # The file name is the content hash too: two libraries never share a name, so a process (or a Dask worker,
+    # or ROOT) that loads one library never sees another one written over it
+    lib = os.path.join(lib_dir, library_file_name(key))
     if os.path.exists(lib):
         return lib
     src = os.path.join(lib_dir, "src")
@@ -77,6 +79,11 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
     compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
     return lib
+
+
+def library_file_name(key: str) -> str:
+    """The shared library's file name for a cache key: unique per content (dlopen and ROOT key on the path)."""
+    return f"libpysofie_{key[:32]}.so"
 
 
 def weight_file_for(model: GeneratedModel) -> str:
