@@ -107,8 +107,9 @@ def cmd_config(a) -> int:
     from .build.blas import find_blas
     blas = find_blas()
     parts = []
-    if a.cflags:
-        parts += ["-std=c++17", *blas.cflags]
+    if a.cflags:  # the include directory holds pysofie/SofieFunctor.hxx (RDataFrame)
+        from .root import include_dir
+        parts += ["-std=c++17", *blas.cflags, f"-I{include_dir()}"]
     if a.libs:
         parts += list(blas.libs)
     if a.blas:
