@@ -33,7 +33,8 @@ class InferenceSession:
     """Compile a model to C++ and run it: ``InferenceSession(model).run(None, {name: array})``.
 
     model: path (.onnx, .h5, .keras, .pt), onnx.ModelProto, serialized ONNX bytes, or torch nn.Module.
-    weights: "bin" (checksummed binary; the default: fast to write and read), "dat" (SOFIE text, what
+    weights: "bin" (checksummed binary; the default: fast to write and read), "root" (SOFIE's .root file, read
+        with TFile: needs ROOT; a .root weight_file with weights "bin" is read with uproot instead), "dat" (SOFIE text, what
         pysofie.emit writes by default; the default when weight_file ends in .dat) or "embed" (in the code).
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
@@ -51,10 +52,20 @@ class InferenceSession:
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
         if weights is None:
             weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
+        # a .root weight file (SOFIE's) for code that does not read ROOT files: converted once, with uproot
+        root_weights = weight_file is not None and str(weight_file).endswith(".root") and weights == "bin"
+        if root_weights and _generated is None:
+            from .backends.cpp.root_weights import onnx_with_root_weights
+            swapped = onnx_with_root_weights(model, str(weight_file), name)
+            if swapped is not None:  # an ONNX model: its initializers take the file's values
+                (model, name), weight_file, root_weights = swapped, None, False
         gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
                                          input_shapes=input_shapes, optimize=optimize,
                                          constant_inputs=constant_inputs)
         self._gm = gm
+        if root_weights:
+            from .backends.cpp.root_weights import bin_file_from_root
+            weight_file = bin_file_from_root(str(weight_file), gm)
         self._build_options = dict(weights=weights, opt_level=opt_level, native=native, weight_file=weight_file)
         em = gm.emitter
         self._graph = em.graph

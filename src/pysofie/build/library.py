@@ -62,8 +62,14 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     pyflags = python_flags()
     flags = (opt_flags(opt_level, native) + ["-fvisibility=hidden", "-fvisibility-inlines-hidden"]
              + list(blas.cflags) + pyflags + list(extra_flags))
+    libs = list(blas.libs)
+    if any(m.weights_mode == "root" for m in models):  # the constructor reads the weights with ROOT's TFile
+        from ..backends.cpp.root_weights import root_build_flags
+        root_cflags, root_libs = root_build_flags()
+        flags += list(root_cflags)
+        libs += list(root_libs)
     wrapper = wrapper_source(models)
-    key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
+    key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(libs), wrapper,
                   _python_abi() if pyflags else "", *[m.header for m in models])
     lib_dir = os.path.join(cache_dir(), "lib", key[:2], key)
     # The file name is the content hash too: two libraries never share a name, so a process (or a Dask worker,
@@ -77,7 +83,7 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     for m in models:
         atomic_write(os.path.join(src, source_name(m)), m.header)
     atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
-    compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
+    compile_shared(["pysofie_capi.cpp"], lib, flags, libs, cwd=src)
     return lib
 
 

@@ -219,8 +219,8 @@ def define(df, name: str, model, columns: Sequence[str], *, nslots: Optional[int
     functor = f"pysofie::SofieFunctor<{dm.session_class}, {dm.out_type}, {dm.in_type}, {', '.join(types)}>"
     key = (dm.namespace, dm.code_hash, functor)
     with _lock:
-        fn = _defines.get(key)
-        if fn is None:
+        call = _defines.get(key)
+        if call is None:
             fn = f"pysofie_define_{len(_defines)}"
             _cling_declare(ROOT, f"""
 ROOT::RDF::RNode {fn}(ROOT::RDF::RNode df, const std::string& name, const std::vector<std::string>& columns,
@@ -228,9 +228,11 @@ ROOT::RDF::RNode {fn}(ROOT::RDF::RNode df, const std::string& name, const std::v
    {functor} f = weights.empty() ? {functor}(nslots, nout) : {functor}(nslots, nout, weights);
    return df.DefineSlot(name, f, columns);
 }}""", f"define '{name}' ({dm.name})")
-            _defines[key] = fn
-    cols = ROOT.std.vector["std::string"](columns)
-    return getattr(ROOT, fn)(ROOT.RDF.AsRNode(df), name, cols, n, dm.n_out, dm.weight_file)
+            import cppyy  # ROOT's attribute lookup of a new global takes milliseconds: once per function
+            call = _defines[key] = (getattr(cppyy.gbl, fn), cppyy.gbl.std.vector["std::string"],
+                                    cppyy.gbl.ROOT.RDF.AsRNode)
+    fn, vec, as_node = call
+    return fn(as_node(df), name, vec(columns), n, dm.n_out, dm.weight_file)
 
 
 def declare_function(model, function: str, column_types: Sequence[str], *, jit: bool = False,
