@@ -11,6 +11,7 @@ For two MLPs (small: 8-16-1, medium: 8-64-64-1), in one process, repetitions int
 - define_jit: the same with the header compiled by cling (jit=True), 1 slot;
 - loop:      a plain C++ loop calling the same compiled Session for one event at a time over the same inputs
              (already in memory: the model's cost alone);
+- functor_loop: the same loop through pysofie::SofieFunctor (the functor's own cost, outside RDataFrame);
 - asnumpy:   RDataFrame.AsNumpy of the columns + one batched InferenceSession.run over all events.
 Each RDataFrame graph is built by C++ functions declared once (no jitting inside the timed region). The targets
 (issue #11): (define - noop) per event <= 1.25 x loop per event; for the small model, define beats asnumpy.
@@ -84,6 +85,17 @@ double Noop(ROOT::RDF::RNode df, const Cols& c, unsigned nslots) {
    pysofie::SofieFunctor<NullSession, float, float, float, float, float, float, float, float, float, float>
       f(nslots, 1, "");
    return SumFirst(df.DefineSlot("score", f, c));
+}
+// The functor outside RDataFrame: SofieFunctor called in a plain loop (its own cost next to Loop's)
+template <class S>
+double FunctorLoop(const float* x, std::size_t n, const std::string& weights) {
+   pysofie::SofieFunctor<S, float, float, float, float, float, float, float, float, float, float> f(1, 1, weights);
+   double t = 0;
+   for (std::size_t i = 0; i < n; ++i) {
+      const float* e = x + i * 8;
+      t += f(0, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7])[0];
+   }
+   return t;
 }
 template <class S>
 double Loop(const float* x, std::size_t n, float* y) {
@@ -164,6 +176,7 @@ def main(argv=None) -> int:
         pr.declare(jsess, jit=True)
         y = np.zeros(args.events, np.float32)
         loop_fn = B.Loop[dm.session_class]
+        functor_loop_fn = B.FunctorLoop[dm.session_class]
         expected = float(sess.run(None, {"x": X})[0].astype(np.float64).sum())
 
         def run_define(n, s=sess, jit=False):
@@ -190,9 +203,10 @@ def main(argv=None) -> int:
                "noop_1": lambda: run_noop(1), "noop_2": lambda: run_noop(2),
                "define_1": lambda: run_define(1), "define_2": lambda: run_define(2),
                "define_jit_1": lambda: run_define(1, jsess, True),
-               "loop": lambda: loop_fn(X, args.events, y), "asnumpy": run_asnumpy}
+               "loop": lambda: loop_fn(X, args.events, y),
+               "functor_loop": lambda: functor_loop_fn(X, args.events, dm.weight_file), "asnumpy": run_asnumpy}
         # the results agree before anything is timed
-        for k in ("define_1", "define_2", "define_jit_1", "loop", "asnumpy"):
+        for k in ("define_1", "define_2", "define_jit_1", "loop", "functor_loop", "asnumpy"):
             got = fns[k]()
             if not np.isclose(got, expected, rtol=1e-4):
                 raise SystemExit(f"{mname} {k}: sum of outputs {got} != {expected}")
@@ -234,6 +248,7 @@ LABELS = [("read_1", "read, 1 slot"), ("read_2", "read, 2 slots"), ("noop_1", "d
           ("noop_2", "do-nothing functor, 2 slots"), ("define_1", "pysofie.root.define, 1 slot"),
           ("define_2", "pysofie.root.define, 2 slots"), ("define_jit_1", "define, jit=True (cling), 1 slot"),
           ("loop", "plain C++ loop, same Session (inputs in memory)"),
+          ("functor_loop", "SofieFunctor in a plain C++ loop (inputs in memory)"),
           ("asnumpy", "AsNumpy + batched InferenceSession.run")]
 
 

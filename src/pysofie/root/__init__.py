@@ -73,13 +73,40 @@ class DeclaredModel:
         return cls(*(args or ((self.weight_file,) if self.weight_file else ())))
 
 
+_sessions: dict[tuple, object] = {}
+
+
+def _model_key(model, session_options):
+    """A key for a model given again (a file unchanged since, the same serialized ONNX), or None."""
+    try:
+        opts = repr(sorted(session_options.items()))
+        if isinstance(model, (str, os.PathLike)):
+            st = os.stat(model)
+            return ("path", os.path.abspath(os.fspath(model)), st.st_mtime_ns, st.st_size, opts)
+        if isinstance(model, (bytes, bytearray)):
+            return ("bytes", hashlib.sha256(model).hexdigest(), opts)
+        if type(model).__name__ == "ModelProto":
+            return ("onnx", hashlib.sha256(model.SerializeToString()).hexdigest(), opts)
+    except (OSError, TypeError, ValueError):
+        pass
+    return None
+
+
 def _as_session(model, session_options):
+    """The InferenceSession for `model`: the same object for a model given again (define() is called per
+    RDataFrame, and code generation should not run each time)."""
     from ..session import InferenceSession
     if isinstance(model, InferenceSession):
         if session_options:
             raise TypeError("session options go with a model, not with an InferenceSession")
         return model
-    return InferenceSession(model, **session_options)
+    key = _model_key(model, session_options)
+    if key is not None and key in _sessions:
+        return _sessions[key]
+    sess = InferenceSession(model, **session_options)
+    if key is not None:
+        _sessions[key] = sess
+    return sess
 
 
 def _per_event(shape, what: str, model: str) -> int:
