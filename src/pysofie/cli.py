@@ -26,9 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="output directory")
     e.add_argument("--name", help="model name (file names; namespace SOFIE_<name>)")
     e.add_argument("--namespace", help="C++ namespace (default SOFIE_<name>)")
-    e.add_argument("--weights", choices=["bin", "dat", "embed"], default=None,
-                   help="weight storage: checksummed binary .bin (default, as in Python), SOFIE text .dat, or "
-                        "embedded in the header")
+    e.add_argument("--weights", choices=["bin", "dat", "embed", "root"], default=None,
+                   help="weight storage: checksummed binary .bin (default, as in Python), SOFIE text .dat, "
+                        "embedded in the header, or SOFIE's .root file (needs ROOT; then compile with "
+                        "`pysofie config --root`)")
     e.add_argument("--input-shape", action="append", type=_shape, metavar="D0,D1,...",
                    help="input shape, once per input (needed for .pt files; a name instead of a number is a "
                         "symbolic size)")
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("model")
     r.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input, once per input")
     r.add_argument("-o", "--output", help="write the outputs to this .npz file")
-    r.add_argument("--weights", choices=["bin", "dat", "embed"], default=None,
+    r.add_argument("--weights", choices=["bin", "dat", "embed", "root"], default=None,
                    help="weight storage (default bin: the code InferenceSession compiles, so the cache is shared)")
     r.add_argument("--input-shape", action="append", type=_shape, metavar="D0,D1,...")
 
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--cflags", action="store_true", help="flags to compile emitted code")
     g.add_argument("--libs", action="store_true", help="flags to link it against the BLAS (with an rpath)")
     g.add_argument("--blas", action="store_true", help="describe the BLAS pysofie found")
+    g.add_argument("--root", action="store_true",
+                   help="with --cflags/--libs: also ROOT's (code emitted with --weights root reads them with TFile)")
     return p
 
 
@@ -124,10 +127,15 @@ def cmd_config(a) -> int:
     from .build.blas import find_blas
     blas = find_blas()
     parts = []
-    if a.cflags:
-        parts += ["-std=c++17", *blas.cflags]
+    if a.cflags:  # the include directory holds pysofie/SofieFunctor.hxx (RDataFrame)
+        from .root import include_dir
+        parts += ["-std=c++17", *blas.cflags, f"-I{include_dir()}"]
     if a.libs:
         parts += list(blas.libs)
+    if a.root:
+        from .backends.cpp.root_weights import root_build_flags
+        root_cflags, root_libs = root_build_flags()
+        parts += (list(root_cflags) if a.cflags else []) + (list(root_libs) if a.libs else [])
     if a.blas:
         print(blas.describe())
     if parts:

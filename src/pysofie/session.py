@@ -98,6 +98,8 @@ class InferenceSession:
     weights: "bin" (checksummed binary; the default, as for pysofie.emit and the command line: fast to write and
         read), "dat" (SOFIE's text format; the default when weight_file ends in .dat) or "embed" (in the code).
     optimize: run the graph optimizations (None: SessionOptions.graph_optimization_level decides; default yes).
+    weights: also "root" (SOFIE's .root file, read with TFile: needs ROOT); a .root weight_file with weights "bin"
+        is read with uproot instead.
     opt_level / native: compiler optimization level and -march=native (PYSOFIE_OPT / PYSOFIE_NATIVE).
     weight_file: load the weights from this file (e.g. one written by pysofie.emit) instead of the ones
         generated with the code.
@@ -129,6 +131,13 @@ class InferenceSession:
         self._profile_lock = threading.Lock()
         if weights is None:
             weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else DEFAULT_WEIGHTS
+        # a .root weight file (SOFIE's) for code that does not read ROOT files: converted once, with uproot
+        root_weights = weight_file is not None and str(weight_file).endswith(".root") and weights == "bin"
+        if root_weights and _generated is None:
+            from .backends.cpp.root_weights import onnx_with_root_weights
+            swapped = onnx_with_root_weights(model, str(weight_file), name)
+            if swapped is not None:  # an ONNX model: its initializers take the file's values
+                (model, name), weight_file, root_weights = swapped, None, False
         self._lazy = None
         with _log_level(self._options.logging_level()):
             try:
@@ -149,6 +158,11 @@ class InferenceSession:
             log.debug("model '%s': session ready in %.2f s", gm.name, time.perf_counter() - t_start)
         self._gm = gm
         self._name = gm.name
+        if root_weights:
+            from .backends.cpp.root_weights import bin_file_from_root
+            weight_file = bin_file_from_root(str(weight_file), gm)
+        self._build_options = dict(weights=weights, opt_level=opt_level, native=native, weight_file=weight_file,
+                                   intra_op_num_threads=intra_op_num_threads)
         em = gm.emitter
         self._graph = em.graph
         self._native = NativeModel(lib, gm)
@@ -218,6 +232,18 @@ class InferenceSession:
         if h and getattr(self, "_fast", None) is None:  # else run_fast owns the session and frees it with itself
             self._native.destroy(h)
         self._handle = None
+
+    # -- pickling (session_state.py): the model's IR, the options and the code hash; unpickling goes through the cache
+    def __getstate__(self):
+        if self._lazy is not None:
+            raise PysofieError(f"model '{self._name}': a session whose code waits for the values of "
+                               f"{self._lazy.needed} cannot be pickled; give them as constant_inputs")
+        from .session_state import session_state
+        return session_state(self)
+
+    def __setstate__(self, state):
+        from .session_state import restore_session
+        restore_session(self, state)
 
     # -- onnxruntime interface -------------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 
 from ..errors import CompileError
+from .fs import apply_umask
 
 
 def find_cxx() -> str:
@@ -75,6 +76,7 @@ def compile_shared(sources: list[str], output: str, flags: list[str], libs: list
                 msg = "\n".join(lines[:40]) + f"\n... ({len(lines) - 40} more lines)"
             raise CompileError(f"compiling {', '.join(os.path.basename(s) for s in sources)} failed "
                                f"(sources kept in {cwd}):\n$ {' '.join(cmd)}\n{msg}")
+        apply_umask(tmp, executable=True)  # mkstemp made it 0600; the compiler's output mode is lost
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):

@@ -66,11 +66,19 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     pyflags = python_flags()
     flags = (opt_flags(opt_level, native) + ["-fvisibility=hidden", "-fvisibility-inlines-hidden"]
              + list(blas.cflags) + pyflags + list(extra_flags))
+    libs = list(blas.libs)
+    if any(m.weights_mode == "root" for m in models):  # the constructor reads the weights with ROOT's TFile
+        from ..backends.cpp.root_weights import root_build_flags
+        root_cflags, root_libs = root_build_flags()
+        flags += list(root_cflags)
+        libs += list(root_libs)
     wrapper = wrapper_source(models)
-    key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
+    key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(libs), wrapper,
                   _python_abi() if pyflags else "", *[m.header for m in models])
     lib_dir = os.path.join(cache_dir(), "lib", key[:2], key)
-    lib = os.path.join(lib_dir, "model.so")
+    # The file name is the content hash too: two libraries never share a name, so a process (or a Dask worker,
+    # or ROOT) that loads one library never sees another one written over it
+    lib = os.path.join(lib_dir, library_file_name(key))
     names = ", ".join(f"'{m.name}'" for m in models)
     if os.path.exists(lib):
         log.debug("model %s: compiled library found in the cache (%s)", names, lib)
@@ -88,12 +96,17 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     t0 = time.perf_counter()
     announced.start()
     try:
-        compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
+        compile_shared(["pysofie_capi.cpp"], lib, flags, libs, cwd=src)
     finally:
         announced.cancel()
     dt = time.perf_counter() - t0
     log.log(logging.INFO if dt > PROGRESS_AFTER_S else logging.DEBUG, "model %s: compiled in %.1f s", names, dt)
     return lib
+
+
+def library_file_name(key: str) -> str:
+    """The shared library's file name for a cache key: unique per content (dlopen and ROOT key on the path)."""
+    return f"libpysofie_{key[:32]}.so"
 
 
 def weight_file_for(model: GeneratedModel) -> str:

@@ -14,7 +14,7 @@ class GeneratedModel:
     name: str
     namespace: str
     header: str  # the text of <name>.hxx
-    weights_mode: str  # "dat" | "bin" | "embed"
+    weights_mode: str  # "dat" | "bin" | "embed" | "root"
     weight_data: Optional[bytes]  # the weight file's content (None for embed)
     emitter: CppEmitter
 
@@ -32,7 +32,11 @@ def generate(graph, *, name: Optional[str] = None, namespace: Optional[str] = No
     em = CppEmitter(graph, name=name, namespace=namespace, weights=weights)
     header = em.generate()
     tensors = em.weight_tensors()
-    data = None if weights == "embed" else (dat_bytes(tensors) if weights == "dat" else bin_bytes(tensors))
+    if weights == "root":
+        from .root_weights import root_bytes
+        data = root_bytes(em.name, tensors)
+    else:
+        data = None if weights == "embed" else (dat_bytes(tensors) if weights == "dat" else bin_bytes(tensors))
     return GeneratedModel(em.name, em.namespace, header, weights, data, em)
 
 

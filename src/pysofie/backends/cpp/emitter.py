@@ -139,8 +139,8 @@ class NodeContext:
 class CppEmitter:
     def __init__(self, graph: Graph, *, name: Optional[str] = None, namespace: Optional[str] = None,
                  weights: str = "dat"):
-        if weights not in ("dat", "bin", "embed"):
-            raise ValueError(f"weights must be 'dat', 'bin' or 'embed', not {weights!r}")
+        if weights not in ("dat", "bin", "embed", "root"):
+            raise ValueError(f"weights must be 'dat', 'bin', 'embed' or 'root', not {weights!r}")
         self.graph = graph
         self.name = sanitize(name or graph.name or "model")
         self.namespace = sanitize(namespace) if namespace else f"SOFIE_{self.name}"
@@ -353,6 +353,8 @@ class CppEmitter:
         with open(RUNTIME_HEADER) as f:
             w.line(f.read().rstrip("\n"))
         w.line()
+        if self.weights == "root":  # the constructor reads a SOFIE .root weight file (root_weights.py)
+            w.lines(["#include <TFile.h>", "#include <memory>", "#include <type_traits>", ""])
         # helpers registered under a key starting with "global:" are file-scope code (their own include guard)
         for key, code in self.helpers.items():
             if key.startswith("global:"):
@@ -418,6 +420,10 @@ class CppEmitter:
                         w.line(f"reader.read<{v.dtype.ctype}>({_cstr(cname)}, {_dp(v.dtype, f'fTensor_{cname}')}, "
                                f"{int(v.const.size)}, {v.dtype.onnx});")
                     w.line("reader.finish();")
+                elif self.weights == "root" and self.consts:
+                    from .root_weights import constructor_lines
+                    w.lines(constructor_lines(self.name, [(cname, v.dtype.ctype, _dp(v.dtype, f"fTensor_{cname}"),
+                                                           int(v.const.size)) for v, cname in self.consts]))
                 elif self.weights != "embed":
                     w.line("(void)weight_file;")
                 w.line(f"ensure_capacity({', '.join(P)});")

@@ -40,7 +40,11 @@ def bin_bytes(tensors: list[tuple[str, np.ndarray]]) -> bytes:
 
 
 def read_weights(path: str) -> dict[str, np.ndarray]:
-    """Read a .dat or .bin weight file back (for tests and tools). Float values are exact."""
+    """Read a .dat or .bin weight file back (for tests and tools). Float values are exact. A .root file (SOFIE's
+    ROOT weights) is read by root_weights.py (uproot, else ROOT)."""
+    if str(path).endswith(".root"):
+        from .root_weights import read_root_weights
+        return read_root_weights(path)
     with open(path, "rb") as f:
         raw = f.read()
     if raw.startswith(BIN_MAGIC):

@@ -1,0 +1,165 @@
+"""pysofie.root with the PyPI ROOT: the compiled and jit declarations, RDataFrame (1 and 2 threads), string
+expressions, and the distributed RDataFrame recipe on a 2-worker Dask LocalCluster. References: InferenceSession
+(exact, for the same batch) and onnxruntime (tolerance)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pytest.importorskip("ROOT")
+
+import pysofie  # noqa: E402
+import pysofie.root as pr  # noqa: E402
+
+from ..util import ATOL, RTOL, ort  # noqa: E402
+from .models import features, mlp  # noqa: E402
+
+COLS = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mlp(4, 16, 2, name="rootmlp")
+
+
+@pytest.fixture(scope="module")
+def declared(model):
+    return pr.declare(model)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A TTree of 4000 events in clusters of 500 (so that 2 threads share the work)."""
+    path = str(tmp_path_factory.mktemp("root") / "events.root")
+    df = ROOT.RDataFrame(4000).Define("idx", "rdfentry_")  # the event number (rdfentry_ is not one under IMT)
+    for k, c in enumerate(COLS):
+        typ = "double" if c == "c" else "float"  # a double column: converted to the model's float input
+        df = df.Define(c, f"({typ})(std::sin(rdfentry_ * {k + 1} * 0.37) * {k + 1})")
+    opts = ROOT.RDF.RSnapshotOptions()
+    opts.fAutoFlush = 500
+    df.Snapshot("events", path, COLS + ["idx"], opts)
+    return path
+
+
+def _per_event(sess, x):
+    return np.concatenate([sess.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+
+
+def test_import_pysofie_does_not_import_root():
+    code = "import sys, pysofie, pysofie.columnar, pysofie.root; print('ROOT' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_declare_compiled_matches_the_session(declared, model):
+    assert declared.mode == "compiled" and os.path.isabs(declared.library)
+    s = declared.make_session()
+    x = features(12)
+    y = np.zeros((12, 2), np.float32)
+    s.infer(12, x, y)
+    ref = declared.session.run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, ref)  # the same compiled code: bit-identical
+    np.testing.assert_allclose(y, ort(model, {"x": x})[0], rtol=RTOL, atol=ATOL)
+    one = np.asarray(s.infer(1, x[:1]))  # the allocating form
+    np.testing.assert_array_equal(one, declared.session.run(None, {"x": x[:1]})[0][0])
+
+
+def test_declare_is_idempotent_and_checks_namespaces(declared, model):
+    assert pr.declare(model) is declared
+    with pytest.raises(pysofie.PysofieError, match="already declared"):
+        pr.declare(mlp(4, 8, 2, name="rootmlp", seed=5))
+    with pytest.raises(pysofie.PysofieError, match="already declared"):
+        pr.declare(model, jit=True)
+
+
+def test_bad_weight_file_raises(declared):
+    with pytest.raises(Exception, match="cannot open|weight file"):
+        declared.make_session("/nonexistent/w.bin")
+
+
+def test_declare_jit(model):
+    dm = pr.declare(mlp(4, 16, 2, name="rootjit"), jit=True)
+    assert dm.mode == "jit" and dm.library == ""
+    s = dm.make_session()
+    x = features(12)
+    y = np.zeros((12, 2), np.float32)
+    s.infer(12, x, y)
+    np.testing.assert_allclose(y, dm.session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, ort(model, {"x": x})[0], rtol=RTOL, atol=ATOL)
+
+
+def _scores(df):
+    out = df.AsNumpy(["score", "idx"] + COLS)
+    order = np.argsort(out["idx"])
+    scores = np.stack([np.asarray(r) for r in out["score"]])[order]
+    x = np.stack([out[c][order] for c in COLS], 1).astype(np.float32)
+    return scores, x
+
+
+def test_define_with_one_and_two_threads(declared, model, tree):
+    assert not ROOT.IsImplicitMTEnabled()
+    one, x = _scores(pr.define(ROOT.RDataFrame("events", tree), "score", model, columns=COLS))
+    ROOT.EnableImplicitMT(2)
+    try:
+        df = ROOT.RDataFrame("events", tree)
+        assert df.GetNSlots() == 2
+        two, x2 = _scores(pr.define(df, "score", model, columns=COLS))
+    finally:
+        ROOT.DisableImplicitMT()
+    assert one.shape == (4000, 2)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, _per_event(declared.session, x))  # event by event, as in the loop
+    np.testing.assert_allclose(one, ort(model, {"x": x})[0], rtol=RTOL, atol=ATOL)
+
+
+def test_define_errors(declared, model, tree):
+    df = ROOT.RDataFrame("events", tree)
+    with pytest.raises(pysofie.InvalidInputError, match="4 values per event, 3 columns"):
+        pr.define(df, "score", model, columns=COLS[:3])
+    with pytest.raises(pysofie.InvalidInputError, match="'nope'"):
+        pr.define(df, "score", model, columns=["a", "b", "c", "nope"])
+    with pytest.raises(pysofie.InvalidInputError, match="scalar"):
+        pr.define(df.Define("v", "ROOT::RVecF{a, b}"), "score", model, columns=["a", "b", "c", "v"])
+
+
+def test_declare_function_for_string_expressions(declared, model, tree):
+    pr.declare_function(model, "rootmlp_score", ["float", "float", "double", "float"])
+    scores, x = _scores(ROOT.RDataFrame("events", tree).Define("score", "rootmlp_score(a, b, c, d)"))
+    np.testing.assert_array_equal(scores, _per_event(declared.session, x))
+
+
+def test_config_cflags_has_the_functor_header():
+    from pysofie.cli import main
+    import io
+    import contextlib
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["config", "--cflags"]) == 0
+    inc = [f[2:] for f in buf.getvalue().split() if f.startswith("-I")]
+    assert any(os.path.exists(os.path.join(d, "pysofie", "SofieFunctor.hxx")) for d in inc)
+
+
+def _init_worker(sess):
+    import pysofie.root
+    pysofie.root.declare_function(sess, "distmlp_score", ["float", "float", "double", "float"])
+
+
+def test_distributed_rdataframe_on_dask(model, tree):
+    """The README's recipe: the session pickled to 2 Dask worker processes, initialized there through the cache."""
+    distributed = pytest.importorskip("distributed")
+    sess = pysofie.InferenceSession(mlp(4, 16, 2, name="distmlp"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        ROOT.RDF.Experimental.Distributed.initialize(_init_worker, sess)
+        df = ROOT.RDataFrame("events", tree, executor=client, npartitions=2)
+        out = df.Define("score", "distmlp_score(a, b, c, d)").AsNumpy(["score", "idx"] + COLS)
+        pids = client.run(os.getpid)
+    assert len(pids) == 2 and os.getpid() not in pids.values()
+    order = np.argsort(out["idx"])
+    scores = np.stack([np.asarray(r) for r in out["score"]])[order]
+    x = np.stack([out[c][order] for c in COLS], 1).astype(np.float32)
+    assert scores.shape == (4000, 2)
+    np.testing.assert_array_equal(scores, _per_event(sess, x))
