@@ -30,3 +30,7 @@ class CompileError(PysofieError):
 
 class InvalidInputError(PysofieError, ValueError):
     """An input given to InferenceSession.run has a wrong name, shape or dtype."""
+
+
+class WeightFileError(PysofieError, ValueError):
+    """A weight file (.dat / .bin) is missing, truncated, corrupted or belongs to another model."""
