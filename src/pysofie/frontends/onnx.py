@@ -120,7 +120,11 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
                 else:
                     raw = d.dim_param if d.HasField("dim_param") and d.dim_param else (
                         "N" if ax == 0 else f"{inp.name}_dim{ax}")
-                    sym_names.setdefault(raw, _symbol_name(raw))
+                    if raw not in sym_names:  # distinct dim_params stay distinct symbols ("a-b" and "a_b")
+                        base = cand = _symbol_name(raw)
+                        while cand in sym_names.values():
+                            cand += "_"
+                        sym_names[raw] = cand
                     dims.append(Sym.var(sym_names[raw]))
         v = Value(inp.name, dt, tuple(dims))
         values[inp.name] = v
