@@ -75,7 +75,9 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     for m in models:
         atomic_write(os.path.join(src, source_name(m)), m.header)
     atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
-    compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src)
+    from ..custom import CustomOp
+    user_code = any(isinstance(n.op, CustomOp) for m in models for n in m.emitter.graph.nodes)
+    compile_shared(["pysofie_capi.cpp"], lib, flags, list(blas.libs), cwd=src, user_code=user_code)
     return lib
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import ModelLoadError, UnsupportedOperatorError
+from ..errors import InvalidModelError, ModelLoadError, UnsupportedOperatorError
 from ..ir import DType, Graph, Value
 from ..ir.shapes import Sym
 from ..ops import lookup
 from ..ops.base import Op
 from ..passes.infer import InferShapesAndFold
+from ..passes.validate import attribute_problems, onnx_problems
 
 
 class Unsupported(Op):
@@ -82,6 +83,9 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             opset = imp.version
     if opset == 0:
         opset = onnx.defs.onnx_opset_version()
+    invalid = onnx_problems(model, opset, source)
+    if invalid:
+        raise InvalidModelError(invalid, source)
     graph = Graph(name or g.name or "model")
     graph.source = source
     values: dict[str, Value] = {}
@@ -207,7 +211,10 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         if o.name not in values:
             raise ModelLoadError(f"{source}: graph output '{o.name}' is not produced by any node")
         graph.outputs.append(values[o.name])
-    InferShapesAndFold()(graph)
+    invalid = attribute_problems(graph)
+    if invalid:
+        raise InvalidModelError(invalid, source)
+    InferShapesAndFold(check_types=True)(graph)
     return graph
 
 

@@ -10,7 +10,7 @@ _lit = lit
 
 # C++ expression of y from x (type T); attributes are substituted from the op.
 UNARY = {
-    "Relu": lambda op, T: f"x > {T}(0) ? x : {T}(0)",
+    "Relu": lambda op, T: f"x < {T}(0) ? {T}(0) : x",  # NaN stays NaN, as in onnxruntime
     "LeakyRelu": lambda op, T: f"x >= {T}(0) ? x : {_lit(op.alpha, T)} * x",
     "Sigmoid": lambda op, T: f"{T}(1) / ({T}(1) + std::exp(-x))",
     "Tanh": lambda op, T: "std::tanh(x)",

@@ -108,7 +108,7 @@ struct ActNone {
 struct ActRelu {
    float operator()(float v) const { return std::max(v, 0.f); }
 #if defined(__AVX2__) && defined(__FMA__)
-   __m256 vec(__m256 v) const { return _mm256_max_ps(v, _mm256_setzero_ps()); }
+   __m256 vec(__m256 v) const { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN: the second operand
 #endif
 };
 #if defined(__AVX2__) && defined(__FMA__)

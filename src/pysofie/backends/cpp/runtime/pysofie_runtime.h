@@ -68,6 +68,22 @@ inline void sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float 
                  static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
+// max and min that propagate NaN, as onnxruntime's Relu, MaxPool and ReduceMax/Min do (std::max(a, NaN) is a)
+template <typename T>
+inline T max_nan(T a, T b) {
+   if constexpr (std::is_floating_point<T>::value) {
+      if (std::isnan(b)) return b;
+   }
+   return b > a ? b : a;
+}
+template <typename T>
+inline T min_nan(T a, T b) {
+   if constexpr (std::is_floating_point<T>::value) {
+      if (std::isnan(b)) return b;
+   }
+   return b < a ? b : a;
+}
+
 // Generic matrix product for types without a BLAS routine (double, integers).
 template <typename T>
 inline void gemm_ref(bool transA, bool transB, size_t M, size_t N, size_t K, T alpha, const T* A, size_t lda,
