@@ -42,10 +42,36 @@ def _attr_type_name(t: int) -> str:
         return f"type {t}"
 
 
+def _text_problems(g) -> list[str]:
+    """Names and strings that a damaged file holds as bytes (not valid UTF-8): protobuf hands them over as bytes."""
+    out = []
+
+    def text(x, what: str) -> None:
+        if not isinstance(x, str):
+            out.append(f"{what} {x[:40]!r} is not valid UTF-8 text")
+
+    text(g.name, "the graph name")
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        text(v.name, "the tensor name")
+        if v.type.HasField("tensor_type"):
+            for d in v.type.tensor_type.shape.dim:
+                text(d.dim_param, f"a dimension name of '{v.name!s}'")
+    for t in g.initializer:
+        text(t.name, "the initializer name")
+    for n in g.node:
+        for x in [n.name, n.op_type, n.domain, *n.input, *n.output]:
+            text(x, f"in a node ({n.op_type!s}), the name")
+        for a in n.attribute:
+            text(a.name, "an attribute name")
+    return out
+
+
 def onnx_problems(model, opset: int, source: str) -> list[str]:
     import onnx
     g = model.graph
-    problems: list[str] = []
+    problems: list[str] = _text_problems(g)
+    if problems:
+        return problems
     if not g.output:
         problems.append("the graph has no outputs")
     defined: dict[str, str] = {}
