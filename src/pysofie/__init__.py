@@ -3,6 +3,7 @@ __version__ = "0.1.0"
 
 from .errors import (CompileError, InvalidInputError, ModelLoadError, PysofieError, ShapeInferenceError,  # noqa: E402
                      UnsupportedOperatorError)
+from .errors import GeneratedCodeError, InvalidModelError, WeightFileError  # noqa: E402
 from .api import check, emit, load  # noqa: E402
 from .session import InferenceSession  # noqa: E402
 from .custom import custom_ops, register_custom_op, unregister_custom_op  # noqa: E402
@@ -10,3 +11,4 @@ from .custom import custom_ops, register_custom_op, unregister_custom_op  # noqa
 __all__ = ["InferenceSession", "emit", "check", "load", "PysofieError", "ModelLoadError",
            "UnsupportedOperatorError", "ShapeInferenceError", "CompileError", "InvalidInputError", "__version__"]
 __all__ += ["register_custom_op", "unregister_custom_op", "custom_ops"]
+__all__ += ["InvalidModelError", "GeneratedCodeError", "WeightFileError"]

@@ -2,6 +2,8 @@
 register-blocked kernel of runtime/pysofie_gemm.h; other float products the BLAS, other types a reference loop."""
 from __future__ import annotations
 
+import math
+
 from ....ir.shapes import cpp_dim, numel
 from ....ops.elementwise import broadcast_shapes
 from ..emitter import generates
@@ -106,7 +108,14 @@ def gen_gemm(cx):
         fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
         beta = 1.0
     from ....passes.fusion import SMALL_M
-    if isinstance(m, int) and m <= SMALL_M and not ta and not tb and T in ("float", "double"):
+    if not math.isfinite(float(op.alpha)):
+        # alpha * (A B), as onnxruntime computes it: the product first (alpha * A would turn a 0 into NaN)
+        tmp = cx.scratch(m * n, cx.vout(0).dtype, "prod")
+        w.line(gemm_call(T, ta, tb, M, N, K, 1.0, cx.i(0), lda, cx.i(1), ldb, 0.0, tmp, N))
+        with w.loop("i", cpp_dim(m * n) if isinstance(m, int) and isinstance(n, int) else f"{M} * {N}"):
+            keep = f" + {cx.o(0)}[i]" if beta else ""
+            w.line(f"{cx.o(0)}[i] = {lit(op.alpha, T)} * {tmp}[i]{keep};")
+    elif isinstance(m, int) and m <= SMALL_M and not ta and not tb and T in ("float", "double"):
         cx.helper("small_gemm_nn", SMALL_GEMM)
         w.line(f"small_gemm_nn<{T}>({M}, {N}, {K}, {lit(float(op.alpha), T)}, {cx.i(0)}, {lda}, {cx.i(1)}, {ldb}, "
                f"{lit(beta, T)}, {cx.o(0)}, {N});")
