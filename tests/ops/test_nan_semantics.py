@@ -39,6 +39,12 @@ CASES.add("min", "Min", {"a": V, "b": _special(4, 9, seed=2)}, oracle="ort")
 CASES.add("clip", "Clip", {"x": V, "lo": np.array(-0.5, np.float32), "hi": np.array(0.5, np.float32)},
           init=("lo", "hi"), oracle="ort")
 CASES.add("argmax", "ArgMax", {"x": V}, {"axis": 1}, oracle="ort")
+CASES.add("argmin", "ArgMin", {"x": V}, {"axis": 1}, oracle="ort")
+CASES.add("topk", "TopK", {"x": V, "k": np.array([3], np.int64)}, init=("k",), n_outputs=2, oracle="ort")
+CASES.add("topk_smallest", "TopK", {"x": V, "k": np.array([4], np.int64)}, {"largest": 0}, init=("k",), n_outputs=2,
+          oracle="ort")
+CASES.add("topk_int", "TopK", {"x": np.array([[3, 1, 3, -2, 7]], np.int64), "k": np.array([3], np.int64)},
+          init=("k",), n_outputs=2, oracle="ort")
 CASES.add("softmax", "Softmax", {"x": V}, oracle="ort")
 CASES.add("sigmoid", "Sigmoid", {"x": V}, oracle="ort")
 CASES.add("conv", "Conv", {"x": X, "w": rand(8, 3, 3, 3, seed=3)}, init=("w",), oracle="ort")
