@@ -9,9 +9,21 @@ import numpy as np
 import onnx
 from onnx import helper
 
-ROOTBENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "rootbench")
-if not os.path.isdir(ROOTBENCH):
-    ROOTBENCH = os.environ.get("PYSOFIE_ROOTBENCH", "/work/shared/models/rootbench")
+# The rootbench models: $PYSOFIE_ROOTBENCH, else ../shared/models/rootbench next to the project; tests that need
+# them skip when neither exists.
+ROOTBENCH = os.environ.get("PYSOFIE_ROOTBENCH") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "models", "rootbench")
+
+
+
+def rootbench_model(name: str) -> str:
+    """Path of a rootbench model; the calling test is skipped when the models are not there."""
+    import pytest
+    path = os.path.join(ROOTBENCH, name if name.endswith(".onnx") else f"{name}.onnx")
+    if not os.path.exists(path):
+        pytest.skip(f"rootbench model {name} not found in {ROOTBENCH} (set PYSOFIE_ROOTBENCH)")
+    return path
+
 
 RTOL, ATOL = 1e-4, 1e-5  # the project's default tolerance against a reference
 

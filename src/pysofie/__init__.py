@@ -3,6 +3,7 @@ __version__ = "0.1.0"
 
 from .errors import (CompileError, InvalidInputError, ModelLoadError, PysofieError, ShapeInferenceError,  # noqa: E402
                      UnsupportedOperatorError)
+from .errors import GeneratedCodeError, InvalidModelError, WeightFileError  # noqa: E402
 from .api import check, emit, load  # noqa: E402
 from .session import InferenceSession, ModelMetadata, NodeArg  # noqa: E402
 from .options import ExecutionMode, GraphOptimizationLevel, SessionOptions, get_available_providers  # noqa: E402
@@ -14,3 +15,4 @@ __all__ = ["InferenceSession", "emit", "check", "load", "PysofieError", "ModelLo
 __all__ += ["register_custom_op", "unregister_custom_op", "custom_ops"]
 __all__ += ["SessionOptions", "GraphOptimizationLevel", "ExecutionMode", "get_available_providers", "OrtValue",
             "IOBinding", "ModelMetadata", "NodeArg"]
+__all__ += ["InvalidModelError", "GeneratedCodeError", "WeightFileError"]

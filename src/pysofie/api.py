@@ -8,7 +8,7 @@ from typing import Optional
 
 from .backends.cpp import GeneratedModel, generate
 from .build.fs import atomic_write
-from .errors import UnsupportedOperatorError
+from .errors import InvalidModelError, UnsupportedOperatorError
 from .ir import Graph
 from .passes import default_pipeline
 
@@ -48,7 +48,7 @@ def check(model, **kw) -> list[str]:
         g = load(model, **kw)
         from .backends.cpp import CppEmitter
         CppEmitter(g)
-    except UnsupportedOperatorError as e:
+    except (UnsupportedOperatorError, InvalidModelError) as e:
         return list(e.problems)
     return []
 

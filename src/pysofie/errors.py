@@ -30,3 +30,22 @@ class CompileError(PysofieError):
 
 class InvalidInputError(PysofieError, ValueError):
     """An input given to InferenceSession.run has a wrong name, shape or dtype."""
+
+
+class WeightFileError(PysofieError, ValueError):
+    """A weight file (.dat / .bin) is missing, truncated, corrupted or belongs to another model."""
+
+
+class InvalidModelError(ModelLoadError):
+    """The model breaks the ONNX specification (structure, attribute types or ranges, element types). ``.problems``
+    lists every problem found."""
+
+    def __init__(self, problems: list[str], source: str = ""):
+        self.problems = list(problems)
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{len(self.problems)} problem(s) with the model:\n  " + "\n  ".join(self.problems))
+
+
+class GeneratedCodeError(CompileError):
+    """The C++ compiler rejected code that pysofie generated: a bug in pysofie, not in the model. The message keeps
+    the path of the generated sources for the report."""

@@ -188,7 +188,9 @@ class InferenceSession:
         init_sizes = (ctypes.c_int64 * max(1, len(self._params)))(*([1] * len(self._params)))
         handle = self._native.create(self._weight_path.encode(), init_sizes, err, len(err))
         if not handle:
-            raise PysofieError(err.value.decode(errors="replace"))
+            msg = err.value.decode(errors="replace")
+            from .errors import WeightFileError
+            raise (WeightFileError if "weight file" in msg else PysofieError)(msg)
         self._handle = handle
         if self._native.py_runner is not None:
             # run_fast(feed): the hot path in C (see backends/cpp/capi.py); it owns the session from now on

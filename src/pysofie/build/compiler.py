@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ..errors import CompileError
+from ..errors import CompileError, GeneratedCodeError
 from .fs import apply_umask
 
 
@@ -60,8 +60,10 @@ def opt_flags(level: str | int | None = None, native: bool | None = None) -> lis
     return flags
 
 
-def compile_shared(sources: list[str], output: str, flags: list[str], libs: list[str], cwd: str) -> None:
-    """Compile C++ sources into a shared library; the library appears atomically at `output`."""
+def compile_shared(sources: list[str], output: str, flags: list[str], libs: list[str], cwd: str,
+                   user_code: bool = False) -> None:
+    """Compile C++ sources into a shared library; the library appears atomically at `output`. user_code: the
+    sources hold C++ written by the user (custom operators), so an error may be theirs."""
     cxx = find_cxx()
     os.makedirs(os.path.dirname(output), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(output), prefix=".tmp-", suffix=".so")
@@ -74,8 +76,13 @@ def compile_shared(sources: list[str], output: str, flags: list[str], libs: list
             lines = msg.splitlines()
             if len(lines) > 40:
                 msg = "\n".join(lines[:40]) + f"\n... ({len(lines) - 40} more lines)"
-            raise CompileError(f"compiling {', '.join(os.path.basename(s) for s in sources)} failed "
-                               f"(sources kept in {cwd}):\n$ {' '.join(cmd)}\n{msg}")
+            if user_code:
+                raise CompileError(f"compiling {', '.join(os.path.basename(s) for s in sources)} failed (the code "
+                                   f"includes custom operators' C++; sources kept in {cwd}):\n$ {' '.join(cmd)}\n{msg}")
+            # the model was validated before code was generated: code the compiler rejects is pysofie's fault
+            raise GeneratedCodeError(
+                f"this is a bug in pysofie, not in your model: the C++ compiler rejected the code pysofie generated. "
+                f"Please report it with the generated sources, kept in {cwd}.\n$ {' '.join(cmd)}\n{msg}")
         apply_umask(tmp, executable=True)  # mkstemp made it 0600; the compiler's output mode is lost
         os.replace(tmp, output)
     finally:

@@ -89,6 +89,8 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     for m in models:
         atomic_write(os.path.join(src, source_name(m)), m.header)
     atomic_write(os.path.join(src, "pysofie_capi.cpp"), wrapper)
+    from ..custom import CustomOp
+    user_code = any(isinstance(n.op, CustomOp) for m in models for n in m.emitter.graph.nodes)
     what = f"{cxx} {' '.join(f for f in flags if f.startswith(('-O', '-march')))}"
     log.debug("model %s: compiling (%s)", names, what)
     announced = threading.Timer(PROGRESS_AFTER_S, log.info, (f"compiling model {names} ({what})...",))
@@ -96,7 +98,7 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     t0 = time.perf_counter()
     announced.start()
     try:
-        compile_shared(["pysofie_capi.cpp"], lib, flags, libs, cwd=src)
+        compile_shared(["pysofie_capi.cpp"], lib, flags, libs, cwd=src, user_code=user_code)
     finally:
         announced.cancel()
     dt = time.perf_counter() - t0

@@ -9,12 +9,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import ModelLoadError, ShapeInferenceError, UnsupportedOperatorError
+from ..errors import InvalidModelError, ModelLoadError, ShapeInferenceError, UnsupportedOperatorError
 from ..ir import DType, Graph, Value
 from ..ir.shapes import Sym
 from ..ops import lookup
 from ..ops.base import Op
 from ..passes.infer import InferShapesAndFold
+from ..passes.validate import attribute_problems, onnx_problems
 
 
 class Unsupported(Op):
@@ -134,6 +135,9 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
             opset = imp.version
     if opset == 0:
         opset = onnx.defs.onnx_opset_version()
+    invalid = onnx_problems(model, opset, source)
+    if invalid:
+        raise InvalidModelError(invalid, source)
     bad_types = unsupported_element_types(g)
     if bad_types:
         raise UnsupportedOperatorError(bad_types, source)
@@ -180,7 +184,11 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
                 else:
                     raw = d.dim_param if d.HasField("dim_param") and d.dim_param else (
                         "N" if ax == 0 else f"{inp.name}_dim{ax}")
-                    sym_names.setdefault(raw, _symbol_name(raw))
+                    if raw not in sym_names:  # distinct dim_params stay distinct symbols ("a-b" and "a_b")
+                        base = cand = _symbol_name(raw)
+                        while cand in sym_names.values():
+                            cand += "_"
+                        sym_names[raw] = cand
                     dims.append(Sym.var(sym_names[raw]))
         v = Value(inp.name, dt, tuple(dims))
         values[inp.name] = v
@@ -404,7 +412,10 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         if o.name not in values:
             raise ModelLoadError(f"{source}: graph output '{o.name}' is not produced by any node")
         graph.outputs.append(values[o.name])
-    InferShapesAndFold()(graph)
+    invalid = attribute_problems(graph)
+    if invalid:
+        raise InvalidModelError(invalid, source)
+    InferShapesAndFold(check_types=True)(graph)
     return graph
 
 

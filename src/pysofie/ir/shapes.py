@@ -7,9 +7,25 @@ coefficients: ``N*12 / N == 12``.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Iterable, Mapping, Union
 
 Monomial = tuple  # sorted tuple of symbol names (repeated for powers); () is the constant term
+
+# The identifiers that C++ text uses for the symbols (set by a back end while it writes code); a symbol not in the
+# mapping is written under its own name.
+_CPP_NAMES: contextvars.ContextVar = contextvars.ContextVar("pysofie_cpp_symbol_names", default=None)
+
+
+@contextlib.contextmanager
+def cpp_symbol_names(mapping: Mapping[str, str]):
+    """Within the block, Sym.cpp() and cpp_dim() write symbol s as mapping[s]."""
+    token = _CPP_NAMES.set(dict(mapping))
+    try:
+        yield
+    finally:
+        _CPP_NAMES.reset(token)
 
 
 class Sym:
@@ -99,9 +115,10 @@ class Sym:
         return total
 
     def cpp(self) -> str:
+        names = _CPP_NAMES.get() or {}
         parts = []
         for m, c in sorted(self.terms.items(), key=lambda mc: (-len(mc[0]), mc[0])):
-            factors = list(m)
+            factors = [names.get(s, s) for s in m]
             if c != 1 or not factors:
                 factors = [str(c)] + factors
             parts.append("*".join(factors))

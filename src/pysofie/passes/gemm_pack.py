@@ -81,6 +81,8 @@ class PackGemmWeights(Pass):
         if K == 0 or N == 0 or K > self.max_k:
             return False
         alpha = float(op.alpha)
+        if not np.isfinite(alpha):  # inf * B has NaN where B is 0; onnxruntime scales the product instead
+            return False
         packed = pack_panels((bm.astype(np.float64) * alpha).astype(np.float32) if alpha != 1.0 else bm)
         c = n.input(2)
         beta = float(op.beta)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeInferenceError, UnsupportedOperatorError
+from ..errors import InvalidModelError, ShapeInferenceError, UnsupportedOperatorError
 from ..ir import Graph, Node
 from ..ir.shapes import Sym
 from .lowp import promote as promote_lowp
@@ -63,13 +63,17 @@ def _onnx_attrs(op_type: str, domain: str, attrs: dict) -> dict:
 class InferShapesAndFold(Pass):
     name = "infer"
 
-    def __init__(self, fold: bool = True):
+    def __init__(self, fold: bool = True, check_types: bool = False):
         self.fold = fold
+        # front ends ask for the element types of the model's own nodes to be checked against the ONNX schemas
+        # (passes later build nodes that the schemas do not describe)
+        self.check_types = check_types
 
     def __call__(self, graph: Graph) -> bool:
         graph.toposort()
         changed = False
         problems: list[str] = []
+        invalid: list[str] = []
         for node in list(graph.nodes):
             op = node.op
             if any(v is not None and (v.dtype is None or v.shape is None) for v in node.inputs):
@@ -77,6 +81,14 @@ class InferShapesAndFold(Pass):
                 if not getattr(op, "CHECK_NEEDS_INPUTS", True):
                     problems += op.check(node)
                 continue
+            if self.check_types:
+                from .validate import type_problems
+                bad = type_problems(node)
+                if bad:
+                    invalid += bad
+                    for v in node.outputs:
+                        v.dtype = v.shape = None
+                    continue
             finish = promote_lowp(graph, node)  # float16/bfloat16 into an op that computes in float only
             try:
                 issues = op.check(node)
@@ -109,6 +121,8 @@ class InferShapesAndFold(Pass):
                     if all(v.const is not None for v in node.outputs):
                         graph.remove_node(node)
                         changed = True
+        if invalid:
+            raise InvalidModelError(invalid + problems, graph.source)
         if problems:
             raise UnsupportedOperatorError(problems, graph.source)
         return changed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Callable, Optional
 
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 from ... import __version__
 from ...errors import UnsupportedOperatorError
 from ...ir import DType, Graph, Node, Value
-from ...ir.shapes import Dim, Sym, cpp_dim, numel, shape_symbols
-from .names import NameTable, comment_text, sanitize
+from ...ir.shapes import Dim, Sym, cpp_dim, cpp_symbol_names, numel, shape_symbols
+from .names import NameTable, comment_text, macro_like, sanitize, short_identifier
 from .writer import CodeWriter
 
 RUNTIME_HEADER = os.path.join(os.path.dirname(__file__), "runtime", "pysofie_runtime.h")
@@ -142,13 +143,19 @@ class CppEmitter:
         if weights not in ("dat", "bin", "embed", "root"):
             raise ValueError(f"weights must be 'dat', 'bin', 'embed' or 'root', not {weights!r}")
         self.graph = graph
-        self.name = sanitize(name or graph.name or "model")
-        self.namespace = sanitize(namespace) if namespace else f"SOFIE_{self.name}"
+        # the name also names files: long names are shortened (with a hash, so they stay distinct)
+        self.name = short_identifier(sanitize(name or graph.name or "model"))
+        self.namespace = short_identifier(sanitize(namespace)) if namespace else f"SOFIE_{self.name}"
         self.weights = weights
         self.helpers: dict[str, str] = {}
         self.names = NameTable(reserved={"infer", "Session", "detail", "ensure_capacity", "weight_file"})
-        self.params = list(graph.size_params)
-        for p in self.params:
+        self.params = list(graph.size_params)  # the graph's symbol names, in the order infer() takes them
+        # While code is written, a size parameter is a placeholder no generator can produce; generate() then gives it
+        # the symbol's own (sanitized) name unless any identifier of the finished text has it (a loop counter n, a
+        # member, a macro of the runtime header): size parameters never shadow nor are shadowed by a local name.
+        self._ph = {p: f"PysofieSize{k}Q" for k, p in enumerate(self.params)}
+        self.cpp_params: dict[str, str] = dict(self._ph)  # final C++ identifiers, known after generate()
+        for p in self._ph.values():
             self.names.reserve(p)
         self._plan()
 
@@ -269,6 +276,27 @@ class CppEmitter:
 
     # -- generation ------------------------------------------------------------------------------------
     def generate(self) -> str:
+        with cpp_symbol_names(self._ph):
+            text = self._generate()
+        # The runtime's own headers (inlined verbatim) live in their namespaces and are called qualified: their local
+        # names (an sgemm's N) do not count, only their macros, which are all capitals (see macro_like).
+        code = text
+        with open(RUNTIME_HEADER) as f:
+            library = [f.read().rstrip("\n")] + [c.rstrip("\n") for k, c in self.helpers.items() if k.startswith("global:")]
+        for chunk in library:
+            code = code.replace(chunk, "")
+        code = re.sub(r'"(?:\\.|[^"\\\n])*"', '""', code)  # identifiers inside strings and comments do not count
+        code = re.sub(r"//[^\n]*", "", code)
+        taken = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code)) - set(self._ph.values())
+        table = NameTable(reserved=taken)
+        for p, ph in self._ph.items():
+            base = sanitize(p)
+            self.cpp_params[p] = table.unique(base + "_d" if macro_like(base) else base)
+        for p, ph in self._ph.items():
+            text = text.replace(ph, self.cpp_params[p])
+        return text
+
+    def _generate(self) -> str:
         g = self.graph
         funcs: list[str] = []
         calls: list[str] = []
@@ -285,7 +313,7 @@ class CppEmitter:
             for v in n.inputs + n.outputs:
                 if v is not None and v.shape is not None:
                     syms |= shape_symbols(v.shape)
-            sparams = [p for p in self.params if p in syms]
+            sparams = [self._ph[p] for p in self.params if p in syms]
             decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
             for sym in self.rt_sizes:  # run-time sizes: this node decides it (a reference), or reads it
@@ -380,7 +408,7 @@ class CppEmitter:
 
     def _session(self, w: CodeWriter, calls: list[str]) -> None:
         g = self.graph
-        P = self.params
+        P = [self._ph[p] for p in self.params]
         default_file = "" if self.weights == "embed" else f"{self.name}.{self.weights}"
         with w.block("struct Session", close="};"):
             if self.weights != "embed":

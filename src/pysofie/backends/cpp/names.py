@@ -1,6 +1,7 @@
 """Identifiers for generated code. A model's names never reach the C++ text without going through here."""
 from __future__ import annotations
 
+import hashlib
 import re
 
 CPP_KEYWORDS = set("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
@@ -22,6 +23,24 @@ def sanitize(raw: str, prefix: str = "") -> str:
     if s in CPP_KEYWORDS:
         s += "_"
     return s
+
+
+# Object-like macros of the C and C++ standard headers that are not all capitals (those are avoided wholesale).
+_LOWER_MACROS = {"errno", "stdin", "stdout", "stderr", "math_errhandling", "assert", "offsetof", "setjmp",
+                 "va_arg", "va_start", "va_end", "va_copy", "major", "minor", "makedev", "unix", "linux", "i386"}
+
+
+def macro_like(name: str) -> bool:
+    """A name that a system header may define as a macro (NAN, EOF, INFINITY, errno...)."""
+    return name in _LOWER_MACROS or (len(name) > 1 and not any(c.islower() for c in name)) or name.startswith("_")
+
+
+def short_identifier(name: str, limit: int = 64) -> str:
+    """`name` if at most `limit` characters, else a prefix of it and a hash of the whole (file names derive from it)."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[:limit - 13].rstrip('_')}_{digest}"
 
 
 class NameTable:

@@ -13,6 +13,16 @@ def _runtime_text(name: str) -> str:
         return f.read()
 
 
+def lit(x, ctype: str = "double") -> str:
+    """A C++ constant of type ctype for the number x, also when x is inf, -inf or nan (an ONNX attribute may be)."""
+    x = float(x)
+    if x != x:
+        return f"std::numeric_limits<{ctype}>::quiet_NaN()"
+    if x in (float("inf"), float("-inf")):
+        return f"{'-' if x < 0 else ''}std::numeric_limits<{ctype}>::infinity()"
+    return f"{ctype}({x!r})"
+
+
 def use_runtime_header(cx, name: str) -> None:
     """Make runtime/<name> (kernels, low-precision types) part of the generated file, once."""
     cx.helper(f"global:{name}", _runtime_text(name))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ....ir.shapes import cpp_dim
 from ..emitter import generates
-from .common import use_runtime_header
+from .common import lit, use_runtime_header
 
 IM2COL = """\
 // Unfold the receptive fields of one image (C x D x H x W) into columns for the output positions p0 .. p0+np-1
@@ -119,7 +119,7 @@ def act_expr(act, v: str, T: str) -> str:
     if kind == "Relu":
         return f"std::max({v}, {T}(0))"
     if kind == "LeakyRelu":
-        return f"({v} < {T}(0) ? {T}({alpha!r}) * {v} : {v})"
+        return f"({v} < {T}(0) ? {lit(alpha, T)} * {v} : {v})"
     if kind == "Sigmoid":
         return f"{T}(1) / ({T}(1) + std::exp(-{v}))"
     if kind == "Tanh":
@@ -480,7 +480,7 @@ def act_lambda(act) -> str:
     if kind in ("Relu", "Sigmoid", "Tanh"):
         return f"pysofie_conv::Act{kind}{{}}"
     if kind == "LeakyRelu":
-        return f"pysofie_conv::ActLeakyRelu{{{float(alpha)!r}f}}"
+        return f"pysofie_conv::ActLeakyRelu{{{lit(alpha, 'float')}}}"
     return f"pysofie_conv::act_scalar([](float v) {{ return {act_expr(act, 'v', 'float')}; }})"
 
 

@@ -3,21 +3,14 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, dims_equal, numel
 from ..emitter import generates
-from .common import broadcast_strides, loop_nest
+from .common import broadcast_strides, lit, loop_nest
 
-
-def _lit(x: float, ctype: str) -> str:
-    x = float(x)
-    if x != x:
-        return f"std::numeric_limits<{ctype}>::quiet_NaN()"
-    if x in (float("inf"), float("-inf")):
-        return f"{'-' if x < 0 else ''}std::numeric_limits<{ctype}>::infinity()"
-    return f"{ctype}({x!r})"
+_lit = lit
 
 
 # C++ expression of y from x (type T); attributes are substituted from the op.
 UNARY = {
-    "Relu": lambda op, T: f"x > {T}(0) ? x : {T}(0)",
+    "Relu": lambda op, T: f"x < {T}(0) ? {T}(0) : x",  # NaN stays NaN, as in onnxruntime
     "LeakyRelu": lambda op, T: f"x >= {T}(0) ? x : {_lit(op.alpha, T)} * x",
     "Sigmoid": lambda op, T: f"{T}(1) / ({T}(1) + std::exp(-x))",
     "Tanh": lambda op, T: "std::tanh(x)",
@@ -138,8 +131,8 @@ UNARY_TYPED = {
                                       f"{_lit(op.beta, T)}))"),
     "ThresholdedRelu": lambda op, T, dt: f"x > {_lit(op.alpha, T)} ? x : {T}(0)",
     "Shrink": lambda op, T, dt: (
-        f"static_cast<{T}>(double(x) < -{float(op.lambd)!r} ? double(x) + {float(op.bias)!r} : "
-        f"double(x) > {float(op.lambd)!r} ? double(x) - {float(op.bias)!r} : 0.0)"),
+        f"static_cast<{T}>(double(x) < -{_lit(op.lambd, 'double')} ? double(x) + {_lit(op.bias, 'double')} : "
+        f"double(x) > {_lit(op.lambd, 'double')} ? double(x) - {_lit(op.bias, 'double')} : 0.0)"),
     "Swish": lambda op, T, dt: f"x / ({T}(1) + std::exp(-{_lit(op.alpha, T)} * x))",
     "Gelu": lambda op, T, dt: (
         f"{T}(0.5) * x * ({T}(1) + std::erf(x * {T}(0.70710678118654752440)))" if op.approximate == "none" else

@@ -2,23 +2,25 @@
 register-blocked kernel of runtime/pysofie_gemm.h; other float products the BLAS, other types a reference loop."""
 from __future__ import annotations
 
+import math
+
 from ....ir.shapes import cpp_dim, numel
 from ....ops.elementwise import broadcast_shapes
 from ..emitter import generates
-from .common import broadcast_strides, loop_nest, use_runtime_header
+from .common import broadcast_strides, lit, loop_nest, use_runtime_header
 
 
 def gemm_call(T: str, ta: bool, tb: bool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) -> str:
     fn = "pysofie_rt::sgemm" if T == "float" else "pysofie_rt::gemm_ref"
-    return (f"{fn}({'true' if ta else 'false'}, {'true' if tb else 'false'}, {M}, {N}, {K}, {T}({alpha!r}), "
-            f"{A}, {lda}, {B}, {ldb}, {T}({beta!r}), {C}, {ldc});")
+    return (f"{fn}({'true' if ta else 'false'}, {'true' if tb else 'false'}, {M}, {N}, {K}, {lit(alpha, T)}, "
+            f"{A}, {lda}, {B}, {ldb}, {lit(beta, T)}, {C}, {ldc});")
 
 
 def fill_broadcast(cx, src: str, src_shape, out_shape, dst: str, scale: float = 1.0) -> None:
     """dst[...] = scale * src broadcast to out_shape."""
     w = cx.w
     T = cx.octype(0)
-    mul = "" if scale == 1.0 else f"{T}({scale!r}) * "
+    mul = "" if scale == 1.0 else f"{lit(scale, T)} * "
     st = broadcast_strides(list(src_shape), list(out_shape))
     w.line("size_t pos = 0;")
 
@@ -85,7 +87,7 @@ def gen_packed_gemm(cx):
     slope = float(act[1]) if act and act[1] is not None else 0.0
     use_runtime_header(cx, "pysofie_gemm.h")
     w.line(f"pysofie_gemm::gemm_packed({cpp_dim(m)}, {N}, {K}, {cx.i(0)}, {rs}, {cs}, {cx.i(1)}, {cx.o(0)}, {N}, "
-           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {slope!r}f);")
+           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {lit(slope, 'float')});")
 
 
 @generates("Gemm")
@@ -106,10 +108,17 @@ def gen_gemm(cx):
         fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
         beta = 1.0
     from ....passes.fusion import SMALL_M
-    if isinstance(m, int) and m <= SMALL_M and not ta and not tb and T in ("float", "double"):
+    if not math.isfinite(float(op.alpha)):
+        # alpha * (A B), as onnxruntime computes it: the product first (alpha * A would turn a 0 into NaN)
+        tmp = cx.scratch(m * n, cx.vout(0).dtype, "prod")
+        w.line(gemm_call(T, ta, tb, M, N, K, 1.0, cx.i(0), lda, cx.i(1), ldb, 0.0, tmp, N))
+        with w.loop("i", cpp_dim(m * n) if isinstance(m, int) and isinstance(n, int) else f"{M} * {N}"):
+            keep = f" + {cx.o(0)}[i]" if beta else ""
+            w.line(f"{cx.o(0)}[i] = {lit(op.alpha, T)} * {tmp}[i]{keep};")
+    elif isinstance(m, int) and m <= SMALL_M and not ta and not tb and T in ("float", "double"):
         cx.helper("small_gemm_nn", SMALL_GEMM)
-        w.line(f"small_gemm_nn<{T}>({M}, {N}, {K}, {T}({float(op.alpha)!r}), {cx.i(0)}, {lda}, {cx.i(1)}, {ldb}, "
-               f"{T}({beta!r}), {cx.o(0)}, {N});")
+        w.line(f"small_gemm_nn<{T}>({M}, {N}, {K}, {lit(float(op.alpha), T)}, {cx.i(0)}, {lda}, {cx.i(1)}, {ldb}, "
+               f"{lit(beta, T)}, {cx.o(0)}, {N});")
     else:
         w.line(gemm_call(T, ta, tb, M, N, K, float(op.alpha), cx.i(0), lda, cx.i(1), ldb, beta, cx.o(0), N))
     act = fused_act(op)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-from .common import strides
+from .common import lit, strides
 from .conv import as3d
 
 _GS_HELPER = r"""
@@ -234,8 +234,8 @@ def gen_lp_pool(cx):
     NC = cpp_dim(numel(x.shape[:2]))
     in_sp, out_sp = ins[0] * ins[1] * ins[2], outs[0] * outs[1] * outs[2]
     X, Y = cx.i(0), cx.o(0)
-    pw = "v * v" if p == 2 else f"std::pow(std::abs(v), {p!r})"
-    fin = "std::sqrt(acc)" if p == 2 else f"std::pow(acc, {1.0 / p!r})"
+    pw = "v * v" if p == 2 else f"std::pow(std::abs(v), {lit(p, 'double')})"
+    fin = "std::sqrt(acc)" if p == 2 else f"std::pow(acc, {lit(1.0 / p, 'double')})"
     with w.loop("nc", NC):
         w.line(f"const {T}* xp = {X} + nc * {in_sp};")
         w.line(f"{T}* yp = {Y} + nc * {out_sp};")
@@ -290,7 +290,7 @@ def gen_roi_align(cx):
     with w.loop("r", cpp_dim(cx.vin(1).shape[0])):
         w.line(f"const {R}* roi = {RO} + r * 4;")
         w.line(f"const long bi = long({B}[r]);")
-        w.line(f"const double scale = {float(op.spatial_scale)!r};")
+        w.line(f"const double scale = {lit(float(op.spatial_scale), 'double')};")
         w.line(f"const double x0 = double(roi[0]) * scale - {off}, y0 = double(roi[1]) * scale - {off};")
         w.line(f"double rw = double(roi[2]) * scale - {off} - x0, rh = double(roi[3]) * scale - {off} - y0;")
         if not op.half_pixel:

@@ -220,9 +220,13 @@ def gen_topk(cx):
             w.line(f"const {T}* p = {X} + o * {n} * {inner} + j;")
             with w.loop("t", n):
                 w.line(f"{idx}[t] = static_cast<int64_t>(t);")
-            # ties: the lower index first, as the spec asks
+            # ties: the lower index first, as the spec asks; NaN counts as larger than any number (onnxruntime's
+            # order), which also keeps the comparison a strict weak order that std::partial_sort needs
+            nan_first = "nu" if cx.op.largest else "nv"
             w.line(f"std::partial_sort({idx}, {idx} + {K}, {idx} + {n}, [&](int64_t u, int64_t v) {{ "
                    f"const {T} pu = p[static_cast<size_t>(u) * {inner}], pv = p[static_cast<size_t>(v) * {inner}]; "
+                   f"const bool nu = std::isnan(pu), nv = std::isnan(pv); "
+                   f"if (nu || nv) return nu && nv ? u < v : {nan_first}; "
                    f"return pu {cmp} pv || (pu == pv && u < v); }});")
             with w.loop("t", str(K)):
                 w.line(f"const size_t at = o * {K} * {inner} + t * {inner} + j;")

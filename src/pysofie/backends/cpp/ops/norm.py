@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-from .common import axis_extents, reduction_index
+from .common import axis_extents, lit, reduction_index
 
 
 @generates("BatchNormalization")
@@ -16,7 +16,7 @@ def gen_batchnorm(cx):
     inner = cpp_dim(numel(x.shape[2:]))
     eps = float(cx.op.epsilon)
     with w.loop("c", C):
-        w.line(f"const {T} s = {cx.i(1)}[c] / std::sqrt({cx.i(4)}[c] + {T}({eps!r}));")
+        w.line(f"const {T} s = {cx.i(1)}[c] / std::sqrt({cx.i(4)}[c] + {lit(eps, T)});")
         w.line(f"const {T} b = {cx.i(2)}[c] - {cx.i(3)}[c] * s;")
         with w.loop("n", N):
             w.line(f"const size_t base = (n * {C} + c) * {inner};")
@@ -129,7 +129,7 @@ def gen_layernorm(cx):
     with w.loop("o", outer):
         w.line(f"const {T}* xp = {X} + o * {n};")
         _moments(w, n, lambda k: f"xp[{k}]", T)
-        w.line(f"const double inv = 1.0 / std::sqrt(var + {eps!r});")
+        w.line(f"const double inv = 1.0 / std::sqrt(var + {lit(eps, 'double')});")
         with w.loop("j", n):
             s = f"{cx.i(1)}[{pidx(1, 'j')}]"
             b = f" + {cx.i(2)}[{pidx(2, 'j')}]" if cx.has(2) else ""
@@ -153,7 +153,7 @@ def gen_instancenorm(cx):
         with w.loop("c", C):
             w.line(f"const size_t base = (n * {C} + c) * {inner};")
             _moments(w, inner, lambda k: f"{X}[base + {k}]", T)
-            w.line(f"const double s = {cx.i(1)}[c] / std::sqrt(var + {eps!r});")
+            w.line(f"const double s = {cx.i(1)}[c] / std::sqrt(var + {lit(eps, 'double')});")
             with w.loop("k", inner):
                 w.line(f"{Y}[base + k] = static_cast<{T}>(({X}[base + k] - mean) * s + {cx.i(2)}[c]);")
 
@@ -175,7 +175,7 @@ def gen_groupnorm(cx):
         with w.loop("g", str(G)):
             w.line(f"const size_t base = (n * {C} + g * {cg}) * {inner};")
             _moments(w, f"{cg} * {inner}", lambda k: f"{X}[base + {k}]", T)
-            w.line(f"const double inv = 1.0 / std::sqrt(var + {eps!r});")
+            w.line(f"const double inv = 1.0 / std::sqrt(var + {lit(eps, 'double')});")
             with w.loop("cc", str(cg)):
                 w.line(f"const size_t c = g * {cg} + cc;")
                 w.line("(void)c;")
@@ -260,5 +260,5 @@ def gen_lrn(cx):
                     w.line(f"const double v = {X}[(n * {C} + q) * {inner} + k];")
                     w.line("sq += v * v;")
                 w.line(f"const size_t at = (n * {C} + c) * {inner} + k;")
-                w.line(f"{Y}[at] = static_cast<{T}>({X}[at] / std::pow({float(op.bias)!r} + "
-                       f"{float(op.alpha) / size!r} * sq, {float(op.beta)!r}));")
+                w.line(f"{Y}[at] = static_cast<{T}>({X}[at] / std::pow({lit(float(op.bias), 'double')} + "
+                       f"{lit(float(op.alpha) / size, 'double')} * sq, {lit(float(op.beta), 'double')}));")

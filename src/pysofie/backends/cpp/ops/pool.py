@@ -47,7 +47,7 @@ def gen_pool(cx):
                     else:
                         w.line("++count;")
                     w.line(f"const {T} v = xp[(i0 * {ins[1]} + i1) * {ins[2]} + i2];")
-                    w.line("acc = std::max(acc, v);" if is_max else "acc += v;")
+                    w.line("acc = pysofie_rt::max_nan(acc, v);" if is_max else "acc += v;")
                     for _ in range(3):
                         w.close()
                     idx = f"(od * {outs[1]} + oh) * {outs[2]} + ow"
@@ -69,7 +69,7 @@ def gen_global_pool(cx):
         w.line(f"const {T}* xp = {cx.i(0)} + nc * {S};")
         w.line(f"{T} acc = xp[0];")
         with w.loop("i", S, "1"):
-            w.line("acc = std::max(acc, xp[i]);" if is_max else "acc += xp[i];")
+            w.line("acc = pysofie_rt::max_nan(acc, xp[i]);" if is_max else "acc += xp[i];")
         w.line(f"{cx.o(0)}[nc] = acc;" if is_max else f"{cx.o(0)}[nc] = acc / {T}({S});")
 
 
@@ -98,9 +98,9 @@ def max_pool_2d(cx, T, NC, ins, outs, k3, s3, pb):
             with w.block("for (long kh = kh0; kh < kh1; ++kh)"):
                 w.line(f"const {T}* row = xp + (ih0 + kh) * {W};")
                 w.line(f"{T}* t = {tmp} + {pw};")
-                w.line(f"for (long j = 0; j < {W}; ++j) t[j] = std::max(t[j], row[j]);")
+                w.line(f"for (long j = 0; j < {W}; ++j) t[j] = pysofie_rt::max_nan(t[j], row[j]);")
             with w.block(f"for (long ow = 0; ow < {OW}; ++ow)"):
                 w.line(f"const {T}* t = {tmp} + ow * {sw};")
                 w.line(f"{T} acc = t[0];")
-                w.line(f"for (long kw = 1; kw < {KW}; ++kw) acc = std::max(acc, t[kw]);")
+                w.line(f"for (long kw = 1; kw < {KW}; ++kw) acc = pysofie_rt::max_nan(acc, t[kw]);")
                 w.line(f"yp[oh * {OW} + ow] = acc;")

@@ -16,12 +16,13 @@ from ....ir.shapes import Dim, cpp_dim, numel
 from ....ops.recurrent import Activation
 from ..emitter import generates
 from ..names import c_string
+from .common import lit
 from .gemm import gemm_call
 
 
 def activation_expr(act: Activation, x: str, T: str) -> str:
     """C++ expression of act applied to the variable x (of type T)."""
-    a, b = f"{T}({act.alpha!r})", f"{T}({act.beta!r})"
+    a, b = f"{lit(act.alpha, T)}", f"{lit(act.beta, T)}"
     return {
         "Relu": f"std::max({x}, {T}(0))",
         "Tanh": f"std::tanh({x})",
@@ -116,7 +117,7 @@ class _Layer:
     def clip(self, x: str) -> str:
         if self.op.clip is None:
             return x
-        c = f"{self.T}({float(self.op.clip)!r})"
+        c = f"{lit(float(self.op.clip), self.T)}"
         return f"std::min(std::max({x}, -{c}), {c})"
 
     def act(self, d: int, k: int, x: str) -> str:

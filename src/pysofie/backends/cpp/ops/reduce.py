@@ -14,8 +14,8 @@ _REDUCE = {
     "ReduceL1": ("0", "acc += ABS;", "acc"),
     "ReduceL2": ("0", "acc += x * x;", "std::sqrt(acc)"),
     "ReduceLogSum": ("0", "acc += x;", "std::log(acc)"),
-    "ReduceMax": ("LOWEST", "acc = x > acc ? x : acc;", "acc"),
-    "ReduceMin": ("HIGHEST", "acc = x < acc ? x : acc;", "acc"),
+    "ReduceMax": ("LOWEST", "acc = pysofie_rt::max_nan<decltype(acc)>(acc, x);", "acc"),
+    "ReduceMin": ("HIGHEST", "acc = pysofie_rt::min_nan<decltype(acc)>(acc, x);", "acc"),
 }
 
 

@@ -15,7 +15,7 @@ from ....ir import DType
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import LOWP_OPS, generates
 from .cast import LOWP_FLOATS, use_lowp
-from .common import broadcast_strides
+from .common import broadcast_strides, lit
 
 # float16 / bfloat16 tensors (bit patterns in C++) are decoded to float on load and encoded on store; the ops'
 # check() refuses the other low-precision types
@@ -179,7 +179,7 @@ def gen_attention(cx):
             w.line(f"const {TV}* v = {vptr};")
             w.line(f"{T}* y = {yptr};")
             if T == "float" and TK == "float":
-                w.line(f"pysofie_rt::sgemm(false, true, nSq, nT, nD, {scale!r}f, q, {ldq}, k, {ldk}, 0.f, "
+                w.line(f"pysofie_rt::sgemm(false, true, nSq, nT, nD, {lit(scale, 'float')}, q, {ldq}, k, {ldk}, 0.f, "
                        f"{scores}, nT);")
             else:
                 with w.loop("i", "nSq"):
@@ -188,13 +188,14 @@ def gen_attention(cx):
                         if lowp:  # Q and K scaled by sqrt(scale) (in their type) before the product
                             sq = float(np.asarray(math.sqrt(scale)).astype(eq.dtype.np))
                             with w.loop("e", "nD"):
-                                w.line(f"acc += {eq.rnd(eq.ld(f'q[i * {ldq} + e]') + f' * {sq!r}f')} * "
-                                       f"{eq.rnd(ek.ld(f'k[j * {ldk} + e]') + f' * {sq!r}f')};")
+                                sql = lit(sq, "float")
+                                w.line(f"acc += {eq.rnd(eq.ld(f'q[i * {ldq} + e]') + f' * {sql}')} * "
+                                       f"{eq.rnd(ek.ld(f'k[j * {ldk} + e]') + f' * {sql}')};")
                             w.line(f"{scores}[i * nT + j] = {eq.rnd('acc')};")
                         else:
                             with w.loop("e", "nD"):
                                 w.line(f"acc += {eq.ld(f'q[i * {ldq} + e]', S)} * {ek.ld(f'k[j * {ldk} + e]', S)};")
-                            w.line(f"{scores}[i * nT + j] = {S}({scale!r}) * acc;")
+                            w.line(f"{scores}[i * nT + j] = {lit(scale, S)} * acc;")
             with w.loop("i", "nSq"):
                 w.line(f"{S}* row = {scores} + i * nT;")
                 if qk:
@@ -208,7 +209,7 @@ def gen_attention(cx):
                     if qk and mode == 0:
                         w.line(f"qrow[j] = {eqk.st('s')};")
                     if cap > 0:
-                        capv = f"{A}({cap!r})"
+                        capv = f"{lit(cap, A)}"
                         inner = eq.rnd(f"s / {capv}")
                         th = eq.rnd(f"std::tanh({inner})")
                         w.line(f"s = {eq.rnd(th + ' * ' + capv)};")
@@ -307,7 +308,7 @@ def gen_rmsnorm(cx):
         with w.loop("j", n):
             w.line(f"const double v = {ex.ld('xp[j]', 'double')};")
             w.line("sq += v * v;")
-        w.line(f"const double inv = 1.0 / std::sqrt(sq / double({n}) + {eps!r});")
+        w.line(f"const double inv = 1.0 / std::sqrt(sq / double({n}) + {lit(eps, 'double')});")
         with w.loop("j", n):
             w.line(f"yp[j] = {ey.st(ex.ld('xp[j]', 'double') + ' * inv * ' + ew.ld(f'{W}[{sidx}]', 'double'))};")
 
@@ -430,7 +431,8 @@ def gen_linear_attention(cx):
                         w.line("float acc = 0;")
                         with w.loop("e", str(dk)):
                             w.line(f"acc += {eq.ld('q[e]', 'float')} * S[e * {dv} + m];")
-                        w.line(f"y[m] = {ey.st(f'{scale!r}f * acc')};")
+                        sl = lit(scale, "float")
+                        w.line(f"y[m] = {ey.st(f'{sl} * acc')};")
             if nout > 1 and not state_out:
                 es = _Elem(cx, cx.vout(1).dtype)
                 with w.loop("x", str(dk * dv)):

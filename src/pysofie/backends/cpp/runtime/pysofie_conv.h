@@ -108,7 +108,7 @@ struct ActNone {
 struct ActRelu {
    float operator()(float v) const { return std::max(v, 0.f); }
 #if defined(__AVX2__) && defined(__FMA__)
-   __m256 vec(__m256 v) const { return _mm256_max_ps(v, _mm256_setzero_ps()); }
+   __m256 vec(__m256 v) const { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN: the second operand
 #endif
 };
 #if defined(__AVX2__) && defined(__FMA__)
@@ -180,6 +180,13 @@ ActScalar<F> act_scalar(F f) {
 
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(acc + bias[m] (+ res[same index])) for the output positions
 // b0 <= q < b1 of a band, from accumulators laid out [m / NC][q - b0][m % NC] (blk floats per channel block).
+// g++ 12 at -O3 warns (-Waggressive-loop-optimizations) that some far iteration of the scalar tail loops would
+// overflow an index: it cannot bound M and b1 - b0 where conv_indirect is not inlined into a caller with constants.
+// Those iterations never run (b1 - b0 <= BAND, M = output channels); ASan runs of the models are clean.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 template <class Act>
 void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yidx, long M, const float* bias,
                 float* y, long ystride, Act act, const float* res = nullptr) {
@@ -257,6 +264,9 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
       }
    }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // output positions whose accumulators (BAND x Mpad) stay in cache; the generator sizes the accumulator scratch
 // for it (backends/cpp/ops/conv.py: acc_floats)

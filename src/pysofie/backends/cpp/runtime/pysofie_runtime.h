@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -66,6 +68,22 @@ inline void sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float 
                  static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
+// max and min that propagate NaN, as onnxruntime's Relu, MaxPool and ReduceMax/Min do (std::max(a, NaN) is a)
+template <typename T>
+inline T max_nan(T a, T b) {
+   if constexpr (std::is_floating_point<T>::value) {
+      if (std::isnan(b)) return b;
+   }
+   return b > a ? b : a;
+}
+template <typename T>
+inline T min_nan(T a, T b) {
+   if constexpr (std::is_floating_point<T>::value) {
+      if (std::isnan(b)) return b;
+   }
+   return b < a ? b : a;
+}
+
 // Generic matrix product for types without a BLAS routine (double, integers).
 template <typename T>
 inline void gemm_ref(bool transA, bool transB, size_t M, size_t N, size_t K, T alpha, const T* A, size_t lda,
@@ -91,102 +109,172 @@ inline void gemm_ref(bool tA, bool tB, size_t M, size_t N, size_t K, float alpha
 
 // CRC-32 (zlib polynomial), used to verify binary weight files.
 inline uint32_t crc32(const unsigned char* data, size_t n, uint32_t crc = 0) {
-   static uint32_t table[256];
-   static bool init = false;
-   if (!init) {
-      for (uint32_t i = 0; i < 256; ++i) {
-         uint32_t c = i;
-         for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-         table[i] = c;
+   struct Table {
+      uint32_t v[256];
+      Table() {
+         for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            v[i] = c;
+         }
       }
-      init = true;
-   }
+   };
+   static const Table t;  // initialized once, thread-safely
+   const uint32_t* table = t.v;
    crc = ~crc;
    for (size_t i = 0; i < n; ++i) crc = table[(crc ^ data[i]) & 0xFFu] ^ (crc >> 8);
    return ~crc;
 }
 
+// Reads a whole file into memory (weight files are read once, when a Session is constructed).
+inline std::vector<char> read_file(const std::string& file) {
+   std::ifstream in(file, std::ios::binary | std::ios::ate);
+   if (!in) throw std::runtime_error("pysofie: cannot open weight file '" + file + "'");
+   std::streamsize size = in.tellg();
+   if (size < 0) throw std::runtime_error("pysofie: cannot read weight file '" + file + "'");
+   in.seekg(0);
+   std::vector<char> buf(static_cast<size_t>(size));
+   if (size > 0 && !in.read(buf.data(), size))
+      throw std::runtime_error("pysofie: cannot read weight file '" + file + "'");
+   return buf;
+}
+
+// One value of a text weight file. Floats: decimal numbers in range, or the explicit tokens inf, -inf, nan
+// (a value that overflows, such as 1e999, is an error, not an infinity). Integers: decimal, in T's range.
 template <typename T>
-inline T parse_number(const std::string& tok, bool& ok) {
+inline bool parse_number(const std::string& tok, T& out) {
+   if (tok.empty()) return false;
    char* end = nullptr;
    errno = 0;
-   T v;
    if (std::is_floating_point<T>::value) {
-      v = static_cast<T>(std::is_same<T, float>::value ? std::strtof(tok.c_str(), &end) : std::strtod(tok.c_str(), &end));
+      if (tok == "inf" || tok == "+inf") { out = std::numeric_limits<T>::infinity(); return true; }
+      if (tok == "-inf") { out = -std::numeric_limits<T>::infinity(); return true; }
+      if (tok == "nan" || tok == "-nan") { out = std::numeric_limits<T>::quiet_NaN(); return true; }
+      const double v = std::is_same<T, float>::value ? static_cast<double>(std::strtof(tok.c_str(), &end))
+                                                     : std::strtod(tok.c_str(), &end);
+      if (!end || *end != '\0' || !std::isfinite(v)) return false;  // "infinity", "1e999", "nan(...)"
+      if (errno == ERANGE && v != 0 && std::fabs(v) >= 1.0) return false;
+      out = static_cast<T>(v);
+      return true;
+   } else if (std::is_same<T, bool>::value) {
+      if (tok != "0" && tok != "1") return false;
+      out = static_cast<T>(tok == "1");
+      return true;
    } else if (std::is_signed<T>::value) {
-      v = static_cast<T>(std::strtoll(tok.c_str(), &end, 10));
+      const long long v = std::strtoll(tok.c_str(), &end, 10);
+      if (!end || *end != '\0' || errno == ERANGE) return false;
+      if (v < static_cast<long long>(std::numeric_limits<T>::lowest()) ||
+          v > static_cast<long long>(std::numeric_limits<T>::max()))
+         return false;
+      out = static_cast<T>(v);
+      return true;
    } else {
-      v = static_cast<T>(std::strtoull(tok.c_str(), &end, 10));
+      if (tok[0] == '-') return false;
+      const unsigned long long v = std::strtoull(tok.c_str(), &end, 10);
+      if (!end || *end != '\0' || errno == ERANGE) return false;
+      if (v > static_cast<unsigned long long>(std::numeric_limits<T>::max())) return false;
+      out = static_cast<T>(v);
+      return true;
    }
-   ok = end && *end == '\0' && !tok.empty();
-   return v;
 }
 
 // SOFIE's text weight format: for each tensor a line "tensor_<name> <length>" followed by its values.
+// pysofie ends the file with a line "#pysofie-crc32 <8 hex digits>", the CRC-32 of every byte before that line;
+// SOFIE's readers stop after the last tensor and never see it. A file without that line (written by SOFIE) is
+// read without the check.
 class DatReader {
  public:
-   explicit DatReader(const std::string& file) : file_(file), in_(file) {
-      if (!in_) throw std::runtime_error("pysofie: cannot open weight file '" + file + "'");
+   explicit DatReader(const std::string& file) : file_(file), buf_(read_file(file)) {
+      static const char kTag[] = "#pysofie-crc32 ";
+      const size_t tag_len = sizeof(kTag) - 1;
+      size_t end = buf_.size();
+      while (end > 0 && (buf_[end - 1] == '\n' || buf_[end - 1] == '\r' || buf_[end - 1] == ' ')) --end;
+      size_t line = end;
+      while (line > 0 && buf_[line - 1] != '\n') --line;
+      limit_ = buf_.size();
+      if (end - line >= tag_len && std::memcmp(buf_.data() + line, kTag, tag_len) == 0) {
+         const std::string hex(buf_.data() + line + tag_len, end - line - tag_len);
+         char* stop = nullptr;
+         const unsigned long want = std::strtoul(hex.c_str(), &stop, 16);
+         const uint32_t got = crc32(reinterpret_cast<const unsigned char*>(buf_.data()), line);
+         if (hex.size() != 8 || !stop || *stop != '\0' || static_cast<uint32_t>(want) != got)
+            throw std::runtime_error("pysofie: weight file '" + file_ + "' is corrupted (checksum mismatch)");
+         limit_ = line;
+      }
    }
    template <typename T>
    void read(const std::string& name, T* dst, size_t length) {
-      std::string tag;
-      size_t n = 0;
-      if (!(in_ >> tag >> n))
+      std::string tag, count;
+      if (!next(tag) || !next(count))
          throw std::runtime_error("pysofie: weight file '" + file_ + "' ends before tensor '" + name + "' (truncated?)");
       if (tag != "tensor_" + name)
          throw std::runtime_error("pysofie: weight file '" + file_ + "' holds '" + tag + "' where tensor '" + name +
                                   "' was expected (file from another model?)");
-      if (n != length)
-         throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' has " +
-                                  std::to_string(n) + " values, expected " + std::to_string(length));
+      size_t n = 0;
+      if (!parse_number<size_t>(count, n) || n != length)
+         throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' has " + count +
+                                  " values, expected " + std::to_string(length));
       std::string tok;
       for (size_t i = 0; i < length; ++i) {
-         bool ok = false;
-         if (!(in_ >> tok)) ok = false;
-         else dst[i] = parse_number<T>(tok, ok);
-         if (!ok)
-            throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' is truncated or has a bad value at index " + std::to_string(i));
+         if (!next(tok))
+            throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' is truncated at index " + std::to_string(i));
+         if (!parse_number<T>(tok, dst[i]))
+            throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' has a bad value ('" +
+                                     tok.substr(0, 40) + "') at index " + std::to_string(i));
       }
    }
    void finish() {
       std::string extra;
-      if (in_ >> extra)
-         throw std::runtime_error("pysofie: weight file '" + file_ + "' has unexpected data after the last tensor ('" + extra + "')");
+      if (next(extra) && extra[0] == '#')
+         throw std::runtime_error("pysofie: weight file '" + file_ + "' is truncated or corrupted (damaged checksum line)");
+      if (!extra.empty())
+         throw std::runtime_error("pysofie: weight file '" + file_ + "' has unexpected data after the last tensor ('" + extra.substr(0, 40) + "')");
    }
 
  private:
+   bool next(std::string& tok) {
+      while (pos_ < limit_ && std::isspace(static_cast<unsigned char>(buf_[pos_]))) ++pos_;
+      const size_t start = pos_;
+      while (pos_ < limit_ && !std::isspace(static_cast<unsigned char>(buf_[pos_]))) ++pos_;
+      tok.assign(buf_.data() + start, pos_ - start);
+      return pos_ > start;
+   }
    std::string file_;
-   std::ifstream in_;
+   std::vector<char> buf_;
+   size_t pos_ = 0, limit_ = 0;
 };
 
-// pysofie's binary weight format (little endian):
-//   "PYSOFIEW" | u32 version=1 | u32 tensor count | u64 data bytes | u32 crc32 of data | u32 reserved
+// pysofie's binary weight format (little endian), version 2:
+//   "PYSOFIEW" | u32 version=2 | u32 tensor count | u64 data bytes | u32 crc32 | u32 reserved=0
 //   per tensor: u32 name length | name | u32 dtype code (ONNX) | u64 element count | u64 byte offset in data
-//   data (each tensor 64-byte aligned relative to the data start)
+//   zero padding to a multiple of 64 bytes, then the data (each tensor 64-byte aligned relative to its start).
+// The CRC-32 covers every byte after the 32-byte header (index, padding and data), and the file ends exactly where
+// the data ends. Every offset and size is checked against the file with arithmetic that cannot wrap, and no two
+// tensors may overlap. (Version 1 files had no checksum over the index: regenerate them.)
 class BinReader {
  public:
    explicit BinReader(const std::string& file) : file_(file) {
-      std::ifstream in(file, std::ios::binary | std::ios::ate);
-      if (!in) throw std::runtime_error("pysofie: cannot open weight file '" + file + "'");
-      std::streamsize size = in.tellg();
-      in.seekg(0);
-      buf_.resize(static_cast<size_t>(size));
-      if (size > 0 && !in.read(reinterpret_cast<char*>(buf_.data()), size))
-         throw std::runtime_error("pysofie: cannot read weight file '" + file + "'");
+      buf_ = read_file(file);
       if (buf_.size() < 32 || std::memcmp(buf_.data(), "PYSOFIEW", 8) != 0)
          throw std::runtime_error("pysofie: '" + file + "' is not a pysofie binary weight file");
-      uint32_t version = get<uint32_t>(8);
-      if (version != 1) throw std::runtime_error("pysofie: weight file '" + file + "' has unknown version " + std::to_string(version));
+      const uint32_t version = get<uint32_t>(8);
+      if (version == 1)
+         throw std::runtime_error("pysofie: weight file '" + file + "' has format version 1, written by an older "
+                                  "pysofie: regenerate it");
+      if (version != 2) throw std::runtime_error("pysofie: weight file '" + file + "' has unknown version " + std::to_string(version));
       count_ = get<uint32_t>(12);
-      uint64_t data_bytes = get<uint64_t>(16);
-      uint32_t crc = get<uint32_t>(24);
+      const uint64_t data_bytes = get<uint64_t>(16);
+      const uint32_t crc = get<uint32_t>(24);
+      if (count_ > (buf_.size() - 32) / 24)
+         throw std::runtime_error("pysofie: weight file '" + file + "' is corrupted (tensor count " +
+                                  std::to_string(count_) + " does not fit in the file)");
       pos_ = 32;
-      // index
       for (uint32_t t = 0; t < count_; ++t) {
-         uint32_t len = get<uint32_t>(pos_);
+         const uint32_t len = get<uint32_t>(pos_);
          pos_ += 4;
-         need(pos_ + len + 20);
+         if (len > buf_.size() - pos_ || buf_.size() - pos_ - len < 20)
+            throw std::runtime_error("pysofie: weight file '" + file + "' is truncated or corrupted (index entry " +
+                                     std::to_string(t) + ")");
          Entry e;
          e.name.assign(reinterpret_cast<const char*>(buf_.data() + pos_), len);
          pos_ += len;
@@ -197,10 +285,11 @@ class BinReader {
          entries_.push_back(e);
       }
       data_ = (pos_ + 63) / 64 * 64;
-      if (buf_.size() < data_ + data_bytes)
-         throw std::runtime_error("pysofie: weight file '" + file + "' is truncated (" + std::to_string(buf_.size()) +
-                                  " bytes, expected " + std::to_string(data_ + data_bytes) + ")");
-      if (crc32(buf_.data() + data_, static_cast<size_t>(data_bytes)) != crc)
+      if (data_ > buf_.size() || buf_.size() - data_ != data_bytes)
+         throw std::runtime_error("pysofie: weight file '" + file + "' is truncated or corrupted (" + std::to_string(buf_.size()) +
+                                  " bytes, its header promises " + std::to_string(data_bytes) + " bytes of data after " +
+                                  std::to_string(data_) + ")");
+      if (crc32(reinterpret_cast<const unsigned char*>(buf_.data()) + 32, buf_.size() - 32) != crc)
          throw std::runtime_error("pysofie: weight file '" + file + "' is corrupted (checksum mismatch)");
       data_bytes_ = data_bytes;
    }
@@ -215,8 +304,13 @@ class BinReader {
          throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' has " + std::to_string(e.count) +
                                   " elements of type " + std::to_string(e.dtype) + ", expected " + std::to_string(length) +
                                   " of type " + std::to_string(dtype));
-      if (e.offset + length * sizeof(T) > data_bytes_)
+      // e.offset + length * sizeof(T) <= data_bytes_, written so that no term can wrap
+      if (e.offset > data_bytes_ || length > (data_bytes_ - e.offset) / sizeof(T))
          throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' lies outside the data");
+      for (const auto& r : read_)
+         if (e.offset < r.first + r.second && r.first < e.offset + length * sizeof(T) && length && r.second)
+            throw std::runtime_error("pysofie: weight file '" + file_ + "': tensor '" + name + "' overlaps another tensor (corrupted file)");
+      read_.emplace_back(e.offset, length * sizeof(T));
       if (length) std::memcpy(dst, buf_.data() + data_ + e.offset, length * sizeof(T));
    }
    void finish() {
@@ -230,19 +324,18 @@ class BinReader {
       uint32_t dtype;
       uint64_t count, offset;
    };
-   void need(size_t n) const {
-      if (buf_.size() < n) throw std::runtime_error("pysofie: weight file '" + file_ + "' is truncated");
-   }
    template <typename T>
    T get(size_t at) const {
-      need(at + sizeof(T));
+      if (at > buf_.size() || buf_.size() - at < sizeof(T))
+         throw std::runtime_error("pysofie: weight file '" + file_ + "' is truncated");
       T v;
       std::memcpy(&v, buf_.data() + at, sizeof(T));
       return v;
    }
    std::string file_;
-   std::vector<unsigned char> buf_;
+   std::vector<char> buf_;
    std::vector<Entry> entries_;
+   std::vector<std::pair<uint64_t, uint64_t>> read_;
    uint32_t count_ = 0;
    size_t pos_ = 0, data_ = 0, next_ = 0;
    uint64_t data_bytes_ = 0;
