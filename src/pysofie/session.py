@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from .api import generate_code
+from .build.blas import set_blas_threads
 from .build.library import NativeModel, build_library, weight_file_for
 from .errors import InvalidInputError, PysofieError
 from .backends.cpp.capi import input_specs, used_symbols
@@ -25,6 +27,25 @@ class NodeArg:
         return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
 
 
+def resolve_threads(n: Optional[int]) -> int:
+    """The intra-op thread count of a session: n; None -> $PYSOFIE_NUM_THREADS or 1; 0 -> the usable CPUs."""
+    src = "intra_op_num_threads"
+    if n is None:
+        env = os.environ.get("PYSOFIE_NUM_THREADS", "").strip()
+        if not env:
+            return 1
+        src = "PYSOFIE_NUM_THREADS"
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"PYSOFIE_NUM_THREADS must be an integer >= 0, not {env!r}") from None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{src} must be an integer >= 0 (0: every usable CPU), not {n!r}")
+    if n == 0:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(n)
+
+
 def _public_dim(d):
     return d if isinstance(d, int) else repr(d)
 
@@ -40,12 +61,14 @@ class InferenceSession:
         generated with the code.
     constant_inputs: {input name: array}: those inputs become constants of the generated code (needed for
         inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
+    intra_op_num_threads: threads that run the model's kernels (a pool that lives with the session); None: the
+        environment variable PYSOFIE_NUM_THREADS, else 1; 0: every CPU this process may use.
     """
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None, input_shapes=None,
                  name: Optional[str] = None, namespace: Optional[str] = None, optimize: bool = True,
                  opt_level=None, native=None, weight_file: Optional[str] = None, constant_inputs=None,
-                 _generated=None, _library=None, **kwargs):
+                 intra_op_num_threads: Optional[int] = None, _generated=None, _library=None, **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
@@ -82,6 +105,10 @@ class InferenceSession:
         if not handle:
             raise PysofieError(err.value.decode(errors="replace"))
         self._handle = handle
+        self._threads = resolve_threads(intra_op_num_threads)
+        if self._threads != 1:
+            self._native.set_threads(handle, self._threads)
+        set_blas_threads(self._threads)
         if self._native.py_runner is not None:
             # run_fast(feed): the hot path in C (see backends/cpp/capi.py); it owns the session from now on
             self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
@@ -103,6 +130,11 @@ class InferenceSession:
 
     def get_modelmeta(self):
         return {"name": self._gm.name, "namespace": self._gm.namespace}
+
+    @property
+    def intra_op_num_threads(self) -> int:
+        """Threads the model's kernels run on."""
+        return self._threads
 
     def get_providers(self) -> list[str]:
         return ["CPUExecutionProvider"]

@@ -60,7 +60,7 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     # and their static tables are exported, and since batches reuse namespaces (pysofie_batch_0, ...), one
     # library loaded in the same process would bind to another's definitions (STB_GNU_UNIQUE symbols).
     pyflags = python_flags()
-    flags = (opt_flags(opt_level, native) + ["-fvisibility=hidden", "-fvisibility-inlines-hidden"]
+    flags = (opt_flags(opt_level, native) + ["-pthread", "-fvisibility=hidden", "-fvisibility-inlines-hidden"]
              + list(blas.cflags) + pyflags + list(extra_flags))
     wrapper = wrapper_source(models)
     key = _digest(__version__, cxx, compiler_info(cxx), " ".join(flags), " ".join(blas.libs), wrapper,
@@ -117,6 +117,9 @@ class NativeModel:
         if self.py_runner is not None:
             self.py_runner.restype = ctypes.py_object
             self.py_runner.argtypes = [ctypes.c_void_p] + [ctypes.py_object] * 5
+        self.set_threads = getattr(lib, f"{p}_set_threads")
+        self.set_threads.restype = None
+        self.set_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
         self.destroy = getattr(lib, f"{p}_destroy")
         self.destroy.restype = None
         self.destroy.argtypes = [ctypes.c_void_p]

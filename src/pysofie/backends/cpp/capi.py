@@ -385,6 +385,10 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
             with w.block("catch (...)"):
                 w.line('set_error(err, errlen, "unknown C++ exception");')
             w.line("return 1;")
+        with w.block(f"PYSOFIE_API void {p}_set_threads(void* session, int n)"):
+            w.line(f"auto* h = static_cast<{holder}*>(session);")
+            w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+            w.line("h->session.set_num_threads(n);")
         with w.block(f"PYSOFIE_API void {p}_destroy(void* session)"):
             w.line(f"delete static_cast<{holder}*>(session);")
         _fast_entry(w, m)

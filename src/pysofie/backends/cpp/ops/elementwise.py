@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, dims_equal, numel
 from ..emitter import generates
-from .common import broadcast_strides, loop_nest
+from .common import broadcast_strides, flat_loop, loop_nest
 
 
 def _lit(x: float, ctype: str) -> str:
@@ -35,7 +35,7 @@ BINARY = {
 def unary(cx, expr: str) -> None:
     w = cx.w
     T = cx.ctype(0)
-    with w.loop("i", cx.size(0)):
+    with flat_loop(cx, cx.size(0)):
         w.line(f"const {T} x = {cx.i(0)}[i];")
         w.line(f"{cx.o(0)}[i] = {expr};")
 
@@ -54,7 +54,7 @@ def broadcast_map(cx, expr: str, ins: list[int], names: list[str]) -> None:
     if all(len(s) == len(out_shape) and all(dims_equal(a, b) for a, b in zip(s, out_shape)) for s in shapes) \
             or all(numel(s) == 1 or (len(s) == len(out_shape) and all(dims_equal(a, b) for a, b in zip(s, out_shape)))
                    for s in shapes):
-        with w.loop("i", cpp_dim(numel(out_shape))):
+        with flat_loop(cx, cpp_dim(numel(out_shape))):
             for k, nm, t, s in zip(ins, names, T, shapes):
                 idx = "0" if numel(s) == 1 and numel(out_shape) != 1 else "i"
                 w.line(f"const {t} {nm} = {cx.i(k)}[{idx}];")
@@ -157,7 +157,7 @@ def gen_unary_typed(cx):
     dt = cx.vin(0).dtype
     w = cx.w
     T = cx.ctype(0)
-    with w.loop("i", cx.size(0)):
+    with flat_loop(cx, cx.size(0)):
         w.line(f"const {T} x = {cx.i(0)}[i];")
         if cx.op.op_type == "IsInf" and not (cx.op.detect_negative or cx.op.detect_positive):
             w.line("(void)x;")

@@ -85,7 +85,7 @@ def gen_packed_gemm(cx):
     slope = float(act[1]) if act and act[1] is not None else 0.0
     use_runtime_header(cx, "pysofie_gemm.h")
     w.line(f"pysofie_gemm::gemm_packed({cpp_dim(m)}, {N}, {K}, {cx.i(0)}, {rs}, {cs}, {cx.i(1)}, {cx.o(0)}, {N}, "
-           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {slope!r}f);")
+           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {slope!r}f, &{cx.pool()});")
 
 
 @generates("Gemm")
@@ -134,7 +134,7 @@ def gen_matmul(cx):
         use_runtime_header(cx, "pysofie_gemm.h")
         rows = cpp_dim(numel(abatch) * M)
         w.line(f"pysofie_gemm::gemm_packed({rows}, {info['N']}, {info['K']}, {A}, {info['K']}, 1, {B}, {Y}, "
-               f"{info['N']}, false, nullptr, pysofie_gemm::NONE, 0.f);")
+               f"{info['N']}, false, nullptr, pysofie_gemm::NONE, 0.f, &{cx.pool()});")
         return
     if numel(bbatch) == 1:
         # every A matrix times the same B: one product with the batch folded into M

@@ -16,6 +16,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
+#ifndef PYSOFIE_THREADS_H  // generated files inline it before this header
+#include "pysofie_threads.h"
+#endif
 
 // The micro-kernel stays a function of its own: inlined into its caller's loops, compilers run out of registers
 // for the six input pointers and reload them from the stack on every k.
@@ -269,31 +272,57 @@ constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;  // reduction indices per chunk: 16
 // Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
 constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
 
+// One band of output positions b0 <= q < b1 and the channel blocks ib0 <= ib < ib1 of conv_indirect (acc: room
+// for that band and those blocks).
+template <class Act>
+void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos, const int32_t* yidx,
+               const float* xp, long K, const int32_t* off, const float* wp, long M, const float* bias, float* y,
+               long ystride, float* acc, Act act, const float* res) {
+   const long ntile = (b1 - b0 + NP - 1) / NP;
+   for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+      const long kn = std::min(KCHUNK, K - k0);
+      for (long ib = ib0; ib < ib1; ++ib) {
+         const float* wb = wp + (ib * K + k0) * NC;
+         float* ab = acc + (ib - ib0) * ntile * NP * NC;
+         for (long t = 0; t < ntile; ++t) {
+            const float* xb[NP];
+            for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
+            micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+         }
+      }
+      if (K == 0) break;
+   }
+   const long m0 = ib0 * NC;
+   store_band(acc, ntile * NP * NC, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
+              y + m0 * ystride, ystride, act, res ? res + m0 * ystride : nullptr);
+}
+
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]] (+ res[same index]))
 // for m < M, q < P.
-// wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats.
+// wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats
+// for each thread of the pool (thread t's at acc + t * acc_stride). With a pool, the tasks are bands of output
+// positions times groups of channel blocks (more groups when there are few bands); every output is computed as
+// with one thread.
 template <class Act>
 void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float* xp, long K, const int32_t* off,
                    const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act,
-                   const float* res = nullptr) {
+                   const float* res = nullptr, pysofie_par::Pool* pool = nullptr, long acc_stride = 0) {
    const long nblk = Mp / NC;
-   for (long b0 = 0; b0 < P; b0 += BAND) {
-      const long b1 = std::min(P, b0 + BAND);
-      const long ntile = (b1 - b0 + NP - 1) / NP;
-      for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-         const long kn = std::min(KCHUNK, K - k0);
-         for (long ib = 0; ib < nblk; ++ib) {
-            const float* wb = wp + (ib * K + k0) * NC;
-            float* ab = acc + ib * ntile * NP * NC;
-            for (long t = 0; t < ntile; ++t) {
-               const float* xb[NP];
-               for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-               micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
-            }
-         }
-         if (K == 0) break;
-      }
-      store_band(acc, ntile * NP * NC, b0, b1, yidx, M, bias, y, ystride, act, res);
+   const long nband = (P + BAND - 1) / BAND;
+   const long threads = pool ? pool->size() : 1;
+   long groups = 1;  // channel-block groups per band
+   while (threads > 1 && nband * groups < 4 * threads && groups < nblk) ++groups;
+   const long per = (nblk + groups - 1) / groups;
+   groups = (nblk + per - 1) / per;
+   auto task = [&](long t, int tid) {
+      const long b0 = (t / groups) * BAND, ib0 = (t % groups) * per;
+      conv_band(b0, std::min(P, b0 + BAND), ib0, std::min(nblk, ib0 + per), P, pos, yidx, xp, K, off, wp, M, bias,
+                y, ystride, acc + tid * acc_stride, act, res);
+   };
+   if (threads > 1) {
+      pool->run(nband * groups, task);
+   } else {
+      for (long t = 0; t < nband; ++t) task(t, 0);
    }
 }
 
@@ -332,27 +361,54 @@ PYSOFIE_CONV_NOINLINE void micro_rows(long K, const float* __restrict w, const i
 // MR output channels, from a padded image xp that has at least 8 * NV floats of zeros past its end. With sh == 1
 // the output rows of a plane are computed as one run of OH * Wp positions (the Wp - OW positions past each row
 // end are computed and dropped), else row by row. row: scratch of MR * rowlen floats, rowlen = the run length
-// (OH * Wp or OW) rounded up to 8 * NV.
+// (OH * Wp or OW) rounded up to 8 * NV, for each thread of the pool (thread t's at row + t * row_stride). With a
+// pool, a plane's run is cut into pieces of 8 * NV positions, or the rows of a plane are spread over the threads.
 template <int MR, int NV, class Act>
 void conv_rows(long OD, long OH, long OW, long sd, long sh, long Hp, long Wp, const float* xp, long K,
-               const int32_t* off, const float* wp, const float* bias, float* y, float* row, Act act) {
+               const int32_t* off, const float* wp, const float* bias, float* y, float* row, Act act,
+               pysofie_par::Pool* pool = nullptr, long row_stride = 0) {
    constexpr long step = 8 * NV;
    const bool plane = sh == 1;
    const long run = plane ? OH * Wp : OW;
    const long rowlen = (run + step - 1) / step * step;
-   for (long od = 0; od < OD; ++od)
-      for (long oh = 0; oh < (plane ? 1 : OH); ++oh) {
-         const float* xr = xp + ((od * sd) * Hp + oh * sh) * Wp;
-         for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
-         for (int r = 0; r < MR; ++r) {
-            const float b = bias ? bias[r] : 0.f;
-            for (long h = plane ? 0 : oh; h < (plane ? OH : oh + 1); ++h) {
-               float* yr = y + ((r * OD + od) * OH + h) * OW;
-               const float* rr = row + r * rowlen + (plane ? h * Wp : 0);
-               for (long j = 0; j < OW; ++j) yr[j] = act(rr[j] + b);
-            }
+   const bool par = pool && pool->size() > 1;
+   // rows h0 <= h < h1 of plane od from the run(s) in rr (row h's at rr + (plane ? h * Wp : 0))
+   auto store = [&](long od, long h0, long h1, const float* rr) {
+      for (int r = 0; r < MR; ++r) {
+         const float b = bias ? bias[r] : 0.f;
+         for (long h = h0; h < h1; ++h) {
+            float* yr = y + ((r * OD + od) * OH + h) * OW;
+            const float* rh = rr + r * rowlen + (plane ? h * Wp : 0);
+            for (long j = 0; j < OW; ++j) yr[j] = act(rh[j] + b);
          }
       }
+   };
+   for (long od = 0; od < OD; ++od) {
+      if (plane) {
+         const float* xr = xp + (od * sd) * Hp * Wp;
+         if (par) {
+            pool->run_range(rowlen / step, 1, [&](long s0, long s1, int) {
+               for (long j = s0 * step; j < s1 * step; j += step)
+                  micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
+            });
+            pool->run_range(OH, 1, [&](long h0, long h1, int) { store(od, h0, h1, row); });
+         } else {
+            for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
+            store(od, 0, OH, row);
+         }
+      } else {
+         auto rows = [&](long h0, long h1, int tid) {
+            float* rt = row + tid * row_stride;
+            for (long oh = h0; oh < h1; ++oh) {
+               const float* xr = xp + ((od * sd) * Hp + oh * sh) * Wp;
+               for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, rt + j, rowlen);
+               store(od, oh, oh + 1, rt);
+            }
+         };
+         if (par) pool->run_range(OH, 1, rows);
+         else rows(0, OH, 0);
+      }
+   }
 }
 
 // Copy one image (C x D x H x W) into a zero-padded one (C x Dp x Hp x Wp), begin pads pd, ph, pw: only the
@@ -377,6 +433,14 @@ inline void pad_image(const float* x, long C, long D, long H, long W, long pd, l
       }
       std::fill(xc + (D + pd) * plane, xc + Dp * plane, 0.f);
    }
+}
+
+// pad_image with the channels spread over the threads of a pool.
+inline void pad_image(pysofie_par::Pool& pool, const float* x, long C, long D, long H, long W, long pd, long ph,
+                      long pw, long Dp, long Hp, long Wp, float* xp) {
+   pool.run_range(C, 1, [&](long c0, long c1, int) {
+      pad_image(x + c0 * D * H * W, c1 - c0, D, H, W, pd, ph, pw, Dp, Hp, Wp, xp + c0 * Dp * Hp * Wp);
+   });
 }
 
 }  // namespace pysofie_conv

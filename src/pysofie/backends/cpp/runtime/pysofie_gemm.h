@@ -12,6 +12,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
+#ifndef PYSOFIE_THREADS_H  // generated files inline it before this header
+#include "pysofie_threads.h"
+#endif
 
 namespace pysofie_gemm {
 
@@ -200,30 +203,18 @@ inline float act_scalar(float x, int act, float slope) {
    }
 }
 
-// C (M x N, row stride ldc) = A * Bp (+ C when accumulate) (+ bias) then act. A's element (i, k) is at
-// A[i * rs + k * cs] (rs = lda, cs = 1 for A; rs = 1, cs = lda for A transposed). Bp: packed as described above.
-// Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then MR x NR tiles.
-inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
-                        long ldc, bool accumulate, const float* bias, int act, float slope) {
-   if (M <= 0 || N <= 0) return;
-   if (K <= 0) {
-      for (long i = 0; i < M; ++i)
-         for (long j = 0; j < N; ++j) {
-            const float x = (accumulate ? C[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
-            C[i * ldc + j] = act_scalar(x, act, slope);
-         }
-      return;
-   }
-   for (long j0 = 0; j0 < N; j0 += NC) {
-      const long j1 = std::min(N, j0 + NC);
-      // one block of rows reads every panel of B once: no reuse for K blocks to keep in L1, no C reloads then
-      const long kcb = M <= MR ? K : KC;
+// Rows i0 <= i < i1 and columns j0 <= j < j1 (j0 a multiple of NR) of gemm_packed, K blocks of kcb.
+inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, long kcb, const float* A, long rs,
+                       long cs, const float* Bp, float* C, long ldc, bool accumulate, const float* bias, int act,
+                       float slope) {
+   for (long j0 = j0b; j0 < j1b; j0 += NC) {
+      const long j1 = std::min(j1b, j0 + NC);
       for (long k0 = 0; k0 < K; k0 += kcb) {
          const long kc = std::min(kcb, K - k0);
          const bool load = accumulate || k0 > 0, epi = k0 + kc >= K;
          const int vact = epi ? act : NONE;
-         for (long i0 = 0; i0 < M; i0 += MC) {
-            const long i1 = std::min(M, i0 + MC);
+         for (long i0 = i0b; i0 < i1b; i0 += MC) {
+            const long i1 = std::min(i1b, i0 + MC);
             for (long i = i0; i < i1; i += MR) {
                const long mr = std::min(MR, i1 - i);
                const float* a = A + i * rs + k0 * cs;
@@ -243,6 +234,52 @@ inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs
          }
       }
    }
+}
+
+// C (M x N, row stride ldc) = A * Bp (+ C when accumulate) (+ bias) then act. A's element (i, k) is at
+// A[i * rs + k * cs] (rs = lda, cs = 1 for A; rs = 1, cs = lda for A transposed). Bp: packed as described above.
+// Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then MR x NR tiles. With a
+// pool, blocks of rows x columns are tasks (narrower column blocks when there are few); the K blocking, and so
+// every output's sum, is the same whatever the thread count.
+inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
+                        long ldc, bool accumulate, const float* bias, int act, float slope,
+                        pysofie_par::Pool* pool = nullptr) {
+   if (M <= 0 || N <= 0) return;
+   if (K <= 0) {
+      for (long i = 0; i < M; ++i)
+         for (long j = 0; j < N; ++j) {
+            const float x = (accumulate ? C[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+            C[i * ldc + j] = act_scalar(x, act, slope);
+         }
+      return;
+   }
+   // one block of rows reads every panel of B once: no reuse for K blocks to keep in L1, no C reloads then
+   const long kcb = M <= MR ? K : KC;
+   const long threads = pool ? pool->size() : 1;
+   // tiny products are not worth waking the threads
+   if (threads == 1 || M * N * K < (1L << 15)) {
+      gemm_block(0, M, 0, N, N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate, bias, act, slope);
+      return;
+   }
+   const long rb = (M + MC - 1) / MC;
+   long cw = NC;  // column chunk (a multiple of NR)
+   const long want = 4 * threads;
+   if (rb * ((N + cw - 1) / cw) < want) {
+      const long ncol = (want + rb - 1) / rb;
+      cw = std::max(NR, ((N + ncol - 1) / ncol + NR - 1) / NR * NR);
+   }
+   long rh = MC;  // row chunk (a multiple of MR), smaller when the columns still give too few tasks
+   const long cb = (N + cw - 1) / cw;
+   if (rb * cb < want && M > MR) {
+      const long nrow = (want + cb - 1) / cb;
+      rh = std::max(MR, ((M + nrow - 1) / nrow + MR - 1) / MR * MR);
+   }
+   const long nr = (M + rh - 1) / rh;
+   pool->run(nr * cb, [&](long t, int) {
+      const long i0 = (t / cb) * rh, j0 = (t % cb) * cw;
+      gemm_block(i0, std::min(M, i0 + rh), j0, std::min(N, j0 + cw), N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate,
+                 bias, act, slope);
+   });
 }
 
 }  // namespace pysofie_gemm
