@@ -14,8 +14,14 @@ def _runtime_text(name: str) -> str:
         return f.read()
 
 
+# runtime headers that others need inlined before them
+HEADER_DEPS = {"pysofie_conv.h": ("pysofie_vmath.h",), "pysofie_gemm.h": ("pysofie_vmath.h",)}
+
+
 def use_runtime_header(cx, name: str) -> None:
     """Make runtime/<name> (kernels, low-precision types) part of the generated file, once."""
+    for dep in HEADER_DEPS.get(name, ()):
+        use_runtime_header(cx, dep)
     cx.helper(f"global:{name}", _runtime_text(name))
 
 

@@ -124,6 +124,11 @@ def act_expr(act, v: str, T: str) -> str:
         return f"{T}(1) / ({T}(1) + std::exp(-{v}))"
     if kind == "Tanh":
         return f"std::tanh({v})"
+    if kind == "Gelu":
+        return f"{T}(0.5) * {v} * ({T}(1) + std::erf({v} * {T}(0.70710678118654752)))"
+    if kind == "GeluTanh":
+        return (f"{T}(0.5) * {v} * ({T}(1) + std::tanh({T}(0.79788456080286536) * ({v} + {T}(0.044715) * {v} * {v} "
+                f"* {v})))")
     raise ValueError(f"unknown fused activation {kind}")
 
 
@@ -488,7 +493,7 @@ def act_lambda(act) -> str:
     if act is None:
         return "pysofie_conv::ActNone{}"
     kind, alpha = act
-    if kind in ("Relu", "Sigmoid", "Tanh"):
+    if kind in ("Relu", "Sigmoid", "Tanh", "Gelu", "GeluTanh"):
         return f"pysofie_conv::Act{kind}{{}}"
     if kind == "LeakyRelu":
         return f"pysofie_conv::ActLeakyRelu{{{float(alpha)!r}f}}"

@@ -16,8 +16,11 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
-#ifndef PYSOFIE_THREADS_H  // generated files inline it before this header
+#ifndef PYSOFIE_THREADS_H  // generated files inline these before this header
 #include "pysofie_threads.h"
+#endif
+#ifndef PYSOFIE_VMATH_H
+#include "pysofie_vmath.h"
 #endif
 
 // The micro-kernel stays a function of its own: inlined into its caller's loops, compilers run out of registers
@@ -115,24 +118,7 @@ struct ActRelu {
 #endif
 };
 #if defined(__AVX2__) && defined(__FMA__)
-// exp on 8 lanes: 2^n * p(r), x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial (relative error
-// ~2e-7); inputs clamped to [-87.3, 88.3] (exp underflows to ~1e-38 below, like expf's normal range).
-inline __m256 exp8(__m256 x) {
-   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
-   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-   __m256 p = _mm256_set1_ps(1.f / 720.f);
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+using pysofie_vm::exp8;
 #endif
 struct ActSigmoid {
    float operator()(float v) const { return 1.f / (1.f + std::exp(-v)); }
@@ -146,11 +132,19 @@ struct ActSigmoid {
 struct ActTanh {
    float operator()(float v) const { return std::tanh(v); }
 #if defined(__AVX2__) && defined(__FMA__)
-   __m256 vec(__m256 v) const {  // 1 - 2 / (1 + exp(2v)), exact limits +-1
-      const __m256 one = _mm256_set1_ps(1.f);
-      const __m256 e = exp8(_mm256_add_ps(v, v));
-      return _mm256_sub_ps(one, _mm256_div_ps(_mm256_add_ps(one, one), _mm256_add_ps(one, e)));
-   }
+   __m256 vec(__m256 v) const { return pysofie_vm::tanh8(v); }
+#endif
+};
+struct ActGelu {
+   float operator()(float v) const { return pysofie_vm::gelu(v); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const { return pysofie_vm::gelu8(v); }
+#endif
+};
+struct ActGeluTanh {
+   float operator()(float v) const { return pysofie_vm::gelu_tanh(v); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const { return pysofie_vm::gelu_tanh8(v); }
 #endif
 };
 struct ActLeakyRelu {
