@@ -184,6 +184,8 @@ def gen_conv(cx):
         return winograd_conv(cx, wino, ins, outs, pads)
     N = cpp_dim(x.shape[0])
     from .gemm import gemm_call
+    if packed is not None and packed.get("rows") and depthwise_eligible(cx, G, Cg, Mg, nsp, s3, d3, residual):
+        return depthwise_conv(cx, ins, outs, k3, pads, G)
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
     if packed is not None and packed.get("rows"):
         tabs = rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
@@ -226,6 +228,38 @@ def gen_conv(cx):
                 conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act)
 
 
+
+
+def depthwise_eligible(cx, G, Cg, Mg, nsp, s3, d3, residual) -> bool:
+    """One input and one output channel per group, 2-D (or 1-D), unit strides and dilations: depthwise2d."""
+    return (G > 1 and Cg == 1 and Mg == 1 and nsp in (1, 2) and all(v == 1 for v in s3 + d3) and not residual
+            and cx.vin(0).dtype.ctype == "float")
+
+
+def depthwise_conv(cx, ins, outs, k3, pads, G):
+    """Depthwise convolution by runtime/pysofie_conv.h's depthwise2d, one (image, channel) per task; the weights
+    (packed by PackConvWeights for the row kernel: [G][KH * KW] when Mg = 1) are read as they are."""
+    w = cx.w
+    use_runtime_header(cx, "pysofie_conv.h")
+    nsp = cx.vin(0).rank - 2
+    H, W = ins[1], ins[2]
+    OH, OW = outs[1], outs[2]
+    KH, KW = k3[1], k3[2]
+    pt, pl = (pads[0], pads[1]) if nsp == 2 else (0, pads[0])
+    Wq = -(-OW // 16) * 16 + KW - 1
+    Hp = OH + KH - 1
+    xp = cx.thread_scratch(Hp * Wq, cx.vin(0).dtype, "xpad")
+    pool = cx.pool()
+    X, Wt, Y = cx.i(0), cx.i(1), cx.o(0)
+    bias = f"{cx.i(2)} + c" if cx.has(2) else "nullptr"
+    with w.block(""):
+        w.line(f"const long tasks = long({cpp_dim(cx.vin(0).shape[0])}) * {G};")
+        w.open(f"{pool}.run(tasks, [&](long t, int tid)")
+        w.line(f"const long c = t % {G};")
+        w.line(f"pysofie_conv::depthwise2d({X} + t * {H * W}, {H}, {W}, {KH}, {KW}, {pt}, {pl}, {OH}, {OW}, "
+               f"{Wt} + c * {KH * KW}, {bias}, {Y} + t * {OH * OW}, {xp[0]} + tid * {xp[1]}, {Wq}, "
+               f"{act_lambda(fused_act(cx.op))});")
+        w.close("});")
 
 
 WINO_BUDGET = 1 << 19  # floats of transformed input + products per block of tiles (~2 MiB)

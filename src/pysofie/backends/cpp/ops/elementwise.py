@@ -208,10 +208,20 @@ BINARY_TYPED = {
 }
 
 
+# float x ** c for a constant c: products instead of std::pow (RMSNorm's x ** 2: exactly pow's result; x ** 3 within
+# a rounding)
+POW_BY_CONST = {1.0: "a", 2.0: "a * a", 3.0: "a * a * a"}
+
+
 @generates(*BINARY_TYPED)
 def gen_binary_typed(cx):
     dt = cx.vin(0).dtype
-    broadcast_map(cx, BINARY_TYPED[cx.op.op_type](cx.op, cx.ctype(0), dt), [0, 1], ["a", "b"])
+    expr = BINARY_TYPED[cx.op.op_type](cx.op, cx.ctype(0), dt)
+    c = cx.const(1)
+    if cx.op.op_type == "Pow" and dt.is_float and c is not None and c.size == 1 \
+            and float(c.reshape(-1)[0]) in POW_BY_CONST and cx.vin(1).dtype is dt:
+        expr = POW_BY_CONST[float(c.reshape(-1)[0])]
+    broadcast_map(cx, expr, [0, 1], ["a", "b"])
 
 
 @generates("Sum", "Mean", "Max", "Min")

@@ -429,6 +429,77 @@ inline void pad_image(const float* x, long C, long D, long H, long W, long pd, l
    }
 }
 
+// Depthwise 2-D convolution of one channel (stride 1, no dilation): y[oh][ow] = act(b + sum_{kh, kw}
+// w[kh * KW + kw] * x[oh + kh - pt][ow + kw - pl]). The channel is first copied into xp, zero-padded to Hp x Wq
+// (Hp = OH + KH - 1, Wq >= OW rounded up to 16, + KW - 1). Blocks of R output rows x 16 columns: each input vector
+// loaded serves the R rows it contributes to (8 accumulators in registers for R = 4).
+template <int R, class Act>
+inline void dw_block(const float* xp, long Wq, long KH, long KW, const float* w, float b, float* y, long OW,
+                     Act act) {
+#if defined(__AVX2__) && defined(__FMA__)
+   for (long ow = 0; ow < OW; ow += 16) {
+      __m256 acc[R][2];
+      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_set1_ps(b);
+      for (long ih = 0; ih < R + KH - 1; ++ih) {
+         const float* xr = xp + ih * Wq + ow;
+         for (long kw = 0; kw < KW; ++kw) {
+            const __m256 x0 = _mm256_loadu_ps(xr + kw), x1 = _mm256_loadu_ps(xr + kw + 8);
+            for (int r = 0; r < R; ++r) {
+               const long kh = ih - r;
+               if (kh < 0 || kh >= KH) continue;
+               const __m256 wv = _mm256_broadcast_ss(w + kh * KW + kw);
+               acc[r][0] = _mm256_fmadd_ps(wv, x0, acc[r][0]);
+               acc[r][1] = _mm256_fmadd_ps(wv, x1, acc[r][1]);
+            }
+         }
+      }
+      for (int r = 0; r < R; ++r) {
+         const __m256 v0 = act.vec(acc[r][0]), v1 = act.vec(acc[r][1]);
+         float* yr = y + r * OW + ow;
+         if (ow + 16 <= OW) {
+            _mm256_storeu_ps(yr, v0);
+            _mm256_storeu_ps(yr + 8, v1);
+         } else {
+            alignas(32) float t[16];
+            _mm256_store_ps(t, v0);
+            _mm256_store_ps(t + 8, v1);
+            std::copy(t, t + (OW - ow), yr);
+         }
+      }
+   }
+#else
+   for (int r = 0; r < R; ++r)
+      for (long ow = 0; ow < OW; ++ow) {
+         float a = b;
+         for (long kh = 0; kh < KH; ++kh)
+            for (long kw = 0; kw < KW; ++kw) a += w[kh * KW + kw] * xp[(r + kh) * Wq + ow + kw];
+         y[r * OW + ow] = act(a);
+      }
+#endif
+}
+
+template <class Act>
+void depthwise2d(const float* x, long H, long W, long KH, long KW, long pt, long pl, long OH, long OW,
+                 const float* w, const float* bias, float* y, float* xp, long Wq, Act act) {
+   const long Hp = OH + KH - 1;
+   for (long h = 0; h < Hp; ++h) {
+      float* row = xp + h * Wq;
+      const long ih = h - pt;
+      if (ih < 0 || ih >= H) {
+         std::fill(row, row + Wq, 0.f);
+         continue;
+      }
+      const long lo = std::min(pl, Wq), n = std::max(0L, std::min(W, Wq - pl));
+      std::fill(row, row + lo, 0.f);
+      std::copy(x + ih * W, x + ih * W + n, row + lo);
+      std::fill(row + lo + n, row + Wq, 0.f);
+   }
+   const float b = bias ? *bias : 0.f;
+   long oh = 0;
+   for (; oh + 4 <= OH; oh += 4) dw_block<4>(xp + oh * Wq, Wq, KH, KW, w, b, y + oh * OW, OW, act);
+   for (; oh < OH; ++oh) dw_block<1>(xp + oh * Wq, Wq, KH, KW, w, b, y + oh * OW, OW, act);
+}
+
 // pad_image with the channels spread over the threads of a pool.
 inline void pad_image(pysofie_par::Pool& pool, const float* x, long C, long D, long H, long W, long pd, long ph,
                       long pw, long Dp, long Hp, long Wp, float* xp) {
