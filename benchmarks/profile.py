@@ -3,7 +3,7 @@
 
     python benchmarks/profile.py MODEL [--runs 20] [--threads 1] [--top 25]
 
-MODEL: an .onnx path, a rootbench name, resnet18, or a configuration of benchmarks/transformers.py
+MODEL: an .onnx path, a rootbench name, resnet18, or a configuration of benchmarks/transformer_models.py
 (bert, gpt2, t5, vit, convnext, depthwise7x7). Prints the nodes by total time (median over runs), with their
 operator and share of the whole, and the total per operator type.
 """
@@ -28,7 +28,7 @@ def load(name: str):
     if os.path.exists(name):
         m = onnx.load(name)
         return m, make_feeds(m, np.random.default_rng(0))
-    from transformers import MODELS, build
+    from transformer_models import MODELS, build
     if name in MODELS:
         return build(name), MODELS[name].feeds()
     if name == "resnet18" or os.path.exists(os.path.join(ROOTBENCH, name + ".onnx")):

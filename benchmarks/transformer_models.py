@@ -2,7 +2,7 @@
 widely used libraries lay them out (BERT, GPT-2, T5, ViT, ConvNeXt), exported to ONNX by torch.onnx.export
 (dynamo=False) at fixed shapes. No downloads: every weight comes from a seeded generator.
 
-    from transformers import MODELS, build
+    from transformer_models import MODELS, build
     model = build("bert")          # onnx.ModelProto
     feeds = MODELS["bert"].feeds() # {input name: array}
 """
