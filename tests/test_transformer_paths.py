@@ -180,3 +180,15 @@ def test_torch_model(name, torch_models):
     if isinstance(sess, Exception):
         raise sess
     assert_close(sess.run(None, feeds), ort(model, feeds), 1e-4, 1e-4, what=name)
+
+
+def test_portable_build():
+    """The same paths compiled without -march=native (no AVX2 on x86-64: the scalar fallbacks)."""
+    from pysofie.build.batch import compile_many
+    ids = ["dense-gelu-erf-div", "dense-gelu-tanh-mul", "softmax-last", "layernorm-bias", "depthwise-0-Relu",
+           "depthwise-3-None"]
+    for case, sess in zip(ids, compile_many([MODELS[i][0] for i in ids], native=False)):
+        if isinstance(sess, Exception):
+            raise sess
+        model, feeds, rtol, atol = MODELS[case][:4]
+        assert_close(sess.run(None, feeds), ort(model, feeds), rtol, atol, what=f"{case} (portable)")

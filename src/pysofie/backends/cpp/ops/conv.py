@@ -237,8 +237,9 @@ def depthwise_eligible(cx, G, Cg, Mg, nsp, s3, d3, residual) -> bool:
 
 
 def depthwise_conv(cx, ins, outs, k3, pads, G):
-    """Depthwise convolution by runtime/pysofie_conv.h's depthwise2d, one (image, channel) per task; the weights
-    (packed by PackConvWeights for the row kernel: [G][KH * KW] when Mg = 1) are read as they are."""
+    """Depthwise convolution by runtime/pysofie_conv.h's depthwise8 (AVX2: 8 channels per task, on the vector
+    lanes) or depthwise2d (one channel per task); the weights (packed by PackConvWeights for the row kernel:
+    [G][KH * KW] when Mg = 1) are read as they are."""
     w = cx.w
     use_runtime_header(cx, "pysofie_conv.h")
     nsp = cx.vin(0).rank - 2
@@ -248,18 +249,38 @@ def depthwise_conv(cx, ins, outs, k3, pads, G):
     pt, pl = (pads[0], pads[1]) if nsp == 2 else (0, pads[0])
     Wq = -(-OW // 16) * 16 + KW - 1
     Hp = OH + KH - 1
-    xp = cx.thread_scratch(Hp * Wq, cx.vin(0).dtype, "xpad")
-    pool = cx.pool()
     X, Wt, Y = cx.i(0), cx.i(1), cx.o(0)
+    act = act_lambda(fused_act(cx.op))
+    N = cpp_dim(cx.vin(0).shape[0])
+    pool = cx.pool()
+    if KW in DEPTHWISE8_KW:  # AVX2: 8 channels on the vector lanes (depthwise8)
+        Wp8 = -(-OW // 8) * 8 + KW - 1
+        x8 = cx.thread_scratch(Hp * Wp8 * 8, cx.vin(0).dtype, "x8")
+        w8 = cx.thread_scratch(KH * KW * 8, cx.vin(0).dtype, "w8")
+        CB = -(-G // 8)
+        w.line("#if defined(__AVX2__) && defined(__FMA__)")
+        with w.block(""):
+            w.open(f"{pool}.run(long({N}) * {CB}, [&](long t, int tid)")
+            w.line(f"const long n = t / {CB}, c0 = (t % {CB}) * 8;")
+            w.line(f"pysofie_conv::depthwise8<{KW}>({X} + (n * {G} + c0) * {H * W}, std::min<long>(8, {G} - c0), "
+                   f"{H}, {W}, {KH}, {pt}, {pl}, {OH}, {OW}, {Wt} + c0 * {KH * KW}, "
+                   f"{cx.i(2) + ' + c0' if cx.has(2) else 'nullptr'}, {Y} + (n * {G} + c0) * {OH * OW}, "
+                   f"{x8[0]} + tid * {x8[1]}, {w8[0]} + tid * {w8[1]}, {act});")
+            w.close("});")
+        w.line("#else")
+    xp = cx.thread_scratch(Hp * Wq, cx.vin(0).dtype, "xpad")
     bias = f"{cx.i(2)} + c" if cx.has(2) else "nullptr"
     with w.block(""):
-        w.line(f"const long tasks = long({cpp_dim(cx.vin(0).shape[0])}) * {G};")
-        w.open(f"{pool}.run(tasks, [&](long t, int tid)")
+        w.open(f"{pool}.run(long({N}) * {G}, [&](long t, int tid)")
         w.line(f"const long c = t % {G};")
         w.line(f"pysofie_conv::depthwise2d({X} + t * {H * W}, {H}, {W}, {KH}, {KW}, {pt}, {pl}, {OH}, {OW}, "
-               f"{Wt} + c * {KH * KW}, {bias}, {Y} + t * {OH * OW}, {xp[0]} + tid * {xp[1]}, {Wq}, "
-               f"{act_lambda(fused_act(cx.op))});")
+               f"{Wt} + c * {KH * KW}, {bias}, {Y} + t * {OH * OW}, {xp[0]} + tid * {xp[1]}, {Wq}, {act});")
         w.close("});")
+    if KW in DEPTHWISE8_KW:
+        w.line("#endif")
+
+
+DEPTHWISE8_KW = (3, 5, 7, 9, 11)  # kernel widths with an instance of depthwise8
 
 
 WINO_BUDGET = 1 << 19  # floats of transformed input + products per block of tiles (~2 MiB)

@@ -500,6 +500,110 @@ void depthwise2d(const float* x, long H, long W, long KH, long KW, long pt, long
    for (; oh < OH; ++oh) dw_block<1>(xp + oh * Wq, Wq, KH, KW, w, b, y + oh * OW, OW, act);
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// fully unrolled loops keep the register-blocked arrays in registers
+#if defined(__clang__)
+#define PYSOFIE_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PYSOFIE_UNROLL _Pragma("GCC unroll 32")
+#else
+#define PYSOFIE_UNROLL
+#endif
+// 8x8 transpose of r[0..7] in place (row i, lane j -> row j, lane i).
+inline void transpose8(__m256 (&r)[8]) {
+   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+   const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+   const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+   const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+   const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+   const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+   r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+   r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+   r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+   r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+   r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+   r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Depthwise convolution of 8 channels at once (stride 1, no dilation), channels on the vector lanes: the channels
+// c0 .. c0 + nc - 1 (nc <= 8) of x (C x H x W each, channel stride H * W) are packed, zero-padded, into
+// x8[Hp][Wp8][8] (Hp = OH + KH - 1, Wp8 = OW rounded up to 8, + KW - 1), the weights into w8[KH][KW][8]; then
+// per output row, 8 output pixels at a time: each packed input vector loaded serves the KW taps (pixels) it
+// reaches, the KW weight vectors of a kernel row stay in registers. y (the 8 channels' planes, stride OH * OW)
+// gets act(sum + bias) through 8x8 transposes. Scratch: x8 and w8 as above.
+template <int KW, class Act>
+void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long pl, long OH, long OW,
+                const float* w, const float* bias, float* y, float* x8, float* w8, Act act) {
+   const long Hp = OH + KH - 1, OWr = (OW + 7) / 8 * 8, Wp8 = OWr + KW - 1;
+   const long K = KH * KW;
+   for (long k = 0; k < K; ++k)
+      for (long c = 0; c < 8; ++c) w8[k * 8 + c] = c < nc ? w[c * K + k] : 0.f;
+   // pack: rows of 8 pixels x 8 channels transposed; borders and missing channels zero
+   const __m256 z = _mm256_setzero_ps();
+   for (long h = 0; h < Hp; ++h) {
+      float* row = x8 + h * Wp8 * 8;
+      const long ih = h - pt;
+      if (ih < 0 || ih >= H) {
+         for (long q = 0; q < Wp8; ++q) _mm256_storeu_ps(row + q * 8, z);
+         continue;
+      }
+      const long lo = std::min(pl, Wp8), n = std::max(0L, std::min(W, Wp8 - lo));
+      for (long q = 0; q < lo; ++q) _mm256_storeu_ps(row + q * 8, z);
+      long iw = 0;
+      for (; iw + 8 <= n; iw += 8) {
+         __m256 r[8];
+         for (long c = 0; c < 8; ++c) r[c] = c < nc ? _mm256_loadu_ps(x + (c * H + ih) * W + iw) : z;
+         transpose8(r);
+         for (long q = 0; q < 8; ++q) _mm256_storeu_ps(row + (lo + iw + q) * 8, r[q]);
+      }
+      for (; iw < n; ++iw)
+         for (long c = 0; c < 8; ++c) row[(lo + iw) * 8 + c] = c < nc ? x[(c * H + ih) * W + iw] : 0.f;
+      for (long q = lo + n; q < Wp8; ++q) _mm256_storeu_ps(row + q * 8, z);
+   }
+   alignas(32) float bl[8];
+   for (long c = 0; c < 8; ++c) bl[c] = bias && c < nc ? bias[c] : 0.f;
+   const __m256 bv = _mm256_load_ps(bl);
+   for (long oh = 0; oh < OH; ++oh) {
+      for (long ow = 0; ow < OWr; ow += 8) {
+         __m256 acc[8];
+         PYSOFIE_UNROLL
+         for (int p = 0; p < 8; ++p) acc[p] = bv;
+         for (long kh = 0; kh < KH; ++kh) {
+            const float* xr = x8 + ((oh + kh) * Wp8 + ow) * 8;
+            __m256 wk[KW];
+            PYSOFIE_UNROLL
+            for (int kw = 0; kw < KW; ++kw) wk[kw] = _mm256_loadu_ps(w8 + (kh * KW + kw) * 8);
+            PYSOFIE_UNROLL
+            for (int j = 0; j < 8 + KW - 1; ++j) {
+               const __m256 v = _mm256_loadu_ps(xr + j * 8);
+               PYSOFIE_UNROLL
+               for (int kw = 0; kw < KW; ++kw) {
+                  const int p = j - kw;
+                  if (p >= 0 && p < 8) acc[p] = _mm256_fmadd_ps(wk[kw], v, acc[p]);
+               }
+            }
+         }
+         for (int p = 0; p < 8; ++p) acc[p] = act.vec(acc[p]);
+         transpose8(acc);  // acc[c]: channel c's 8 pixels
+         float* yr = y + oh * OW + ow;
+         if (ow + 8 <= OW) {
+            for (long c = 0; c < nc; ++c) _mm256_storeu_ps(yr + c * OH * OW, acc[c]);
+         } else {
+            alignas(32) float t[8];
+            for (long c = 0; c < nc; ++c) {
+               _mm256_store_ps(t, acc[c]);
+               std::copy(t, t + (OW - ow), yr + c * OH * OW);
+            }
+         }
+      }
+   }
+}
+#endif
+
 // pad_image with the channels spread over the threads of a pool.
 inline void pad_image(pysofie_par::Pool& pool, const float* x, long C, long D, long H, long W, long pd, long ph,
                       long pw, long Dp, long Hp, long Wp, float* xp) {
