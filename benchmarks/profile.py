@@ -5,7 +5,8 @@
 
 MODEL: an .onnx path, a rootbench name, resnet18, or a configuration of benchmarks/transformer_models.py
 (bert, gpt2, t5, vit, convnext, depthwise7x7). Prints the nodes by total time (median over runs), with their
-operator and share of the whole, and the total per operator type.
+operator and share of the whole, and the total per operator type. Times are the calling thread's CPU time with one
+thread (robust on a busy machine), wall time with several.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def load(name: str):
     raise SystemExit(f"unknown model {name}")
 
 
-def instrument(header: str, out_path: str) -> tuple[str, list[str]]:
+def instrument(header: str, out_path: str, cpu_time: bool = True) -> tuple[str, list[str]]:
     """The header with each node call of infer() timed; the timings go to out_path when the Session is
     destroyed (one line per node: name, nanoseconds per call list)."""
     lines = header.splitlines()
@@ -53,8 +54,7 @@ def instrument(header: str, out_path: str) -> tuple[str, list[str]]:
             k = len(calls)
             calls.append(m.group(1))
             ind = ln[:len(ln) - len(ln.lstrip())]
-            out.append(f"{ind}{{ auto t0_ = std::chrono::steady_clock::now(); {s} fProf[{k}].push_back("
-                       f"std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0_).count()); }}")
+            out.append(f"{ind}{{ const double t0_ = prof_now(); {s} fProf[{k}].push_back(prof_now() - t0_); }}")
             continue
         if in_infer and s.startswith("// Runs the model and returns"):
             in_infer = False
@@ -68,7 +68,11 @@ def instrument(header: str, out_path: str) -> tuple[str, list[str]]:
             continue
         out.append(ln)
     text = "\n".join(out) + "\n"
-    text = "#include <chrono>\n#include <cstdio>\n#include <vector>\n" + text
+    # CPU time of the calling thread (robust on a busy machine; with several threads: wall time instead)
+    clock = "CLOCK_THREAD_CPUTIME_ID" if cpu_time else "CLOCK_MONOTONIC"
+    text = ("#include <cstdio>\n#include <ctime>\n#include <vector>\n"
+            f"static inline double prof_now() {{ timespec t; clock_gettime({clock}, &t); "
+            "return t.tv_sec * 1e9 + t.tv_nsec; }\n") + text
     text = text.replace("NPROF", str(len(calls))).replace("PROF_PATH", '"' + out_path + '"')
     return text, calls
 
@@ -86,7 +90,7 @@ def main() -> None:
     gm = generate_code(model)
     fd, path = tempfile.mkstemp(suffix=".prof")
     os.close(fd)
-    header, calls = instrument(gm.header, path)
+    header, calls = instrument(gm.header, path, cpu_time=a.threads == 1)
     gm2 = dataclasses.replace(gm, header=header)
     sess = InferenceSession(None, _generated=gm2, intra_op_num_threads=a.threads)
     for _ in range(a.runs + 2):

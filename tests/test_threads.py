@@ -187,3 +187,40 @@ def test_env_threads_reach_the_session(monkeypatch, sessions):
     s = InferenceSession(None, _generated=per[1]._gm, _library=per[1]._native.lib._name)
     assert s.intra_op_num_threads == 2
     assert_close(s.run(None, feeds), per[1].run(None, feeds), 0, 0, what="PYSOFIE_NUM_THREADS=2")
+
+
+def test_cpp_session_set_num_threads(tmp_path):
+    """The C++ option: a program built with `pysofie config` flags (-Wall -Wextra -Werror) runs a conv + GELU
+    dense model with 1 and 3 threads (set_num_threads, num_threads) and gets the same outputs."""
+    import subprocess
+
+    import pysofie
+    from pysofie.build.blas import find_blas
+    from pysofie.build.compiler import find_cxx
+    x = rand(2, 6, 20, 20, seed=30)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("MatMul", ["f", "d"], ["y"])]
+    m = graph_model(nodes, {"x": x}, {"w": rand(40, 6, 3, 3, seed=31), "b": rand(40, seed=32),
+                                      "d": rand(16000, 24, seed=33) * 0.05}, ["y"])
+    paths = pysofie.emit(m, str(tmp_path), name="tnet", weights="embed")
+    main = tmp_path / "main.cpp"
+    main.write_text(
+        f'#include "{paths["header"]}"\n#include <cstdio>\n#include <vector>\n'
+        f'int main() {{\n  {paths["namespace"]}::Session s;\n'
+        '  std::vector<float> x(2 * 6 * 20 * 20);\n'
+        '  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 17) * 0.1f - 0.8f;\n'
+        '  const std::vector<float> one = s.infer(x.data());\n'
+        '  s.set_num_threads(3);\n'
+        '  if (s.num_threads() != 3) return 2;\n'
+        '  for (int r = 0; r < 3; ++r) { if (s.infer(x.data()) != one) return 1; }\n'
+        '  s.set_num_threads(1);\n'
+        '  return s.infer(x.data()) == one && s.num_threads() == 1 ? 0 : 3;\n}\n')
+    exe = tmp_path / "tnet"
+    blas = find_blas()
+    r = subprocess.run(find_cxx().split() + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread",
+                                              *blas.cflags, str(main), "-o", str(exe), *blas.libs],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr}"

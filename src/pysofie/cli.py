@@ -108,9 +108,9 @@ def cmd_config(a) -> int:
     blas = find_blas()
     parts = []
     if a.cflags:
-        parts += ["-std=c++17", *blas.cflags]
+        parts += ["-std=c++17", "-pthread", *blas.cflags]  # -pthread: the Session's thread pool (std::thread)
     if a.libs:
-        parts += list(blas.libs)
+        parts += ["-pthread", *blas.libs]
     if a.blas:
         print(blas.describe())
     if parts:
