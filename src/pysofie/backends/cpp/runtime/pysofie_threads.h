@@ -97,7 +97,7 @@ public:
    }
 
 private:
-   static constexpr int kSpin = 1 << 14;  // pauses before sleeping (tens of microseconds)
+   static constexpr int kSpin = 1 << 11;  // pauses before sleeping or yielding (some tens of microseconds)
 
    struct Job {
       void (*call)(void*, long, int) = nullptr;
