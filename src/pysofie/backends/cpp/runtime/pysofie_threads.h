@@ -9,7 +9,7 @@
 // Kernels split their work into tasks that each write their own outputs, computed in the same order whatever the
 // thread count, so results do not depend on the number of threads. A task gets the index of the thread running
 // it (0 <= tid < size()), for per-thread scratch buffers. Tasks must not throw. One Pool runs one region at a
-// time: a region started from inside a task runs serially on that thread.
+// time: a region started from inside a task runs serially on that thread, with that thread's index.
 #ifndef PYSOFIE_THREADS_H
 #define PYSOFIE_THREADS_H
 
@@ -57,7 +57,8 @@ public:
    void run(long n, F&& f) {
       if (n <= 0) return;
       if (workers_.empty() || n == 1 || busy_.exchange(true, std::memory_order_acquire)) {
-         for (long t = 0; t < n; ++t) f(t, 0);
+         const int tid = current_tid();  // inside another region's task: that task's thread and scratch
+         for (long t = 0; t < n; ++t) f(t, tid);
          return;
       }
       using Fn = typename std::remove_reference<F>::type;
@@ -123,11 +124,20 @@ private:
       else std::this_thread::yield();
    }
 
+   // the index of the pool thread running the current task on this thread (0 outside any region)
+   static int& current_tid() {
+      static thread_local int tid = 0;
+      return tid;
+   }
+
    static void work(Job& j, int tid) {
+      const int outer = current_tid();
+      current_tid() = tid;
       for (long t; (t = j.next.fetch_add(1, std::memory_order_relaxed)) < j.ntasks;) {
          j.call(j.ctx, t, tid);
          j.done.fetch_add(1, std::memory_order_release);
       }
+      current_tid() = outer;
    }
 
    void worker(int tid) {
