@@ -224,3 +224,14 @@ def test_cpp_session_set_num_threads(tmp_path):
     assert r.returncode == 0, r.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr}"
+
+
+def test_bad_thread_count_is_refused_before_compiling(monkeypatch):
+    import pysofie.session as ps
+
+    def no_compile(*a, **k):  # pragma: no cover - reached only if the check came too late
+        raise AssertionError("compiled before checking intra_op_num_threads")
+
+    monkeypatch.setattr(ps, "generate_code", no_compile)
+    with pytest.raises(ValueError, match="intra_op_num_threads"):
+        InferenceSession(MODELS["softmax"][0], intra_op_num_threads=-2)

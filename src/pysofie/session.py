@@ -72,6 +72,7 @@ class InferenceSession:
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
+        self._threads = resolve_threads(intra_op_num_threads)  # checked before the (long) compilation
         if weights is None:
             weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
         gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
@@ -105,7 +106,6 @@ class InferenceSession:
         if not handle:
             raise PysofieError(err.value.decode(errors="replace"))
         self._handle = handle
-        self._threads = resolve_threads(intra_op_num_threads)
         if self._threads != 1:
             self._native.set_threads(handle, self._threads)
         set_blas_threads(self._threads)
