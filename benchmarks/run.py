@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""pysofie against ONNX Runtime on SOFIE's benchmark models (rootbench) plus a ResNet-18, single core.
+"""pysofie against ONNX Runtime on SOFIE's benchmark models (rootbench), a ResNet-18, and transformer and
+depthwise-convolution models (benchmarks/transformer_models.py), single core; plus a thread-scaling table.
 
-    python benchmarks/run.py [--quick] [--models Linear_16 Conv_d100_L14_B1 ...] [--no-cpp] [--no-plot]
+    python benchmarks/run.py [--quick] [--models Linear_16 Conv_d100_L14_B1 bert ...] [--no-cpp] [--no-plot]
+                             [--scaling 1 2 4 8 16] [--scaling-only]
 
 For every model, in one process: (a) time per call from Python, pysofie.InferenceSession.run against
 onnxruntime.InferenceSession.run (1 intra-op / 1 inter-op thread, ORT_ENABLE_ALL), repetitions interleaved,
@@ -45,19 +47,32 @@ ORDER = ["Linear_event", "Linear_16", "Linear_32", "Linear_64", "SimpleNN_Alice"
          "GRU_d10_L20_h8_B1", "LSTM_d10_L20_h8_B1", "DDB_B1"]
 QUICK = ["Linear_event", "Linear_64", "SimpleNN_Alice", "higgs_model_dense", "Conv_d100_L14_B1",
          "Conv3d_d32_L4_B1", "ConvTModel_G4", "resnet18"]
+# built from configurations with random weights (benchmarks/transformer_models.py; needs torch to export)
+TRANSFORMERS = ["bert", "gpt2", "t5", "vit", "convnext", "depthwise7x7"]
 
 
 def available_models() -> list[str]:
     files = {os.path.splitext(os.path.basename(f))[0] for f in glob.glob(os.path.join(ROOTBENCH, "*.onnx"))}
     names = [m for m in ORDER if m in files or m == "resnet18"]
-    return names + sorted(files - set(names))
+    return names + sorted(files - set(names)) + TRANSFORMERS + ["resnet18_B16"]
 
 
 def load_model(name: str) -> onnx.ModelProto:
-    if name == "resnet18":
+    if name in ("resnet18", "resnet18_B16"):
         from resnet import resnet18
-        return resnet18()
+        return resnet18(batch=16 if name.endswith("B16") else 1)
+    if name in TRANSFORMERS:
+        from transformer_models import build
+        return build(name)
     return onnx.load(os.path.join(ROOTBENCH, name + ".onnx"))
+
+
+def model_feeds(name: str, model: onnx.ModelProto) -> dict:
+    """The inputs a model is timed with (token ids in range and an attention mask for the transformers)."""
+    if name in TRANSFORMERS:
+        from transformer_models import MODELS
+        return MODELS[name].feeds()
+    return make_feeds(model, np.random.default_rng(0))
 
 
 def make_feeds(model: onnx.ModelProto, rng) -> dict:
@@ -300,8 +315,7 @@ def bench_model(name: str, args, workdir: str, sgemm: float | None) -> dict:
     from pysofie.api import generate_code, load
     row: dict = {"model": name}
     model = load_model(name)
-    rng = np.random.default_rng(0)
-    feeds = make_feeds(model, rng)
+    feeds = model_feeds(name, model)
     t0 = time.perf_counter()
     try:
         # compile time from a cold cache (generation, weight file, compilation, loading)
@@ -375,10 +389,15 @@ def table(rows: list[dict], sgemm: float | None) -> str:
             f"{r['compile_s']:.1f}", f"{r['max_abs_diff']:.1e}"]) + " |")
     ok = [r for r in rows if r.get("status") == "ok"]
     if ok:
-        gm = float(np.exp(np.mean([np.log(r["ratio"]) for r in ok])))
         lines.append("")
-        lines.append(f"Geometric mean pysofie/ORT (Python, per call) over {len(ok)} models: **{gm:.2f}**; "
-                     f"worst: {max(r['ratio'] for r in ok):.2f} ({max(ok, key=lambda r: r['ratio'])['model']}).")
+    for label, group in (("rootbench + ResNet-18", [r for r in ok if r["model"] not in TRANSFORMERS]),
+                         ("transformer + depthwise", [r for r in ok if r["model"] in TRANSFORMERS])):
+        if group:
+            gm = float(np.exp(np.mean([np.log(r["ratio"]) for r in group])))
+            worst = max(group, key=lambda r: r["ratio"])
+            lines.append(f"Geometric mean pysofie/ORT (Python, per call) over {len(group)} {label} models: "
+                         f"**{gm:.2f}**; worst: {worst['ratio']:.2f} ({worst['model']}).")
+    if ok:
         cr = [r for r in ok if "cpp_ratio" in r]
         if cr:
             gmc = float(np.exp(np.mean([np.log(r["cpp_ratio"]) for r in cr])))
@@ -423,8 +442,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--budget", type=float, default=8.0, help="seconds of Python-level timing per model")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latest"), help="output path stem")
+    ap.add_argument("--scaling", nargs="*", type=int, metavar="N",
+                    help="thread counts of the scaling table (e.g. 1 2 4 8 16; default: none)")
+    ap.add_argument("--scaling-only", action="store_true", help="only the thread-scaling table")
     args = ap.parse_args(argv)
-    names = args.models or (QUICK if args.quick else available_models())
+    names = [] if args.scaling_only else (args.models or (QUICK if args.quick else
+                                                          [m for m in available_models() if m != "resnet18_B16"]))
     unknown = [n for n in names if n not in available_models()]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; available: {available_models()}")
@@ -449,27 +472,50 @@ def main(argv=None) -> int:
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
             else:
                 print(f"{n:32s} unsupported: {r['error']}", flush=True)
+        scal = []
+        if args.scaling:
+            from threads import SCALING_MODELS, scaling
+            scal = scaling(SCALING_MODELS, args.scaling, load_model, model_feeds, interleaved, args.budget)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     import onnxruntime
     import pysofie
-    md = table(rows, sg)
+    md = table(rows, sg) if rows else ""
+    if scal:
+        from threads import scaling_table
+        md += ("\n\n" if md else "") + "Thread scaling (same intra-op thread count on both sides):\n\n" + \
+            scaling_table(scal)
     print()
     print(md)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": platform.machine(),
             "cpu": _cpu_name(), "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "pysofie": getattr(pysofie, "__version__", "?"), "threads": 1, "events_per_iteration": EVENTS,
+            "isa": _isa(), "pysofie": getattr(pysofie, "__version__", "?"), "threads": 1,
+            "scaling_threads": args.scaling or [], "events_per_iteration": EVENTS,
             "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])}
     with open(args.out + ".json", "w") as f:
-        json.dump({"meta": meta, "sgemm": sg_info, "models": rows}, f, indent=1)
+        json.dump({"meta": meta, "sgemm": sg_info, "models": rows, "scaling": scal}, f, indent=1)
     with open(args.out + ".md", "w") as f:
-        f.write(f"<!-- generated by benchmarks/run.py on {meta['date']}, {meta['cpu']}, 1 thread, "
-                f"onnxruntime {meta['onnxruntime']} -->\n")
+        f.write(f"<!-- generated by benchmarks/run.py on {meta['date']}, {meta['cpu']} ({', '.join(meta['isa'])}), "
+                f"1 thread unless said, onnxruntime {meta['onnxruntime']} -->\n")
         f.write(md + "\n")
-    if not args.no_plot:
+    if not args.no_plot and rows:
         plot(rows, args.out + ".png")
     print(f"\nwrote {args.out}.json, {args.out}.md" + ("" if args.no_plot else f", {args.out}.png"))
     return 0
+
+
+def _isa() -> list[str]:
+    """The vector instruction sets of this CPU that matter for the kernels."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [x for x in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
+                            if x in have]
+    except OSError:
+        pass
+    return []
 
 
 def _cpu_name() -> str:

@@ -129,9 +129,10 @@ def cmd_config(a) -> int:
     parts = []
     if a.cflags:  # the include directory holds pysofie/SofieFunctor.hxx (RDataFrame)
         from .root import include_dir
-        parts += ["-std=c++17", *blas.cflags, f"-I{include_dir()}"]
+        # -pthread: the Session's thread pool (std::thread)
+        parts += ["-std=c++17", "-pthread", *blas.cflags, f"-I{include_dir()}"]
     if a.libs:
-        parts += list(blas.libs)
+        parts += ["-pthread", *blas.libs]
     if a.root:
         from .backends.cpp.root_weights import root_build_flags
         root_cflags, root_libs = root_build_flags()

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .api import DEFAULT_WEIGHTS, generate_code
+from .build.blas import set_blas_threads
 from .build.library import NativeModel, build_library, weight_file_for
 from .errors import InvalidInputError, PysofieError
 from .backends.cpp.capi import input_specs, used_symbols
@@ -61,6 +62,25 @@ def _ort_type(onnx_type: int) -> str:
         return "tensor(unknown)"
 
 
+def resolve_threads(n: Optional[int]) -> int:
+    """The intra-op thread count of a session: n; None -> $PYSOFIE_NUM_THREADS or 1; 0 -> the usable CPUs."""
+    src = "intra_op_num_threads"
+    if n is None:
+        env = os.environ.get("PYSOFIE_NUM_THREADS", "").strip()
+        if not env:
+            return 1
+        src = "PYSOFIE_NUM_THREADS"
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"PYSOFIE_NUM_THREADS must be an integer >= 0, not {env!r}") from None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{src} must be an integer >= 0 (0: every usable CPU), not {n!r}")
+    if n == 0:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(n)
+
+
 def _public_dim(d):
     return d if isinstance(d, int) else repr(d)
 
@@ -94,7 +114,6 @@ class InferenceSession:
     sess_options: pysofie.SessionOptions or onnxruntime's (read by attribute name; see pysofie/options.py for
         what each option does here). providers / provider_options: checked as onnxruntime checks them; pysofie
         runs on the CPU, so another provider gives onnxruntime's warning and the CPU.
-    intra_op_num_threads: threads of the compiled Session (None: SessionOptions', else $PYSOFIE_NUM_THREADS or 1).
     weights: "bin" (checksummed binary; the default, as for pysofie.emit and the command line: fast to write and
         read), "dat" (SOFIE's text format; the default when weight_file ends in .dat) or "embed" (in the code).
     optimize: run the graph optimizations (None: SessionOptions.graph_optimization_level decides; default yes).
@@ -107,6 +126,9 @@ class InferenceSession:
         inputs that determine shapes, such as a Reshape's target shape fed as a graph input). An ONNX model
         needing such an input that is not given here is specialized at ``run`` instead: the code is generated
         and compiled for the values given there, once per distinct set of values (see pysofie.specialize).
+    intra_op_num_threads: threads that run the model's kernels (a pool that lives with the session); None: the
+        SessionOptions' value, else the environment variable PYSOFIE_NUM_THREADS, else 1; 0: every CPU this
+        process may use.
     """
 
     def __init__(self, model, sess_options=None, providers=None, provider_options=None, *,
@@ -123,9 +145,10 @@ class InferenceSession:
         graph_opt, level = self._options.optimization()
         optimize = graph_opt if optimize is None else optimize
         opt_level = level if opt_level is None else opt_level
-        # threads of the compiled Session: None = $PYSOFIE_NUM_THREADS or 1
-        self._intra_op_num_threads = (intra_op_num_threads if intra_op_num_threads is not None
-                                      else self._options.threads())
+        # threads of the compiled Session: None (or SessionOptions' default 0) = $PYSOFIE_NUM_THREADS or 1;
+        # an explicit intra_op_num_threads=0: every usable CPU. Checked before the (long) compilation.
+        self._threads = resolve_threads(intra_op_num_threads if intra_op_num_threads is not None
+                                        else self._options.threads())
         self._profile = [] if self._options.enable_profiling else None
         self._profile_start = int(t_start * 1e9)  # perf_counter's clock, as onnxruntime's (monotonic) start time
         self._profile_lock = threading.Lock()
@@ -192,6 +215,9 @@ class InferenceSession:
             from .errors import WeightFileError
             raise (WeightFileError if "weight file" in msg else PysofieError)(msg)
         self._handle = handle
+        if self._threads != 1:
+            self._native.set_threads(handle, self._threads)
+        set_blas_threads(self._threads)
         if self._native.py_runner is not None:
             # run_fast(feed): the hot path in C (see backends/cpp/capi.py); it owns the session from now on
             self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
@@ -261,6 +287,11 @@ class InferenceSession:
         """Initializers the model also lists as graph inputs (onnxruntime lets a run feed them). pysofie compiles
         them as constants: they are listed here, and a run that feeds one is told so."""
         return list(self._overridable)
+
+    @property
+    def intra_op_num_threads(self) -> int:
+        """Threads the model's kernels run on."""
+        return self._threads
 
     def get_providers(self) -> list[str]:
         return list(self._providers)

@@ -34,3 +34,30 @@ def find_blas() -> BlasInfo:
     return BlasInfo("scipy-openblas32 " + getattr(sob, "__version__", ""),
                     ("-DPYSOFIE_SGEMM=scipy_cblas_sgemm",),
                     (f"-L{libdir}", f"-l{lib}", f"-Wl,-rpath,{libdir}"))
+
+
+_blas_threads = [None]
+
+
+def set_blas_threads(n: int) -> None:
+    """Threads of scipy-openblas32 (process-wide: pysofie is its only user) for the products that generated code
+    leaves to the BLAS: the same count as the session's own pool, the last session created deciding. A custom
+    BLAS (PYSOFIE_BLAS_LIBS) is left as it is."""
+    if os.environ.get("PYSOFIE_BLAS_LIBS") or _blas_threads[0] == n:
+        return
+    try:
+        import ctypes
+        import glob
+
+        import scipy_openblas32 as sob
+        libs = sorted(glob.glob(os.path.join(sob.get_lib_dir(), f"lib{sob.get_library()}*.so*")))
+        if not libs:
+            return
+        fn = getattr(ctypes.CDLL(libs[0]), "scipy_openblas_set_num_threads", None)
+    except (ImportError, OSError):
+        return
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = None
+        fn(int(n))
+        _blas_threads[0] = n

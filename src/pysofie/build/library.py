@@ -64,7 +64,7 @@ def build_library(models: list[GeneratedModel], *, opt_level=None, native=None, 
     # and their static tables are exported, and since batches reuse namespaces (pysofie_batch_0, ...), one
     # library loaded in the same process would bind to another's definitions (STB_GNU_UNIQUE symbols).
     pyflags = python_flags()
-    flags = (opt_flags(opt_level, native) + ["-fvisibility=hidden", "-fvisibility-inlines-hidden"]
+    flags = (opt_flags(opt_level, native) + ["-pthread", "-fvisibility=hidden", "-fvisibility-inlines-hidden"]
              + list(blas.cflags) + pyflags + list(extra_flags))
     libs = list(blas.libs)
     if any(m.weights_mode == "root" for m in models):  # the constructor reads the weights with ROOT's TFile
@@ -156,6 +156,9 @@ class NativeModel:
             self.run_rt.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
                                     ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64),
                                     ctypes.c_char_p, ctypes.c_size_t]
+        self.set_threads = getattr(lib, f"{p}_set_threads")
+        self.set_threads.restype = None
+        self.set_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
         self.destroy = getattr(lib, f"{p}_destroy")
         self.destroy.restype = None
         self.destroy.argtypes = [ctypes.c_void_p]

@@ -385,6 +385,10 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
             with w.block("catch (...)"):
                 w.line('set_error(err, errlen, "unknown C++ exception");')
             w.line("return 1;")
+        with w.block(f"PYSOFIE_API void {p}_set_threads(void* session, int n)"):
+            w.line(f"auto* h = static_cast<{holder}*>(session);")
+            w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+            w.line("h->session.set_num_threads(n);")
         if getattr(em, "rt_sizes", None):  # run, then the sizes the data decided (under the same lock)
             with w.block(f"PYSOFIE_API int {p}_run_rt(void* session, const int64_t* sizes, const void* const* ins, "
                          "void* const* outs, int64_t* rt, char* err, size_t errlen)"):

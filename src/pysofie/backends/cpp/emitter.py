@@ -21,6 +21,7 @@ from .names import NameTable, comment_text, macro_like, sanitize, short_identifi
 from .writer import CodeWriter
 
 RUNTIME_HEADER = os.path.join(os.path.dirname(__file__), "runtime", "pysofie_runtime.h")
+THREADS_HEADER = os.path.join(os.path.dirname(__file__), "runtime", "pysofie_threads.h")
 
 # op_type -> generator(cx: NodeContext) -> None. Filled by the modules of backends.cpp.ops.
 GENERATORS: dict[str, Callable] = {}
@@ -63,6 +64,8 @@ class NodeContext:
         self._in_names: dict[int, str] = {}
         self._out_names: dict[int, str] = {}
         self._scratch: list[tuple[str, DType, Dim]] = []
+        self._thread_scratch: list[tuple[str, DType, Dim]] = []
+        self._pool: Optional[str] = None
         runtime = set(node.op.runtime_inputs(node))
         spec = list(node.op.INPUTS)
         # a size parameter named like a spec name (B, X) stays apart
@@ -126,6 +129,20 @@ class NodeContext:
         self._scratch.append((pname, dtype, count))
         return pname
 
+    def thread_scratch(self, count: Dim, dtype: DType = DType.FLOAT, name: str = "work") -> tuple[str, str]:
+        """A temporary buffer of `count` elements for each thread of the Session's pool: returns (name, stride);
+        the thread tid of a parallel region uses name + tid * stride."""
+        pname = self._names.unique(name)
+        padded = (count + 15) // 16 * 16 + 16 if isinstance(count, int) else count + 16  # own cache lines
+        self._thread_scratch.append((pname, dtype, padded))
+        return pname, cpp_dim(padded)
+
+    def pool(self) -> str:
+        """Name of the Session's thread pool (runtime/pysofie_threads.h) inside the node function."""
+        if self._pool is None:
+            self._pool = self._names.unique("pool")
+        return self._pool
+
     def helper(self, key: str, code: str) -> None:
         """A function shared by several nodes, emitted once (in the model's detail namespace)."""
         self.em.helpers.setdefault(key, code)
@@ -148,7 +165,8 @@ class CppEmitter:
         self.namespace = short_identifier(sanitize(namespace)) if namespace else f"SOFIE_{self.name}"
         self.weights = weights
         self.helpers: dict[str, str] = {}
-        self.names = NameTable(reserved={"infer", "Session", "detail", "ensure_capacity", "weight_file"})
+        self.names = NameTable(reserved={"infer", "Session", "detail", "ensure_capacity", "weight_file",
+                                         "fPool", "set_num_threads", "num_threads", "ensure_thread_capacity"})
         self.params = list(graph.size_params)  # the graph's symbol names, in the order infer() takes them
         # While code is written, a size parameter is a placeholder no generator can produce; generate() then gives it
         # the symbol's own (sanitized) name unless any identifier of the finished text has it (a loop counter n, a
@@ -301,6 +319,7 @@ class CppEmitter:
         funcs: list[str] = []
         calls: list[str] = []
         scratch: dict[DType, list[Dim]] = {}
+        thread_scratch: dict[DType, list[Dim]] = {}
         fnames = NameTable()
         for idx, n in enumerate(g.nodes):
             if id(n) in self.aliased:
@@ -342,6 +361,20 @@ class CppEmitter:
                 offsets[dt] = off + count
             for dt, total in offsets.items():
                 scratch.setdefault(dt, []).append(total)
+            # per-thread scratch: buffer k of a node holds threads x its padded count, after the node's earlier ones
+            toffs: dict[DType, Dim] = {}
+            for pname, dt, count in cx._thread_scratch:
+                off = toffs.get(dt, 0)
+                decl.append(f"[[maybe_unused]] {dt.ctype}* __restrict {pname}")
+                base = _dp(dt, f"fWorkT_{dt.name.lower()}")
+                args.append(base if isinstance(off, int) and off == 0 else
+                            f"{base} + size_t(fPool.size()) * size_t({cpp_dim(off)})")
+                toffs[dt] = off + count
+            for dt, total in toffs.items():
+                thread_scratch.setdefault(dt, []).append(total)
+            if cx._pool is not None:
+                decl.append(f"[[maybe_unused]] pysofie_par::Pool& {cx._pool}")
+                args.append("fPool")
             fw = CodeWriter()
             fw.line(f"// {comment_text(n.name)}: {n.op_type}"
                     f"({', '.join(comment_text(repr(v)) if v else '-' for v in n.inputs)}) -> "
@@ -351,6 +384,7 @@ class CppEmitter:
             funcs.append(fw.text())
             calls.append(f"detail::{fname}({', '.join(args)});")
         self.scratch = scratch
+        self.thread_scratch = thread_scratch
         return self._assemble(funcs, calls)
 
     def _slot_size(self, sizes: list[Dim]) -> str:
@@ -378,9 +412,10 @@ class CppEmitter:
         w.line(f"#ifndef {guard}")
         w.line(f"#define {guard}")
         w.line()
-        with open(RUNTIME_HEADER) as f:
-            w.line(f.read().rstrip("\n"))
-        w.line()
+        for header in (RUNTIME_HEADER, THREADS_HEADER):
+            with open(header) as f:
+                w.line(f.read().rstrip("\n"))
+            w.line()
         if self.weights == "root":  # the constructor reads a SOFIE .root weight file (root_weights.py)
             w.lines(["#include <TFile.h>", "#include <memory>", "#include <type_traits>", ""])
         # helpers registered under a key starting with "global:" are file-scope code (their own include guard)
@@ -419,10 +454,13 @@ class CppEmitter:
                 w.line(f"pysofie_rt::avector<{_vt(s['dtype'])}> {s['name']};")
             for dt in self.scratch:
                 w.line(f"pysofie_rt::avector<{_vt(dt)}> fWork_{dt.name.lower()};")
+            for dt in self.thread_scratch:
+                w.line(f"pysofie_rt::avector<{_vt(dt)}> fWorkT_{dt.name.lower()};  // per-thread scratch")
             for p in P:
                 w.line(f"size_t fCap_{p} = 0;  // buffers are sized for {p} up to this")
             for sym, bound in self.rt_sizes.items():
                 w.line(f"size_t fRt_{sym} = 0;  // decided by the data at run time, at most {cpp_dim(bound)}")
+            w.line("pysofie_par::Pool fPool;  // intra-op threads (set_num_threads); one by default")
             w.line()
             if self.rt_sizes:
                 w.line("// The sizes the data decided in the last infer call, in this order: "
@@ -473,6 +511,22 @@ class CppEmitter:
                 for dt, sizes in self.scratch.items():
                     sz = self._slot_size(sizes)
                     w.line(f"if (fWork_{dt.name.lower()}.size() < size_t({sz})) fWork_{dt.name.lower()}.resize({sz});")
+                w.line("ensure_thread_capacity();")
+            w.line()
+            with w.block("void ensure_thread_capacity()"):
+                for p in P:
+                    w.line(f"[[maybe_unused]] const size_t {p} = fCap_{p};")
+                for dt, sizes in self.thread_scratch.items():
+                    nm = f"fWorkT_{dt.name.lower()}"
+                    sz = f"size_t({self._slot_size(sizes)}) * size_t(fPool.size())"
+                    w.line(f"if ({nm}.size() < {sz}) {nm}.resize({sz});")
+            w.line()
+            w.line("// Intra-op threads: the kernels of infer() run on n threads (n < 1 counts as 1; default 1).")
+            w.line("// Results do not depend on n beyond the rounding of sums done in another order.")
+            with w.block("void set_num_threads(int n)"):
+                w.line("fPool.resize(n);")
+                w.line("ensure_thread_capacity();")
+            w.line("int num_threads() const { return fPool.size(); }")
             w.line()
             # non-allocating infer
             params = [f"size_t {p}" for p in P]

@@ -1,6 +1,7 @@
 """Helpers shared by the generators: loop nests, runtime headers."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -23,8 +24,14 @@ def lit(x, ctype: str = "double") -> str:
     return f"{ctype}({x!r})"
 
 
+# runtime headers that others need inlined before them
+HEADER_DEPS = {"pysofie_conv.h": ("pysofie_vmath.h",), "pysofie_gemm.h": ("pysofie_vmath.h",)}
+
+
 def use_runtime_header(cx, name: str) -> None:
     """Make runtime/<name> (kernels, low-precision types) part of the generated file, once."""
+    for dep in HEADER_DEPS.get(name, ()):
+        use_runtime_header(cx, dep)
     cx.helper(f"global:{name}", _runtime_text(name))
 
 
@@ -88,3 +95,26 @@ def reduction_index(shape, axes: list[int]):
         return " + ".join(terms) if terms else "0"
 
     return index
+
+
+# elements per task of a parallel elementwise loop: below, waking threads costs more than it saves
+PAR_GRAIN = 1 << 14
+
+
+@contextlib.contextmanager
+def flat_loop(cx, count: str, var: str = "i"):
+    """for (size_t var = 0; var < count; ++var) { ... } whose iterations are independent: spread over the Session's
+    threads in chunks of at least PAR_GRAIN (a plain loop when count is a small constant)."""
+    w = cx.w
+    try:
+        small = int(count) < 2 * PAR_GRAIN
+    except ValueError:
+        small = False
+    if small:
+        with w.loop(var, count):
+            yield
+        return
+    w.open(f"{cx.pool()}.run_range({count}, {PAR_GRAIN}, [&](long {var}0, long {var}1, int)")
+    with w.block(f"for (size_t {var} = size_t({var}0); {var} < size_t({var}1); ++{var})"):
+        yield
+    w.close("});")

@@ -124,6 +124,11 @@ def act_expr(act, v: str, T: str) -> str:
         return f"{T}(1) / ({T}(1) + std::exp(-{v}))"
     if kind == "Tanh":
         return f"std::tanh({v})"
+    if kind == "Gelu":
+        return f"{T}(0.5) * {v} * ({T}(1) + std::erf({v} * {T}(0.70710678118654752)))"
+    if kind == "GeluTanh":
+        return (f"{T}(0.5) * {v} * ({T}(1) + std::tanh({T}(0.79788456080286536) * ({v} + {T}(0.044715) * {v} * {v} "
+                f"* {v})))")
     raise ValueError(f"unknown fused activation {kind}")
 
 
@@ -179,6 +184,8 @@ def gen_conv(cx):
         return winograd_conv(cx, wino, ins, outs, pads)
     N = cpp_dim(x.shape[0])
     from .gemm import gemm_call
+    if packed is not None and packed.get("rows") and depthwise_eligible(cx, G, Cg, Mg, nsp, s3, d3, residual):
+        return depthwise_conv(cx, ins, outs, k3, pads, G)
     bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else None
     if packed is not None and packed.get("rows"):
         tabs = rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg)
@@ -194,22 +201,25 @@ def gen_conv(cx):
                 w.line(f"const {T}* bg = {bias};")
             if packed is not None and packed.get("rows"):
                 xp, row, off, K, (Dp, Hp, Wp), pb, slack = tabs
-                w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
+                pool = cx.pool()
+                w.line(f"pysofie_conv::pad_image({pool}, xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
                        f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
                 w.line(f"std::fill({xp} + {Cg * Dp * Hp * Wp}, {xp} + {Cg * Dp * Hp * Wp + slack}, 0.f);")
                 for c0, MR in rows_chunks(Mg):  # chunks of up to 4 channels, weights [K][MR] each
                     w.line(f"pysofie_conv::conv_rows<{MR}, {ROWS_NV[MR]}>({outs[0]}, {outs[1]}, {outs[2]}, {s3[0]}, "
                            f"{s3[1]}, {Hp}, {Wp}, {xp}, {K}, {off}, {W} + g * {K * Mg} + {K * c0}, "
-                           f"{f'bg + {c0}' if bias else 'nullptr'}, yg + {c0 * out_sp}, {row}, {act_lambda(act)});")
+                           f"{f'bg + {c0}' if bias else 'nullptr'}, yg + {c0 * out_sp}, {row[0]}, {act_lambda(act)}, "
+                           f"&{pool}, {row[1]});")
             elif packed is not None:
                 xp, acc, pos, off, Mp, K, (Dp, Hp, Wp), P, pb = tabs
+                pool = cx.pool()
                 if xp is not None:
-                    w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, {pb[1]}, "
-                           f"{pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
-                res = f", {cx.i(3)} + (n * {M} + g * {Mg}) * {out_sp}" if residual else ""
+                    w.line(f"pysofie_conv::pad_image({pool}, xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {pb[0]}, "
+                           f"{pb[1]}, {pb[2]}, {Dp}, {Hp}, {Wp}, {xp});")
+                res = f"{cx.i(3)} + (n * {M} + g * {Mg}) * {out_sp}" if residual else "nullptr"
                 w.line(f"pysofie_conv::conv_indirect({P}, {pos}, nullptr, {xp or 'xg'}, {K}, {off}, "
-                       f"{W} + g * {Mp * K}, {Mg}, {Mp}, {'bg' if bias else 'nullptr'}, yg, {P}, {acc}, "
-                       f"{act_lambda(act)}{res});")
+                       f"{W} + g * {Mp * K}, {Mg}, {Mp}, {'bg' if bias else 'nullptr'}, yg, {P}, {acc[0]}, "
+                       f"{act_lambda(act)}, {res}, &{pool}, {acc[1]});")
             elif pointwise:
                 w.line(gemm_call(T, False, False, Mg, out_sp, Cg, 1.0, f"{W} + g * {Mg * Cg}", Cg, "xg", out_sp, 0.0,
                                  "yg", out_sp))
@@ -218,6 +228,59 @@ def gen_conv(cx):
                 conv_tiles(cx, T, x, Cg, K, ins, outs, k3, p3, s3, d3, out_sp, W, Mg, bias, act)
 
 
+
+
+def depthwise_eligible(cx, G, Cg, Mg, nsp, s3, d3, residual) -> bool:
+    """One input and one output channel per group, 2-D (or 1-D), unit strides and dilations: depthwise2d."""
+    return (G > 1 and Cg == 1 and Mg == 1 and nsp in (1, 2) and all(v == 1 for v in s3 + d3) and not residual
+            and cx.vin(0).dtype.ctype == "float")
+
+
+def depthwise_conv(cx, ins, outs, k3, pads, G):
+    """Depthwise convolution by runtime/pysofie_conv.h's depthwise8 (AVX2: 8 channels per task, on the vector
+    lanes) or depthwise2d (one channel per task); the weights (packed by PackConvWeights for the row kernel:
+    [G][KH * KW] when Mg = 1) are read as they are."""
+    w = cx.w
+    use_runtime_header(cx, "pysofie_conv.h")
+    nsp = cx.vin(0).rank - 2
+    H, W = ins[1], ins[2]
+    OH, OW = outs[1], outs[2]
+    KH, KW = k3[1], k3[2]
+    pt, pl = (pads[0], pads[1]) if nsp == 2 else (0, pads[0])
+    Wq = -(-OW // 16) * 16 + KW - 1
+    Hp = OH + KH - 1
+    X, Wt, Y = cx.i(0), cx.i(1), cx.o(0)
+    act = act_lambda(fused_act(cx.op))
+    N = cpp_dim(cx.vin(0).shape[0])
+    pool = cx.pool()
+    if KW in DEPTHWISE8_KW:  # AVX2: 8 channels on the vector lanes (depthwise8)
+        Wp8 = -(-OW // 8) * 8 + KW - 1
+        x8 = cx.thread_scratch(Hp * Wp8 * 8, cx.vin(0).dtype, "x8")
+        w8 = cx.thread_scratch(KH * KW * 8, cx.vin(0).dtype, "w8")
+        CB = -(-G // 8)
+        w.line("#if defined(__AVX2__) && defined(__FMA__)")
+        with w.block(""):
+            w.open(f"{pool}.run(long({N}) * {CB}, [&](long t, int tid)")
+            w.line(f"const long n = t / {CB}, c0 = (t % {CB}) * 8;")
+            w.line(f"pysofie_conv::depthwise8<{KW}>({X} + (n * {G} + c0) * {H * W}, std::min<long>(8, {G} - c0), "
+                   f"{H}, {W}, {KH}, {pt}, {pl}, {OH}, {OW}, {Wt} + c0 * {KH * KW}, "
+                   f"{cx.i(2) + ' + c0' if cx.has(2) else 'nullptr'}, {Y} + (n * {G} + c0) * {OH * OW}, "
+                   f"{x8[0]} + tid * {x8[1]}, {w8[0]} + tid * {w8[1]}, {act});")
+            w.close("});")
+        w.line("#else")
+    xp = cx.thread_scratch(Hp * Wq, cx.vin(0).dtype, "xpad")
+    bias = f"{cx.i(2)} + c" if cx.has(2) else "nullptr"
+    with w.block(""):
+        w.open(f"{pool}.run(long({N}) * {G}, [&](long t, int tid)")
+        w.line(f"const long c = t % {G};")
+        w.line(f"pysofie_conv::depthwise2d({X} + t * {H * W}, {H}, {W}, {KH}, {KW}, {pt}, {pl}, {OH}, {OW}, "
+               f"{Wt} + c * {KH * KW}, {bias}, {Y} + t * {OH * OW}, {xp[0]} + tid * {xp[1]}, {Wq}, {act});")
+        w.close("});")
+    if KW in DEPTHWISE8_KW:
+        w.line("#endif")
+
+
+DEPTHWISE8_KW = (3, 5, 7, 9, 11)  # kernel widths with an instance of depthwise8
 
 
 WINO_BUDGET = 1 << 19  # floats of transformed input + products per block of tiles (~2 MiB)
@@ -272,7 +335,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
     RB = max(1, min(TH, WINO_BUDGET // (A2 * (C + M) * TWv)))
     Hq, Wq = 2 * TH + n, 2 * TWv + n + 16
     vbuf = cx.scratch(C * Hq * Wq + A2 * (C + M) * RB * TWv, cx.vin(0).dtype, "winov")
-    vacc = cx.scratch(acc_floats(RB * TWv, Mp), cx.vin(0).dtype, "accv")
+    vacc = cx.thread_scratch(acc_floats(RB * TWv, Mp), cx.vin(0).dtype, "accv")
     vtabs = cx.scratch(RB * TWv + C, DType.INT32, "tablesv")
     w.line("#if defined(__AVX2__) && defined(__FMA__)")
     winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB, Hq, Wq, vbuf, vacc, vtabs, act)
@@ -354,14 +417,17 @@ def _output_columns(w, AT, m, n, T, lincomb, load) -> None:
             w.line(f"const {T} u{i}_{j} = {lincomb(AT[i], [f'q{k}_{j}' for k in range(n)])};")
 
 
-def _winograd_products(w, C, M, Mp, A2, U, acc) -> None:
+def _winograd_products(w, C, M, Mp, A2, U, acc, pool=None, stride=None) -> None:
     """The n^2 products P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt) by the indirect kernel: output position tt
-    reads V[xi][c][tt] at pos[tt] + off[c] = tt + c * nt."""
+    reads V[xi][c][tt] at pos[tt] + off[c] = tt + c * nt. With a pool, one product per task (acc per thread)."""
     w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
     w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
-    with w.block(f"for (long xi = 0; xi < {A2}; ++xi)"):
-        w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, {U} + xi * {Mp * C}, "
-               f"{M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {acc}, pysofie_conv::ActNone{{}});")
+    head = (f"{pool}.run({A2}, [&](long xi, int tid)" if pool else f"for (long xi = 0; xi < {A2}; ++xi)")
+    w.open(head)
+    a = f"{acc} + tid * {stride}" if pool else acc
+    w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, {U} + xi * {Mp * C}, "
+           f"{M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {a}, pysofie_conv::ActNone{{}});")
+    w.close("});" if pool else "}")
 
 
 def _vlincomb(coefs, terms) -> str:
@@ -397,6 +463,7 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
     pt, pl = pads[0], pads[1]
     X, U, Y = cx.i(0), cx.i(1), cx.o(0)
     N = cpp_dim(cx.vin(0).shape[0])
+    pool = cx.pool()
     w.line(f"float* xq = {buf};")
     w.line(f"float* V = {buf} + {C * Hq * Wq};")
     w.line(f"int32_t* pos = {tabs};")
@@ -406,13 +473,14 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
     with w.loop("b", N):
         w.line(f"const float* xb = {X} + b * {C * H * W};")
         w.line(f"float* yb = {Y} + b * {M * OH * OW};")
-        w.line(f"pysofie_conv::pad_image(xb, {C}, 1, {H}, {W}, 0, {pt}, {pl}, 1, {Hq}, {Wq}, xq);")
+        w.line(f"pysofie_conv::pad_image({pool}, xb, {C}, 1, {H}, {W}, 0, {pt}, {pl}, 1, {Hq}, {Wq}, xq);")
         with w.block(f"for (long ty0 = 0; ty0 < {TH}; ty0 += {RB})"):
             w.line(f"const long ty1 = std::min<long>({TH}, ty0 + {RB});")
             w.line(f"const long nt = (ty1 - ty0) * {TWv};")
             w.line("float* P = V + " + str(A2 * C) + " * nt;")
-            # input transform
-            with w.block(f"for (long c = 0; c < {C}; ++c)"):
+            # input transform, the channels spread over the threads
+            w.open(f"{pool}.run_range({C}, 1, [&](long c0, long c1, int)")
+            with w.block("for (long c = c0; c < c1; ++c)"):
                 with w.block("for (long ty = ty0; ty < ty1; ++ty)"):
                     with w.block(f"for (long tx0 = 0; tx0 < {TWv}; tx0 += 8)"):
                         w.line(f"const long tt = (ty - ty0) * {TWv} + tx0;")
@@ -427,9 +495,11 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                        f"_mm256_castps_pd(_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0xDD)), 0xD8));")
                         _input_transform(w, BT, n, C, "__m256", _vlincomb, lambda k, j: f"d{k}_{j}",
                                          lambda xi, e: f"_mm256_storeu_ps(V + ({xi} * {C} + c) * nt + tt, {e});")
-            _winograd_products(w, C, M, Mp, A2, U, acc)
+            w.close("});")
+            _winograd_products(w, C, M, Mp, A2, U, acc[0], pool, acc[1])
             # output transform, bias, activation; two output rows of 16 columns per 8 tiles
-            with w.block(f"for (long mc = 0; mc < {M}; ++mc)"):
+            w.open(f"{pool}.run_range({M}, 1, [&](long m0, long m1, int)")
+            with w.block("for (long mc = m0; mc < m1; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
                 if residual:
                     w.line(f"const float* rm = {cx.i(3)} + (b * {M} + mc) * {OH * OW};")
@@ -465,6 +535,7 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                     w.line("_mm256_store_ps(t + 8, o1);")
                                     w.line(f"for (long j = 0; j < std::min<long>(16, {OW} - ow0); ++j) "
                                            f"yr[j] = act(t[j]{' + rr[j]' if residual else ''});")
+            w.close("});")
 
 
 def acc_floats(P: int, Mp: int) -> int:
@@ -477,7 +548,7 @@ def act_lambda(act) -> str:
     if act is None:
         return "pysofie_conv::ActNone{}"
     kind, alpha = act
-    if kind in ("Relu", "Sigmoid", "Tanh"):
+    if kind in ("Relu", "Sigmoid", "Tanh", "Gelu", "GeluTanh"):
         return f"pysofie_conv::Act{kind}{{}}"
     if kind == "LeakyRelu":
         return f"pysofie_conv::ActLeakyRelu{{{lit(alpha, 'float')}}}"
@@ -533,7 +604,7 @@ def indirect_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     if img >= 2 ** 31:
         raise cx.op.fail(cx.node, "padded image of more than 2^31 elements")
     xp = cx.scratch(img, cx.vin(0).dtype, "xpad") if padded else None
-    acc = cx.scratch(acc_floats(P, Mp), cx.vin(0).dtype, "acc")
+    acc = cx.thread_scratch(acc_floats(P, Mp), cx.vin(0).dtype, "acc")
     from ....ir import DType
     pos = cx.scratch(P, DType.INT32, "pos")
     off = cx.scratch(max(1, K), DType.INT32, "off")
@@ -568,7 +639,7 @@ def rows_conv(cx, Cg, ins, outs, k3, s3, d3, pads, nsp, Mg):
     run = outs[1] * Wp if s3[1] == 1 else outs[2]  # conv_rows: a whole plane at once when the row stride is 1
     rowlen = max(mr * ((run + 8 * ROWS_NV[mr] - 1) // (8 * ROWS_NV[mr]) * 8 * ROWS_NV[mr])
                  for _, mr in rows_chunks(Mg))
-    row = cx.scratch(rowlen, T, "row")
+    row = cx.thread_scratch(rowlen, T, "row")
     off = cx.scratch(max(1, K), DType.INT32, "off")
     return xp, row, off, K, (Dp, Hp, Wp), pb, 8 * NV
 
@@ -687,7 +758,7 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     T = cx.vin(0).dtype
     xp = cx.scratch(img, T, "xpad")
     sizes = [(ph[0][2] * ph[1][2] * ph[2][2], Cg * len(ph[0][3]) * len(ph[1][3]) * len(ph[2][3])) for ph in subs]
-    acc = cx.scratch(max(acc_floats(P, Mp) for P, _ in sizes), T, "acc")
+    acc = cx.thread_scratch(max(acc_floats(P, Mp) for P, _ in sizes), T, "acc")
     tab = cx.scratch(sum(2 * P + max(1, K) for P, K in sizes), DType.INT32, "tables")
     # the tables of every phase: output index, input base, reduction offsets
     places = []
@@ -715,12 +786,14 @@ def packed_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     act = fused_act(cx.op)
     W = cx.i(1)
     with _images_and_groups(cx, C, Cg, G, M, Mg, in_sp, out_sp):
-        w.line(f"pysofie_conv::pad_image(xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {L[0]}, {L[1]}, {L[2]}, {Dp}, "
-               f"{Hp}, {Wp}, {xp});")
+        pool = cx.pool()
+        w.line(f"pysofie_conv::pad_image({pool}, xg, {Cg}, {ins[0]}, {ins[1]}, {ins[2]}, {L[0]}, {L[1]}, {L[2]}, "
+               f"{Dp}, {Hp}, {Wp}, {xp});")
         bias = f"{cx.i(2)} + g * {Mg}" if cx.has(2) else "nullptr"
         for yi, pi, oi, wo, P, K in places:
             w.line(f"pysofie_conv::conv_indirect({P}, {tab} + {pi}, {tab} + {yi}, {xp}, {K}, {tab} + {oi}, "
-                   f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc}, {act_lambda(act)});")
+                   f"{W} + {wo} + g * {Mp * K}, {Mg}, {Mp}, {bias}, yg, {out_sp}, {acc[0]}, {act_lambda(act)}, "
+                   f"nullptr, &{pool}, {acc[1]});")
 
 
 def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
@@ -749,7 +822,7 @@ def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
         w.line(f"for (long c = 0; c < {Cg}; ++c) for (long i = 0; i < {in_sp}; ++i) {xT}[i * {Cg} + c] = "
                f"xg[c * {in_sp} + i];")
         w.line(f"pysofie_gemm::gemm_packed({in_sp}, {Nc}, {Cg}, {xT}, {Cg}, 1, {W} + g * {Cg * wsize}, {colT}, {Nc}, "
-               "false, nullptr, pysofie_gemm::NONE, 0.f);")
+               f"false, nullptr, pysofie_gemm::NONE, 0.f, &{cx.pool()});")
         w.line(f"std::fill({yT}, {yT} + {Mp * out_sp}, 0.f);")
         with w.block(f"for (long a = 0; a < {ins[0]}; ++a) for (long b = 0; b < {ins[1]}; ++b) "
                      f"for (long e = 0; e < {ins[2]}; ++e)"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, dims_equal, numel
 from ..emitter import generates
-from .common import broadcast_strides, lit, loop_nest
+from .common import broadcast_strides, flat_loop, lit, loop_nest
 
 _lit = lit
 
@@ -28,7 +28,7 @@ BINARY = {
 def unary(cx, expr: str) -> None:
     w = cx.w
     T = cx.ctype(0)
-    with w.loop("i", cx.size(0)):
+    with flat_loop(cx, cx.size(0)):
         w.line(f"const {T} x = {cx.i(0)}[i];")
         w.line(f"{cx.o(0)}[i] = {expr};")
 
@@ -47,7 +47,7 @@ def broadcast_map(cx, expr: str, ins: list[int], names: list[str]) -> None:
     if all(len(s) == len(out_shape) and all(dims_equal(a, b) for a, b in zip(s, out_shape)) for s in shapes) \
             or all(numel(s) == 1 or (len(s) == len(out_shape) and all(dims_equal(a, b) for a, b in zip(s, out_shape)))
                    for s in shapes):
-        with w.loop("i", cpp_dim(numel(out_shape))):
+        with flat_loop(cx, cpp_dim(numel(out_shape))):
             for k, nm, t, s in zip(ins, names, T, shapes):
                 idx = "0" if numel(s) == 1 and numel(out_shape) != 1 else "i"
                 w.line(f"const {t} {nm} = {cx.i(k)}[{idx}];")
@@ -150,7 +150,7 @@ def gen_unary_typed(cx):
     dt = cx.vin(0).dtype
     w = cx.w
     T = cx.ctype(0)
-    with w.loop("i", cx.size(0)):
+    with flat_loop(cx, cx.size(0)):
         w.line(f"const {T} x = {cx.i(0)}[i];")
         if cx.op.op_type == "IsInf" and not (cx.op.detect_negative or cx.op.detect_positive):
             w.line("(void)x;")
@@ -201,10 +201,20 @@ BINARY_TYPED = {
 }
 
 
+# float x ** c for a constant c: products instead of std::pow (RMSNorm's x ** 2: exactly pow's result; x ** 3 within
+# a rounding)
+POW_BY_CONST = {1.0: "a", 2.0: "a * a", 3.0: "a * a * a"}
+
+
 @generates(*BINARY_TYPED)
 def gen_binary_typed(cx):
     dt = cx.vin(0).dtype
-    broadcast_map(cx, BINARY_TYPED[cx.op.op_type](cx.op, cx.ctype(0), dt), [0, 1], ["a", "b"])
+    expr = BINARY_TYPED[cx.op.op_type](cx.op, cx.ctype(0), dt)
+    c = cx.const(1)
+    if cx.op.op_type == "Pow" and dt.is_float and c is not None and c.size == 1 \
+            and float(c.reshape(-1)[0]) in POW_BY_CONST and cx.vin(1).dtype is dt:
+        expr = POW_BY_CONST[float(c.reshape(-1)[0])]
+    broadcast_map(cx, expr, [0, 1], ["a", "b"])
 
 
 @generates("Sum", "Mean", "Max", "Min")

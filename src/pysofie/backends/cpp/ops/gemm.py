@@ -61,13 +61,20 @@ inline void small_gemm_nn(long M, long N, long K, T alpha, const T* __restrict A
 """
 
 
-ACT_CODES = {None: "NONE", "Relu": "RELU", "LeakyRelu": "LEAKY", "Sigmoid": "SIGMOID", "Tanh": "TANH"}
+ACT_CODES = {None: "NONE", "Relu": "RELU", "LeakyRelu": "LEAKY", "Sigmoid": "SIGMOID", "Tanh": "TANH",
+             "Gelu": "GELU", "GeluTanh": "GELU_TANH"}
+
+
+def packed_act(op) -> tuple[str, float]:
+    """(pysofie_gemm act code, slope) of the activation fused into a packed product."""
+    from .conv import fused_act
+    act = fused_act(op)
+    return ACT_CODES[act[0] if act else None], (float(act[1]) if act and act[1] is not None else 0.0)
 
 
 def gen_packed_gemm(cx):
     """Gemm whose B was packed by passes.gemm_pack.PackGemmWeights: one call of the register-blocked kernel,
     bias and activation applied in its store."""
-    from .conv import fused_act
     op, w = cx.op, cx.w
     info = op.__dict__["packed_gemm"]
     a_shape = cx.vin(0).shape
@@ -82,12 +89,10 @@ def gen_packed_gemm(cx):
     elif cx.has(2) and op.beta != 0.0:
         fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
         accumulate = "true"
-    act = fused_act(op)
-    kind = ACT_CODES[act[0] if act else None]
-    slope = float(act[1]) if act and act[1] is not None else 0.0
+    kind, slope = packed_act(op)
     use_runtime_header(cx, "pysofie_gemm.h")
     w.line(f"pysofie_gemm::gemm_packed({cpp_dim(m)}, {N}, {K}, {cx.i(0)}, {rs}, {cs}, {cx.i(1)}, {cx.o(0)}, {N}, "
-           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {lit(slope, 'float')});")
+           f"{accumulate}, {bias}, pysofie_gemm::{kind}, {lit(slope, 'float')}, &{cx.pool()});")
 
 
 @generates("Gemm")
@@ -142,8 +147,10 @@ def gen_matmul(cx):
         info = cx.op.__dict__["packed_gemm"]
         use_runtime_header(cx, "pysofie_gemm.h")
         rows = cpp_dim(numel(abatch) * M)
+        bias = cx.i(2) if info["bias"] else "nullptr"  # passes.transformer.FuseDenseEpilogue
+        kind, slope = packed_act(cx.op)
         w.line(f"pysofie_gemm::gemm_packed({rows}, {info['N']}, {info['K']}, {A}, {info['K']}, 1, {B}, {Y}, "
-               f"{info['N']}, false, nullptr, pysofie_gemm::NONE, 0.f);")
+               f"{info['N']}, false, {bias}, pysofie_gemm::{kind}, {slope!r}f, &{cx.pool()});")
         return
     if numel(bbatch) == 1:
         # every A matrix times the same B: one product with the batch folded into M

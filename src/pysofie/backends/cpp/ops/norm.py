@@ -1,9 +1,10 @@
 """BatchNormalization (inference) and Softmax."""
 from __future__ import annotations
 
+from ....ir import DType
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import generates
-from .common import axis_extents, lit, reduction_index
+from .common import axis_extents, lit, reduction_index, use_runtime_header
 
 
 @generates("BatchNormalization")
@@ -53,8 +54,20 @@ def softmax_loops(cx, log: bool = False) -> None:
                     w.line(f"{Y}[base + k * {inner}] *= inv;")
 
 
+def _rows_kernel(cx, rows: str, call: str) -> None:
+    """call(r0, r1) of a runtime/pysofie_vmath.h row kernel over rows [0, rows), spread over the threads."""
+    use_runtime_header(cx, "pysofie_vmath.h")
+    cx.w.line(f"{cx.pool()}.run_range({rows}, 1, [&](long r0, long r1, int) {{ {call}; }});")
+
+
 @generates("Softmax")
 def gen_softmax(cx):
+    x = cx.vin(0)
+    axis, coerce = cx.op.axis_for(cx.node)
+    outer, n, inner = axis_extents(x.shape, axis, coerce)
+    if x.dtype is DType.FLOAT and inner == "1":  # rows of contiguous elements: the vectorized kernel
+        _rows_kernel(cx, outer, f"pysofie_vm::softmax_rows({cx.i(0)}, {cx.o(0)}, r0, r1, {n})")
+        return
     softmax_loops(cx, log=False)
 
 
@@ -126,6 +139,15 @@ def gen_layernorm(cx):
             rem = f"({rem}) / {dims[q]}"
         return " + ".join(terms) if terms else "0"
 
+    outs = cx.node.outputs
+    if x.dtype is DType.FLOAT and all(v is None or v.dtype is DType.FLOAT for v in outs) \
+            and pidx(1, "j") == "j" and (not cx.has(2) or pidx(2, "j") == "j"):
+        # float, scale and bias over the whole normalized shape: the vectorized row kernel
+        mean = cx.o(1) if len(outs) > 1 else "nullptr"
+        inv = cx.o(2) if len(outs) > 2 else "nullptr"
+        _rows_kernel(cx, outer, f"pysofie_vm::layernorm_rows({X}, {cx.i(1)}, {cx.i(2) if cx.has(2) else 'nullptr'}, "
+                                f"{Y}, r0, r1, {n}, {eps!r}, {mean}, {inv})")
+        return
     with w.loop("o", outer):
         w.line(f"const {T}* xp = {X} + o * {n};")
         _moments(w, n, lambda k: f"xp[{k}]", T)

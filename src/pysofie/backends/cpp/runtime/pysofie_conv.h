@@ -16,6 +16,12 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
+#ifndef PYSOFIE_THREADS_H  // generated files inline these before this header
+#include "pysofie_threads.h"
+#endif
+#ifndef PYSOFIE_VMATH_H
+#include "pysofie_vmath.h"
+#endif
 
 // The micro-kernel stays a function of its own: inlined into its caller's loops, compilers run out of registers
 // for the six input pointers and reload them from the stack on every k.
@@ -112,24 +118,7 @@ struct ActRelu {
 #endif
 };
 #if defined(__AVX2__) && defined(__FMA__)
-// exp on 8 lanes: 2^n * p(r), x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial (relative error
-// ~2e-7); inputs clamped to [-87.3, 88.3] (exp underflows to ~1e-38 below, like expf's normal range).
-inline __m256 exp8(__m256 x) {
-   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
-   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-   __m256 p = _mm256_set1_ps(1.f / 720.f);
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+using pysofie_vm::exp8;
 #endif
 struct ActSigmoid {
    float operator()(float v) const { return 1.f / (1.f + std::exp(-v)); }
@@ -143,11 +132,19 @@ struct ActSigmoid {
 struct ActTanh {
    float operator()(float v) const { return std::tanh(v); }
 #if defined(__AVX2__) && defined(__FMA__)
-   __m256 vec(__m256 v) const {  // 1 - 2 / (1 + exp(2v)), exact limits +-1
-      const __m256 one = _mm256_set1_ps(1.f);
-      const __m256 e = exp8(_mm256_add_ps(v, v));
-      return _mm256_sub_ps(one, _mm256_div_ps(_mm256_add_ps(one, one), _mm256_add_ps(one, e)));
-   }
+   __m256 vec(__m256 v) const { return pysofie_vm::tanh8(v); }
+#endif
+};
+struct ActGelu {
+   float operator()(float v) const { return pysofie_vm::gelu(v); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const { return pysofie_vm::gelu8(v); }
+#endif
+};
+struct ActGeluTanh {
+   float operator()(float v) const { return pysofie_vm::gelu_tanh(v); }
+#if defined(__AVX2__) && defined(__FMA__)
+   __m256 vec(__m256 v) const { return pysofie_vm::gelu_tanh8(v); }
 #endif
 };
 struct ActLeakyRelu {
@@ -279,31 +276,57 @@ constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;  // reduction indices per chunk: 16
 // Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
 constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
 
+// One band of output positions b0 <= q < b1 and the channel blocks ib0 <= ib < ib1 of conv_indirect (acc: room
+// for that band and those blocks).
+template <class Act>
+void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos, const int32_t* yidx,
+               const float* xp, long K, const int32_t* off, const float* wp, long M, const float* bias, float* y,
+               long ystride, float* acc, Act act, const float* res) {
+   const long ntile = (b1 - b0 + NP - 1) / NP;
+   for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+      const long kn = std::min(KCHUNK, K - k0);
+      for (long ib = ib0; ib < ib1; ++ib) {
+         const float* wb = wp + (ib * K + k0) * NC;
+         float* ab = acc + (ib - ib0) * ntile * NP * NC;
+         for (long t = 0; t < ntile; ++t) {
+            const float* xb[NP];
+            for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
+            micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+         }
+      }
+      if (K == 0) break;
+   }
+   const long m0 = ib0 * NC;
+   store_band(acc, ntile * NP * NC, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
+              y + m0 * ystride, ystride, act, res ? res + m0 * ystride : nullptr);
+}
+
 // y[m * ystride + (yidx ? yidx[q] : q)] = act(bias[m] + sum_k W[m, k] * xp[pos[q] + off[k]] (+ res[same index]))
 // for m < M, q < P.
-// wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats.
+// wp: weights packed as [Mp / NC][K][NC] (zero rows pad M to Mp); bias may be null; acc: acc_size(P, Mp) floats
+// for each thread of the pool (thread t's at acc + t * acc_stride). With a pool, the tasks are bands of output
+// positions times groups of channel blocks (more groups when there are few bands); every output is computed as
+// with one thread.
 template <class Act>
 void conv_indirect(long P, const int32_t* pos, const int32_t* yidx, const float* xp, long K, const int32_t* off,
                    const float* wp, long M, long Mp, const float* bias, float* y, long ystride, float* acc, Act act,
-                   const float* res = nullptr) {
+                   const float* res = nullptr, pysofie_par::Pool* pool = nullptr, long acc_stride = 0) {
    const long nblk = Mp / NC;
-   for (long b0 = 0; b0 < P; b0 += BAND) {
-      const long b1 = std::min(P, b0 + BAND);
-      const long ntile = (b1 - b0 + NP - 1) / NP;
-      for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-         const long kn = std::min(KCHUNK, K - k0);
-         for (long ib = 0; ib < nblk; ++ib) {
-            const float* wb = wp + (ib * K + k0) * NC;
-            float* ab = acc + ib * ntile * NP * NC;
-            for (long t = 0; t < ntile; ++t) {
-               const float* xb[NP];
-               for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-               micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
-            }
-         }
-         if (K == 0) break;
-      }
-      store_band(acc, ntile * NP * NC, b0, b1, yidx, M, bias, y, ystride, act, res);
+   const long nband = (P + BAND - 1) / BAND;
+   const long threads = pool ? pool->size() : 1;
+   long groups = 1;  // channel-block groups per band
+   while (threads > 1 && nband * groups < 4 * threads && groups < nblk) ++groups;
+   const long per = (nblk + groups - 1) / groups;
+   groups = (nblk + per - 1) / per;
+   auto task = [&](long t, int tid) {
+      const long b0 = (t / groups) * BAND, ib0 = (t % groups) * per;
+      conv_band(b0, std::min(P, b0 + BAND), ib0, std::min(nblk, ib0 + per), P, pos, yidx, xp, K, off, wp, M, bias,
+                y, ystride, acc + tid * acc_stride, act, res);
+   };
+   if (threads > 1) {
+      pool->run(nband * groups, task);
+   } else {
+      for (long t = 0; t < nband; ++t) task(t, 0);
    }
 }
 
@@ -342,27 +365,54 @@ PYSOFIE_CONV_NOINLINE void micro_rows(long K, const float* __restrict w, const i
 // MR output channels, from a padded image xp that has at least 8 * NV floats of zeros past its end. With sh == 1
 // the output rows of a plane are computed as one run of OH * Wp positions (the Wp - OW positions past each row
 // end are computed and dropped), else row by row. row: scratch of MR * rowlen floats, rowlen = the run length
-// (OH * Wp or OW) rounded up to 8 * NV.
+// (OH * Wp or OW) rounded up to 8 * NV, for each thread of the pool (thread t's at row + t * row_stride). With a
+// pool, a plane's run is cut into pieces of 8 * NV positions, or the rows of a plane are spread over the threads.
 template <int MR, int NV, class Act>
 void conv_rows(long OD, long OH, long OW, long sd, long sh, long Hp, long Wp, const float* xp, long K,
-               const int32_t* off, const float* wp, const float* bias, float* y, float* row, Act act) {
+               const int32_t* off, const float* wp, const float* bias, float* y, float* row, Act act,
+               pysofie_par::Pool* pool = nullptr, long row_stride = 0) {
    constexpr long step = 8 * NV;
    const bool plane = sh == 1;
    const long run = plane ? OH * Wp : OW;
    const long rowlen = (run + step - 1) / step * step;
-   for (long od = 0; od < OD; ++od)
-      for (long oh = 0; oh < (plane ? 1 : OH); ++oh) {
-         const float* xr = xp + ((od * sd) * Hp + oh * sh) * Wp;
-         for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
-         for (int r = 0; r < MR; ++r) {
-            const float b = bias ? bias[r] : 0.f;
-            for (long h = plane ? 0 : oh; h < (plane ? OH : oh + 1); ++h) {
-               float* yr = y + ((r * OD + od) * OH + h) * OW;
-               const float* rr = row + r * rowlen + (plane ? h * Wp : 0);
-               for (long j = 0; j < OW; ++j) yr[j] = act(rr[j] + b);
-            }
+   const bool par = pool && pool->size() > 1;
+   // rows h0 <= h < h1 of plane od from the run(s) in rr (row h's at rr + (plane ? h * Wp : 0))
+   auto store = [&](long od, long h0, long h1, const float* rr) {
+      for (int r = 0; r < MR; ++r) {
+         const float b = bias ? bias[r] : 0.f;
+         for (long h = h0; h < h1; ++h) {
+            float* yr = y + ((r * OD + od) * OH + h) * OW;
+            const float* rh = rr + r * rowlen + (plane ? h * Wp : 0);
+            for (long j = 0; j < OW; ++j) yr[j] = act(rh[j] + b);
          }
       }
+   };
+   for (long od = 0; od < OD; ++od) {
+      if (plane) {
+         const float* xr = xp + (od * sd) * Hp * Wp;
+         if (par) {
+            pool->run_range(rowlen / step, 1, [&](long s0, long s1, int) {
+               for (long j = s0 * step; j < s1 * step; j += step)
+                  micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
+            });
+            pool->run_range(OH, 1, [&](long h0, long h1, int) { store(od, h0, h1, row); });
+         } else {
+            for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, row + j, rowlen);
+            store(od, 0, OH, row);
+         }
+      } else {
+         auto rows = [&](long h0, long h1, int tid) {
+            float* rt = row + tid * row_stride;
+            for (long oh = h0; oh < h1; ++oh) {
+               const float* xr = xp + ((od * sd) * Hp + oh * sh) * Wp;
+               for (long j = 0; j < rowlen; j += step) micro_rows<MR, NV>(K, wp, off, xr + j, rt + j, rowlen);
+               store(od, oh, oh + 1, rt);
+            }
+         };
+         if (par) pool->run_range(OH, 1, rows);
+         else rows(0, OH, 0);
+      }
+   }
 }
 
 // Copy one image (C x D x H x W) into a zero-padded one (C x Dp x Hp x Wp), begin pads pd, ph, pw: only the
@@ -387,6 +437,189 @@ inline void pad_image(const float* x, long C, long D, long H, long W, long pd, l
       }
       std::fill(xc + (D + pd) * plane, xc + Dp * plane, 0.f);
    }
+}
+
+// Depthwise 2-D convolution of one channel (stride 1, no dilation): y[oh][ow] = act(b + sum_{kh, kw}
+// w[kh * KW + kw] * x[oh + kh - pt][ow + kw - pl]). The channel is first copied into xp, zero-padded to Hp x Wq
+// (Hp = OH + KH - 1, Wq >= OW rounded up to 16, + KW - 1). Blocks of R output rows x 16 columns: each input vector
+// loaded serves the R rows it contributes to (8 accumulators in registers for R = 4).
+template <int R, class Act>
+inline void dw_block(const float* xp, long Wq, long KH, long KW, const float* w, float b, float* y, long OW,
+                     Act act) {
+#if defined(__AVX2__) && defined(__FMA__)
+   for (long ow = 0; ow < OW; ow += 16) {
+      __m256 acc[R][2];
+      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_set1_ps(b);
+      for (long ih = 0; ih < R + KH - 1; ++ih) {
+         const float* xr = xp + ih * Wq + ow;
+         for (long kw = 0; kw < KW; ++kw) {
+            const __m256 x0 = _mm256_loadu_ps(xr + kw), x1 = _mm256_loadu_ps(xr + kw + 8);
+            for (int r = 0; r < R; ++r) {
+               const long kh = ih - r;
+               if (kh < 0 || kh >= KH) continue;
+               const __m256 wv = _mm256_broadcast_ss(w + kh * KW + kw);
+               acc[r][0] = _mm256_fmadd_ps(wv, x0, acc[r][0]);
+               acc[r][1] = _mm256_fmadd_ps(wv, x1, acc[r][1]);
+            }
+         }
+      }
+      for (int r = 0; r < R; ++r) {
+         const __m256 v0 = act.vec(acc[r][0]), v1 = act.vec(acc[r][1]);
+         float* yr = y + r * OW + ow;
+         if (ow + 16 <= OW) {
+            _mm256_storeu_ps(yr, v0);
+            _mm256_storeu_ps(yr + 8, v1);
+         } else {
+            alignas(32) float t[16];
+            _mm256_store_ps(t, v0);
+            _mm256_store_ps(t + 8, v1);
+            std::copy(t, t + (OW - ow), yr);
+         }
+      }
+   }
+#else
+   for (int r = 0; r < R; ++r)
+      for (long ow = 0; ow < OW; ++ow) {
+         float a = b;
+         for (long kh = 0; kh < KH; ++kh)
+            for (long kw = 0; kw < KW; ++kw) a += w[kh * KW + kw] * xp[(r + kh) * Wq + ow + kw];
+         y[r * OW + ow] = act(a);
+      }
+#endif
+}
+
+template <class Act>
+void depthwise2d(const float* x, long H, long W, long KH, long KW, long pt, long pl, long OH, long OW,
+                 const float* w, const float* bias, float* y, float* xp, long Wq, Act act) {
+   const long Hp = OH + KH - 1;
+   for (long h = 0; h < Hp; ++h) {
+      float* row = xp + h * Wq;
+      const long ih = h - pt;
+      if (ih < 0 || ih >= H) {
+         std::fill(row, row + Wq, 0.f);
+         continue;
+      }
+      const long lo = std::min(pl, Wq), n = std::max(0L, std::min(W, Wq - pl));
+      std::fill(row, row + lo, 0.f);
+      std::copy(x + ih * W, x + ih * W + n, row + lo);
+      std::fill(row + lo + n, row + Wq, 0.f);
+   }
+   const float b = bias ? *bias : 0.f;
+   long oh = 0;
+   for (; oh + 4 <= OH; oh += 4) dw_block<4>(xp + oh * Wq, Wq, KH, KW, w, b, y + oh * OW, OW, act);
+   for (; oh < OH; ++oh) dw_block<1>(xp + oh * Wq, Wq, KH, KW, w, b, y + oh * OW, OW, act);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// fully unrolled loops keep the register-blocked arrays in registers
+#if defined(__clang__)
+#define PYSOFIE_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PYSOFIE_UNROLL _Pragma("GCC unroll 32")
+#else
+#define PYSOFIE_UNROLL
+#endif
+// 8x8 transpose of r[0..7] in place (row i, lane j -> row j, lane i).
+inline void transpose8(__m256 (&r)[8]) {
+   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+   const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+   const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+   const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+   const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+   const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+   r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+   r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+   r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+   r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+   r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+   r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Depthwise convolution of 8 channels at once (stride 1, no dilation), channels on the vector lanes: the channels
+// c0 .. c0 + nc - 1 (nc <= 8) of x (C x H x W each, channel stride H * W) are packed, zero-padded, into
+// x8[Hp][Wp8][8] (Hp = OH + KH - 1, Wp8 = OW rounded up to 8, + KW - 1), the weights into w8[KH][KW][8]; then
+// per output row, 8 output pixels at a time: each packed input vector loaded serves the KW taps (pixels) it
+// reaches, the KW weight vectors of a kernel row stay in registers. y (the 8 channels' planes, stride OH * OW)
+// gets act(sum + bias) through 8x8 transposes. Scratch: x8 and w8 as above.
+template <int KW, class Act>
+void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long pl, long OH, long OW,
+                const float* w, const float* bias, float* y, float* x8, float* w8, Act act) {
+   const long Hp = OH + KH - 1, OWr = (OW + 7) / 8 * 8, Wp8 = OWr + KW - 1;
+   const long K = KH * KW;
+   for (long k = 0; k < K; ++k)
+      for (long c = 0; c < 8; ++c) w8[k * 8 + c] = c < nc ? w[c * K + k] : 0.f;
+   // pack: rows of 8 pixels x 8 channels transposed; borders and missing channels zero
+   const __m256 z = _mm256_setzero_ps();
+   for (long h = 0; h < Hp; ++h) {
+      float* row = x8 + h * Wp8 * 8;
+      const long ih = h - pt;
+      if (ih < 0 || ih >= H) {
+         for (long q = 0; q < Wp8; ++q) _mm256_storeu_ps(row + q * 8, z);
+         continue;
+      }
+      const long lo = std::min(pl, Wp8), n = std::max(0L, std::min(W, Wp8 - lo));
+      for (long q = 0; q < lo; ++q) _mm256_storeu_ps(row + q * 8, z);
+      long iw = 0;
+      for (; iw + 8 <= n; iw += 8) {
+         __m256 r[8];
+         for (long c = 0; c < 8; ++c) r[c] = c < nc ? _mm256_loadu_ps(x + (c * H + ih) * W + iw) : z;
+         transpose8(r);
+         for (long q = 0; q < 8; ++q) _mm256_storeu_ps(row + (lo + iw + q) * 8, r[q]);
+      }
+      for (; iw < n; ++iw)
+         for (long c = 0; c < 8; ++c) row[(lo + iw) * 8 + c] = c < nc ? x[(c * H + ih) * W + iw] : 0.f;
+      for (long q = lo + n; q < Wp8; ++q) _mm256_storeu_ps(row + q * 8, z);
+   }
+   alignas(32) float bl[8];
+   for (long c = 0; c < 8; ++c) bl[c] = bias && c < nc ? bias[c] : 0.f;
+   const __m256 bv = _mm256_load_ps(bl);
+   for (long oh = 0; oh < OH; ++oh) {
+      for (long ow = 0; ow < OWr; ow += 8) {
+         __m256 acc[8];
+         PYSOFIE_UNROLL
+         for (int p = 0; p < 8; ++p) acc[p] = bv;
+         for (long kh = 0; kh < KH; ++kh) {
+            const float* xr = x8 + ((oh + kh) * Wp8 + ow) * 8;
+            __m256 wk[KW];
+            PYSOFIE_UNROLL
+            for (int kw = 0; kw < KW; ++kw) wk[kw] = _mm256_loadu_ps(w8 + (kh * KW + kw) * 8);
+            PYSOFIE_UNROLL
+            for (int j = 0; j < 8 + KW - 1; ++j) {
+               const __m256 v = _mm256_loadu_ps(xr + j * 8);
+               PYSOFIE_UNROLL
+               for (int kw = 0; kw < KW; ++kw) {
+                  const int p = j - kw;
+                  if (p >= 0 && p < 8) acc[p] = _mm256_fmadd_ps(wk[kw], v, acc[p]);
+               }
+            }
+         }
+         for (int p = 0; p < 8; ++p) acc[p] = act.vec(acc[p]);
+         transpose8(acc);  // acc[c]: channel c's 8 pixels
+         float* yr = y + oh * OW + ow;
+         if (ow + 8 <= OW) {
+            for (long c = 0; c < nc; ++c) _mm256_storeu_ps(yr + c * OH * OW, acc[c]);
+         } else {
+            alignas(32) float t[8];
+            for (long c = 0; c < nc; ++c) {
+               _mm256_store_ps(t, acc[c]);
+               std::copy(t, t + (OW - ow), yr + c * OH * OW);
+            }
+         }
+      }
+   }
+}
+#endif
+
+// pad_image with the channels spread over the threads of a pool.
+inline void pad_image(pysofie_par::Pool& pool, const float* x, long C, long D, long H, long W, long pd, long ph,
+                      long pw, long Dp, long Hp, long Wp, float* xp) {
+   pool.run_range(C, 1, [&](long c0, long c1, int) {
+      pad_image(x + c0 * D * H * W, c1 - c0, D, H, W, pd, ph, pw, Dp, Hp, Wp, xp + c0 * Dp * Hp * Wp);
+   });
 }
 
 }  // namespace pysofie_conv

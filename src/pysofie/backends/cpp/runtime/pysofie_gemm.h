@@ -12,6 +12,12 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
+#ifndef PYSOFIE_THREADS_H  // generated files inline these before this header
+#include "pysofie_threads.h"
+#endif
+#ifndef PYSOFIE_VMATH_H
+#include "pysofie_vmath.h"
+#endif
 
 namespace pysofie_gemm {
 
@@ -21,12 +27,12 @@ constexpr long KC = 256;  // reduction block: a 16-column panel block (16 KiB) s
 constexpr long NC = 512;  // column block: KC x NC of packed B (512 KiB) stays in L2 while A rows stream
 constexpr long MC = 96;   // row block: 96 x KC of A (96 KiB) stays in L2 while the panels of B pass
 
-enum Act { NONE = 0, RELU = 1, LEAKY = 2, SIGMOID = 3, TANH = 4 };
+enum Act { NONE = 0, RELU = 1, LEAKY = 2, SIGMOID = 3, TANH = 4, GELU = 5, GELU_TANH = 6 };
 
 // One micro-tile: c[r * ldc + j] for r < R, j < nv <= 8 * NV (masked when nv < 8 * NV), from
 // kc steps of A (element (r, k) at a[r * rs + k * cs]) and a packed panel b (8 * NV floats per k). load: add to
 // the values in c; epi: add bias[j] and apply Relu / LeakyRelu (the others are applied by the caller on the
-// stored tile).
+// stored tile); GELU in both forms too.
 template <int R, int NV>
 inline void tile(long kc, const float* __restrict a, long rs, long cs, const float* __restrict b,
                  float* __restrict c, long ldc, long nv, bool load, bool epi, const float* __restrict bias, int act,
@@ -71,6 +77,10 @@ inline void tile(long kc, const float* __restrict a, long rs, long cs, const flo
 #define PG_LEAKY(r, v) \
    if constexpr (R > r && NV > v) \
       x##r##v = _mm256_blendv_ps(x##r##v, _mm256_mul_ps(x##r##v, s), _mm256_cmp_ps(x##r##v, z, _CMP_LT_OQ));
+#define PG_GELU(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = pysofie_vm::gelu8(x##r##v);
+#define PG_GELUT(r, v) \
+   if constexpr (R > r && NV > v) x##r##v = pysofie_vm::gelu_tanh8(x##r##v);
 #define PG_STORE(r, v) \
    if constexpr (R > r && NV > v) _mm256_storeu_ps(c + r * ldc + 8 * v, x##r##v);
    const bool full = nv >= 8 * NV;
@@ -128,6 +138,10 @@ inline void tile(long kc, const float* __restrict a, long rs, long cs, const flo
       } else if (act == LEAKY) {
          const __m256 s = _mm256_set1_ps(slope);
          PG_EACH(PG_LEAKY)
+      } else if (act == GELU) {
+         PG_EACH(PG_GELU)
+      } else if (act == GELU_TANH) {
+         PG_EACH(PG_GELUT)
       }
    }
    if (full) {
@@ -144,6 +158,8 @@ inline void tile(long kc, const float* __restrict a, long rs, long cs, const flo
 #undef PG_BIAS
 #undef PG_RELU
 #undef PG_LEAKY
+#undef PG_GELU
+#undef PG_GELUT
 #undef PG_STORE
 #undef PG_LOADM
 #undef PG_QEACH
@@ -169,6 +185,8 @@ inline void tile(long kc, const float* __restrict a, long rs, long cs, const flo
             float x = acc[r][j] + (bias ? bias[j] : 0.f);
             if (act == RELU) x = std::max(x, 0.f);
             else if (act == LEAKY) x = x < 0.f ? slope * x : x;
+            else if (act == GELU) x = pysofie_vm::gelu(x);
+            else if (act == GELU_TANH) x = pysofie_vm::gelu_tanh(x);
             acc[r][j] = x;
          }
    }
@@ -196,42 +214,34 @@ inline float act_scalar(float x, int act, float slope) {
       case LEAKY: return x < 0.f ? slope * x : x;
       case SIGMOID: return 1.f / (1.f + std::exp(-x));
       case TANH: return std::tanh(x);
+      case GELU: return pysofie_vm::gelu(x);
+      case GELU_TANH: return pysofie_vm::gelu_tanh(x);
       default: return x;
    }
 }
 
-// C (M x N, row stride ldc) = A * Bp (+ C when accumulate) (+ bias) then act. A's element (i, k) is at
-// A[i * rs + k * cs] (rs = lda, cs = 1 for A; rs = 1, cs = lda for A transposed). Bp: packed as described above.
-// Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then MR x NR tiles.
-inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
-                        long ldc, bool accumulate, const float* bias, int act, float slope) {
-   if (M <= 0 || N <= 0) return;
-   if (K <= 0) {
-      for (long i = 0; i < M; ++i)
-         for (long j = 0; j < N; ++j) {
-            const float x = (accumulate ? C[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
-            C[i * ldc + j] = act_scalar(x, act, slope);
-         }
-      return;
-   }
-   for (long j0 = 0; j0 < N; j0 += NC) {
-      const long j1 = std::min(N, j0 + NC);
-      // one block of rows reads every panel of B once: no reuse for K blocks to keep in L1, no C reloads then
-      const long kcb = M <= MR ? K : KC;
+// Rows i0 <= i < i1 and columns j0 <= j < j1 (j0 a multiple of NR) of gemm_packed, K blocks of kcb.
+inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, long kcb, const float* A, long rs,
+                       long cs, const float* Bp, float* C, long ldc, bool accumulate, const float* bias, int act,
+                       float slope) {
+   for (long j0 = j0b; j0 < j1b; j0 += NC) {
+      const long j1 = std::min(j1b, j0 + NC);
       for (long k0 = 0; k0 < K; k0 += kcb) {
          const long kc = std::min(kcb, K - k0);
          const bool load = accumulate || k0 > 0, epi = k0 + kc >= K;
          const int vact = epi ? act : NONE;
-         for (long i0 = 0; i0 < M; i0 += MC) {
-            const long i1 = std::min(M, i0 + MC);
-            for (long i = i0; i < i1; i += MR) {
-               const long mr = std::min(MR, i1 - i);
-               const float* a = A + i * rs + k0 * cs;
-               for (long j = j0; j < j1; j += NR) {
-                  const long nv = std::min(NR, N - j);  // valid columns of this panel
-                  const long wid = nv <= 8 ? 8 : 16;    // its packed width
-                  const float* b = Bp + j * K + k0 * wid;
-                  const float* bj = bias ? bias + j : nullptr;
+         for (long i0 = i0b; i0 < i1b; i0 += MC) {
+            const long i1 = std::min(i1b, i0 + MC);
+            // a panel of B (KC x 16: 16 KiB) stays in L1 while the row tiles of A's block (in L2) pass; the other
+            // order would need the whole KC x NC block of B in L2, and streams it from memory when it is not
+            for (long j = j0; j < j1; j += NR) {
+               const long nv = std::min(NR, N - j);  // valid columns of this panel
+               const long wid = nv <= 8 ? 8 : 16;    // its packed width
+               const float* b = Bp + j * K + k0 * wid;
+               const float* bj = bias ? bias + j : nullptr;
+               for (long i = i0; i < i1; i += MR) {
+                  const long mr = std::min(MR, i1 - i);
+                  const float* a = A + i * rs + k0 * cs;
                   float* c = C + i * ldc + j;
                   if (wid == 16) tile_rows<2>(mr, kc, a, rs, cs, b, c, ldc, nv, load, epi, bj, vact, slope);
                   else tile_rows<1>(mr, kc, a, rs, cs, b, c, ldc, nv, load, epi, bj, vact, slope);
@@ -243,6 +253,53 @@ inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs
          }
       }
    }
+}
+
+// C (M x N, row stride ldc) = A * Bp (+ C when accumulate) (+ bias) then act. A's element (i, k) is at
+// A[i * rs + k * cs] (rs = lda, cs = 1 for A; rs = 1, cs = lda for A transposed). Bp: packed as described above.
+// Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then panels of NR columns,
+// then MR x NR tiles. With a
+// pool, blocks of rows x columns are tasks (narrower column blocks when there are few); the K blocking, and so
+// every output's sum, is the same whatever the thread count.
+inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
+                        long ldc, bool accumulate, const float* bias, int act, float slope,
+                        pysofie_par::Pool* pool = nullptr) {
+   if (M <= 0 || N <= 0) return;
+   if (K <= 0) {
+      for (long i = 0; i < M; ++i)
+         for (long j = 0; j < N; ++j) {
+            const float x = (accumulate ? C[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+            C[i * ldc + j] = act_scalar(x, act, slope);
+         }
+      return;
+   }
+   // one block of rows reads every panel of B once: no reuse for K blocks to keep in L1, no C reloads then
+   const long kcb = M <= MR ? K : KC;
+   const long threads = pool ? pool->size() : 1;
+   // tiny products are not worth waking the threads
+   if (threads == 1 || M * N * K < (1L << 15)) {
+      gemm_block(0, M, 0, N, N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate, bias, act, slope);
+      return;
+   }
+   const long rb = (M + MC - 1) / MC;
+   long cw = NC;  // column chunk (a multiple of NR)
+   const long want = 4 * threads;
+   if (rb * ((N + cw - 1) / cw) < want) {
+      const long ncol = (want + rb - 1) / rb;
+      cw = std::max(NR, ((N + ncol - 1) / ncol + NR - 1) / NR * NR);
+   }
+   long rh = MC;  // row chunk (a multiple of MR), smaller when the columns still give too few tasks
+   const long cb = (N + cw - 1) / cw;
+   if (rb * cb < want && M > MR) {
+      const long nrow = (want + cb - 1) / cb;
+      rh = std::max(MR, ((M + nrow - 1) / nrow + MR - 1) / MR * MR);
+   }
+   const long nr = (M + rh - 1) / rh;
+   pool->run(nr * cb, [&](long t, int) {
+      const long i0 = (t / cb) * rh, j0 = (t % cb) * cw;
+      gemm_block(i0, std::min(M, i0 + rh), j0, std::min(N, j0 + cw), N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate,
+                 bias, act, slope);
+   });
 }
 
 }  // namespace pysofie_gemm
