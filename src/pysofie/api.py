@@ -10,13 +10,18 @@ from .errors import UnsupportedOperatorError
 from .ir import Graph
 from .passes import default_pipeline
 
+TARGETS = ("cpp", "cuda")
+
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
-         constant_inputs=None) -> Graph:
+         constant_inputs=None, target: str = "cpp") -> Graph:
     """Read a model (path, onnx.ModelProto, serialized bytes, torch module) into an optimized IR Graph.
 
     constant_inputs: {name: array} fixes those inputs (ONNX models): the code is specialized for the values,
-    which is how inputs that determine shapes (axes, target shapes, sizes) become usable."""
+    which is how inputs that determine shapes (axes, target shapes, sizes) become usable.
+    target: "cpp" or "cuda": the passes that prepare kernels belong to the target."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     from .frontends import load_graph
     if isinstance(model, (bytes, bytearray)):
         import onnx
@@ -26,16 +31,21 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
         except Exception as e:
             raise ModelLoadError(f"bytes given are not a serialized ONNX model ({e})") from None
     graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
-    default_pipeline(optimize)(graph)
+    default_pipeline(optimize, target)(graph)
     return graph
 
 
-def check(model, **kw) -> list[str]:
-    """Every problem (unsupported operator or attribute value) in the model, all at once; [] if none."""
+def check(model, target: str = "cpp", **kw) -> list[str]:
+    """Every problem (unsupported operator or attribute value) in the model for the target, all at once; [] if
+    none."""
     try:
-        g = load(model, **kw)
-        from .backends.cpp import CppEmitter
-        CppEmitter(g)
+        g = load(model, target=target, **kw)
+        if target == "cuda":
+            from .backends.cuda import CudaEmitter
+            CudaEmitter(g)
+        else:
+            from .backends.cpp import CppEmitter
+            CppEmitter(g)
     except UnsupportedOperatorError as e:
         return list(e.problems)
     return []
@@ -48,15 +58,29 @@ def generate_code(model, *, name=None, namespace=None, weights="dat", input_shap
     return generate(graph, name=name, namespace=namespace, weights=weights)
 
 
+def generate_cuda_code(model, *, name=None, namespace=None, weights="bin", input_shapes=None, optimize=True,
+                       constant_inputs=None):
+    """The CUDA back end's GeneratedCudaModel (<name>.cuh + weights) of a model."""
+    from .backends.cuda import generate as generate_cuda
+    graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
+                                                         optimize=optimize, constant_inputs=constant_inputs,
+                                                         target="cuda")
+    return generate_cuda(graph, name=name, namespace=namespace, weights=weights)
+
+
 def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = "dat",
          namespace: Optional[str] = None, input_shapes=None, optimize: bool = True,
-         constant_inputs=None) -> dict[str, str]:
-    """Write `<name>.hxx` (and `<name>.dat` / `.bin` unless weights='embed') into out_dir, without compiling.
+         constant_inputs=None, target: str = "cpp") -> dict[str, str]:
+    """Write `<name>.hxx` (and `<name>.dat` / `.bin` unless weights='embed') into out_dir, without compiling;
+    target="cuda" writes `<name>.cuh` instead.
 
     Returns {"header": path, "weights": path or None}. Files appear atomically (temporary file + rename).
     """
-    gm = generate_code(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
-                       optimize=optimize, constant_inputs=constant_inputs)
+    gen = generate_cuda_code if target == "cuda" else generate_code
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    gm = gen(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
+             optimize=optimize, constant_inputs=constant_inputs)
     os.makedirs(out_dir, exist_ok=True)
     header = os.path.join(out_dir, gm.header_file)
     paths = {"header": header, "weights": None, "name": gm.name, "namespace": gm.namespace}

@@ -27,30 +27,38 @@ def gen_batchnorm(cx):
 def softmax_loops(cx, log: bool = False) -> None:
     w = cx.w
     x = cx.vin(0)
+    axis, coerce = cx.op.axis_for(cx.node)
+    outer, n, inner = axis_extents(x.shape, axis, coerce)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            softmax_row(cx, w, log)
+
+
+def softmax_row(cx, w, log: bool = False) -> None:
+    """Softmax / LogSoftmax of the row at (o, j) (variables of the caller's loops or thread index)."""
+    x = cx.vin(0)
     T = cx.ctype(0)
     axis, coerce = cx.op.axis_for(cx.node)
     outer, n, inner = axis_extents(x.shape, axis, coerce)
     X, Y = cx.i(0), cx.o(0)
-    with w.loop("o", outer):
-        with w.loop("j", inner):
-            w.line(f"const size_t base = o * {n} * {inner} + j;")
-            w.line(f"{T} mx = {X}[base];")
-            with w.loop("k", n, "1"):
-                w.line(f"mx = std::max(mx, {X}[base + k * {inner}]);")
-            w.line(f"{T} sum = 0;")
-            with w.loop("k", n):
-                w.line(f"const {T} e = std::exp({X}[base + k * {inner}] - mx);")
-                if not log:
-                    w.line(f"{Y}[base + k * {inner}] = e;")
-                w.line("sum += e;")
-            if log:
-                w.line(f"const {T} lse = mx + std::log(sum);")
-                with w.loop("k", n):
-                    w.line(f"{Y}[base + k * {inner}] = {X}[base + k * {inner}] - lse;")
-            else:
-                w.line(f"const {T} inv = {T}(1) / sum;")
-                with w.loop("k", n):
-                    w.line(f"{Y}[base + k * {inner}] *= inv;")
+    w.line(f"const size_t base = o * {n} * {inner} + j;")
+    w.line(f"{T} mx = {X}[base];")
+    with w.loop("k", n, "1"):
+        w.line(f"mx = std::max(mx, {X}[base + k * {inner}]);")
+    w.line(f"{T} sum = 0;")
+    with w.loop("k", n):
+        w.line(f"const {T} e = std::exp({X}[base + k * {inner}] - mx);")
+        if not log:
+            w.line(f"{Y}[base + k * {inner}] = e;")
+        w.line("sum += e;")
+    if log:
+        w.line(f"const {T} lse = mx + std::log(sum);")
+        with w.loop("k", n):
+            w.line(f"{Y}[base + k * {inner}] = {X}[base + k * {inner}] - lse;")
+    else:
+        w.line(f"const {T} inv = {T}(1) / sum;")
+        with w.loop("k", n):
+            w.line(f"{Y}[base + k * {inner}] *= inv;")
 
 
 @generates("Softmax")
@@ -97,12 +105,17 @@ def _moments(w, count: str, read, T: str) -> None:
 
 @generates("LayerNormalization")
 def gen_layernorm(cx):
+    a = cx.op.axis_of(cx.node)
+    with cx.w.loop("o", cpp_dim(numel(cx.vin(0).shape[:a]))):
+        layernorm_row(cx, cx.w)
+
+
+def layernorm_row(cx, w) -> None:
+    """LayerNormalization of row o (a variable of the caller's loop or thread index)."""
     from .common import broadcast_strides
-    w = cx.w
     x = cx.vin(0)
     T = cx.ctype(0)
     a = cx.op.axis_of(cx.node)
-    outer = cpp_dim(numel(x.shape[:a]))
     nshape = list(x.shape[a:])
     n = cpp_dim(numel(nshape))
     eps = float(cx.op.epsilon)
@@ -126,18 +139,17 @@ def gen_layernorm(cx):
             rem = f"({rem}) / {dims[q]}"
         return " + ".join(terms) if terms else "0"
 
-    with w.loop("o", outer):
-        w.line(f"const {T}* xp = {X} + o * {n};")
-        _moments(w, n, lambda k: f"xp[{k}]", T)
-        w.line(f"const double inv = 1.0 / std::sqrt(var + {eps!r});")
-        with w.loop("j", n):
-            s = f"{cx.i(1)}[{pidx(1, 'j')}]"
-            b = f" + {cx.i(2)}[{pidx(2, 'j')}]" if cx.has(2) else ""
-            w.line(f"{Y}[o * {n} + j] = static_cast<{T}>((xp[j] - mean) * inv * {s}{b});")
-        if len(cx.node.outputs) > 1:
-            w.line(f"{cx.o(1)}[o] = static_cast<{cx.octype(1)}>(mean);")
-        if len(cx.node.outputs) > 2:
-            w.line(f"{cx.o(2)}[o] = static_cast<{cx.octype(2)}>(inv);")
+    w.line(f"const {T}* xp = {X} + o * {n};")
+    _moments(w, n, lambda k: f"xp[{k}]", T)
+    w.line(f"const double inv = 1.0 / std::sqrt(var + {eps!r});")
+    with w.loop("j", n):
+        s = f"{cx.i(1)}[{pidx(1, 'j')}]"
+        b = f" + {cx.i(2)}[{pidx(2, 'j')}]" if cx.has(2) else ""
+        w.line(f"{Y}[o * {n} + j] = static_cast<{T}>((xp[j] - mean) * inv * {s}{b});")
+    if len(cx.node.outputs) > 1:
+        w.line(f"{cx.o(1)}[o] = static_cast<{cx.octype(1)}>(mean);")
+    if len(cx.node.outputs) > 2:
+        w.line(f"{cx.o(2)}[o] = static_cast<{cx.octype(2)}>(inv);")
 
 
 @generates("InstanceNormalization")
