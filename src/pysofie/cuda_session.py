@@ -58,12 +58,22 @@ class _CudaArray:
         self.ndim = len(self.shape)
 
 
+def compile_many_cuda(models, names=None, opt_level=None) -> list:
+    """CudaInferenceSessions of several models built into one shared library (one nvcc run)."""
+    names = names or [None] * len(models)
+    gms = [generate_cuda_code(m, name=n, namespace=f"pysofie_cuda_batch_{k}") for k, (m, n) in
+           enumerate(zip(models, names))]
+    lib = build_cuda_library(gms, opt_level=opt_level)
+    return [CudaInferenceSession(None, _generated=gm, _library=lib) for gm in gms]
+
+
 class CudaInferenceSession(InferenceSession):
     """Compile a model to CUDA and run it on the GPU, as onnxruntime's CUDA execution provider."""
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None,
                  input_shapes=None, name: Optional[str] = None, namespace: Optional[str] = None,
-                 optimize: bool = True, opt_level=None, constant_inputs=None, **cpu_options):
+                 optimize: bool = True, opt_level=None, constant_inputs=None, _generated=None, _library=None,
+                 **cpu_options):
         problem = None if cuda_available() else "no CUDA GPU is available"
         if problem is None:
             try:
@@ -76,6 +86,8 @@ class CudaInferenceSession(InferenceSession):
             warnings.warn(f"CUDAExecutionProvider is not available ({problem}); falling back to "
                           "CPUExecutionProvider", RuntimeWarning, stacklevel=2)
             self.__class__ = InferenceSession
+            if _generated is not None or _library is not None:
+                raise PysofieError("a CUDA model cannot run: " + problem)
             InferenceSession.__init__(self, model, sess_options, ["CPUExecutionProvider"], weights=weights,
                                       input_shapes=input_shapes, name=name, namespace=namespace, optimize=optimize,
                                       opt_level=opt_level, constant_inputs=constant_inputs, **cpu_options)
@@ -85,8 +97,9 @@ class CudaInferenceSession(InferenceSession):
             raise TypeError(f"InferenceSession with CUDAExecutionProvider got unexpected keyword argument(s): "
                             f"{', '.join(sorted(unknown))}")
         weights = weights or "bin"
-        gm = generate_cuda_code(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
-                                optimize=optimize, constant_inputs=constant_inputs)
+        gm = _generated or generate_cuda_code(model, name=name, namespace=namespace, weights=weights,
+                                              input_shapes=input_shapes, optimize=optimize,
+                                              constant_inputs=constant_inputs)
         self._gm = gm
         em = gm.emitter
         g = em.graph
@@ -101,7 +114,7 @@ class CudaInferenceSession(InferenceSession):
         self._used_syms = used_symbols(em)
         self._fast = None
         self._handle = None
-        lib_path = build_cuda_library([gm], opt_level=opt_level)
+        lib_path = _library or build_cuda_library([gm], opt_level=opt_level)
         with _lock:
             lib = ctypes.CDLL(lib_path)
         from .backends.cuda.capi import symbol_prefix

@@ -75,37 +75,37 @@ def _entries(w: CodeWriter, m) -> None:
         w.line("(void)sizes;")
 
         def body():
-            w.line(f"auto* h = static_cast<{holder}*>(session);")
-            w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+            w.line(f"auto* pysofie_h = static_cast<{holder}*>(session);")
+            w.line("std::lock_guard<std::mutex> lock(pysofie_h->mutex);")
             for k, pn in enumerate(P):
                 w.line(f"const size_t {pn} = {sizes[k]};")
             items = [(v, f"ins[{k}]", f"in_dev[{k}]") for k, v in enumerate(g.inputs)]
             items += [(v, f"outs[{k}]", f"out_dev[{k}]") for k, v in enumerate(g.outputs)]
-            w.line("size_t total = 0;")
+            w.line("size_t pysofie_total = 0;")
             for j, (v, ptr, dev) in enumerate(items):
-                w.line(f"const size_t bytes{j} = size_t({cpp_dim(numel(v.shape))}) * sizeof({v.dtype.ctype});")
-                w.line(f"const size_t off{j} = total;")
-                w.line(f"if (!{dev}) total += pysofie_cuda::align_up(bytes{j});")
-            w.line("cudaStream_t stream = h->session.stream();")
-            w.line("if (total > h->staging.bytes()) cudaStreamSynchronize(stream);")
-            w.line("h->staging.reserve(total);")
+                w.line(f"const size_t pysofie_bytes{j} = size_t({cpp_dim(numel(v.shape))}) * sizeof({v.dtype.ctype});")
+                w.line(f"const size_t pysofie_off{j} = pysofie_total;")
+                w.line(f"if (!{dev}) pysofie_total += pysofie_cuda::align_up(pysofie_bytes{j});")
+            w.line("cudaStream_t pysofie_stream = pysofie_h->session.stream();")
+            w.line("if (pysofie_total > pysofie_h->staging.bytes()) cudaStreamSynchronize(pysofie_stream);")
+            w.line("pysofie_h->staging.reserve(pysofie_total);")
             nin = len(g.inputs)
             args = list(P)
             for j, (v, ptr, dev) in enumerate(items):
                 T = v.dtype.ctype
                 cast = f"const_cast<void*>({ptr})" if j < nin else ptr
-                w.line(f"{T}* d{j} = {dev} ? static_cast<{T}*>({cast}) : reinterpret_cast<{T}*>"
-                       f"(h->staging.get() + off{j});")
+                w.line(f"{T}* pysofie_d{j} = {dev} ? static_cast<{T}*>({cast}) : reinterpret_cast<{T}*>"
+                       f"(pysofie_h->staging.get() + pysofie_off{j});")
                 if j < nin:
-                    w.line(f"if (!{dev}) pysofie_cuda::check(cudaMemcpyAsync(d{j}, {ptr}, bytes{j}, "
-                           f"cudaMemcpyHostToDevice, stream), \"copying an input\");")
-                args.append(f"d{j}")
-            w.line(f"h->session.infer({', '.join(args)});")
+                    w.line(f"if (!{dev}) pysofie_cuda::check(cudaMemcpyAsync(pysofie_d{j}, {ptr}, pysofie_bytes{j}, "
+                           f"cudaMemcpyHostToDevice, pysofie_stream), \"copying an input\");")
+                args.append(f"pysofie_d{j}")
+            w.line(f"pysofie_h->session.infer({', '.join(args)});")
             for j, (v, ptr, dev) in enumerate(items):
                 if j >= nin:
-                    w.line(f"if (!{dev}) pysofie_cuda::check(cudaMemcpyAsync({ptr}, d{j}, bytes{j}, "
-                           f"cudaMemcpyDeviceToHost, stream), \"copying an output\");")
-            w.line("h->session.check_errors();")
+                    w.line(f"if (!{dev}) pysofie_cuda::check(cudaMemcpyAsync({ptr}, pysofie_d{j}, pysofie_bytes{j}, "
+                           f"cudaMemcpyDeviceToHost, pysofie_stream), \"copying an output\");")
+            w.line("pysofie_h->session.check_errors();")
             w.line("return 0;")
 
         guarded(body)

@@ -40,22 +40,22 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             w.line("fErr = reinterpret_cast<int*>(fFlags.get());")
             w.line(f"{chk}(cudaMemset(fErr, 0, sizeof(int)), \"cudaMemset\");")
             if em.consts:
-                offs, total = [], 0
+                offs, pysofie_total = [], 0
                 for v, cname in em.consts:
-                    offs.append(total)
-                    total += -(-max(1, int(v.const.size)) * v.dtype.itemsize // 256) * 256
-                w.line(f"std::vector<char> host({total});")
+                    offs.append(pysofie_total)
+                    pysofie_total += -(-max(1, int(v.const.size)) * v.dtype.itemsize // 256) * 256
+                w.line(f"std::vector<char> pysofie_host({pysofie_total});")
                 reader = "pysofie_rt::DatReader" if em.weights == "dat" else "pysofie_rt::BinReader"
-                w.line(f"{reader} reader(weight_file);")
+                w.line(f"{reader} pysofie_reader(weight_file);")
                 for (v, cname), off in zip(em.consts, offs):
                     extra = f", {v.dtype.onnx}" if em.weights == "bin" else ""
-                    w.line(f"reader.read<{v.dtype.ctype}>({_cstr(cname)}, reinterpret_cast<{v.dtype.ctype}*>"
-                           f"(host.data() + {off}), {int(v.const.size)}{extra});")
-                w.line("reader.finish();")
-                w.line(f"fWeights.reserve({total});")
+                    w.line(f"pysofie_reader.read<{v.dtype.ctype}>({_cstr(cname)}, reinterpret_cast<{v.dtype.ctype}*>"
+                           f"(pysofie_host.data() + {off}), {int(v.const.size)}{extra});")
+                w.line("pysofie_reader.finish();")
+                w.line(f"fWeights.reserve({pysofie_total});")
                 for (v, cname), off in zip(em.consts, offs):
                     w.line(f"fTensor_{cname}.ptr = reinterpret_cast<{_vt(v.dtype)}*>(fWeights.get() + {off});")
-                w.line(f"{chk}(cudaMemcpy(fWeights.get(), host.data(), {total}, cudaMemcpyHostToDevice), "
+                w.line(f"{chk}(cudaMemcpy(fWeights.get(), pysofie_host.data(), {pysofie_total}, cudaMemcpyHostToDevice), "
                        f"\"uploading the weights\");")
             else:
                 w.line("(void)weight_file;")
@@ -79,12 +79,12 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
                     w.line(f"fCap_{p} = std::max(fCap_{p}, {p});")
                 for p in P:
                     w.line(f"{p} = fCap_{p};")
-            w.line("size_t total = 0;")
+            w.line("size_t pysofie_total = 0;")
             for name, nbytes, _ in parts:
-                w.line(f"const size_t off_{name} = total;")
-                w.line(f"total += pysofie_cuda::align_up({nbytes});")
+                w.line(f"const size_t off_{name} = pysofie_total;")
+                w.line(f"pysofie_total += pysofie_cuda::align_up({nbytes});")
             w.line("if (fStream) cudaStreamSynchronize(fStream);  // nothing in flight uses the old arena")
-            w.line("fArena.reserve(total);")
+            w.line("fArena.reserve(pysofie_total);")
             for name, _, dt in parts:
                 w.line(f"{name}.ptr = reinterpret_cast<{_vt(dt)}*>(fArena.get() + off_{name});")
         w.line()
@@ -125,26 +125,26 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
         hparams += [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, em.output_names)]
         w.line("// Host pointers: copies the inputs to the device, runs, copies the outputs back and waits.")
         with w.block(f"void infer_host({', '.join(hparams)})"):
-            w.line("size_t total = 0;")
+            w.line("size_t pysofie_total = 0;")
             items = list(zip(g.inputs, em.input_names)) + list(zip(g.outputs, em.output_names))
             for k, (v, nm) in enumerate(items):
-                w.line(f"const size_t bytes{k} = size_t({cpp_dim(numel(v.shape))}) * sizeof({v.dtype.ctype});")
-                w.line(f"const size_t off{k} = total;")
-                w.line(f"total += pysofie_cuda::align_up(bytes{k});")
-            w.line("if (total > fIO.bytes()) cudaStreamSynchronize(fStream);")
-            w.line("fIO.reserve(total);")
+                w.line(f"const size_t pysofie_bytes{k} = size_t({cpp_dim(numel(v.shape))}) * sizeof({v.dtype.ctype});")
+                w.line(f"const size_t pysofie_off{k} = pysofie_total;")
+                w.line(f"pysofie_total += pysofie_cuda::align_up(pysofie_bytes{k});")
+            w.line("if (pysofie_total > fIO.bytes()) cudaStreamSynchronize(fStream);")
+            w.line("fIO.reserve(pysofie_total);")
             nin = len(g.inputs)
             dargs = list(P)
             for k, (v, nm) in enumerate(items):
-                w.line(f"{v.dtype.ctype}* d{k} = reinterpret_cast<{v.dtype.ctype}*>(fIO.get() + off{k});")
-                dargs.append(f"d{k}")
+                w.line(f"{v.dtype.ctype}* pysofie_d{k} = reinterpret_cast<{v.dtype.ctype}*>(fIO.get() + pysofie_off{k});")
+                dargs.append(f"pysofie_d{k}")
                 if k < nin:
-                    w.line(f"{chk}(cudaMemcpyAsync(d{k}, {nm}, bytes{k}, cudaMemcpyHostToDevice, fStream), "
+                    w.line(f"{chk}(cudaMemcpyAsync(pysofie_d{k}, {nm}, pysofie_bytes{k}, cudaMemcpyHostToDevice, fStream), "
                            f"\"copying an input\");")
             w.line(f"infer({', '.join(dargs)});")
             for k, (v, nm) in enumerate(items):
                 if k >= nin:
-                    w.line(f"{chk}(cudaMemcpyAsync({nm}, d{k}, bytes{k}, cudaMemcpyDeviceToHost, fStream), "
+                    w.line(f"{chk}(cudaMemcpyAsync({nm}, pysofie_d{k}, pysofie_bytes{k}, cudaMemcpyDeviceToHost, fStream), "
                            f"\"copying an output\");")
             w.line("check_errors();")
         w.line()
