@@ -22,6 +22,7 @@ def wrapper_source(models: list) -> str:
     w.line("// C entry points of CUDA models for pysofie's Python runtime (generated).")
     for m in models:
         w.line(f'#include "{source_name(m)}"')
+    w.line("#include <chrono>")
     w.line("#include <cstdio>")
     w.line("#include <memory>")
     w.line("#include <mutex>")
@@ -110,6 +111,26 @@ def _entries(w: CodeWriter, m) -> None:
 
         guarded(body)
         w.line("return 1;")
+    # the benchmark's device-resident timing without Python: `iters` runs on device pointers, one wait at the end
+    with w.block(f"PYSOFIE_API double {p}_time_device(void* session, const int64_t* sizes, const void* const* ins, "
+                 "void* const* outs, int iters, char* err, size_t errlen)"):
+        w.line("(void)sizes;")
+
+        def timed():
+            w.line(f"auto* pysofie_h = static_cast<{holder}*>(session);")
+            w.line("std::lock_guard<std::mutex> lock(pysofie_h->mutex);")
+            args = list(sizes)
+            args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
+            args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
+            w.line(f"pysofie_h->session.infer({', '.join(args)});  // warm-up (and arena growth)")
+            w.line("pysofie_h->session.check_errors();")
+            w.line("const auto t0 = std::chrono::steady_clock::now();")
+            w.line(f"for (int it = 0; it < iters; ++it) pysofie_h->session.infer({', '.join(args)});")
+            w.line("pysofie_h->session.check_errors();")
+            w.line("return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;")
+
+        guarded(timed)
+        w.line("return -1.0;")
     with w.block(f"PYSOFIE_API void {p}_destroy(void* session)"):
         w.line(f"delete static_cast<{holder}*>(session);")
     w.line()
