@@ -43,8 +43,8 @@ export PYSOFIE_ROOTBENCH="$PWD/.gpu_carry/rootbench" PYSOFIE_CACHE_DIR=/tmp/pyso
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# GPU tests (each family vs onnxruntime, device arrays, rootbench + ResNet-18) and the CPU-side CUDA tests
-timeout 240 $PY -m pytest -q -x -p no:cacheprovider -n 0 tests/cuda -rs 2>&1 | tee "$OUT/tests.log" | tail -25
+# GPU tests (each family vs onnxruntime, batch growth, device arrays, rootbench + ResNet-18)
+timeout 240 $PY -m pytest -q -p no:cacheprovider -n 0 tests/cuda/test_cuda_gpu.py -rs 2>&1 | tee "$OUT/tests.log" | tail -25
 
 # the benchmark: rootbench + ResNet-18 at batch 1..1024
 timeout 330 $PY benchmarks/gpu.py --budget 2 --out "$OUT" 2>&1 | tail -40

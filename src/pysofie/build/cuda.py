@@ -124,8 +124,9 @@ def compile_check(models: list, workdir: str, archs=("90",)) -> str:
     src = os.path.join(workdir, "check.cu")
     atomic_write(src, "".join(f'#include "{m.header_file}"\n' for m in models))
     obj = os.path.join(workdir, "check.o")
-    _run_nvcc(nvcc.split() + nvcc_flags(1, archs) + ["-I", inc, "-c", src, "-o", obj], workdir,
-              ", ".join(m.header_file for m in models))
+    # warnings of generated code are errors here (the compile check of the tests)
+    _run_nvcc(nvcc.split() + nvcc_flags(1, archs) + ["-Werror", "all-warnings", "-I", inc, "-c", src, "-o", obj],
+              workdir, ", ".join(m.header_file for m in models))
     return obj
 
 

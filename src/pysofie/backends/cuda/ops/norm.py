@@ -67,7 +67,8 @@ def gen_pool(cx):
         vs = coords(w, [cpp_dim(d) for d in x.shape[:2]] + [str(o) for o in outs])
         w.line(f"const {T}* xp = {cx.i(0)} + ({vs[0]} * {cpp_dim(x.shape[1])} + {vs[1]}) * {numel(in_sp)};")
         w.line(f"{T} acc = {'-std::numeric_limits<' + T + '>::infinity()' if is_max else T + '(0)'};")
-        w.line("size_t count = 0;")
+        if not is_max:
+            w.line("size_t count = 0;")
         for d in range(nsp):
             w.open(f"for (int k{d} = 0; k{d} < {ks[d]}; ++k{d})")
             w.line(f"const long long p{d} = (long long)({vs[2 + d]}) * {strides[d]} + k{d} * {dil[d]} - {pads[d]};")
