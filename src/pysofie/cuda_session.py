@@ -2,7 +2,8 @@
 
 Inputs are numpy arrays (copied to the device by the Session) or any object with ``__cuda_array_interface__``
 (CuPy, PyTorch CUDA tensors), read in place without a copy. ``run`` returns numpy arrays; ``run_device`` writes
-the outputs into caller-given device arrays."""
+the outputs into caller-given device arrays. cuda_graphs=True replays a CUDA graph per size and set of pointers
+(fewer kernel launches: small models)."""
 from __future__ import annotations
 
 import ctypes
@@ -58,13 +59,13 @@ class _CudaArray:
         self.ndim = len(self.shape)
 
 
-def compile_many_cuda(models, names=None, opt_level=None) -> list:
+def compile_many_cuda(models, names=None, opt_level=None, **options) -> list:
     """CudaInferenceSessions of several models built into one shared library (one nvcc run)."""
     names = names or [None] * len(models)
     gms = [generate_cuda_code(m, name=n, namespace=f"pysofie_cuda_batch_{k}") for k, (m, n) in
            enumerate(zip(models, names))]
     lib = build_cuda_library(gms, opt_level=opt_level)
-    return [CudaInferenceSession(None, _generated=gm, _library=lib) for gm in gms]
+    return [CudaInferenceSession(None, _generated=gm, _library=lib, **options) for gm in gms]
 
 
 class CudaInferenceSession(InferenceSession):
@@ -72,8 +73,8 @@ class CudaInferenceSession(InferenceSession):
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None,
                  input_shapes=None, name: Optional[str] = None, namespace: Optional[str] = None,
-                 optimize: bool = True, opt_level=None, constant_inputs=None, _generated=None, _library=None,
-                 **cpu_options):
+                 optimize: bool = True, opt_level=None, constant_inputs=None, cuda_graphs: bool = False,
+                 _generated=None, _library=None, **cpu_options):
         problem = None if cuda_available() else "no CUDA GPU is available"
         if problem is None:
             try:
@@ -97,6 +98,7 @@ class CudaInferenceSession(InferenceSession):
             raise TypeError(f"InferenceSession with CUDAExecutionProvider got unexpected keyword argument(s): "
                             f"{', '.join(sorted(unknown))}")
         weights = weights or "bin"
+        self._graphs = int(bool(cuda_graphs))
         gm = _generated or generate_cuda_code(model, name=name, namespace=namespace, weights=weights,
                                               input_shapes=input_shapes, optimize=optimize,
                                               constant_inputs=constant_inputs)
@@ -115,6 +117,7 @@ class CudaInferenceSession(InferenceSession):
         self._fast = None
         self._handle = None
         lib_path = _library or build_cuda_library([gm], opt_level=opt_level)
+        self._lib_path = lib_path
         with _lock:
             lib = ctypes.CDLL(lib_path)
         from .backends.cuda.capi import symbol_prefix
@@ -128,7 +131,7 @@ class CudaInferenceSession(InferenceSession):
         self._crun.restype = ctypes.c_int
         self._crun.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
                                ctypes.POINTER(ctypes.c_ubyte), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_ubyte), ctypes.c_char_p, ctypes.c_size_t]
+                               ctypes.POINTER(ctypes.c_ubyte), ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
         self._destroy = getattr(lib, f"{p}_destroy")
         self._destroy.restype = None
         self._destroy.argtypes = [ctypes.c_void_p]
@@ -191,7 +194,7 @@ class CudaInferenceSession(InferenceSession):
         c_out = (ctypes.c_void_p * max(1, len(out_ptrs)))(*out_ptrs)
         c_outf = (ctypes.c_ubyte * max(1, len(out_flags)))(*out_flags)
         err = ctypes.create_string_buffer(1024)
-        if self._crun(self._handle, c_sizes, c_in, c_inf, c_out, c_outf, err, len(err)) != 0:
+        if self._crun(self._handle, c_sizes, c_in, c_inf, c_out, c_outf, self._graphs, err, len(err)) != 0:
             raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
 
     def _run_checked(self, input_feed) -> list[np.ndarray]:
@@ -200,7 +203,7 @@ class CudaInferenceSession(InferenceSession):
         self._call(env, ptrs, flags, [o.ctypes.data for o in outs], [0] * len(outs))
         return outs
 
-    def time_device(self, input_feed: dict, outputs: dict, iters: int = 100) -> float:
+    def time_device(self, input_feed: dict, outputs: dict, iters: int = 100, graphs: bool = False) -> float:
         """Seconds per run of the C++ ``infer`` on device arrays (all inputs and outputs device arrays), timed in
         C++ over `iters` back-to-back runs with one wait at the end: the benchmark's device-resident time."""
         arrays, ptrs, flags, env = self._bind(input_feed)
@@ -211,11 +214,11 @@ class CudaInferenceSession(InferenceSession):
         fn = getattr(self._lib, f"{self._prefix}_time_device")
         fn.restype = ctypes.c_double
         fn.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
-                       ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+                       ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
         err = ctypes.create_string_buffer(1024)
         t = fn(self._handle, (ctypes.c_int64 * max(1, len(sizes)))(*sizes),
                (ctypes.c_void_p * max(1, len(ptrs)))(*ptrs), (ctypes.c_void_p * max(1, len(outs)))(*outs),
-               int(iters), err, len(err))
+               int(iters), int(bool(graphs)), err, len(err))
         if t < 0:
             raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
         return t

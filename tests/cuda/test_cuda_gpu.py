@@ -45,6 +45,17 @@ def test_chain_batches_grow_the_arena(sessions):
         assert_close(s.run(None, {"x": x}), ort(m, {"x": x}), GPU_RTOL, GPU_ATOL, what=f"chain N={n}")
 
 
+def test_cuda_graphs_match(sessions):
+    """infer_graph: captured once per size and set of pointers, replayed; the arena's growth drops the graphs."""
+    from pysofie.cuda_session import CudaInferenceSession
+    base = sessions["chain"]
+    s = CudaInferenceSession(None, _generated=base._gm, _library=base._lib_path, cuda_graphs=True)
+    m = chain_model()
+    for n in (1, 1, 5, 1, 40, 5):
+        x = np.random.default_rng(n).uniform(-1, 1, (n, 3, 8, 8)).astype(np.float32)
+        assert_close(s.run(None, {"x": x}), ort(m, {"x": x}), GPU_RTOL, GPU_ATOL, what=f"chain graphs N={n}")
+
+
 def _torch_cuda():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():

@@ -71,8 +71,8 @@ def _entries(w: CodeWriter, m) -> None:
         guarded(lambda: w.line(f"return new {holder}({args});"))
         w.line("return nullptr;")
     with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
-                 "const unsigned char* in_dev, void* const* outs, const unsigned char* out_dev, char* err, "
-                 "size_t errlen)"):
+                 "const unsigned char* in_dev, void* const* outs, const unsigned char* out_dev, int graphs, "
+                 "char* err, size_t errlen)"):
         w.line("(void)sizes;")
 
         def body():
@@ -101,7 +101,8 @@ def _entries(w: CodeWriter, m) -> None:
                     w.line(f"if (!{dev}) pysofie_cuda::check(cudaMemcpyAsync(pysofie_d{j}, {ptr}, pysofie_bytes{j}, "
                            f"cudaMemcpyHostToDevice, pysofie_stream), \"copying an input\");")
                 args.append(f"pysofie_d{j}")
-            w.line(f"pysofie_h->session.infer({', '.join(args)});")
+            w.line(f"if (graphs) pysofie_h->session.infer_graph({', '.join(args)});")
+            w.line(f"else pysofie_h->session.infer({', '.join(args)});")
             for j, (v, ptr, dev) in enumerate(items):
                 if j >= nin:
                     w.line(f"if (!{dev}) pysofie_cuda::check(cudaMemcpyAsync({ptr}, pysofie_d{j}, pysofie_bytes{j}, "
@@ -113,7 +114,7 @@ def _entries(w: CodeWriter, m) -> None:
         w.line("return 1;")
     # the benchmark's device-resident timing without Python: `iters` runs on device pointers, one wait at the end
     with w.block(f"PYSOFIE_API double {p}_time_device(void* session, const int64_t* sizes, const void* const* ins, "
-                 "void* const* outs, int iters, char* err, size_t errlen)"):
+                 "void* const* outs, int iters, int graphs, char* err, size_t errlen)"):
         w.line("(void)sizes;")
 
         def timed():
@@ -122,10 +123,13 @@ def _entries(w: CodeWriter, m) -> None:
             args = list(sizes)
             args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
             args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
-            w.line(f"pysofie_h->session.infer({', '.join(args)});  // warm-up (and arena growth)")
+            fn = "(graphs ? &S::infer_graph : &S::infer)"
+            w.line(f"using S = {m.namespace}::Session;")
+            w.line(f"const auto run = {fn};")
+            w.line(f"(pysofie_h->session.*run)({', '.join(args)});  // warm-up (arena growth, graph capture)")
             w.line("pysofie_h->session.check_errors();")
             w.line("const auto t0 = std::chrono::steady_clock::now();")
-            w.line(f"for (int it = 0; it < iters; ++it) pysofie_h->session.infer({', '.join(args)});")
+            w.line(f"for (int it = 0; it < iters; ++it) (pysofie_h->session.*run)({', '.join(args)});")
             w.line("pysofie_h->session.check_errors();")
             w.line("return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;")
 

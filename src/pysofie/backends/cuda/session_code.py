@@ -18,8 +18,10 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
         w.line("pysofie_cuda::DeviceBuffer fWeights;  // every constant, uploaded once")
         w.line("pysofie_cuda::DeviceBuffer fArena;  // intermediate values and scratch, grown with the sizes")
         w.line("pysofie_cuda::DeviceBuffer fIO;  // device copies of host inputs and outputs (infer_host)")
+        w.line("pysofie_cuda::DeviceBuffer fBlasWork;  // cuBLAS's workspace")
         w.line("pysofie_cuda::DeviceBuffer fFlags;  // an error flag that kernels set (an index out of range)")
         w.line("int* fErr = nullptr;")
+        w.line("pysofie_cuda::GraphCache fGraphs;  // infer_graph's captured graphs")
         for v, cname in em.consts:
             w.line(f"pysofie_cuda::dspan<{_vt(v.dtype)}> fTensor_{cname};")
         parts = slot_bytes(em)
@@ -36,6 +38,9 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             w.line(f"{chk}(cudaStreamCreateWithFlags(&fStream, cudaStreamNonBlocking), \"cudaStreamCreate\");")
             w.line(f"{chk}(cublasCreate(&fBlas), \"cublasCreate\");")
             w.line(f"{chk}(cublasSetStream(fBlas, fStream), \"cublasSetStream\");")
+            # a workspace of its own, so that cuBLAS allocates nothing while a CUDA graph is captured
+            w.line("fBlasWork.reserve(size_t(32) << 20);")
+            w.line(f"{chk}(cublasSetWorkspace(fBlas, fBlasWork.get(), fBlasWork.bytes()), \"cublasSetWorkspace\");")
             w.line("fFlags.reserve(sizeof(int));")
             w.line("fErr = reinterpret_cast<int*>(fFlags.get());")
             w.line(f"{chk}(cudaMemset(fErr, 0, sizeof(int)), \"cudaMemset\");")
@@ -84,7 +89,7 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
                 w.line(f"const size_t off_{name} = pysofie_total;")
                 w.line(f"pysofie_total += pysofie_cuda::align_up({nbytes});")
             w.line("if (fStream) cudaStreamSynchronize(fStream);  // nothing in flight uses the old arena")
-            w.line("fArena.reserve(pysofie_total);")
+            w.line("if (fArena.reserve(pysofie_total)) fGraphs.clear();  // graphs hold pointers into the arena")
             for name, _, dt in parts:
                 w.line(f"{name}.ptr = reinterpret_cast<{_vt(dt)}*>(fArena.get() + off_{name});")
         w.line()
@@ -118,6 +123,18 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
                 w.line(f"{chk}(cudaMemcpyAsync({em.output_names[k]}, {st.expr}, size_t({n}) * sizeof({v.dtype.ctype}), "
                        f"cudaMemcpyDeviceToDevice, fStream), \"copying an output\");")
             w.line(f"{chk}(cudaGetLastError(), \"launching the model's kernels\");")
+        w.line()
+        # graph infer
+        w.line("// As infer, replaying a CUDA graph captured on the first call with these sizes and pointers (fewer")
+        w.line("// launches: for small models, where launch overhead dominates).")
+        with w.block(f"void infer_graph({', '.join(params)})"):
+            if P:
+                w.line(f"ensure_capacity({', '.join(P)});  // outside the capture: it may allocate")
+            key = [f"uintptr_t({p})" for p in P] + [f"reinterpret_cast<uintptr_t>({nm})"
+                                                     for nm in em.input_names + em.output_names]
+            w.line(f"const std::vector<uintptr_t> key{{{', '.join(key)}}};")
+            args = ", ".join(list(P) + em.input_names + em.output_names)
+            w.line(f"fGraphs.launch(key, fStream, [&]() {{ infer({args}); }});")
         w.line()
         # host infer
         hparams = [f"size_t {p}" for p in P]

@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace pysofie_cuda {
 
@@ -98,6 +100,47 @@ inline void sgemm_cm_batched(cublasHandle_t h, bool transA, bool transB, size_t 
                                    C, int(ldc), strideC, int(count)),
          "cublasSgemmStridedBatched");
 }
+
+// CUDA graphs of a Session's infer, one per key (the size parameters and the data pointers, which a graph holds
+// fixed): captured on the first call with a key, replayed after. Cleared when the arena moves.
+class GraphCache {
+ public:
+   GraphCache() = default;
+   GraphCache(const GraphCache&) = delete;
+   GraphCache& operator=(const GraphCache&) = delete;
+   ~GraphCache() { clear(); }
+   void clear() {
+      for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
+      graphs_.clear();
+   }
+   // Launches the graph of `key` on `stream`, capturing `run()` first if there is none.
+   template <typename F>
+   void launch(const std::vector<uintptr_t>& key, cudaStream_t stream, F&& run) {
+      auto it = graphs_.find(key);
+      if (it == graphs_.end()) {
+         if (graphs_.size() >= 16) clear();  // many sizes or pointers: start over rather than grow without end
+         check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+         cudaGraph_t graph = nullptr;
+         try {
+            run();
+         } catch (...) {
+            cudaStreamEndCapture(stream, &graph);
+            if (graph) cudaGraphDestroy(graph);
+            throw;
+         }
+         check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+         cudaGraphExec_t exec = nullptr;
+         const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+         cudaGraphDestroy(graph);
+         check(e, "cudaGraphInstantiate");
+         it = graphs_.emplace(key, exec).first;
+      }
+      check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
+   }
+
+ private:
+   std::map<std::vector<uintptr_t>, cudaGraphExec_t> graphs_;
+};
 
 }  // namespace pysofie_cuda
 
