@@ -178,7 +178,10 @@ def bench(args) -> list[dict]:
     if not args.dry_run:
         import torch  # noqa: F811  (the device arrays for the device-resident runs)
         assert torch.cuda.is_available(), "benchmarks/gpu.py needs a CUDA GPU (or --dry-run)"
-    names = args.models or (["Linear_64", "Conv_d100_L14_B1", "resnet18"] if args.quick else available_models())
+    first = ["Linear_64", "resnet18", "Conv_d100_L14_B32"]  # launch overhead and the large model first
+    names = args.models or (["Linear_64", "Conv_d100_L14_B1", "resnet18"] if args.quick else
+                            [m for m in first if m in available_models()]
+                            + [m for m in available_models() if m not in first])
     prepared = [prepare(n) for n in names]
     t0 = time.perf_counter()
     gpu_sessions, cpu_sessions = build_all(prepared, args.dry_run)
@@ -241,6 +244,9 @@ def bench(args) -> list[dict]:
             row.update({k: v for k, v in timed.items()})
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.partial:  # a run cut short still leaves what it measured
+                with open(args.partial, "w") as f:
+                    json.dump({"meta": {"partial": True, "gpu": gpu_name()}, "rows": rows}, f, indent=1)
     return rows
 
 
@@ -319,6 +325,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.dry_run:
         args.batches = [1]
+    tag = "gpu_dry" if args.dry_run else "gpu"
+    os.makedirs(args.out, exist_ok=True)
+    args.partial = os.path.join(args.out, f"{tag}.json")
     rows = bench(args)
     from pysofie.build.cuda import nvcc_version, find_nvcc
     try:
@@ -328,8 +337,6 @@ def main(argv=None) -> int:
     meta = {"gpu": gpu_name(), "cpu": _cpu_name(), "machine": platform.machine(), "nvcc": nvcc,
             "ort_cuda": ort_cuda_available(), "dry_run": args.dry_run,
             "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    os.makedirs(args.out, exist_ok=True)
-    tag = "gpu_dry" if args.dry_run else "gpu"
     with open(os.path.join(args.out, f"{tag}.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
     md = (f"# pysofie CUDA benchmark\n\nGPU: {meta['gpu']}; CPU: {meta['cpu']}; {nvcc}; onnxruntime CUDA EP: "

@@ -9,7 +9,9 @@
 #
 # `run` (on the device machine: nvcc, torch, onnxruntime (CPU), pytest are in its image; nothing can be fetched)
 # installs the carried wheel, runs the GPU tests (tests/cuda) against onnxruntime and the GPU benchmark
-# (benchmarks/gpu.py), and writes under $OUT: env.txt, tests.log, gpu.json, gpu.md, gpu_batch.png, gpu_flops.png.
+# (benchmarks/gpu.py), and writes under $OUT: env.txt, tests.log, bench.log, gpu.json (written after every
+# measurement, so a run cut short keeps what it measured), gpu.md, gpu_batch.png, gpu_flops.png. About 9 minutes
+# at most (tests 200 s, benchmark 300 s, plus the start).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 step="${1:-run}"
@@ -44,8 +46,8 @@ export PYSOFIE_ROOTBENCH="$PWD/.gpu_carry/rootbench" PYSOFIE_CACHE_DIR=/tmp/pyso
 cat "$OUT/env.txt"
 
 # GPU tests (each family vs onnxruntime, batch growth, device arrays, rootbench + ResNet-18)
-timeout 240 $PY -m pytest -q -p no:cacheprovider -n 0 tests/cuda/test_cuda_gpu.py -rs 2>&1 | tee "$OUT/tests.log" | tail -25
+timeout 200 $PY -m pytest -q -p no:cacheprovider -n 0 tests/cuda/test_cuda_gpu.py -rs 2>&1 | tee "$OUT/tests.log" | tail -25
 
 # the benchmark: rootbench + ResNet-18 at batch 1..1024
-timeout 330 $PY benchmarks/gpu.py --budget 2 --out "$OUT" 2>&1 | tail -40
+timeout 300 $PY benchmarks/gpu.py --budget 1.5 --out "$OUT" > "$OUT/bench.log" 2>&1; tail -40 "$OUT/bench.log"
 ls -l "$OUT"
