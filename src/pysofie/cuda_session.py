@@ -102,6 +102,12 @@ class CudaInferenceSession(InferenceSession):
         gm = _generated or generate_cuda_code(model, name=name, namespace=namespace, weights=weights,
                                               input_shapes=input_shapes, optimize=optimize,
                                               constant_inputs=constant_inputs)
+        lib_path = _library or build_cuda_library([gm], opt_level=opt_level)
+        self._open(gm, lib_path)
+
+    def _open(self, gm, lib_path: str) -> None:
+        """Bind the model's entry points in the library at lib_path and create its Session."""
+        self._graphs = getattr(self, "_graphs", 0)
         self._gm = gm
         em = gm.emitter
         g = em.graph
@@ -116,7 +122,6 @@ class CudaInferenceSession(InferenceSession):
         self._used_syms = used_symbols(em)
         self._fast = None
         self._handle = None
-        lib_path = _library or build_cuda_library([gm], opt_level=opt_level)
         self._lib_path = lib_path
         with _lock:
             lib = ctypes.CDLL(lib_path)
