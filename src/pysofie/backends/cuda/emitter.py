@@ -12,8 +12,8 @@ from typing import Callable, Optional
 
 from ... import __version__
 from ...ir import DType, Graph, Node
-from ...ir.shapes import Dim, cpp_dim, numel, shape_symbols
-from ..cpp.emitter import VIEW_OPS, CppEmitter, NodeContext, _cstr, _dp, _fmt, _vt
+from ...ir.shapes import cpp_dim, numel, shape_symbols
+from ..cpp.emitter import VIEW_OPS, CppEmitter, NodeContext, _dp, _fmt, _vt
 from ..cpp.names import NameTable, comment_text
 from ..cpp.writer import CodeWriter
 
@@ -54,7 +54,8 @@ def float32_only(node: Node) -> list[str]:
 
 class CudaNodeContext(NodeContext):
     """NodeContext plus kernels: ``launch(count, body)`` writes a grid-stride kernel over i < count whose
-    parameters are the node function's (sizes, inputs, outputs, scratch), and its launch on the stream."""
+    parameters are the node function's (sizes, inputs, outputs, scratch), and its launch on the stream. A scratch
+    count may also be a C++ expression of the size parameters (a string)."""
 
     def __init__(self, emitter, node, fname):
         super().__init__(emitter, node, fname)
@@ -73,10 +74,6 @@ class CudaNodeContext(NodeContext):
         args = "".join(f"{a}, " for _, a in extra)
         self.w.line(f"{kname}<<<pysofie_cuda::blocks({count}), pysofie_cuda::kThreads, 0, stream>>>"
                     f"(size_t({count}), {args}@ARGS@);")
-
-    def scratch(self, count, dtype: DType = DType.FLOAT, name: str = "work") -> str:
-        """As the C++ one; count may also be a C++ expression of the size parameters (a string)."""
-        return super().scratch(count, dtype, name)
 
 
 def coords(w: CodeWriter, dims: list[str], prefix: str = "i", flat: str = "i") -> list[str]:
@@ -231,8 +228,4 @@ def slot_bytes(em: CudaEmitter) -> list[tuple[str, str, DType]]:
     return parts
 
 
-def numel_expr(v) -> str:
-    return cpp_dim(numel(v.shape))
-
-
-__all__ = ["CudaEmitter", "GENERATORS", "generates", "coords", "slot_bytes", "numel_expr", "_cstr", "Dim"]
+__all__ = ["CudaEmitter", "GENERATORS", "generates", "coords", "slot_bytes", "float32_only"]

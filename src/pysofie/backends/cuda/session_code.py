@@ -45,11 +45,11 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             w.line("fErr = reinterpret_cast<int*>(fFlags.get());")
             w.line(f"{chk}(cudaMemset(fErr, 0, sizeof(int)), \"cudaMemset\");")
             if em.consts:
-                offs, pysofie_total = [], 0
+                offs, wbytes = [], 0
                 for v, cname in em.consts:
-                    offs.append(pysofie_total)
-                    pysofie_total += -(-max(1, int(v.const.size)) * v.dtype.itemsize // 256) * 256
-                w.line(f"std::vector<char> pysofie_host({pysofie_total});")
+                    offs.append(wbytes)
+                    wbytes += -(-max(1, int(v.const.size)) * v.dtype.itemsize // 256) * 256
+                w.line(f"std::vector<char> pysofie_host({wbytes});")
                 reader = "pysofie_rt::DatReader" if em.weights == "dat" else "pysofie_rt::BinReader"
                 w.line(f"{reader} pysofie_reader(weight_file);")
                 for (v, cname), off in zip(em.consts, offs):
@@ -57,11 +57,11 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
                     w.line(f"pysofie_reader.read<{v.dtype.ctype}>({_cstr(cname)}, reinterpret_cast<{v.dtype.ctype}*>"
                            f"(pysofie_host.data() + {off}), {int(v.const.size)}{extra});")
                 w.line("pysofie_reader.finish();")
-                w.line(f"fWeights.reserve({pysofie_total});")
+                w.line(f"fWeights.reserve({wbytes});")
                 for (v, cname), off in zip(em.consts, offs):
                     w.line(f"fTensor_{cname}.ptr = reinterpret_cast<{_vt(v.dtype)}*>(fWeights.get() + {off});")
-                w.line(f"{chk}(cudaMemcpy(fWeights.get(), pysofie_host.data(), {pysofie_total}, cudaMemcpyHostToDevice), "
-                       f"\"uploading the weights\");")
+                w.line(f"{chk}(cudaMemcpy(fWeights.get(), pysofie_host.data(), {wbytes}, "
+                       f"cudaMemcpyHostToDevice), \"uploading the weights\");")
             else:
                 w.line("(void)weight_file;")
             w.line(f"ensure_capacity({', '.join(P)});")
@@ -153,16 +153,17 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             nin = len(g.inputs)
             dargs = list(P)
             for k, (v, nm) in enumerate(items):
-                w.line(f"{v.dtype.ctype}* pysofie_d{k} = reinterpret_cast<{v.dtype.ctype}*>(fIO.get() + pysofie_off{k});")
+                T = v.dtype.ctype
+                w.line(f"{T}* pysofie_d{k} = reinterpret_cast<{T}*>(fIO.get() + pysofie_off{k});")
                 dargs.append(f"pysofie_d{k}")
                 if k < nin:
-                    w.line(f"{chk}(cudaMemcpyAsync(pysofie_d{k}, {nm}, pysofie_bytes{k}, cudaMemcpyHostToDevice, fStream), "
-                           f"\"copying an input\");")
+                    w.line(f"{chk}(cudaMemcpyAsync(pysofie_d{k}, {nm}, pysofie_bytes{k}, cudaMemcpyHostToDevice, "
+                           f"fStream), \"copying an input\");")
             w.line(f"infer({', '.join(dargs)});")
             for k, (v, nm) in enumerate(items):
                 if k >= nin:
-                    w.line(f"{chk}(cudaMemcpyAsync({nm}, pysofie_d{k}, pysofie_bytes{k}, cudaMemcpyDeviceToHost, fStream), "
-                           f"\"copying an output\");")
+                    w.line(f"{chk}(cudaMemcpyAsync({nm}, pysofie_d{k}, pysofie_bytes{k}, cudaMemcpyDeviceToHost, "
+                           f"fStream), \"copying an output\");")
             w.line("check_errors();")
         w.line()
         # allocating host infer

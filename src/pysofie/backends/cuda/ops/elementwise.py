@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, dims_equal, numel
 from ...cpp.ops.common import broadcast_strides
-from ...cpp.ops.elementwise import BINARY, BINARY_TYPED, UNARY, UNARY_TYPED, _lit, clip_bounds, variadic_expr
+from ...cpp.ops.elementwise import BINARY, BINARY_TYPED, UNARY, UNARY_TYPED, clip_bounds, variadic_expr
 from ..emitter import coords, generates
 
 
@@ -85,5 +85,3 @@ def gen_clip(cx):
     cx.launch(cx.size(0), [f"const {T} lo = {lo};", f"const {T} hi = {hi};", f"const {T} x = {cx.i(0)}[i];",
                            f"{cx.o(0)}[i] = std::min<{T}>(std::max<{T}>(x, lo), hi);"])
 
-
-__all__ = ["unary", "broadcast_map", "_lit"]

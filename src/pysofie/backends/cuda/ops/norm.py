@@ -134,7 +134,8 @@ def gen_reduce(cx):
     if dt.is_float:
         init = {"LOWEST": f"-std::numeric_limits<{A}>::infinity()",
                 "HIGHEST": f"std::numeric_limits<{A}>::infinity()"}.get(init, init)
-    init = {"LOWEST": f"std::numeric_limits<{A}>::lowest()", "HIGHEST": f"std::numeric_limits<{A}>::max()"}.get(init, init)
+    init = {"LOWEST": f"std::numeric_limits<{A}>::lowest()",
+            "HIGHEST": f"std::numeric_limits<{A}>::max()"}.get(init, init)
     unsigned = dt.name.startswith("UINT")
     absx = "x" if unsigned else ("std::abs(x)" if dt.is_float else "(x < 0 ? -x : x)")
 
