@@ -18,13 +18,18 @@ log = logging.getLogger("pysofie")
 # code (and compiles once) whichever way it is used: the checksummed binary format, fast to write and to read.
 DEFAULT_WEIGHTS = "bin"
 
+TARGETS = ("cpp", "cuda")
+
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
-         constant_inputs=None) -> Graph:
+         constant_inputs=None, target: str = "cpp") -> Graph:
     """Read a model (path, onnx.ModelProto, serialized bytes, torch module) into an optimized IR Graph.
 
     constant_inputs: {name: array} fixes those inputs (ONNX models): the code is specialized for the values,
-    which is how inputs that determine shapes (axes, target shapes, sizes) become usable."""
+    which is how inputs that determine shapes (axes, target shapes, sizes) become usable.
+    target: "cpp" or "cuda": the passes that prepare kernels belong to the target."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     from .frontends import load_graph
     if isinstance(model, (bytes, bytearray)):
         import onnx
@@ -36,18 +41,23 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
     t0 = time.perf_counter()
     graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
     t1 = time.perf_counter()
-    default_pipeline(optimize)(graph)
+    default_pipeline(optimize, target)(graph)
     log.debug("model '%s': read in %.2f s (%d nodes), optimized in %.2f s (%d nodes)", graph.name, t1 - t0,
               len(graph.nodes), time.perf_counter() - t1, len(graph.nodes))
     return graph
 
 
-def check(model, **kw) -> list[str]:
-    """Every problem (unsupported operator or attribute value) in the model, all at once; [] if none."""
+def check(model, target: str = "cpp", **kw) -> list[str]:
+    """Every problem (unsupported operator or attribute value) in the model for the target, all at once; [] if
+    none."""
     try:
-        g = load(model, **kw)
-        from .backends.cpp import CppEmitter
-        CppEmitter(g)
+        g = load(model, target=target, **kw)
+        if target == "cuda":
+            from .backends.cuda import CudaEmitter
+            CudaEmitter(g)
+        else:
+            from .backends.cpp import CppEmitter
+            CppEmitter(g)
     except (UnsupportedOperatorError, InvalidModelError) as e:
         return list(e.problems)
     return []
@@ -64,15 +74,29 @@ def generate_code(model, *, name=None, namespace=None, weights=DEFAULT_WEIGHTS, 
     return gm
 
 
+def generate_cuda_code(model, *, name=None, namespace=None, weights=DEFAULT_WEIGHTS, input_shapes=None, optimize=True,
+                       constant_inputs=None):
+    """The CUDA back end's GeneratedCudaModel (<name>.cuh + weights) of a model."""
+    from .backends.cuda import generate as generate_cuda
+    graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
+                                                         optimize=optimize, constant_inputs=constant_inputs,
+                                                         target="cuda")
+    return generate_cuda(graph, name=name, namespace=namespace, weights=weights)
+
+
 def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = DEFAULT_WEIGHTS,
          namespace: Optional[str] = None, input_shapes=None, optimize: bool = True,
-         constant_inputs=None) -> dict[str, str]:
-    """Write `<name>.hxx` (and `<name>.bin` / `.dat` unless weights='embed') into out_dir, without compiling.
+         constant_inputs=None, target: str = "cpp") -> dict[str, str]:
+    """Write `<name>.hxx` (and `<name>.bin` / `.dat` unless weights='embed') into out_dir, without compiling;
+    target="cuda" writes `<name>.cuh` instead.
 
     Returns {"header": path, "weights": path or None}. Files appear atomically (temporary file + rename).
     """
-    gm = generate_code(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
-                       optimize=optimize, constant_inputs=constant_inputs)
+    gen = generate_cuda_code if target == "cuda" else generate_code
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    gm = gen(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
+             optimize=optimize, constant_inputs=constant_inputs)
     os.makedirs(out_dir, exist_ok=True)
     header = os.path.join(out_dir, gm.header_file)
     paths = {"header": header, "weights": None, "name": gm.name, "namespace": gm.namespace}

@@ -34,10 +34,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="input shape, once per input (needed for .pt files; a name instead of a number is a "
                         "symbolic size)")
     e.add_argument("--no-optimize", action="store_true", help="skip the optimization passes")
+    e.add_argument("--target", choices=["cpp", "cuda"], default="cpp",
+                   help="cpp: <name>.hxx for CPUs (default); cuda: <name>.cuh for NVIDIA GPUs (CUDA + cuBLAS)")
 
     c = sub.add_parser("check", help="list every unsupported operator (exit 1 if any)")
     c.add_argument("model")
     c.add_argument("--input-shape", action="append", type=_shape, metavar="D0,D1,...")
+    c.add_argument("--target", choices=["cpp", "cuda"], default="cpp",
+                   help="the back end to check against (cuda: operators without a GPU kernel)")
 
     r = sub.add_parser("run", help="compile and run the model on .npy inputs")
     r.add_argument("model")
@@ -64,7 +68,7 @@ def _version() -> str:
 def cmd_emit(a) -> int:
     from .api import DEFAULT_WEIGHTS, emit
     paths = emit(a.model, a.output, name=a.name, weights=a.weights or DEFAULT_WEIGHTS, namespace=a.namespace,
-                 input_shapes=a.input_shape, optimize=not a.no_optimize)
+                 input_shapes=a.input_shape, optimize=not a.no_optimize, target=a.target)
     print(f"wrote {paths['header']}" + (f" and {paths['weights']}" if paths["weights"] else "")
           + f" (namespace {paths['namespace']})")
     return 0
@@ -72,13 +76,14 @@ def cmd_emit(a) -> int:
 
 def cmd_check(a) -> int:
     from .api import check
-    problems = check(a.model, input_shapes=a.input_shape)
+    problems = check(a.model, input_shapes=a.input_shape, target=a.target)
+    where = " for the CUDA target" if a.target == "cuda" else ""
     if problems:
-        print(f"{a.model}: {len(problems)} unsupported operator(s), attribute(s) or type(s):")
+        print(f"{a.model}: {len(problems)} unsupported operator(s), attribute(s) or type(s){where}:")
         for pr in problems:
             print(f"  {pr}")
         return 1
-    print(f"{a.model}: every operator is supported")
+    print(f"{a.model}: every operator is supported{where}")
     return 0
 
 

@@ -131,6 +131,14 @@ class InferenceSession:
         process may use.
     """
 
+    def __new__(cls, model=None, sess_options=None, providers=None, **kwargs):
+        # providers=["CUDAExecutionProvider", ...]: the CUDA back end when a GPU is there (cuda_session.py)
+        if cls is InferenceSession and providers:
+            from .cuda_session import CudaInferenceSession, wants_cuda
+            if wants_cuda(providers):
+                cls = CudaInferenceSession
+        return super().__new__(cls)
+
     def __init__(self, model, sess_options=None, providers=None, provider_options=None, *,
                  weights: Optional[str] = None, input_shapes=None, name: Optional[str] = None,
                  namespace: Optional[str] = None, optimize: Optional[bool] = None, opt_level=None, native=None,

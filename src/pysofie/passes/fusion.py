@@ -374,6 +374,11 @@ class PackConvWeights(Pass):
         return True
 
 
+def neutral_passes() -> list:
+    """Rewrites that hold for every target (no kernel choice, weights keep their ONNX layout)."""
+    return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseActivation()]
+
+
 def optimization_passes() -> list:
     # Every float Conv with constant weights runs the indirect kernel of runtime/pysofie_conv.h (faster than
     # im2col + OpenBLAS on every measured layer: benchmarks/README.md); pointwise stride-1 ones stay a BLAS call.

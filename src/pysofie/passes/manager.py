@@ -29,11 +29,13 @@ class PassManager:
         return changed_any
 
 
-def default_pipeline(optimize: bool = True) -> PassManager:
+def default_pipeline(optimize: bool = True, target: str = "cpp") -> PassManager:
+    """The passes for a target: "cpp" (the CPU kernels' packing, Winograd, ...) or "cuda" (only the
+    target-neutral rewrites: the CUDA kernels read weights in their ONNX layout)."""
     from .control import ResolveConstantIf
     from .dce import DeadCodeElimination
-    from .fusion import optimization_passes
+    from .fusion import neutral_passes, optimization_passes
     passes = [ResolveConstantIf(), DeadCodeElimination()]
     if optimize:
-        passes += optimization_passes()
+        passes += optimization_passes() if target == "cpp" else neutral_passes()
     return PassManager(passes)

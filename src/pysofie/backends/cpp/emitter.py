@@ -155,6 +155,11 @@ class NodeContext:
 
 
 class CppEmitter:
+    # what a target subclass replaces: its generator registry, the ops that take low-precision types, its name
+    GENERATORS = GENERATORS
+    LOWP_OPS = LOWP_OPS
+    TARGET = "C++"
+
     def __init__(self, graph: Graph, *, name: Optional[str] = None, namespace: Optional[str] = None,
                  weights: str = "dat"):
         if weights not in ("dat", "bin", "embed", "root"):
@@ -182,9 +187,11 @@ class CppEmitter:
         g = self.graph
         problems = []
         for n in g.nodes:
-            if n.op_type not in GENERATORS:
-                problems.append(f"{n.op_type}: no C++ generator for this operator, node '{n.name}'")
-            elif n.op_type not in LOWP_OPS:
+            if n.op_type not in self.GENERATORS:
+                problems.append(f"{n.op_type}: no {self.TARGET} generator for this operator, node '{n.name}'")
+                continue
+            problems += self._target_check(n)
+            if n.op_type not in self.LOWP_OPS:
                 lowp = sorted({v.dtype.name.lower() for v in n.inputs + n.outputs
                                if v is not None and v.dtype is not None and v.dtype.is_lowp})
                 if lowp:
@@ -291,6 +298,10 @@ class CppEmitter:
                 term = term * (rt[sym] if sym in rt else Sym.var(sym))
             total = total + term
         return total
+
+    def _target_check(self, node: Node) -> list[str]:
+        """Problems of a node that this target's generator cannot handle (none for C++: its check is the op's)."""
+        return []
 
     # -- generation ------------------------------------------------------------------------------------
     def generate(self) -> str:

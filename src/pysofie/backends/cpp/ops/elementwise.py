@@ -217,24 +217,27 @@ def gen_binary_typed(cx):
     broadcast_map(cx, expr, [0, 1], ["a", "b"])
 
 
-@generates("Sum", "Mean", "Max", "Min")
-def gen_variadic(cx):
-    ins = [k for k, v in enumerate(cx.node.inputs) if v is not None]
-    names = [f"a{j}" for j in range(len(ins))]
-    T = cx.ctype(ins[0])
-    t = cx.op.op_type
+def variadic_expr(t: str, names: list[str], T: str) -> str:
+    """Expression of Sum / Mean / Max / Min over the variables `names` (of type T)."""
     if t in ("Sum", "Mean"):
         expr = " + ".join(names)
         if t == "Mean":
-            expr = f"({expr}) / {T}({len(ins)})"
-        elif len(ins) > 1:
+            expr = f"({expr}) / {T}({len(names)})"
+        elif len(names) > 1:
             expr = f"static_cast<{T}>({expr})"
     else:
         fn = "std::max" if t == "Max" else "std::min"
         expr = names[0]
         for nm in names[1:]:
             expr = f"{fn}<{T}>({expr}, {nm})"
-    broadcast_map(cx, expr, ins, names)
+    return expr
+
+
+@generates("Sum", "Mean", "Max", "Min")
+def gen_variadic(cx):
+    ins = [k for k, v in enumerate(cx.node.inputs) if v is not None]
+    names = [f"a{j}" for j in range(len(ins))]
+    broadcast_map(cx, variadic_expr(cx.op.op_type, names, cx.ctype(ins[0])), ins, names)
 
 
 @generates("Where")
@@ -242,9 +245,8 @@ def gen_where(cx):
     broadcast_map(cx, "c ? x : y", [0, 1, 2], ["c", "x", "y"])
 
 
-@generates("Clip")
-def gen_clip(cx):
-    w = cx.w
+def clip_bounds(cx) -> tuple[str, str]:
+    """C++ expressions of Clip's lower and upper bounds (inputs, attributes before opset 11, or the type's range)."""
     T = cx.ctype(0)
     op = cx.op
     lo, hi = f"std::numeric_limits<{T}>::lowest()", f"std::numeric_limits<{T}>::max()"
@@ -256,6 +258,14 @@ def gen_clip(cx):
         hi = f"{cx.i(2)}[0]"
     elif op.max is not None and cx.node.input(2) is None:
         hi = _lit(op.max, T)
+    return lo, hi
+
+
+@generates("Clip")
+def gen_clip(cx):
+    w = cx.w
+    T = cx.ctype(0)
+    lo, hi = clip_bounds(cx)
     w.line(f"const {T} lo = {lo};")
     w.line(f"const {T} hi = {hi};")
     with w.loop("i", cx.size(0)):

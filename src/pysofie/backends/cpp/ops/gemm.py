@@ -150,7 +150,7 @@ def gen_matmul(cx):
         bias = cx.i(2) if info["bias"] else "nullptr"  # passes.transformer.FuseDenseEpilogue
         kind, slope = packed_act(cx.op)
         w.line(f"pysofie_gemm::gemm_packed({rows}, {info['N']}, {info['K']}, {A}, {info['K']}, 1, {B}, {Y}, "
-               f"{info['N']}, false, {bias}, pysofie_gemm::{kind}, {slope!r}f, &{cx.pool()});")
+               f"{info['N']}, false, {bias}, pysofie_gemm::{kind}, {lit(slope, 'float')}, &{cx.pool()});")
         return
     if numel(bbatch) == 1:
         # every A matrix times the same B: one product with the batch folded into M

@@ -28,30 +28,38 @@ def gen_batchnorm(cx):
 def softmax_loops(cx, log: bool = False) -> None:
     w = cx.w
     x = cx.vin(0)
+    axis, coerce = cx.op.axis_for(cx.node)
+    outer, n, inner = axis_extents(x.shape, axis, coerce)
+    with w.loop("o", outer):
+        with w.loop("j", inner):
+            softmax_row(cx, w, log)
+
+
+def softmax_row(cx, w, log: bool = False) -> None:
+    """Softmax / LogSoftmax of the row at (o, j) (variables of the caller's loops or thread index)."""
+    x = cx.vin(0)
     T = cx.ctype(0)
     axis, coerce = cx.op.axis_for(cx.node)
     outer, n, inner = axis_extents(x.shape, axis, coerce)
     X, Y = cx.i(0), cx.o(0)
-    with w.loop("o", outer):
-        with w.loop("j", inner):
-            w.line(f"const size_t base = o * {n} * {inner} + j;")
-            w.line(f"{T} mx = {X}[base];")
-            with w.loop("k", n, "1"):
-                w.line(f"mx = std::max(mx, {X}[base + k * {inner}]);")
-            w.line(f"{T} sum = 0;")
-            with w.loop("k", n):
-                w.line(f"const {T} e = std::exp({X}[base + k * {inner}] - mx);")
-                if not log:
-                    w.line(f"{Y}[base + k * {inner}] = e;")
-                w.line("sum += e;")
-            if log:
-                w.line(f"const {T} lse = mx + std::log(sum);")
-                with w.loop("k", n):
-                    w.line(f"{Y}[base + k * {inner}] = {X}[base + k * {inner}] - lse;")
-            else:
-                w.line(f"const {T} inv = {T}(1) / sum;")
-                with w.loop("k", n):
-                    w.line(f"{Y}[base + k * {inner}] *= inv;")
+    w.line(f"const size_t base = o * {n} * {inner} + j;")
+    w.line(f"{T} mx = {X}[base];")
+    with w.loop("k", n, "1"):
+        w.line(f"mx = std::max(mx, {X}[base + k * {inner}]);")
+    w.line(f"{T} sum = 0;")
+    with w.loop("k", n):
+        w.line(f"const {T} e = std::exp({X}[base + k * {inner}] - mx);")
+        if not log:
+            w.line(f"{Y}[base + k * {inner}] = e;")
+        w.line("sum += e;")
+    if log:
+        w.line(f"const {T} lse = mx + std::log(sum);")
+        with w.loop("k", n):
+            w.line(f"{Y}[base + k * {inner}] = {X}[base + k * {inner}] - lse;")
+    else:
+        w.line(f"const {T} inv = {T}(1) / sum;")
+        with w.loop("k", n):
+            w.line(f"{Y}[base + k * {inner}] *= inv;")
 
 
 def _rows_kernel(cx, rows: str, call: str) -> None:
@@ -110,12 +118,35 @@ def _moments(w, count: str, read, T: str) -> None:
 
 @generates("LayerNormalization")
 def gen_layernorm(cx):
+    x = cx.vin(0)
+    a = cx.op.axis_of(cx.node)
+    outer = cpp_dim(numel(x.shape[:a]))
+    nshape = list(x.shape[a:])
+    outs = cx.node.outputs
+
+    def full(k):  # parameter input k spans the whole normalized shape
+        v = cx.vin(k)
+        return numel(v.shape) != 1 and len(v.shape) == len(nshape) and \
+            all(str(p) == str(q) for p, q in zip(v.shape, nshape))
+    if x.dtype is DType.FLOAT and all(v is None or v.dtype is DType.FLOAT for v in outs) \
+            and full(1) and (not cx.has(2) or full(2)):
+        # float, scale and bias over the whole normalized shape: the vectorized row kernel
+        mean = cx.o(1) if len(outs) > 1 else "nullptr"
+        inv = cx.o(2) if len(outs) > 2 else "nullptr"
+        _rows_kernel(cx, outer, f"pysofie_vm::layernorm_rows({cx.i(0)}, {cx.i(1)}, "
+                                f"{cx.i(2) if cx.has(2) else 'nullptr'}, {cx.o(0)}, r0, r1, "
+                                f"{cpp_dim(numel(nshape))}, {lit(float(cx.op.epsilon), 'double')}, {mean}, {inv})")
+        return
+    with cx.w.loop("o", outer):
+        layernorm_row(cx, cx.w)
+
+
+def layernorm_row(cx, w) -> None:
+    """LayerNormalization of row o (a variable of the caller's loop or thread index)."""
     from .common import broadcast_strides
-    w = cx.w
     x = cx.vin(0)
     T = cx.ctype(0)
     a = cx.op.axis_of(cx.node)
-    outer = cpp_dim(numel(x.shape[:a]))
     nshape = list(x.shape[a:])
     n = cpp_dim(numel(nshape))
     eps = float(cx.op.epsilon)
@@ -139,27 +170,17 @@ def gen_layernorm(cx):
             rem = f"({rem}) / {dims[q]}"
         return " + ".join(terms) if terms else "0"
 
-    outs = cx.node.outputs
-    if x.dtype is DType.FLOAT and all(v is None or v.dtype is DType.FLOAT for v in outs) \
-            and pidx(1, "j") == "j" and (not cx.has(2) or pidx(2, "j") == "j"):
-        # float, scale and bias over the whole normalized shape: the vectorized row kernel
-        mean = cx.o(1) if len(outs) > 1 else "nullptr"
-        inv = cx.o(2) if len(outs) > 2 else "nullptr"
-        _rows_kernel(cx, outer, f"pysofie_vm::layernorm_rows({X}, {cx.i(1)}, {cx.i(2) if cx.has(2) else 'nullptr'}, "
-                                f"{Y}, r0, r1, {n}, {eps!r}, {mean}, {inv})")
-        return
-    with w.loop("o", outer):
-        w.line(f"const {T}* xp = {X} + o * {n};")
-        _moments(w, n, lambda k: f"xp[{k}]", T)
-        w.line(f"const double inv = 1.0 / std::sqrt(var + {lit(eps, 'double')});")
-        with w.loop("j", n):
-            s = f"{cx.i(1)}[{pidx(1, 'j')}]"
-            b = f" + {cx.i(2)}[{pidx(2, 'j')}]" if cx.has(2) else ""
-            w.line(f"{Y}[o * {n} + j] = static_cast<{T}>((xp[j] - mean) * inv * {s}{b});")
-        if len(cx.node.outputs) > 1:
-            w.line(f"{cx.o(1)}[o] = static_cast<{cx.octype(1)}>(mean);")
-        if len(cx.node.outputs) > 2:
-            w.line(f"{cx.o(2)}[o] = static_cast<{cx.octype(2)}>(inv);")
+    w.line(f"const {T}* xp = {X} + o * {n};")
+    _moments(w, n, lambda k: f"xp[{k}]", T)
+    w.line(f"const double inv = 1.0 / std::sqrt(var + {lit(eps, 'double')});")
+    with w.loop("j", n):
+        s = f"{cx.i(1)}[{pidx(1, 'j')}]"
+        b = f" + {cx.i(2)}[{pidx(2, 'j')}]" if cx.has(2) else ""
+        w.line(f"{Y}[o * {n} + j] = static_cast<{T}>((xp[j] - mean) * inv * {s}{b});")
+    if len(cx.node.outputs) > 1:
+        w.line(f"{cx.o(1)}[o] = static_cast<{cx.octype(1)}>(mean);")
+    if len(cx.node.outputs) > 2:
+        w.line(f"{cx.o(2)}[o] = static_cast<{cx.octype(2)}>(inv);")
 
 
 @generates("InstanceNormalization")

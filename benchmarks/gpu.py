@@ -1,0 +1,354 @@
+#!/usr/bin/env python
+"""pysofie's CUDA back end against ONNX Runtime's CUDA execution provider, the rootbench models and ResNet-18 at
+batch sizes 1, 16, 64, 256, 1024.
+
+    python benchmarks/gpu.py [--batches 1 16 64 256 1024] [--models Linear_64 resnet18 ...] [--quick] [--dry-run]
+                             [--out DIR]
+
+Per model and batch size, in one process, repetitions interleaved, medians:
+  cuda_device  pysofie CUDA, inputs and outputs on the device: the C++ ``infer`` timed in C++ (back-to-back runs,
+               one wait at the end), so Python is not in it
+  cuda_graph   the same, replaying a CUDA graph captured once (Session::infer_graph)
+  cuda_host    pysofie CUDA from Python with numpy inputs and outputs (copies in and out, a wait per call)
+  cpu          pysofie C++ on the CPU (single thread, as benchmarks/run.py), where one call takes < 1 s
+  ort_cuda     onnxruntime-gpu's CUDAExecutionProvider with I/O binding (device inputs and outputs), if installed
+  ort_cpu      onnxruntime on the CPU (all cores), where one call takes < 1 s
+The batch axis of every model input becomes a symbol, so one pysofie library serves every batch size; a model
+whose graph fixes its batch (a Reshape to a constant shape) runs at its own batch only. Writes DIR/gpu.json,
+gpu.md, gpu_batch.png (speed-up of cuda_device over the peers against batch size) and gpu_flops.png (against
+model FLOPs). --dry-run: no GPU needed; checks the model preparation, FLOPs and the CPU columns at batch 1.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import onnx
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from run import _cpu_name, available_models, load_model, model_flops  # noqa: E402
+
+BATCHES = [1, 16, 64, 256, 1024]
+CPU_LIMIT_S = 1.0  # CPU columns only where one call takes less than this
+
+
+def symbolic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with axis 0 of every input and output named N (a copy)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    init = {i.name for i in m.graph.initializer}
+    for v in list(m.graph.input) + list(m.graph.output):
+        if v.name in init or not v.type.tensor_type.shape.dim:
+            continue
+        d = v.type.tensor_type.shape.dim[0]
+        d.Clear()
+        d.dim_param = "N"
+    return m
+
+
+def feeds_for(model: onnx.ModelProto, batch: int, rng) -> dict:
+    init = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for inp in model.graph.input:
+        if inp.name in init:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        shape = [batch if k == 0 and d.dim_param else (d.dim_value if d.HasField("dim_value") else 1)
+                 for k, d in enumerate(dims)]
+        dt = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+        feeds[inp.name] = rng.standard_normal(shape).astype(dt)
+    return feeds
+
+
+def interleaved(fns: dict, reps: int = 15, target_s: float = 0.02, budget_s: float = 3.0) -> dict:
+    """Median seconds per call of each function, repetitions alternating between them."""
+    for f in fns.values():
+        f()
+    inner, total = {}, 0.0
+    for k, f in fns.items():
+        t0 = time.perf_counter()
+        f()
+        one = max(time.perf_counter() - t0, 1e-7)
+        inner[k] = max(1, min(1000, int(target_s / one)))
+        total += one * inner[k]
+    reps = max(3, min(reps, int(budget_s / total)))
+    times = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(reps):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            f, n = fns[k], inner[k]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            times[k].append((time.perf_counter() - t0) / n)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _once(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def ort_cpu_session(model):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def ort_cuda_available() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def ort_cuda_runner(model, feeds: dict):
+    """A closure running the model on ORT's CUDA EP with I/O binding (device inputs, device outputs)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CUDAExecutionProvider"])
+    if sess.get_providers()[0] != "CUDAExecutionProvider":
+        return None
+    binding = sess.io_binding()
+    for k, a in feeds.items():
+        binding.bind_ortvalue_input(k, ort.OrtValue.ortvalue_from_numpy(a, "cuda", 0))
+    for o in sess.get_outputs():
+        binding.bind_output(o.name, "cuda", 0)
+
+    def run():
+        sess.run_with_iobinding(binding)
+    return run
+
+
+def prepare(name: str):
+    """(name, model with a symbolic batch or None, original model, its own batch)."""
+    from pysofie.api import check
+    model = load_model(name)
+    first = model.graph.input[0].type.tensor_type.shape.dim
+    own = first[0].dim_value if first and first[0].HasField("dim_value") else 1
+    sym = symbolic_batch(model)
+    try:
+        ok = check(sym, target="cuda") == []
+    except Exception:
+        ok = False
+    return name, (sym if ok else None), model, own
+
+
+def build_all(prepared, dry: bool):
+    """Compile every model for CUDA (unless dry) and the CPU, in parallel (nvcc and c++ are single-threaded)."""
+    import pysofie
+    from pysofie.api import check
+
+    def cuda(item):
+        name, sym, model, own = item
+        m = sym if sym is not None else model
+        if dry or check(m, target="cuda"):
+            return None
+        from pysofie.cuda_session import CudaInferenceSession
+        return CudaInferenceSession(m, name=f"{name}_gpu")
+
+    def cpu(item):
+        name, sym, model, own = item
+        try:
+            return pysofie.InferenceSession(sym if sym is not None else model, name=f"{name}_cpu")
+        except Exception as e:
+            return e
+
+    workers = max(1, min(16, os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+        gpu = list(ex.map(cuda, prepared))
+        cpus = list(ex.map(cpu, prepared))
+    return gpu, cpus
+
+
+def bench(args) -> list[dict]:
+    torch = None
+    if not args.dry_run:
+        import torch  # noqa: F811  (the device arrays for the device-resident runs)
+        assert torch.cuda.is_available(), "benchmarks/gpu.py needs a CUDA GPU (or --dry-run)"
+    first = ["Linear_64", "resnet18", "Conv_d100_L14_B32"]  # launch overhead and the large model first
+    names = args.models or (["Linear_64", "Conv_d100_L14_B1", "resnet18"] if args.quick else
+                            [m for m in first if m in available_models()]
+                            + [m for m in available_models() if m not in first])
+    prepared = [prepare(n) for n in names]
+    t0 = time.perf_counter()
+    gpu_sessions, cpu_sessions = build_all(prepared, args.dry_run)
+    print(f"compiled {len(names)} models in {time.perf_counter() - t0:.0f} s", flush=True)
+    use_ort_cuda = ort_cuda_available() and not args.dry_run
+    rows = []
+    rng = np.random.default_rng(0)
+    last: dict = {}  # (model, column) -> (batch, seconds of one call)
+
+    def seen(model, col, batch, secs):
+        last[(model, col)] = (batch, secs)
+        return secs
+
+    def cpu_ok(model, col, batch):
+        prev = last.get((model, col))
+        return prev is None or prev[1] * batch / prev[0] < CPU_LIMIT_S
+    for (name, sym, model, own), gs, cs in zip(prepared, gpu_sessions, cpu_sessions):
+        from pysofie.api import load
+        flops1, kind = model_flops(load(sym if sym is not None else model, target="cuda"))
+        for b in (args.batches if sym is not None else [own]):
+            row = {"model": name, "batch": b, "flops": flops1 * (b if sym is not None else 1), "kind": kind}
+            m = sym if sym is not None else model
+            feeds = feeds_for(m, b, rng)
+            fns = {}
+            if gs is not None:
+                dev_in = {k: torch.from_numpy(a).cuda() for k, a in feeds.items()}
+                outs = gs.run(None, feeds)  # shapes (and a first check of the results against the CPU below)
+                dev_out = {o.name: torch.empty(a.shape, dtype=torch.float32, device="cuda")
+                           for o, a in zip(gs.get_outputs(), outs)}
+                iters = max(3, min(200, int(0.05 / max(gs.time_device(dev_in, dev_out, 1), 1e-6))))
+                fns["cuda_device"] = lambda gs=gs, i=dev_in, o=dev_out, n=iters: gs.time_device(i, o, n)
+                fns["cuda_graph"] = lambda gs=gs, i=dev_in, o=dev_out, n=iters: gs.time_device(i, o, n, graphs=True)
+                fns["cuda_host"] = lambda gs=gs, f=feeds: gs.run(None, f)
+            # the CPU columns stop where the previous batch size, scaled, would pass the limit (no trial call)
+            if not isinstance(cs, Exception) and cpu_ok(name, "cpu", b) and \
+                    seen(name, "cpu", b, _once(lambda: cs.run(None, feeds))) < CPU_LIMIT_S:
+                fns["cpu"] = lambda cs=cs, f=feeds: cs.run(None, f)
+                if gs is not None:
+                    ref = cs.run(None, feeds)
+                    got = gs.run(None, feeds)
+                    row["max_abs_diff_vs_cpu"] = float(max(np.max(np.abs(a - r)) for a, r in zip(got, ref)))
+            oc = ort_cpu_session(m) if cpu_ok(name, "ort_cpu", b) else None
+            if oc is not None and seen(name, "ort_cpu", b, _once(lambda: oc.run(None, feeds))) < CPU_LIMIT_S:
+                fns["ort_cpu"] = lambda oc=oc, f=feeds: oc.run(None, f)
+            if use_ort_cuda:
+                r = ort_cuda_runner(m, feeds)
+                if r is not None:
+                    fns["ort_cuda"] = r
+            timed = {}
+            # cuda_device returns its own C++-timed seconds per run; the others are timed here
+            for col in ("cuda_device", "cuda_graph"):
+                if col in fns:
+                    f = fns.pop(col)
+                    try:
+                        timed[col] = statistics.median(f() for _ in range(7))
+                    except Exception as e:  # recorded, the other columns still run
+                        row[f"{col}_error"] = str(e)[:300]
+            if fns:
+                timed.update(interleaved(fns, budget_s=args.budget))
+            row.update({k: v for k, v in timed.items()})
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.partial:  # a run cut short still leaves what it measured
+                with open(args.partial, "w") as f:
+                    json.dump({"meta": {"partial": True, "gpu": gpu_name()}, "rows": rows}, f, indent=1)
+    return rows
+
+
+def best_cuda(r: dict):
+    """pysofie CUDA's device-resident time: with or without graphs, whichever is faster."""
+    ts = [r[c] for c in ("cuda_device", "cuda_graph") if r.get(c)]
+    return min(ts) if ts else None
+
+
+def fmt(s):
+    return "-" if s is None else (f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms")
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["cuda_device", "cuda_graph", "cuda_host", "ort_cuda", "cpu", "ort_cpu"]
+    out = ["| model | batch | GFLOP | " + " | ".join(cols) + " | ORT CUDA / best pysofie CUDA |",
+           "|---|---:|---:|" + "---:|" * len(cols) + "---:|"]
+    for r in rows:
+        ratio = f"{r['ort_cuda'] / best_cuda(r):.2f}" if r.get("ort_cuda") and best_cuda(r) else "-"
+        out.append(f"| {r['model']} | {r['batch']} | {r['flops'] / 1e9:.3f} | "
+                   + " | ".join(fmt(r.get(c)) for c in cols) + f" | {ratio} |")
+    return "\n".join(out)
+
+
+def plots(rows: list[dict], out_dir: str) -> list[str]:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    peers = [p for p in ("ort_cuda", "ort_cpu", "cpu") if any(r.get(p) and best_cuda(r) for r in rows)]
+    written = []
+    for x_key, fname, xlabel in (("batch", "gpu_batch.png", "batch size"),
+                                 ("flops", "gpu_flops.png", "model FLOPs per call")):
+        fig, axes = plt.subplots(1, max(1, len(peers)), figsize=(6 * max(1, len(peers)), 4.5), squeeze=False)
+        for ax, peer in zip(axes[0], peers):
+            for model in dict.fromkeys(r["model"] for r in rows):
+                pts = [(r[x_key], r[peer] / best_cuda(r)) for r in rows
+                       if r["model"] == model and r.get(peer) and best_cuda(r) and r[x_key]]
+                if pts:
+                    xs, ys = zip(*sorted(pts))
+                    ax.plot(xs, ys, marker="o", label=model)
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"speed-up of pysofie CUDA over {peer}")
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        path = os.path.join(out_dir, fname)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def gpu_name() -> str:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return "no GPU"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
+    ap.add_argument("--models", nargs="+")
+    ap.add_argument("--quick", action="store_true", help="Linear_64, Conv_d100_L14_B1 and resnet18 only")
+    ap.add_argument("--dry-run", action="store_true", help="no GPU: preparation, FLOPs and CPU columns, batch 1")
+    ap.add_argument("--budget", type=float, default=3.0, help="seconds of timing per model and batch size")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args(argv)
+    if args.dry_run:
+        args.batches = [1]
+    tag = "gpu_dry" if args.dry_run else "gpu"
+    os.makedirs(args.out, exist_ok=True)
+    args.partial = os.path.join(args.out, f"{tag}.json")
+    rows = bench(args)
+    from pysofie.build.cuda import nvcc_version, find_nvcc
+    try:
+        nvcc = nvcc_version(find_nvcc())
+    except Exception as e:
+        nvcc = f"unavailable ({e})"
+    meta = {"gpu": gpu_name(), "cpu": _cpu_name(), "machine": platform.machine(), "nvcc": nvcc,
+            "ort_cuda": ort_cuda_available(), "dry_run": args.dry_run,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    with open(os.path.join(args.out, f"{tag}.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    md = (f"# pysofie CUDA benchmark\n\nGPU: {meta['gpu']}; CPU: {meta['cpu']}; {nvcc}; onnxruntime CUDA EP: "
+          f"{'yes' if meta['ort_cuda'] else 'not installed'}; {meta['time']}\n\n{table(rows)}\n")
+    with open(os.path.join(args.out, f"{tag}.md"), "w") as f:
+        f.write(md)
+    print(md)
+    if not args.dry_run:
+        for p in plots(rows, args.out):
+            print("wrote", p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

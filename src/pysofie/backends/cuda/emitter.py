@@ -1,0 +1,231 @@
+"""Emits ``<name>.cuh`` (a ``Session`` running the model on a CUDA device) for an IR Graph, plus its weights.
+
+The storage plan is the C++ back end's (``CppEmitter._plan``: inputs, outputs, constants, views, slots reused
+by liveness); what differs is the target's table: slots and constants are pointers into two device arenas,
+every node is a host function that launches grid-stride kernels (or cuBLAS) on the Session's stream, and the
+element expressions come from the C++ back end's tables (they are valid device code).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+from ... import __version__
+from ...ir import DType, Graph, Node
+from ...ir.shapes import cpp_dim, numel, shape_symbols
+from ..cpp.emitter import VIEW_OPS, CppEmitter, NodeContext, _dp, _fmt, _vt
+from ..cpp.names import NameTable, comment_text
+from ..cpp.writer import CodeWriter
+
+RUNTIME = os.path.join(os.path.dirname(__file__), "runtime", "pysofie_cuda.cuh")
+CPP_RUNTIME = os.path.join(os.path.dirname(os.path.dirname(__file__)), "cpp", "runtime", "pysofie_runtime.h")
+
+# op_type -> generator(cx: CudaNodeContext); op_type -> check(node) -> [problems]. Filled by backends.cuda.ops.
+GENERATORS: dict[str, Callable] = {}
+CHECKS: dict[str, Callable] = {}
+
+# Ops that only move elements: correct on the low-precision types held as bit patterns (as in the C++ back end).
+LOWP_OPS = set(VIEW_OPS) | {"Transpose", "Concat", "Slice", "Gather"}
+
+# The dialect: what the C++ target spells differently (the element expressions themselves are shared).
+RESTRICT = "__restrict__"
+KERNEL = "__global__ void __launch_bounds__(256)"
+GRID_STRIDE = ("for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < pysofie_n; "
+               "i += size_t(blockDim.x) * gridDim.x)")
+
+
+def generates(*op_types: str, check: Optional[Callable] = None):
+    def deco(fn):
+        for t in op_types:
+            GENERATORS[t] = fn
+            if check is not None:
+                CHECKS[t] = check
+        return fn
+    return deco
+
+
+def float32_only(node: Node) -> list[str]:
+    bad = sorted({v.dtype.name.lower() for v in node.inputs + node.outputs
+                  if v is not None and v.dtype is not None and v.dtype is not DType.FLOAT})
+    if bad:
+        return [f"{node.op_type}: element type {', '.join(bad)} has no CUDA kernel (float only), node '{node.name}'"]
+    return []
+
+
+class CudaNodeContext(NodeContext):
+    """NodeContext plus kernels: ``launch(count, body)`` writes a grid-stride kernel over i < count whose
+    parameters are the node function's (sizes, inputs, outputs, scratch), and its launch on the stream. A scratch
+    count may also be a C++ expression of the size parameters (a string)."""
+
+    def __init__(self, emitter, node, fname):
+        super().__init__(emitter, node, fname)
+        self.kernels: list[tuple[str, str, list]] = []  # (kernel name, body text, extra parameters)
+
+    def launch(self, count: str, body, extra: tuple = ()) -> None:
+        """extra: (declaration, argument) pairs of values the kernel takes besides the node's parameters (a host
+        loop's variable)."""
+        kname = f"{self.fname}_k{len(self.kernels)}"
+        kw = CodeWriter()
+        if callable(body):
+            body(kw)
+        else:
+            kw.lines(body if isinstance(body, list) else [body])
+        self.kernels.append((kname, kw.text(), [d for d, _ in extra]))
+        args = "".join(f"{a}, " for _, a in extra)
+        self.w.line(f"{kname}<<<pysofie_cuda::blocks({count}), pysofie_cuda::kThreads, 0, stream>>>"
+                    f"(size_t({count}), {args}@ARGS@);")
+
+
+def coords(w: CodeWriter, dims: list[str], prefix: str = "i", flat: str = "i") -> list[str]:
+    """Declare the coordinates (prefix0, prefix1, ...) of flat index `flat` in a row-major array of `dims`."""
+    names = [f"{prefix}{k}" for k in range(len(dims))]
+    if not dims:
+        return names
+    w.line(f"size_t {prefix}_rest = {flat};")
+    for k in range(len(dims) - 1, 0, -1):
+        w.line(f"const size_t {names[k]} = {prefix}_rest % {dims[k]};")
+        w.line(f"{prefix}_rest /= {dims[k]};")
+    w.line(f"const size_t {names[0]} = {prefix}_rest;")
+    return names
+
+
+def _sz(x) -> str:
+    return x if isinstance(x, str) else cpp_dim(x)
+
+
+def _max_expr(parts: list[str]) -> str:
+    parts = list(dict.fromkeys(parts))
+    if len(parts) == 1:
+        return parts[0]
+    return "std::max<size_t>({" + ", ".join(f"size_t({p})" for p in parts) + "})"
+
+
+class CudaEmitter(CppEmitter):
+    GENERATORS = GENERATORS
+    LOWP_OPS = LOWP_OPS
+    TARGET = "CUDA"
+
+    def __init__(self, graph: Graph, *, name: Optional[str] = None, namespace: Optional[str] = None,
+                 weights: str = "bin"):
+        if weights not in ("dat", "bin"):
+            raise ValueError(f"weights for the CUDA target must be 'dat' or 'bin', not {weights!r}")
+        super().__init__(graph, name=name, namespace=namespace, weights=weights)
+        self.names.reserve("infer_host")
+
+    def _target_check(self, node: Node) -> list[str]:
+        chk = CHECKS.get(node.op_type)
+        return chk(node) if chk is not None else []
+
+    # -- generation ------------------------------------------------------------------------------------
+    def generate(self) -> str:
+        g = self.graph
+        funcs: list[str] = []
+        calls: list[str] = []
+        scratch: dict[DType, list[str]] = {}
+        fnames = NameTable()
+        for idx, n in enumerate(g.nodes):
+            if id(n) in self.aliased:
+                calls.append(f"// {comment_text(n.name)} ({n.op_type}): a view of its input, no code")
+                continue
+            fname = fnames.unique(f"op{idx}_{n.op_type}")
+            cx = CudaNodeContext(self, n, fname)
+            GENERATORS[n.op_type](cx)
+            syms = set()
+            for v in n.inputs + n.outputs:
+                if v is not None and v.shape is not None:
+                    syms |= shape_symbols(v.shape)
+            sparams = [p for p in self.params if p in syms]
+            decl = [f"size_t {p}" for p in sparams]
+            args = list(sparams)
+            for i, pname in cx._in_names.items():
+                v = n.inputs[i]
+                decl.append(f"const {v.dtype.ctype}* {RESTRICT} {pname}")
+                args.append(self.storage[id(v)].expr)
+            for i, pname in cx._out_names.items():
+                v = n.outputs[i]
+                decl.append(f"{v.dtype.ctype}* {RESTRICT} {pname}")
+                args.append(self.storage[id(v)].expr)
+            offsets: dict[DType, str] = {}
+            for pname, dt, count in cx._scratch:
+                off = offsets.get(dt)
+                decl.append(f"{dt.ctype}* {RESTRICT} {pname}")
+                base = _dp(dt, f"fWork_{dt.name.lower()}")
+                args.append(base if off is None else f"{base} + {off}")
+                offsets[dt] = _sz(count) if off is None else f"{off} + {_sz(count)}"
+            for dt, total in offsets.items():
+                scratch.setdefault(dt, []).append(total)
+            decl.append("int* pysofie_err")
+            args.append("fErr")
+            pnames = [d.split()[-1] for d in decl]
+            for kname, body, extra in cx.kernels:
+                kw = CodeWriter()
+                with kw.block(f"{KERNEL} {kname}(size_t pysofie_n, {', '.join(extra + decl)})"):
+                    with kw.block(GRID_STRIDE):
+                        kw.line(body.rstrip("\n"))
+                funcs.append(kw.text())
+            fw = CodeWriter()
+            fw.line(f"// {comment_text(n.name)}: {n.op_type}"
+                    f"({', '.join(comment_text(repr(v)) if v else '-' for v in n.inputs)}) -> "
+                    f"{', '.join(comment_text(repr(v)) for v in n.outputs)}")
+            with fw.block(f"inline void {fname}([[maybe_unused]] cudaStream_t stream, "
+                          f"[[maybe_unused]] cublasHandle_t blas, "
+                          + ", ".join(f"[[maybe_unused]] {d}" for d in decl) + ")"):
+                fw.line(cx.w.text().rstrip("\n").replace("@ARGS@", ", ".join(pnames)))
+            funcs.append(fw.text())
+            calls.append(f"detail::{fname}(fStream, fBlas, {', '.join(args)});")
+        self.scratch = scratch
+        return self._assemble(funcs, calls)
+
+    def _assemble(self, funcs: list[str], calls: list[str]) -> str:
+        g = self.graph
+        w = CodeWriter()
+        guard = f"PYSOFIE_{self.namespace.upper()}_CUH"
+        w.line(f"// {self.name}.cuh: CUDA inference code generated by pysofie {__version__}"
+               f" from {comment_text(os.path.basename(g.source) if g.source else g.name)}.")
+        w.line("// Depends on the CUDA runtime and cuBLAS. Do not edit: regenerate instead.")
+        for v in g.inputs:
+            w.line(f"//   input  {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
+        for v in g.outputs:
+            w.line(f"//   output {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
+        w.line(f"#ifndef {guard}")
+        w.line(f"#define {guard}")
+        w.line()
+        for path in (CPP_RUNTIME, RUNTIME):
+            with open(path) as f:
+                w.line(f.read().rstrip("\n"))
+            w.line()
+        for key, code in self.helpers.items():
+            if key.startswith("global:"):
+                w.line(code.rstrip("\n"))
+                w.line()
+        with w.block(f"namespace {self.namespace}", close=f"}}  // namespace {self.namespace}"):
+            with w.block("namespace detail", close="}  // namespace detail"):
+                for key, code in self.helpers.items():
+                    if not key.startswith("global:"):
+                        w.line(code.rstrip("\n"))
+                        w.line()
+                for f in funcs:
+                    w.line(f.rstrip("\n"))
+                    w.line()
+            w.line()
+            self._session(w, calls)
+        w.line(f"#endif  // {guard}")
+        return w.text()
+
+    def _session(self, w: CodeWriter, calls: list[str]) -> None:
+        from .session_code import write_session
+        write_session(self, w, calls)
+
+
+def slot_bytes(em: CudaEmitter) -> list[tuple[str, str, DType]]:
+    """(member name, C++ byte count, element type) of every arena part: slots, then scratch per type."""
+    parts = []
+    for s in em.slots:
+        sizes = [cpp_dim(x) for x in s["sizes"]]
+        parts.append((s["name"], f"{_max_expr(sizes)} * sizeof({_vt(s['dtype'])})", s["dtype"]))
+    for dt, sizes in em.scratch.items():
+        parts.append((f"fWork_{dt.name.lower()}", f"({_max_expr(sizes)}) * sizeof({_vt(dt)})", dt))
+    return parts
+
+
+__all__ = ["CudaEmitter", "GENERATORS", "generates", "coords", "slot_bytes", "float32_only"]

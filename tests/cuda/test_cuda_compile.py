@@ -1,0 +1,132 @@
+"""CUDA back end without a GPU: every generated .cu compiles (nvcc -c, several models per translation unit),
+unsupported operators are listed at once, emit writes .cuh, and without a GPU InferenceSession falls back to the
+CPU with a warning (as onnxruntime does)."""
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from pysofie.api import check, generate_cuda_code
+
+from ..util import ROOTBENCH, assert_close, ort
+from .cases import CASES, chain_model
+from .toolchain import need_toolchain
+
+RNN_MODELS = {"DDB_B1", "GRU_d10_L20_h8_B1", "LSTM_d10_L20_h8_B1", "RNN_d10_L20_h8_B1"}  # no GPU kernel
+
+
+def _rootbench():
+    return sorted(f for f in glob.glob(os.path.join(ROOTBENCH, "*.onnx"))
+                  if os.path.basename(f)[:-5] not in RNN_MODELS)
+
+
+def _groups():
+    half = len(CASES) // 2
+    return {
+        "families_a": lambda: [generate_cuda_code(c.model, name=c.id) for c in CASES[:half]],
+        "families_b": lambda: ([generate_cuda_code(c.model, name=c.id) for c in CASES[half:]]
+                               + [generate_cuda_code(chain_model(), name="chain")]),
+        "rootbench": lambda: [generate_cuda_code(f) for f in _rootbench()],
+        "resnet18": lambda: [generate_cuda_code(_resnet18(), name="resnet18")],
+    }
+
+
+def _resnet18():
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+    from benchmarks.resnet import resnet18
+    return resnet18(batch=1)
+
+
+@pytest.mark.parametrize("group", list(_groups()))
+def test_generated_cuda_compiles(group, tmp_path):
+    """One translation unit per group (nvcc -c for sm_90, -O1)."""
+    need_toolchain()
+    from pysofie.build.cuda import compile_check
+    models = _groups()[group]()
+    assert models
+    assert os.path.getsize(compile_check(models, str(tmp_path))) > 0
+
+
+def test_rootbench_coverage():
+    """Every rootbench model but the recurrent ones has a GPU kernel for each node; those list each RNN node."""
+    assert len(_rootbench()) == 13
+    for f in glob.glob(os.path.join(ROOTBENCH, "*.onnx")):
+        problems = check(f, target="cuda")
+        name = os.path.basename(f)[:-5]
+        if name in RNN_MODELS:
+            assert problems and all("no CUDA generator" in p for p in problems), problems
+        else:
+            assert problems == [], (name, problems)
+
+
+def test_check_lists_every_unsupported_node_at_once():
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("GRU", ["x", "w", "r"], ["y1"], hidden_size=2),
+             helper.make_node("Relu", ["d"], ["y2"]),
+             helper.make_node("Gemm", ["d", "d"], ["y3"]),
+             helper.make_node("TopK", ["d", "k"], ["y4", "y5"])]
+    f, d = TensorProto.FLOAT, TensorProto.DOUBLE
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [1, 1, 3]),
+                                       helper.make_tensor_value_info("d", d, [3, 3])],
+                          [helper.make_tensor_value_info(n, t, None) for n, t in
+                           [("y1", f), ("y2", d), ("y3", d), ("y4", d), ("y5", TensorProto.INT64)]],
+                          [helper.make_tensor("w", f, [1, 6, 3], np.ones(18)),
+                           helper.make_tensor("r", f, [1, 6, 2], np.ones(12)),
+                           helper.make_tensor("k", TensorProto.INT64, [1], [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    problems = check(m, target="cuda")
+    text = "\n".join(problems)
+    assert len(problems) == 3, problems
+    assert "GRU" in text and "TopK" in text and "Gemm: element type double" in text
+    assert check(m) == []  # the C++ target has them all
+
+
+def test_emit_cuda_cli(tmp_path):
+    from pysofie.cli import main
+    f = os.path.join(ROOTBENCH, "Linear_16.onnx")
+    assert main(["emit", "--target", "cuda", "--weights", "bin", f, "-o", str(tmp_path)]) == 0
+    text = (tmp_path / "Linear_16.cuh").read_text()
+    assert "struct Session" in text and "cublasSgemm" in text and "__global__" in text
+    assert (tmp_path / "Linear_16.bin").stat().st_size > 0
+    assert main(["check", "--target", "cuda", f]) == 0
+    assert main(["check", "--target", "cuda", os.path.join(ROOTBENCH, "GRU_d10_L20_h8_B1.onnx")]) == 1
+
+
+def test_cuda_provider_falls_back_to_cpu_without_gpu():
+    from pysofie import InferenceSession
+    from pysofie.build.cuda import gpu_count
+    if gpu_count() > 0:
+        pytest.skip("a GPU is present: tests/cuda/test_cuda_gpu.py covers this provider")
+    f = os.path.join(ROOTBENCH, "Linear_16.onnx")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = InferenceSession(f, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert any("falling back to CPUExecutionProvider" in str(w.message) for w in caught)
+    assert s.get_providers() == ["CPUExecutionProvider"]
+    inp = s.get_inputs()[0]
+    x = np.random.default_rng(0).uniform(-1, 1, [d if isinstance(d, int) else 3 for d in inp.shape]).astype(
+        np.float32)
+    assert_close(s.run(None, {inp.name: x}), ort(f, {inp.name: x}), what="Linear_16 fallback")
+
+
+def test_library_builds_and_fails_cleanly_without_gpu():
+    """The shared library links against cuBLAS; creating a Session without a GPU is a clear error."""
+    need_toolchain()
+    import ctypes
+    from pysofie.backends.cuda.capi import symbol_prefix
+    from pysofie.build.cuda import build_cuda_library, gpu_count
+    if gpu_count() > 0:
+        pytest.skip("a GPU is present")
+    gm = generate_cuda_code(os.path.join(ROOTBENCH, "Linear_16.onnx"))
+    lib = ctypes.CDLL(build_cuda_library([gm], opt_level=1))
+    assert lib.pysofie_cuda_device_count() == 0
+    create = getattr(lib, f"{symbol_prefix(gm)}_create")
+    create.restype = ctypes.c_void_p
+    err = ctypes.create_string_buffer(512)
+    assert not create(b"missing.bin", None, err, 512)
+    assert err.value  # the CUDA runtime's reason, e.g. no driver / no device

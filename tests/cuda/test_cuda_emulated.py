@@ -1,0 +1,114 @@
+"""The generated CUDA code's logic on the CPU, against onnxruntime: the .cuh of every GPU operator family, a
+network over several batch sizes (the arena grows), the rootbench models and ResNet-18 are compiled by the host
+C++ compiler against stand-ins for the CUDA runtime and cuBLAS (tests/cuda/emu/: a launch runs the grid-stride
+loop with one thread, device memory is host memory, cublasSgemm is cuBLAS's column-major definition written out).
+
+This checks what the generator writes (indexing, im2col, the row-major to column-major mapping of every cuBLAS
+call, the Session's arena, weights and host/device copies, the C entry points) without a GPU. It does not check
+anything that only a GPU shows (parallel execution, the real libraries, launch configurations): that is
+tests/cuda/test_cuda_gpu.py."""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from pysofie.api import check, generate_cuda_code
+
+from ..util import ROOTBENCH, assert_close, ort
+from .cases import CASES, chain_model
+
+EMU = os.path.join(os.path.dirname(__file__), "emu")
+LAUNCH = re.compile(r"(\w+)<<<[^;]*?>>>\(")  # kernel<<<grid, block, 0, stream>>>(args) -> kernel(args)
+
+
+def _emulated_library(models: list, workdir: str) -> str:
+    from pysofie.backends.cuda.capi import wrapper_source
+    from pysofie.build.compiler import find_cxx
+    for m in models:
+        with open(os.path.join(workdir, m.header_file), "w") as f:
+            f.write(LAUNCH.sub(r"\1(", m.header))
+    src = os.path.join(workdir, "emu_capi.cpp")
+    with open(src, "w") as f:
+        f.write(wrapper_source(models))
+    lib = os.path.join(workdir, "emu.so")
+    cmd = find_cxx().split() + ["-std=c++17", "-O2", "-shared", "-fPIC", "-I", EMU, src, "-o", lib]
+    r = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return lib
+
+
+def _sessions(models: list, names: list, workdir: str) -> dict:
+    from pysofie.cuda_session import CudaInferenceSession
+    gms = [generate_cuda_code(m, name=n, namespace=f"pysofie_emu_{k}") for k, (m, n) in
+           enumerate(zip(models, names))]
+    lib = _emulated_library(gms, workdir)
+    out = {}
+    for n, gm in zip(names, gms):
+        s = CudaInferenceSession.__new__(CudaInferenceSession)
+        s._open(gm, lib)  # the emulated library in place of nvcc's
+        out[n] = s
+    return out
+
+
+@pytest.fixture(scope="module")
+def family_sessions(tmp_path_factory):
+    models = [c.model for c in CASES] + [chain_model()]
+    names = [c.id for c in CASES] + ["chain"]
+    return _sessions(models, names, str(tmp_path_factory.mktemp("emu_families")))
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_family_matches_onnxruntime(c, family_sessions):
+    feeds = c.feeds()
+    assert_close(family_sessions[c.id].run(None, feeds), ort(c.model, feeds), c.rtol, c.atol, what=c.id)
+
+
+def test_chain_batches(family_sessions):
+    s, m = family_sessions["chain"], chain_model()
+    for n in (1, 6, 2, 23):
+        x = np.random.default_rng(n).uniform(-1, 1, (n, 3, 8, 8)).astype(np.float32)
+        assert_close(s.run(None, {"x": x}), ort(m, {"x": x}), what=f"chain N={n}")
+
+
+def test_gather_out_of_range(family_sessions):
+    from pysofie.errors import PysofieError
+    c = next(c for c in CASES if c.id == "gather")
+    feeds = dict(c.feeds(), I=np.array([[0, 7], [1, 2]], np.int64))
+    with pytest.raises(PysofieError, match="out of range"):
+        family_sessions["gather"].run(None, feeds)
+
+
+# the emulated products are plain loops: these add minutes, not coverage (their Conv 2D / 3D im2col + product
+# paths run in Conv_d100_L1_B1, ResNet-18 and the conv2d / conv3d family cases)
+HEAVY = {"Conv_d100_L14_B32", "Conv_d100_L14_B1", "Conv3d_d32_L4_B1"}
+
+
+def test_rootbench_and_resnet18(tmp_path):
+    """Every rootbench model with GPU kernels and a narrow ResNet-18 (width 8: the same graph, 1/64 of the work)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+    from benchmarks.resnet import resnet18
+    files = sorted(f for f in glob.glob(os.path.join(ROOTBENCH, "*.onnx"))
+                   if os.path.basename(f)[:-5] not in HEAVY and not check(f, target="cuda"))
+    models = files + [resnet18(batch=1, width=8)]
+    names = [os.path.basename(f)[:-5] for f in files] + ["resnet18"]
+    for (name, s), model in zip(_sessions(models, names, str(tmp_path)).items(), models):
+        rng = np.random.default_rng(5)
+        feeds = {i.name: rng.uniform(-1, 1, [d if isinstance(d, int) else 2 for d in i.shape]).astype(np.float32)
+                 for i in s.get_inputs()}
+        tol = 1e-3 if name == "resnet18" else 1e-4
+        assert_close(s.run(None, feeds), ort(model, feeds), tol, tol, what=name)
+
+
+def test_device_pointer_path(family_sessions):
+    """Inputs and outputs flagged as device pointers are used in place (no staging copies): here host memory."""
+    s, m = family_sessions["chain"], chain_model()
+    x = np.random.default_rng(9).uniform(-1, 1, (3, 3, 8, 8)).astype(np.float32)
+    y = np.full((3, 10), np.nan, np.float32)
+    s._call({"N": 3}, [x.ctypes.data], [1], [y.ctypes.data], [1])
+    assert_close([y], ort(m, {"x": x}), what="device pointers")
