@@ -133,7 +133,7 @@ def test_onnxruntime_session_options_are_honored(caplog):
     assert logging.getLogger("pysofie").getEffectiveLevel() == logging.WARNING  # Python's default
     s = pysofie.InferenceSession(MODEL, so)
     got = s.get_session_options()
-    assert got.intra_op_num_threads == 3 and s._intra_op_num_threads == 3
+    assert got.intra_op_num_threads == 3 and s.intra_op_num_threads == 3
     assert got.graph_optimization_level == pysofie.GraphOptimizationLevel.ORT_DISABLE_ALL
     # no graph optimization: MatMul, Add and Relu stay three nodes (the default fuses them into one)
     assert sorted(n.op_type for n in s._graph.nodes) == ["Add", "MatMul", "Relu", "Sigmoid"]

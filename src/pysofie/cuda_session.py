@@ -98,6 +98,8 @@ class CudaInferenceSession(InferenceSession):
             raise TypeError(f"InferenceSession with CUDAExecutionProvider got unexpected keyword argument(s): "
                             f"{', '.join(sorted(unknown))}")
         weights = weights or "bin"
+        from .options import SessionOptions
+        self._options = SessionOptions.from_any(sess_options)
         self._graphs = int(bool(cuda_graphs))
         gm = _generated or generate_cuda_code(model, name=name, namespace=namespace, weights=weights,
                                               input_shapes=input_shapes, optimize=optimize,
@@ -109,6 +111,17 @@ class CudaInferenceSession(InferenceSession):
         """Bind the model's entry points in the library at lib_path and create its Session."""
         self._graphs = getattr(self, "_graphs", 0)
         self._gm = gm
+        # what the CPU session's onnxruntime interface reads (session.py)
+        from .options import SessionOptions
+        from .session import ModelMetadata
+        self._lazy = None
+        self._name = gm.name
+        self._profile = None
+        self._options = getattr(self, "_options", None) or SessionOptions()
+        self._providers, self._provider_options = ["CUDAExecutionProvider"], [{}]
+        self._meta = ModelMetadata(getattr(gm.emitter.graph, "metadata", None) or {}, gm.name)
+        self._overridable = []
+        self._threads = 1
         em = gm.emitter
         g = em.graph
         self._graph = g

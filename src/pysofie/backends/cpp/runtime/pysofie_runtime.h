@@ -68,18 +68,24 @@ inline void sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float 
                  static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
-// max and min that propagate NaN, as onnxruntime's Relu, MaxPool and ReduceMax/Min do (std::max(a, NaN) is a)
+// max and min that propagate NaN, as onnxruntime's Relu, MaxPool and ReduceMax/Min do (std::max(a, NaN) is a).
+// Host and device functions: the CUDA back end's kernels use the same expressions.
+#if defined(__CUDACC__)
+#define PYSOFIE_HOST_DEVICE __host__ __device__
+#else
+#define PYSOFIE_HOST_DEVICE
+#endif
 template <typename T>
-inline T max_nan(T a, T b) {
+PYSOFIE_HOST_DEVICE inline T max_nan(T a, T b) {
    if constexpr (std::is_floating_point<T>::value) {
-      if (std::isnan(b)) return b;
+      if (b != b) return b;  // NaN
    }
    return b > a ? b : a;
 }
 template <typename T>
-inline T min_nan(T a, T b) {
+PYSOFIE_HOST_DEVICE inline T min_nan(T a, T b) {
    if constexpr (std::is_floating_point<T>::value) {
-      if (std::isnan(b)) return b;
+      if (b != b) return b;  // NaN
    }
    return b < a ? b : a;
 }
