@@ -18,29 +18,22 @@ from .manager import Pass
 def evaluate_node(node: Node) -> list[np.ndarray]:
     """Evaluate a node on constant inputs with onnx.reference (used only at generation time)."""
     from onnx import helper
+    from onnx.reference import ReferenceEvaluator
     ins = [f"i{k}" if v is not None else "" for k, v in enumerate(node.inputs)]
     outs = [f"o{k}" for k in range(len(node.outputs))]
     onode = helper.make_node(node.op_type, ins, outs, domain=node.op.domain or None,
                              **_onnx_attrs(node.op_type, node.op.domain, node.op.onnx_attrs()))
-    ref = _evaluator(onode, node.op.opset if not node.op.domain else 0)
     feeds = {n: v.const for n, v in zip(ins, node.inputs) if v is not None}
-    return [np.asarray(r) for r in ref.run(None, feeds)]
-
-
-def _evaluator(onode, opset: int):
-    """onnx's reference evaluator for one node, in the node's own opset when it has one (Unsqueeze's axes are
-    an attribute before opset 13), else the latest."""
-    from onnx import helper
-    from onnx.reference import ReferenceEvaluator
-    if opset:
-        try:
-            graph = helper.make_graph([onode], "fold", [helper.make_empty_tensor_value_info(n) for n in onode.input if n],
-                                      [helper.make_empty_tensor_value_info(n) for n in onode.output])
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-            return ReferenceEvaluator(model)
-        except Exception:
-            pass
-    return ReferenceEvaluator(onode)
+    try:
+        return [np.asarray(r) for r in ReferenceEvaluator(onode).run(None, feeds)]
+    except Exception:
+        if not node.op.opset or node.op.domain:
+            raise
+    # in the node's own opset (Unsqueeze's axes are an attribute before opset 13)
+    graph = helper.make_graph([onode], "fold", [helper.make_empty_tensor_value_info(n) for n in ins if n],
+                              [helper.make_empty_tensor_value_info(n) for n in outs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", node.op.opset)])
+    return [np.asarray(r) for r in ReferenceEvaluator(model).run(None, feeds)]
 
 
 def _onnx_attrs(op_type: str, domain: str, attrs: dict) -> dict:

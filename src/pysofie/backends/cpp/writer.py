@@ -49,6 +49,8 @@ class CodeWriter:
 
     def loop(self, var: str, count: str, start: str = "0"):
         """for (size_t var = start; var < count; ++var) { ... }"""
+        if str(count).strip() == "0":  # a zero-size axis: no iteration (and no 'unsigned < 0' warning)
+            return self.block(f"for (size_t {var} = {start}, {var}_end = 0; {var} < {var}_end; ++{var})")
         return self.block(f"for (size_t {var} = {start}; {var} < {count}; ++{var})")
 
     def text(self) -> str:
