@@ -83,6 +83,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.size_params: list[str] = []  # names of symbolic dims, in the order infer() takes them
         self.source: str = ""  # file name or description, for error messages
+        self.guards: list[tuple[Dim, str]] = []  # (symbolic expression that must be >= 0, message), see Op.guards
 
     # -- construction ----------------------------------------------------------------------------------
     def add_input(self, value: Value) -> Value:

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, dims_equal, numel
+from ..ir.shapes import Sym, ceildiv, dim_max, dims_equal, numel
 from .base import REQUIRED, Op, norm_axis, register
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
@@ -254,14 +254,32 @@ class Range(Op):
     OUTPUTS = ("output",)
 
     def check(self, node):
-        if any(v.const is None for v in node.inputs):
+        if any(v.const is None and v.sym is None for v in node.inputs) or node.inputs[2].const is None:
             return [f"{node.describe()}: Range needs start, limit and delta known at generation time (its "
                     "output size depends on their values)"]
         return []
 
+    def bounds(self, node):
+        """(start, limit, delta) as dims/numbers; start and limit may be symbolic (arange(seq))."""
+        def scalar(v):
+            if v.sym is not None:
+                return v.sym[0]
+            c = np.asarray(v.const).reshape(())
+            return int(c) if v.dtype.is_int else float(c)
+        return scalar(node.inputs[0]), scalar(node.inputs[1]), scalar(node.inputs[2])
+
+    def runtime_inputs(self, node):
+        return []  # start, limit and delta are known at generation time (a symbolic size is a size parameter)
+
     def infer(self, node):  # reached only when folding failed
-        s, l, d = (np.asarray(v.const).reshape(()) for v in node.inputs)
-        n = max(int(np.ceil((l - s) / d)), 0)
+        s, l, d = self.bounds(node)
+        if isinstance(s, Sym) or isinstance(l, Sym):
+            if not isinstance(d, int) or d == 0:
+                raise self.fail(node, f"a Range of symbolic length needs a nonzero integer delta, got {d}")
+            span = l - s if d > 0 else s - l
+            n = dim_max(ceildiv(span, abs(d)), 0)
+        else:
+            n = max(int(np.ceil((l - s) / d)), 0)
         return [(node.inputs[0].dtype, (n,))]
 
 

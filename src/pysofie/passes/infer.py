@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ShapeInferenceError, UnsupportedOperatorError
 from ..ir import Graph, Node
-from ..ir.shapes import Sym
+from ..ir.shapes import Sym, dims_equal
 from .lowp import promote as promote_lowp
 from .manager import Pass
 
@@ -80,6 +80,12 @@ class InferShapesAndFold(Pass):
             results = op.infer(node)
             for v, (dt, shape) in zip(node.outputs, results):
                 v.dtype, v.shape = dt, tuple(shape)
+            for expr, msg in op.guards(node):
+                if not isinstance(expr, Sym):
+                    if int(expr) < 0:
+                        problems.append(msg)
+                elif not any(dims_equal(expr, e) for e, _ in graph.guards):
+                    graph.guards.append((expr, msg))
             if finish:
                 finish()
             if self.fold:

@@ -490,3 +490,14 @@ def gen_resize(cx):
         w.line(f"{cx.o(0)}[pos++] = static_cast<{T}>(acc);")
 
     loop_nest(w, [cpp_dim(d) for d in out], body)
+
+
+@generates("Range")
+def gen_range(cx):
+    # start/limit known at generation time, possibly symbolic (arange(seq)): the length is a size expression
+    start, _limit, delta = cx.op.bounds(cx.node)
+    T = cx.vout(0).dtype.ctype
+    first = f"int64_t({cpp_dim(start)})" if not isinstance(start, float) else repr(start)
+    with cx.w.loop("i", cx.osize(0)):
+        cx.w.line(f"{cx.o(0)}[i] = static_cast<{T}>(static_cast<{T}>({first}) + "
+                  f"static_cast<{T}>(i) * static_cast<{T}>({delta!r}));")
