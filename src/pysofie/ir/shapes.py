@@ -260,6 +260,9 @@ def floordiv(a: Dim, k: int) -> Dim:
     rest = simplify(Sym({m: c % k for m, c in a.terms.items()}))
     if isinstance(rest, int):
         return simplify(whole + rest // k)
+    (m, c), = rest.terms.items() if len(rest.terms) == 1 else ((None, 0),)
+    if c == 1 and len(m) == 1 and isinstance(m[0], Atom) and m[0].kind == "floordiv":
+        return simplify(whole + floordiv(m[0].args[0], m[0].args[1] * k))  # (x // a) // b == x // (a*b)
     num = _text(rest) if nonneg(rest) else f"size_t(std::max<int64_t>({_signed(rest)}, 0))"
     atom = Atom("floordiv", (rest, k), f"({num} / {k})")
     return simplify(whole + Sym.var(atom))

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, ceildiv, dim_max, dims_equal, numel
+from ..ir.shapes import Sym, ceildiv, dims_equal, nonneg, numel
 from .base import REQUIRED, Op, norm_axis, register
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
@@ -268,6 +268,17 @@ class Range(Op):
             return int(c) if v.dtype.is_int else float(c)
         return scalar(node.inputs[0]), scalar(node.inputs[1]), scalar(node.inputs[2])
 
+    def _span(self, node):
+        s, l, d = self.bounds(node)
+        return l - s if d > 0 else s - l
+
+    def guards(self, node):
+        s, l, _ = self.bounds(node)
+        span = self._span(node) if isinstance(s, Sym) or isinstance(l, Sym) else 0
+        if isinstance(span, Sym) and not nonneg(span):  # an empty range would be a zero-size tensor
+            return [(span, f"{node.describe()}: the range from {s} to {l} would be empty")]
+        return []
+
     def runtime_inputs(self, node):
         return []  # start, limit and delta are known at generation time (a symbolic size is a size parameter)
 
@@ -276,8 +287,7 @@ class Range(Op):
         if isinstance(s, Sym) or isinstance(l, Sym):
             if not isinstance(d, int) or d == 0:
                 raise self.fail(node, f"a Range of symbolic length needs a nonzero integer delta, got {d}")
-            span = l - s if d > 0 else s - l
-            n = dim_max(ceildiv(span, abs(d)), 0)
+            n = ceildiv(self._span(node), abs(d))
         else:
             n = max(int(np.ceil((l - s) / d)), 0)
         return [(node.inputs[0].dtype, (n,))]
