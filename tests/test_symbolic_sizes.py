@@ -127,6 +127,20 @@ def audio_conv_model():
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
 
 
+def mask_index_model():
+    """Run-time data times a size from Shape (how masks index rows: batch_index * seq): the size becomes a
+    value written from the size parameters."""
+    nodes = [helper.make_node("Shape", ["x"], ["sh"]),
+             helper.make_node("Gather", ["sh", "one1"], ["seq"], axis=0),
+             helper.make_node("Mul", ["idx", "seq"], ["rows"]),
+             helper.make_node("Concat", ["sh", "seq"], ["y2"], axis=0)]
+    inits = [_i64("one1", [1])]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq"]),
+                          helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch", 1])],
+                  [helper.make_tensor_value_info("rows", TensorProto.INT64, None),
+                   helper.make_tensor_value_info("y2", TensorProto.INT64, None)], inits)
+
+
 def _f32(*shape, seed=0):
     return np.random.default_rng(seed + sum(shape)).standard_normal(shape).astype(np.float32)
 
@@ -150,6 +164,16 @@ def _cases():
         "expand_class_token": (expand_class_token_model(), lambda b, s: {"x": _f32(b, s, 8)}),
         "arange_sequence_length": (arange_model(), lambda b, s: {"x": _f32(b, s)}),
         "audio_convolutions_and_pools": (audio_conv_model(), lambda b, s: {"x": _f32(b, 1, 200 + 17 * s)}),
+        "size_times_run_time_data": (mask_index_model(),
+                                     lambda b, s: {"x": _f32(b, s), "idx": np.arange(b, dtype=np.int64)[:, None]}),
+        "split_symbolic_axis": (_node("Split", {"X": _f32(4, 6)}, {"axis": 0, "num_outputs": 3},
+                                      {"X": ["N", 6]}, n_outputs=3, opset=18),
+                                lambda b, s: {"X": _f32(2 * s + b, 6)}),
+        "split_symbolic_axis_evenly": (_node("Split", {"X": _f32(2, 4)}, {"axis": 1}, {"X": [2, "L"]},
+                                             n_outputs=2, opset=13), lambda b, s: {"X": _f32(2, 2 * s)}),
+        "pad_symbolic_axis": (_node("Pad", {"X": _f32(2, 5), "p": np.array([0, 2, 0, -1], np.int64)},
+                                    {"mode": "reflect"}, {"X": ["N", "L"]}, ("p",)),
+                              lambda b, s: {"X": _f32(b, s)}),
         "conv1d_same_padding": (_node("Conv", {"X": _f32(2, 3, 10), "W": w3}, {"auto_pad": "SAME_UPPER"},
                                       {"X": ["N", 3, "L"]}, ("W",)), lambda b, s: {"X": _f32(b, 3, s)}),
         "conv2d_symbolic_height_width": (_node("Conv", {"X": _f32(2, 3, 8, 8), "W": w2d}, {"pads": [1, 0, 1, 2],

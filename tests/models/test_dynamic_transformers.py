@@ -2,8 +2,9 @@
 Wav2Vec2-style models built here from HuggingFace `transformers` configurations with random weights (tiny:
 hidden 32, 2 layers; nothing is downloaded), exported with torch.onnx.export (the TorchScript exporter, and the
 dynamo exporter when onnxscript is installed). Each export is compiled once (all of them into one library)
-and must match onnxruntime at two batch sizes and two sequence lengths (audio: sample counts; ViT: batch only,
-its sequence is fixed by the image size).
+and must match onnxruntime at three batch sizes and sequence lengths (audio: sample counts; ViT: batch only,
+its sequence is fixed by the image size). The text models take an attention mask as a second input, with
+padding at the end of the last sequence.
 
 Tolerance: rtol 1e-4, atol 2e-5 (outputs are layer-normalized, of order 1).
 """
@@ -83,6 +84,15 @@ def example_input(kind: str, batch: int, length: int, seed: int = 0) -> np.ndarr
     return rng.standard_normal((batch, 400 + 37 * length)).astype(np.float32)  # audio samples
 
 
+def example_feeds(kind: str, batch: int, length: int) -> dict:
+    x = example_input(kind, batch, length)
+    if kind != "ids":
+        return {"x": x}
+    mask = np.ones((batch, length), np.int64)
+    mask[-1, length - 2:] = 0
+    return {"x": x, "mask": mask}
+
+
 class LastHidden(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -92,24 +102,31 @@ class LastHidden(torch.nn.Module):
         return self.model(x).last_hidden_state
 
 
+class LastHiddenMasked(LastHidden):
+    def forward(self, x, mask):
+        return self.model(input_ids=x, attention_mask=mask).last_hidden_state
+
+
 def export(name: str, exporter: str, path: str) -> None:
     build, kind = MODELS[name]
     torch.manual_seed(0)
     model = build()
     model.config._attn_implementation = "eager"
-    wrapped = LastHidden(model.eval()).eval()
-    x = torch.from_numpy(example_input(kind, 2, 7))
+    wrapped = (LastHiddenMasked if kind == "ids" else LastHidden)(model.eval()).eval()
+    feeds = example_feeds(kind, 2, 7)
+    args = tuple(torch.from_numpy(a) for a in feeds.values())
     axes = {0: "batch"} if kind == "image" else {0: "batch", 1: "seq" if kind == "ids" else "samples"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             dims = {k: torch.export.Dim(v) for k, v in axes.items()}
-            prog = torch.onnx.export(wrapped, (x,), input_names=["x"], output_names=["y"],
-                                     dynamic_shapes={"x": dims}, dynamo=True)
+            prog = torch.onnx.export(wrapped, args, input_names=list(feeds), output_names=["y"],
+                                     dynamic_shapes={n: dims for n in feeds}, dynamo=True)
             prog.save(path)  # weights inside the file
         else:
-            torch.onnx.export(wrapped, (x,), path, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": axes, "y": {0: "batch"}}, dynamo=False, opset_version=17)
+            torch.onnx.export(wrapped, args, path, input_names=list(feeds), output_names=["y"],
+                              dynamic_axes={**{n: axes for n in feeds}, "y": {0: "batch"}}, dynamo=False,
+                              opset_version=17)
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +159,8 @@ def test_matches_onnxruntime_at_two_lengths_and_batches(name, exporter, compiled
     assert isinstance(shape[0], str) and (kind == "image" or isinstance(shape[1], str)), shape
     ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     for batch, length in [(1, 5), (3, 9), (2, 12)]:
-        x = example_input(kind, batch, length)
-        (want,) = ref.run(None, {"x": x})
-        (got,) = sess.run(None, {"x": x})
+        feeds = example_feeds(kind, batch, length)
+        (want,) = ref.run(None, feeds)
+        (got,) = sess.run(None, feeds)
         assert got.shape == want.shape, (batch, length)
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"batch {batch}, length {length}")

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, ceildiv, dims_equal, nonneg, numel
+from ..ir.shapes import Sym, ceildiv, dim_div, dims_equal, floordiv, nonneg, numel
 from .base import REQUIRED, Op, norm_axis, register
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
@@ -89,10 +89,13 @@ class Pad(Op):
         res = [(0, 0)] * r
         for k, a in enumerate(axes):
             res[a] = (raw[k], raw[k + len(axes)])
-        for a, (b, e) in enumerate(res):
-            if (b or e) and isinstance(x.shape[a], Sym):
-                raise self.fail(node, f"padding the symbolic dimension {x.shape[a]} is not supported")
         return res
+
+    def guards(self, node):
+        x = node.inputs[0]
+        return [(d + b + e, f"{node.describe()}: negative pads ({b}, {e}) remove more than the axis {a} holds")
+                for a, (d, (b, e)) in enumerate(zip(x.shape, self.pads_of(node)))
+                if isinstance(d, Sym) and not nonneg(d + b + e)]
 
     def infer(self, node):
         x = node.inputs[0]
@@ -200,9 +203,14 @@ class Split(Op):
             s = _ints(self.const_input(node, 1, "split"))
         elif self.split is not None:
             s = [int(v) for v in self.split]
+        elif isinstance(d, Sym):
+            # a symbolic axis: equal parts (the last one shorter with num_outputs), see guards()
+            n = int(self.num_outputs) if self.num_outputs is not None else n
+            q = dim_div(d, n)
+            if q is None:
+                q = ceildiv(d, n) if self.num_outputs is not None else floordiv(d, n)
+            s = [q] * (n - 1) + [d - q * (n - 1)]
         else:
-            if isinstance(d, Sym):
-                raise self.fail(node, f"cannot split the symbolic dimension {d}")
             if self.num_outputs is not None:
                 n = int(self.num_outputs)
                 q = -(-d // n)
@@ -219,6 +227,19 @@ class Split(Op):
         x = node.inputs[0]
         a = norm_axis(self.axis, x.rank, node)
         return [(x.dtype, tuple(x.shape[:a]) + (s,) + tuple(x.shape[a + 1:])) for s in self.sizes(node)]
+
+    def guards(self, node):
+        x = node.inputs[0]
+        d = x.shape[norm_axis(self.axis, x.rank, node)]
+        out = []
+        if isinstance(d, Sym) and node.input(1) is None and self.split is None:
+            sizes = self.sizes(node)
+            last = sizes[-1]
+            if self.num_outputs is None and not dims_equal(last, sizes[0]):  # must split evenly
+                out.append((sizes[0] - last, f"{node.describe()}: axis size {d} does not split evenly"))
+            if not nonneg(last):
+                out.append((last, f"{node.describe()}: axis size {d} is too small for {len(sizes)} parts"))
+        return out
 
 
 @register()

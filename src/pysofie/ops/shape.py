@@ -5,7 +5,7 @@ import numpy as np
 
 from ..ir import DType
 from ..ir.shapes import Sym, ceildiv, dim_div, dims_equal, floordiv, le, lt, nonneg, numel
-from .base import Op, norm_axis, register
+from .base import REQUIRED, Op, norm_axis, register
 
 
 class View(Op):
@@ -348,3 +348,22 @@ class ConstantOfShape(Op):
 
 # ConstantOfShape reads no data at run time: its shape is known at generation time (possibly symbolic)
 ConstantOfShape.runtime_inputs = lambda self, node: []
+
+
+@register("SymbolicValue", domain="pysofie")
+class SymbolicValue(Op):
+    """A small integer tensor whose elements are size expressions: the folded result of shape arithmetic that
+    run-time code reads (``batch_index * seq`` in an attention-mask computation). The generated code writes it
+    from the size parameters; the Shape/Gather/Concat chain that computed it is gone."""
+    ATTRS = {"values": REQUIRED, "dtype": REQUIRED, "shape": REQUIRED}
+    INPUTS = ()
+    OUTPUTS = ("Y",)
+
+    def infer(self, node):
+        return [(self.dtype, tuple(self.shape))]
+
+    def fold_symbolic(self, node):
+        return [list(self.values)]
+
+    def folds(self, node):
+        return False

@@ -100,6 +100,9 @@ class InferShapesAndFold(Pass):
                     if all(v.const is not None for v in node.outputs):
                         graph.remove_node(node)
                         changed = True
+                    elif len(node.outputs) == 1 and node.op_type != "SymbolicValue":
+                        _replace_by_symbolic_value(graph, node)
+                        changed = True
         if problems:
             raise UnsupportedOperatorError(problems, graph.source)
         return changed
@@ -118,3 +121,14 @@ class InferShapesAndFold(Pass):
             v.set_const(r)
         graph.remove_node(node)
         return True
+
+
+def _replace_by_symbolic_value(graph: Graph, node: Node) -> None:
+    """A node whose output is known as size expressions becomes a SymbolicValue: its inputs (Shape of a
+    tensor, ...) are no longer read at run time."""
+    from ..ops.shape import SymbolicValue
+    (v,) = node.outputs
+    op = SymbolicValue(values=list(v.sym), dtype=v.dtype, shape=tuple(v.shape))
+    idx = graph.nodes.index(node)
+    graph.remove_node(node)
+    graph.add_node(op, [], [v], node.name, index=idx)

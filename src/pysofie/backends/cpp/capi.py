@@ -33,6 +33,8 @@ def used_symbols(em) -> set:
     for v in g.values():
         if id(v) not in unread and v.shape is not None:
             used |= shape_symbols(v.shape)
+        if v.sym is not None:  # a value computed from sizes (ops.shape.SymbolicValue) needs them
+            used |= shape_symbols(v.sym)
     return used
 
 

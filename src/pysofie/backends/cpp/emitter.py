@@ -254,6 +254,8 @@ class CppEmitter:
             for v in n.inputs + n.outputs:
                 if v is not None and v.shape is not None:
                     syms |= shape_symbols(v.shape)
+                if v is not None and v.sym is not None:  # values that are size expressions (Range's start)
+                    syms |= shape_symbols(v.sym)
             sparams = [p for p in self.params if p in syms]
             decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
