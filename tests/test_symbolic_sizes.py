@@ -174,6 +174,17 @@ def _cases():
         "pad_symbolic_axis": (_node("Pad", {"X": _f32(2, 5), "p": np.array([0, 2, 0, -1], np.int64)},
                                     {"mode": "reflect"}, {"X": ["N", "L"]}, ("p",)),
                               lambda b, s: {"X": _f32(b, s)}),
+        **{f"resize_{mode}_{ctm}_{scale}": (
+            _node("Resize", {"X": _f32(1, 2, 4, 4), "roi": np.zeros(0, np.float32),
+                             "scales": np.array([1, 1, scale, 2.0], np.float32)},
+                  {"mode": mode, "coordinate_transformation_mode": ctm, **extra}, {"X": ["N", 2, "H", "W"]},
+                  ("roi", "scales")),
+            lambda b, s: {"X": _f32(b, 2, s, s // 2 + 1)})
+           for mode, ctm, scale, extra in [("nearest", "asymmetric", 2.0, {"nearest_mode": "floor"}),
+                                           ("nearest", "half_pixel", 0.5, {}),
+                                           ("linear", "half_pixel", 1.5, {}),
+                                           ("linear", "align_corners", 2.0, {}),
+                                           ("linear", "pytorch_half_pixel", 0.75, {})]},
         "conv1d_same_padding": (_node("Conv", {"X": _f32(2, 3, 10), "W": w3}, {"auto_pad": "SAME_UPPER"},
                                       {"X": ["N", 3, "L"]}, ("W",)), lambda b, s: {"X": _f32(b, 3, s)}),
         "conv2d_symbolic_height_width": (_node("Conv", {"X": _f32(2, 3, 8, 8), "W": w2d}, {"pads": [1, 0, 1, 2],

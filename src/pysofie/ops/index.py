@@ -649,7 +649,9 @@ class Resize(Op):
                 full_scale[a] = s
                 if s == 1.0:
                     continue
-                _static(node, self, [x.shape[a]], "resized dimension")
+                if isinstance(x.shape[a], Sym):
+                    out[a] = self._symbolic_size(node, x.shape[a], s)
+                    continue
                 out[a] = int(np.floor(x.shape[a] * s))
         roi = None
         if self.coordinate_transformation_mode == "tf_crop_and_resize":
@@ -665,6 +667,21 @@ class Resize(Op):
     def infer(self, node):
         _s, _roi, out = self._scales_sizes(node)
         return [(node.inputs[0].dtype, tuple(out))]
+
+    # a symbolic axis is sampled by positions and weights computed at run time (backends: resize_taps)
+    SYMBOLIC_MODES = ("nearest", "linear", "bilinear")
+
+    def _symbolic_size(self, node, n, scale: float):
+        """floor(n * scale) for a symbolic n: exact for a scale that is a ratio of small integers."""
+        from fractions import Fraction
+        if self.mode not in self.SYMBOLIC_MODES or self.coordinate_transformation_mode == "tf_crop_and_resize" \
+                or self.exclude_outside:
+            raise self.fail(node, f"resizing the symbolic dimension {n} needs mode nearest or linear without "
+                                  "tf_crop_and_resize or exclude_outside")
+        f = Fraction(scale).limit_denominator(1024)
+        if float(f) != scale or f <= 0:
+            raise self.fail(node, f"scale {scale} of the symbolic dimension {n} is not a ratio of small integers")
+        return floordiv(n * f.numerator, f.denominator)
 
     def coeffs(self, ratio: float, scale: float) -> list[float]:
         mode = "linear" if self.mode == "bilinear" else self.mode
