@@ -275,7 +275,7 @@ class Slice(Op):
             if isinstance(d, Sym) or isinstance(st, Sym) or isinstance(en, Sym):
                 if sp < 0:
                     raise self.fail(node, f"a negative step over the symbolic bounds {st}:{en} of axis {ax} "
-                                          "(size {d}) is not supported")
+                                          f"(size {d}) is not supported")
                 st, en = (self._sym_bound(node, b, d, ax, guards) for b in (st, en))
                 span = en - st
                 if isinstance(span, Sym) and not nonneg(span):

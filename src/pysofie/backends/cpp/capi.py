@@ -35,7 +35,7 @@ def used_symbols(em) -> set:
             used |= shape_symbols(v.shape)
         if v.sym is not None:  # a value computed from sizes (ops.shape.SymbolicValue) needs them
             used |= shape_symbols(v.sym)
-    return used
+    return used | shape_symbols(e for e, _ in g.guards)  # and so do the checks of size assumptions
 
 
 def bound_symbol(d, used: set):
