@@ -42,6 +42,16 @@ def test_comparisons_use_that_sizes_are_never_negative():
     assert m.evaluate({"S": 100}) == 64 and m.evaluate({"S": 7}) == 7 and m == dim_min(64, S)
 
 
+def test_an_extent_from_shape_is_never_negative():
+    """Shape(x)[1] of an axis of extent seq - 1 (BART's shifted decoder ids) is not -1 even for seq == 0."""
+    from pysofie.ir.shapes import tensor_dim
+    ext = tensor_dim(S - 1)
+    assert eq(S - 1, -1) is None and eq(ext, -1) is False and le(0, ext) is True
+    assert ext == S - 1 and hash(ext) == hash(S - 1)
+    assert not nonneg(ext - 1)  # arithmetic on an extent is an ordinary expression again
+    assert pickle.loads(pickle.dumps(ext)) == ext
+
+
 def test_exact_division_by_a_polynomial_and_pickling():
     length = floordiv(S, 5) - 1
     assert (32 * B * length).exact_div(8 * B * length) == 4

@@ -1,10 +1,10 @@
-"""Transformer exports with dynamic batch and sequence axes (issue 9): BERT-, GPT-2-, T5-, ViT-, Llama- and
-Wav2Vec2-style models built here from HuggingFace `transformers` configurations with random weights (tiny:
-hidden 32, 2 layers; nothing is downloaded), exported with torch.onnx.export (the TorchScript exporter, and the
-dynamo exporter when onnxscript is installed). Each export is compiled once (all of them into one library)
-and must match onnxruntime at three batch sizes and sequence lengths (audio: sample counts; ViT: batch only,
-its sequence is fixed by the image size). The text models take an attention mask as a second input, with
-padding at the end of the last sequence.
+"""Transformer exports with dynamic batch and sequence axes (issue 9): BERT-, GPT-2-, T5-, ViT-, Llama-,
+Wav2Vec2- and BART-style models, and a ResNet with dynamic height and width, built here from HuggingFace
+`transformers` configurations with random weights (tiny: hidden 32, 2 layers; nothing is downloaded), exported
+with torch.onnx.export (the TorchScript exporter, and the dynamo exporter when onnxscript is installed). Each
+export is compiled once (all of them into one library) and must match onnxruntime at three batch sizes and
+lengths (audio: sample counts; ViT: batch only, its sequence is fixed by the image size; ResNet: height and
+width). The text models take an attention mask as a second input, with padding at the end of the last sequence.
 
 Tolerance: rtol 1e-4, atol 2e-5 (outputs are layer-normalized, of order 1).
 """
@@ -58,9 +58,23 @@ def _wav2vec2():
         num_conv_pos_embedding_groups=4, feat_extract_norm="layer", do_stable_layer_norm=True, **HIDDEN))
 
 
+def _bart():  # encoder and decoder; the decoder's inputs are the shifted input ids (computed in the graph)
+    T = transformers
+    return T.BartModel(T.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
+                                    encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                                    decoder_ffn_dim=64, max_position_embeddings=64))
+
+
+def _resnet():  # convolutions and pooling over a symbolic height and width
+    T = transformers
+    return T.ResNetModel(T.ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                        layer_type="basic"))
+
+
 # name: (builder, input kind)
 MODELS = {"bert": (_bert, "ids"), "gpt2": (_gpt2, "ids"), "t5": (_t5, "ids"), "vit": (_vit, "image"),
-          "llama": (_llama, "ids"), "wav2vec2": (_wav2vec2, "audio")}
+          "llama": (_llama, "ids"), "wav2vec2": (_wav2vec2, "audio"), "bart": (_bart, "ids"),
+          "resnet": (_resnet, "image_hw")}
 
 
 def _have_onnxscript() -> bool:
@@ -72,7 +86,8 @@ def _have_onnxscript() -> bool:
 
 
 EXPORTERS = ["torchscript"] + (["dynamo"] if _have_onnxscript() else [])
-CASES = [(m, e) for m in MODELS for e in EXPORTERS]
+# the issue's six models through both exporters; BART and ResNet through the TorchScript one (test time)
+CASES = [(m, e) for m in MODELS for e in EXPORTERS if e == "torchscript" or m not in ("bart", "resnet")]
 
 
 def example_input(kind: str, batch: int, length: int, seed: int = 0) -> np.ndarray:
@@ -81,6 +96,8 @@ def example_input(kind: str, batch: int, length: int, seed: int = 0) -> np.ndarr
         return rng.integers(0, VOCAB, (batch, length)).astype(np.int64)
     if kind == "image":
         return rng.standard_normal((batch, 3, 16, 16)).astype(np.float32)
+    if kind == "image_hw":
+        return rng.standard_normal((batch, 3, 16 + length, 40 - length)).astype(np.float32)
     return rng.standard_normal((batch, 400 + 37 * length)).astype(np.float32)  # audio samples
 
 
@@ -115,7 +132,8 @@ def export(name: str, exporter: str, path: str) -> None:
     wrapped = (LastHiddenMasked if kind == "ids" else LastHidden)(model.eval()).eval()
     feeds = example_feeds(kind, 2, 7)
     args = tuple(torch.from_numpy(a) for a in feeds.values())
-    axes = {0: "batch"} if kind == "image" else {0: "batch", 1: "seq" if kind == "ids" else "samples"}
+    axes = {"image": {0: "batch"}, "image_hw": {0: "batch", 2: "height", 3: "width"}, "ids": {0: "batch", 1: "seq"},
+            "audio": {0: "batch", 1: "samples"}}[kind]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -156,7 +174,8 @@ def test_matches_onnxruntime_at_two_lengths_and_batches(name, exporter, compiled
     kind = MODELS[name][1]
     # the inputs' axes stay symbolic: one library serves every size
     shape = sess.get_inputs()[0].shape
-    assert isinstance(shape[0], str) and (kind == "image" or isinstance(shape[1], str)), shape
+    assert all(isinstance(shape[a], str) for a in
+               {"image": [0], "image_hw": [0, 2, 3], "ids": [0, 1], "audio": [0, 1]}[kind]), shape
     ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     for batch, length in [(1, 5), (3, 9), (2, 12)]:
         feeds = example_feeds(kind, batch, length)

@@ -183,6 +183,20 @@ class Sym:
         return self.cpp()
 
 
+class TensorDim(Sym):
+    """A Sym that is the extent of a tensor's axis (what Shape returns), hence never negative whatever its
+    expression: ``Equal(Shape(x)[1], -1)`` is false even for an extent such as ``seq - 1``. Arithmetic on it
+    gives plain Syms again."""
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (TensorDim, (self.terms,))
+
+
+def tensor_dim(d: "Dim") -> "Dim":
+    return TensorDim(d.terms) if isinstance(d, Sym) and not isinstance(d, TensorDim) else d
+
+
 Dim = Union[int, Sym]
 Shape = tuple
 
@@ -295,6 +309,8 @@ def nonneg(d: Dim) -> bool:
     """True when d >= 0 for every value of the sizes (all >= 0); False when that cannot be shown."""
     if not isinstance(d, Sym):
         return int(d) >= 0
+    if isinstance(d, TensorDim):
+        return True
     for m, c in d.terms.items():
         if c < 0 or not all(s.nonneg() if isinstance(s, Atom) else True for s in m):
             return False
@@ -303,8 +319,10 @@ def nonneg(d: Dim) -> bool:
 
 def le(a: Dim, b: Dim) -> bool | None:
     """a <= b for every size: True, False (a > b for every size), or None (depends on the sizes)."""
-    if nonneg(_sub(b, a)):
+    if nonneg(_sub(b, a)) or (isinstance(b, TensorDim) and isinstance(a, int) and a <= 0):
         return True
+    if isinstance(a, TensorDim) and isinstance(b, int) and b < 0:
+        return False
     if nonneg(_sub(a, b) - 1):
         return False
     return None

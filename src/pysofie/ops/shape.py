@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, ceildiv, dim_div, dims_equal, floordiv, le, lt, nonneg, numel
+from ..ir.shapes import Sym, ceildiv, dim_div, dims_equal, floordiv, le, lt, nonneg, numel, tensor_dim
 from .base import REQUIRED, Op, norm_axis, register
 
 
@@ -193,7 +193,7 @@ class Shape(Op):
     def fold_symbolic(self, node):
         x = node.inputs[0]
         s, e = self._range(x.rank)
-        return [list(x.shape[s:e])]
+        return [[tensor_dim(d) for d in x.shape[s:e]]]  # extents: never negative
 
 
 @register()
