@@ -85,6 +85,7 @@ class Graph:
         self.source: str = ""  # file name or description, for error messages
         # what the model file says about itself (producer, version, metadata_props...): see session.ModelMetadata
         self.metadata: dict = {}
+        self.guards: list[tuple[Dim, str]] = []  # (symbolic expression that must be >= 0, message), see Op.guards
 
     # -- construction ----------------------------------------------------------------------------------
     def add_input(self, value: Value) -> Value:

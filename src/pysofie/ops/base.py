@@ -87,6 +87,12 @@ class Op:
         generation time but depend on symbolic sizes. None when not applicable."""
         return None
 
+    def guards(self, node: Node) -> list[tuple[Dim, str]]:
+        """Assumptions on the sizes this node's shapes rely on: (expression that must be >= 0, message). The
+        generated code checks them at run time (e.g. a slice end computed from one input's length must not
+        exceed a buffer's size)."""
+        return []
+
     def runtime_inputs(self, node: Node) -> list[int]:
         """Indices of the inputs whose data the generated code reads (others, like a Reshape's target
         shape, are consumed at generation time)."""

@@ -1,7 +1,7 @@
 """Convolutions: Conv and ConvTranspose in 1, 2 and 3 spatial dimensions."""
 from __future__ import annotations
 
-from ..ir.shapes import Sym
+from ..ir.shapes import Sym, floordiv
 from .base import Op, register
 
 
@@ -18,8 +18,11 @@ def _spatial_attrs(op, node, nsp):
 
 def auto_pads(auto_pad: str, in_size: int, eff_kernel: int, stride: int) -> tuple[int, int]:
     """(begin, end) padding for auto_pad SAME_UPPER / SAME_LOWER."""
-    out = -(-in_size // stride)
-    total = max(0, (out - 1) * stride + eff_kernel - in_size)
+    if stride == 1:  # the output keeps the input's length, whatever it is (also a symbolic one)
+        total = max(0, eff_kernel - 1)
+    else:
+        out = -(-in_size // stride)
+        total = max(0, (out - 1) * stride + eff_kernel - in_size)
     small, big = total // 2, total - total // 2
     return (small, big) if auto_pad == "SAME_UPPER" else (big, small)
 
@@ -34,10 +37,14 @@ class ConvBase(Op):
             p.append(f"{node.describe()}: only 1D, 2D and 3D convolutions are supported (input rank {x.rank})")
         if self.auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
             p.append(f"{node.describe()}: auto_pad='{self.auto_pad}' is not a valid value")
-        for d in x.shape[2:]:
-            if isinstance(d, Sym):
-                p.append(f"{node.describe()}: symbolic spatial size {d} is not supported")
-                break
+        if any(isinstance(d, Sym) for d in x.shape[2:]):
+            # a symbolic length takes the general path; padding that depends on the length does not fit it
+            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER") and (
+                    self.op_type == "ConvTranspose" or any(s != 1 for s in (self.strides or []))):
+                p.append(f"{node.describe()}: auto_pad={self.auto_pad} with strides over a symbolic spatial size "
+                         "is not supported")
+            if self.op_type == "ConvTranspose" and self.output_shape:
+                p.append(f"{node.describe()}: output_shape over a symbolic spatial size is not supported")
         if node.inputs[1].const is None and not node.inputs[1].shape:
             p.append(f"{node.describe()}: weight shape unknown")
         return p
@@ -85,13 +92,24 @@ class Conv(ConvBase):
         if w.shape[0] % self.group:
             raise self.fail(node, f"output channels {w.shape[0]} not divisible by group {self.group}")
         out = [x.shape[0], w.shape[0]]
-        for i in range(nsp):
-            eff = (ks[i] - 1) * dil[i] + 1
-            o = (x.shape[2 + i] + pads[i] + pads[nsp + i] - eff) // strides[i] + 1
-            if o <= 0:
+        for span, stride in self._spans(node):
+            o = floordiv(span, stride) + 1
+            if isinstance(o, int) and o <= 0:
                 raise self.fail(node, f"output spatial size would be {o}")
             out.append(o)
         return [(x.dtype, tuple(out))]
+
+    def _spans(self, node):
+        """(padded input length - effective kernel extent, stride) per spatial axis."""
+        x = node.inputs[0]
+        ks, strides, dil, pads = self.geometry(node)
+        nsp = x.rank - 2
+        return [(x.shape[2 + i] + pads[i] + pads[nsp + i] - ((ks[i] - 1) * dil[i] + 1), strides[i])
+                for i in range(nsp)]
+
+    def guards(self, node):
+        return [(span, f"{node.describe()}: spatial axis {2 + i} is shorter than the kernel")
+                for i, (span, _) in enumerate(self._spans(node)) if isinstance(span, Sym)]
 
 
 @register()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..ir import DType, Node
 from ..errors import ShapeInferenceError
-from ..ir.shapes import dim_div, dims_equal, numel
+from ..ir.shapes import Sym, dim_div, dim_max, dim_min, dims_equal, eq, floordiv, le, lt, nonneg, numel
 from .base import REQUIRED, Op, register
 
 
@@ -88,32 +88,38 @@ class Binary(Op):
         return None
 
     def fold_symbolic(self, node):
-        a, b = node.inputs[0], node.inputs[1]
-        if a.sym is None and b.sym is None:
-            return None
-        if a.rank > 1 or b.rank > 1:
-            return None
+        return fold_elementwise(node, node.inputs[:2], self.sym_apply)
 
-        def elems(v):
-            if v.sym is not None:
-                return list(v.sym)
-            if v.const is not None:
-                return [int(x) for x in v.const.reshape(-1)]
-            return None
 
-        ea, eb = elems(a), elems(b)
-        if ea is None or eb is None:
+def sym_elems(v) -> list | None:
+    """The elements of a small integer/bool tensor known at generation time (symbolic or constant), else None."""
+    if v is None or v.dtype is None or not (v.dtype.is_int or v.dtype is DType.BOOL) or v.rank > 1:
+        return None
+    if v.sym is not None:
+        return list(v.sym)
+    if v.const is not None:
+        return [int(x) for x in v.const.reshape(-1)]
+    return None
+
+
+def fold_elementwise(node, ins, fn):
+    """Fold an elementwise op over 0-D/1-D shape values when one input is symbolic: fn(x, y, ...) per element
+    (broadcasting length-1 inputs), None where fn cannot decide."""
+    if not any(v is not None and v.sym is not None for v in ins):
+        return None
+    cols = [sym_elems(v) for v in ins]
+    if any(c is None for c in cols):
+        return None
+    n = max(len(c) for c in cols)
+    if any(len(c) not in (1, n) for c in cols):
+        return None
+    out = []
+    for k in range(n):
+        r = fn(*[c[0] if len(c) == 1 else c[k] for c in cols])
+        if r is None:
             return None
-        n = max(len(ea), len(eb))
-        ea = ea * n if len(ea) == 1 else ea
-        eb = eb * n if len(eb) == 1 else eb
-        out = []
-        for x, y in zip(ea, eb):
-            r = self.sym_apply(x, y)
-            if r is None:
-                return None
-            out.append(r)
-        return [out]
+        out.append(int(r) if isinstance(r, bool) else r)
+    return [out]
 
 
 @register()
@@ -137,7 +143,10 @@ class Mul(Binary):
 @register()
 class Div(Binary):
     def sym_apply(self, x, y):
-        return dim_div(x, y)
+        q = dim_div(x, y)
+        if q is None and isinstance(y, int) and y > 0 and nonneg(x):
+            q = floordiv(x, y)  # integer Div truncates: the floor for a size
+        return q
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -302,8 +311,11 @@ def _binary(name, types=NUMERIC, result_bool=False, attrs=None):
     return register(name)(cls)
 
 
-for _n in ["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"]:
-    _binary(_n, ALL if _n == "Equal" else NUMERIC, result_bool=True)
+# comparisons of sizes fold when their answer holds for every size (a size is >= 0, so S == -1 is false)
+_COMPARE = {"Equal": eq, "Less": lt, "LessOrEqual": le, "Greater": lambda x, y: lt(y, x),
+            "GreaterOrEqual": lambda x, y: le(y, x)}
+for _n, _f in _COMPARE.items():
+    _binary(_n, ALL if _n == "Equal" else NUMERIC, result_bool=True).sym_apply = staticmethod(_f)
 for _n in ["And", "Or", "Xor"]:
     _binary(_n, BOOLS, result_bool=True)
 for _n in ["BitwiseAnd", "BitwiseOr", "BitwiseXor"]:
@@ -362,12 +374,23 @@ class Mean(Variadic):
 
 @register()
 class Max(Variadic):
-    pass
+    def fold_symbolic(self, node):
+        return fold_elementwise(node, [v for v in node.inputs if v is not None], _fold_all(dim_max))
 
 
 @register()
 class Min(Variadic):
-    pass
+    def fold_symbolic(self, node):
+        return fold_elementwise(node, [v for v in node.inputs if v is not None], _fold_all(dim_min))
+
+
+def _fold_all(f2):
+    def fold(*xs):
+        acc = xs[0]
+        for x in xs[1:]:
+            acc = f2(acc, x)
+        return acc
+    return fold
 
 
 @register()
@@ -387,3 +410,7 @@ class Where(Op):
     def infer(self, node):
         c, x, y = node.inputs[:3]
         return [(x.dtype, broadcast_shapes(node, [c.shape, x.shape, y.shape]))]
+
+    def fold_symbolic(self, node):
+        # Where(Equal(s, -1), ones, s): how exporters write expand(batch, -1, -1)
+        return fold_elementwise(node, node.inputs[:3], lambda c, x, y: x if c else y)

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, dims_equal, numel
+from ..ir.shapes import Sym, ceildiv, dim_div, dims_equal, floordiv, nonneg, numel
 from .base import REQUIRED, Op, norm_axis, register, runtime_symbol
 from .elementwise import ALL, FLOATS, INT3264, NUMERIC, broadcast_shapes, check_types
 
@@ -89,10 +89,13 @@ class Pad(Op):
         res = [(0, 0)] * r
         for k, a in enumerate(axes):
             res[a] = (raw[k], raw[k + len(axes)])
-        for a, (b, e) in enumerate(res):
-            if (b or e) and isinstance(x.shape[a], Sym):
-                raise self.fail(node, f"padding the symbolic dimension {x.shape[a]} is not supported")
         return res
+
+    def guards(self, node):
+        x = node.inputs[0]
+        return [(d + b + e, f"{node.describe()}: negative pads ({b}, {e}) remove more than the axis {a} holds")
+                for a, (d, (b, e)) in enumerate(zip(x.shape, self.pads_of(node)))
+                if isinstance(d, Sym) and not nonneg(d + b + e)]
 
     def infer(self, node):
         x = node.inputs[0]
@@ -200,9 +203,14 @@ class Split(Op):
             s = _ints(self.const_input(node, 1, "split"))
         elif self.split is not None:
             s = [int(v) for v in self.split]
+        elif isinstance(d, Sym):
+            # a symbolic axis: equal parts (the last one shorter with num_outputs), see guards()
+            n = int(self.num_outputs) if self.num_outputs is not None else n
+            q = dim_div(d, n)
+            if q is None:
+                q = ceildiv(d, n) if self.num_outputs is not None else floordiv(d, n)
+            s = [q] * (n - 1) + [d - q * (n - 1)]
         else:
-            if isinstance(d, Sym):
-                raise self.fail(node, f"cannot split the symbolic dimension {d}")
             if self.num_outputs is not None:
                 n = int(self.num_outputs)
                 q = -(-d // n)
@@ -219,6 +227,19 @@ class Split(Op):
         x = node.inputs[0]
         a = norm_axis(self.axis, x.rank, node)
         return [(x.dtype, tuple(x.shape[:a]) + (s,) + tuple(x.shape[a + 1:])) for s in self.sizes(node)]
+
+    def guards(self, node):
+        x = node.inputs[0]
+        d = x.shape[norm_axis(self.axis, x.rank, node)]
+        out = []
+        if isinstance(d, Sym) and node.input(1) is None and self.split is None:
+            sizes = self.sizes(node)
+            last = sizes[-1]
+            if self.num_outputs is None and not dims_equal(last, sizes[0]):  # must split evenly
+                out.append((sizes[0] - last, f"{node.describe()}: axis size {d} does not split evenly"))
+            if not nonneg(last):
+                out.append((last, f"{node.describe()}: axis size {d} is too small for {len(sizes)} parts"))
+        return out
 
 
 @register()
@@ -270,15 +291,44 @@ class Range(Op):
     OUTPUTS = ("output",)
 
     def check(self, node):
-        late = [v.name for v in node.inputs if v.const is None]
+        late = [v.name for k, v in enumerate(node.inputs)
+                if v.const is None and (v.sym is None or k == 2)]  # start and limit may be size expressions
         if late:
             return [f"{node.describe()}: input '{late[0]}' (start, limit and delta decide the output size) "
                     "must be known at generation time"]
         return []
 
+    def bounds(self, node):
+        """(start, limit, delta) as dims/numbers; start and limit may be symbolic (arange(seq))."""
+        def scalar(v):
+            if v.sym is not None:
+                return v.sym[0]
+            c = np.asarray(v.const).reshape(())
+            return int(c) if v.dtype.is_int else float(c)
+        return scalar(node.inputs[0]), scalar(node.inputs[1]), scalar(node.inputs[2])
+
+    def _span(self, node):
+        s, l, d = self.bounds(node)
+        return l - s if d > 0 else s - l
+
+    def guards(self, node):
+        s, l, _ = self.bounds(node)
+        span = self._span(node) if isinstance(s, Sym) or isinstance(l, Sym) else 0
+        if isinstance(span, Sym) and not nonneg(span):  # an empty range would be a zero-size tensor
+            return [(span, f"{node.describe()}: the range from {s} to {l} would be empty")]
+        return []
+
+    def runtime_inputs(self, node):
+        return []  # start, limit and delta are known at generation time (a symbolic size is a size parameter)
+
     def infer(self, node):  # reached only when folding failed
-        s, l, d = (np.asarray(v.const).reshape(()) for v in node.inputs)
-        n = max(int(np.ceil((l - s) / d)), 0)
+        s, l, d = self.bounds(node)
+        if isinstance(s, Sym) or isinstance(l, Sym):
+            if not isinstance(d, int) or d == 0:
+                raise self.fail(node, f"a Range of symbolic length needs a nonzero integer delta, got {d}")
+            n = ceildiv(self._span(node), abs(d))
+        else:
+            n = max(int(np.ceil((l - s) / d)), 0)
         return [(node.inputs[0].dtype, (n,))]
 
 
@@ -618,7 +668,9 @@ class Resize(Op):
                 full_scale[a] = s
                 if s == 1.0:
                     continue
-                _static(node, self, [x.shape[a]], "resized dimension")
+                if isinstance(x.shape[a], Sym):
+                    out[a] = self._symbolic_size(node, x.shape[a], s)
+                    continue
                 out[a] = int(np.floor(x.shape[a] * s))
         roi = None
         if self.coordinate_transformation_mode == "tf_crop_and_resize":
@@ -634,6 +686,21 @@ class Resize(Op):
     def infer(self, node):
         _s, _roi, out = self._scales_sizes(node)
         return [(node.inputs[0].dtype, tuple(out))]
+
+    # a symbolic axis is sampled by positions and weights computed at run time (backends: resize_taps)
+    SYMBOLIC_MODES = ("nearest", "linear", "bilinear")
+
+    def _symbolic_size(self, node, n, scale: float):
+        """floor(n * scale) for a symbolic n: exact for a scale that is a ratio of small integers."""
+        from fractions import Fraction
+        if self.mode not in self.SYMBOLIC_MODES or self.coordinate_transformation_mode == "tf_crop_and_resize" \
+                or self.exclude_outside:
+            raise self.fail(node, f"resizing the symbolic dimension {n} needs mode nearest or linear without "
+                                  "tf_crop_and_resize or exclude_outside")
+        f = Fraction(scale).limit_denominator(1024)
+        if float(f) != scale or f <= 0:
+            raise self.fail(node, f"scale {scale} of the symbolic dimension {n} is not a ratio of small integers")
+        return floordiv(n * f.numerator, f.denominator)
 
     def coeffs(self, ratio: float, scale: float) -> list[float]:
         mode = "linear" if self.mode == "bilinear" else self.mode

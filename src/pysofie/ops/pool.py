@@ -1,7 +1,7 @@
 """Pooling: MaxPool, AveragePool (1D/2D/3D, pads, strides, dilations, ceil_mode), global pooling."""
 from __future__ import annotations
 
-from ..ir.shapes import Sym
+from ..ir.shapes import Sym, ceildiv, dim_min, floordiv, nonneg
 from .base import REQUIRED, Op, register
 from .conv import auto_pads
 
@@ -17,8 +17,10 @@ class Pool(Op):
             p.append(f"{node.describe()}: element type {x.dtype.name.lower()} is not supported")
         if x.rank not in (3, 4, 5):
             p.append(f"{node.describe()}: only 1D, 2D and 3D pooling is supported (input rank {x.rank})")
-        if any(isinstance(d, Sym) for d in x.shape[2:]):
-            p.append(f"{node.describe()}: symbolic spatial sizes are not supported")
+        if any(isinstance(d, Sym) for d in x.shape[2:]) and self.auto_pad in ("SAME_UPPER", "SAME_LOWER") and \
+                any(s != 1 for s in (self.strides or [])):
+            p.append(f"{node.describe()}: auto_pad={self.auto_pad} with strides over a symbolic spatial size "
+                     "is not supported")
         if len(node.outputs) > 1:
             p.append(f"{node.describe()}: the Indices output of MaxPool is not supported")
         return p
@@ -38,23 +40,33 @@ class Pool(Op):
             eff = (ks[i] - 1) * dil[i] + 1
             if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
                 pads[i], pads[nsp + i] = auto_pads(self.auto_pad, n, eff, strides[i])
-                o = -(-n // strides[i])
+                o = ceildiv(n, strides[i])
             elif self.auto_pad == "VALID":
                 pads[i] = pads[nsp + i] = 0
-                o = (n - eff) // strides[i] + 1
+                o = floordiv(n - eff, strides[i]) + 1
             else:
                 span = n + pads[i] + pads[nsp + i] - eff
                 if self.ceil_mode:
-                    o = -(-span // strides[i]) + 1
-                    # the last window must start inside the input or left padding
-                    if (o - 1) * strides[i] >= n + pads[i]:
-                        o -= 1
+                    # the last window must start inside the input or left padding; the right pad is shorter
+                    # than the kernel, so that removes at most one window
+                    o = dim_min(ceildiv(span, strides[i]) + 1, ceildiv(n + pads[i], strides[i]))
                 else:
-                    o = span // strides[i] + 1
-            if o <= 0:
+                    o = floordiv(span, strides[i]) + 1
+            if isinstance(o, int) and o <= 0:
                 raise self.fail(node, f"output spatial size would be {o}")
             outs.append(o)
         return ks, strides, dil, pads, outs
+
+    def guards(self, node):
+        x = node.inputs[0]
+        ks, _, dil, pads, _ = self.geometry(node)
+        nsp = x.rank - 2
+        out = []
+        for i in range(nsp):
+            span = x.shape[2 + i] + pads[i] + pads[nsp + i] - ((ks[i] - 1) * dil[i] + 1)
+            if isinstance(span, Sym) and not nonneg(span):
+                out.append((span, f"{node.describe()}: spatial axis {2 + i} is shorter than the window"))
+        return out
 
     def infer(self, node):
         x = node.inputs[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, dim_div, dims_equal, numel
-from .base import Op, norm_axis, register
+from ..ir.shapes import Sym, ceildiv, dim_div, dims_equal, floordiv, le, lt, nonneg, numel, tensor_dim
+from .base import REQUIRED, Op, norm_axis, register
 
 
 class View(Op):
@@ -193,7 +193,7 @@ class Shape(Op):
     def fold_symbolic(self, node):
         x = node.inputs[0]
         s, e = self._range(x.rank)
-        return [list(x.shape[s:e])]
+        return [[tensor_dim(d) for d in x.shape[s:e]]]  # extents: never negative
 
 
 @register()
@@ -244,31 +244,46 @@ class Slice(Op):
 
     def params(self, node):
         """Per-axis (start, stop, step) resolved against the (static or symbolic) input shape."""
+        return self._resolve(node)[0]
+
+    def guards(self, node):
+        return self._resolve(node)[1]
+
+    def _resolve(self, node):
+        """(per-axis (start, stop, step), guards). Bounds may be symbolic (``x[:, :seq]`` with seq from a Shape);
+        a symbolic bound that cannot be shown to lie inside the axis is assumed to, and that assumption
+        becomes a guard the generated code checks at run time."""
         x = node.inputs[0]
         if self.starts is not None:
             starts, ends = list(self.starts), list(self.ends)
             axes = list(self.axes) if self.axes is not None else list(range(len(starts)))
             steps = [1] * len(starts)
         else:
-            starts = [int(a) for a in self.const_input(node, 1, "starts").reshape(-1)]
-            ends = [int(a) for a in self.const_input(node, 2, "ends").reshape(-1)]
+            starts = self.shape_input(node, 1, "starts")
+            ends = self.shape_input(node, 2, "ends")
             axes = ([int(a) for a in self.const_input(node, 3, "axes").reshape(-1)] if node.input(3) is not None
                     else list(range(len(starts))))
             steps = ([int(a) for a in self.const_input(node, 4, "steps").reshape(-1)]
                      if node.input(4) is not None else [1] * len(starts))
         res = [(0, d, 1) for d in x.shape]
+        guards = []
         for st, en, ax, sp in zip(starts, ends, axes, steps):
             ax = norm_axis(ax, x.rank, node)
             d = x.shape[ax]
             if sp == 0:
                 raise self.fail(node, "step 0")
-            if isinstance(d, Sym):
-                # only 'everything' or a prefix slice keep a symbolic size
-                big = 2 ** 62
-                if st == 0 and sp == 1 and en >= big // 4:
-                    res[ax] = (0, d, 1)
-                    continue
-                raise self.fail(node, f"slicing the symbolic dimension {d} is not supported")
+            if isinstance(d, Sym) or isinstance(st, Sym) or isinstance(en, Sym):
+                if sp < 0:
+                    raise self.fail(node, f"a negative step over the symbolic bounds {st}:{en} of axis {ax} "
+                                          f"(size {d}) is not supported")
+                st, en = (self._sym_bound(node, b, d, ax, guards) for b in (st, en))
+                span = en - st
+                if isinstance(span, Sym) and not nonneg(span):
+                    # an empty slice would be a zero-size tensor: assumed not to happen, checked at run time
+                    guards.append((span, f"{node.describe()}: slice {st}:{en} of axis {ax} would be empty"))
+                n = ceildiv(span, sp) if isinstance(span, Sym) else max(-(-span // sp), 0)
+                res[ax] = (st, st + sp * n if sp != 1 else st + n, sp)
+                continue
             if st < 0:
                 st += d
             if en < 0:
@@ -278,14 +293,32 @@ class Slice(Op):
             else:
                 st, en = min(max(st, -1), d - 1), min(max(en, -1), d - 1)
             res[ax] = (st, en, sp)
-        return res
+        return res, guards
+
+    def _sym_bound(self, node, b, d, ax, guards):
+        """A slice bound clamped to [0, d] for a symbolic bound or axis size."""
+        if isinstance(b, int) and b >= 2 ** 60:
+            return d
+        if isinstance(b, int) and b <= -2 ** 60:
+            return 0
+        if lt(b, 0):  # counts from the end
+            b = b + d
+        elif not nonneg(b):
+            raise self.fail(node, f"slice bound {b} of axis {ax} may be negative or not: not supported")
+        if le(b, d) is False:
+            return d
+        if not le(b, d):
+            guards.append((d - b, f"{node.describe()}: slice bound {b} must not exceed the size {d} of axis {ax}"))
+        if not nonneg(b):
+            guards.append((b, f"{node.describe()}: slice bound {b} of axis {ax} must not be negative"))
+        return b
 
     def infer(self, node):
         x = node.inputs[0]
         out = []
         for (st, en, sp) in self.params(node):
-            if isinstance(en, Sym):
-                out.append(en)
+            if isinstance(en, Sym) or isinstance(st, Sym):
+                out.append(floordiv(en - st, sp) if sp != 1 else en - st)
             else:
                 n = (en - st + (sp - (1 if sp > 0 else -1))) // sp
                 out.append(max(0, n))
@@ -296,6 +329,8 @@ class Slice(Op):
         if x.sym is None or x.rank != 1:
             return None
         (st, en, sp), = self.params(node)
+        if isinstance(st, Sym) or isinstance(en, Sym):
+            return None
         return [list(x.sym)[st:en:sp]]
 
 
@@ -313,3 +348,22 @@ class ConstantOfShape(Op):
 
 # ConstantOfShape reads no data at run time: its shape is known at generation time (possibly symbolic)
 ConstantOfShape.runtime_inputs = lambda self, node: []
+
+
+@register("SymbolicValue", domain="pysofie")
+class SymbolicValue(Op):
+    """A small integer tensor whose elements are size expressions: the folded result of shape arithmetic that
+    run-time code reads (``batch_index * seq`` in an attention-mask computation). The generated code writes it
+    from the size parameters; the Shape/Gather/Concat chain that computed it is gone."""
+    ATTRS = {"values": REQUIRED, "dtype": REQUIRED, "shape": REQUIRED}
+    INPUTS = ()
+    OUTPUTS = ("Y",)
+
+    def infer(self, node):
+        return [(self.dtype, tuple(self.shape))]
+
+    def fold_symbolic(self, node):
+        return [list(self.values)]
+
+    def folds(self, node):
+        return False

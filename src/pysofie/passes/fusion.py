@@ -289,6 +289,8 @@ class PackConvWeights(Pass):
             w = n.inputs[1]
             if w.const is None or w.const.dtype != np.float32 or n.inputs[0].dtype is not w.dtype:
                 continue
+            if not all(isinstance(d, int) for d in n.inputs[0].shape[2:]):
+                continue  # a symbolic spatial size: the general im2col path
             ks, strides, _, pads = n.op.geometry(n)
             if (not self.pointwise and int(np.prod(ks)) == 1 and all(st == 1 for st in strides)
                     and not any(pads)):

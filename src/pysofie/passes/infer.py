@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InvalidModelError, ShapeInferenceError, UnsupportedOperatorError
 from ..ir import Graph, Node
-from ..ir.shapes import Sym
+from ..ir.shapes import Sym, dims_equal
 from .lowp import promote as promote_lowp
 from .manager import Pass
 
@@ -100,6 +100,12 @@ class InferShapesAndFold(Pass):
             results = op.infer(node)
             for v, (dt, shape) in zip(node.outputs, results):
                 v.dtype, v.shape = dt, tuple(shape)
+            for expr, msg in op.guards(node):
+                if not isinstance(expr, Sym):
+                    if int(expr) < 0:
+                        problems.append(msg)
+                elif not any(dims_equal(expr, e) for e, _ in graph.guards):
+                    graph.guards.append((expr, msg))
             if finish:
                 finish()
             if self.fold:
@@ -113,6 +119,9 @@ class InferShapesAndFold(Pass):
                             v.sym = [e if isinstance(e, Sym) else int(e) for e in elems]
                     if all(v.const is not None for v in node.outputs):
                         graph.remove_node(node)
+                        changed = True
+                    elif len(node.outputs) == 1 and node.op_type != "SymbolicValue":
+                        _replace_by_symbolic_value(graph, node)
                         changed = True
         if invalid:
             raise InvalidModelError(invalid + problems, graph.source)
@@ -134,3 +143,14 @@ class InferShapesAndFold(Pass):
             v.set_const(r)
         graph.remove_node(node)
         return True
+
+
+def _replace_by_symbolic_value(graph: Graph, node: Node) -> None:
+    """A node whose output is known as size expressions becomes a SymbolicValue: its inputs (Shape of a
+    tensor, ...) are no longer read at run time."""
+    from ..ops.shape import SymbolicValue
+    (v,) = node.outputs
+    op = SymbolicValue(values=list(v.sym), dtype=v.dtype, shape=tuple(v.shape))
+    idx = graph.nodes.index(node)
+    graph.remove_node(node)
+    graph.add_node(op, [], [v], node.name, index=idx)

@@ -62,6 +62,8 @@ def eligible(node) -> bool:
     x, w = node.inputs[0], node.inputs[1]
     if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype or x.rank != 4:
         return False
+    if not all(isinstance(d, int) for d in x.shape[2:]):
+        return False  # a symbolic spatial size: the general path
     if int(op.group) != 1:
         return False
     ks, strides, dil, pads = op.geometry(node)

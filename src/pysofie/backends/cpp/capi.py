@@ -33,7 +33,9 @@ def used_symbols(em) -> set:
     for v in g.values():
         if id(v) not in unread and v.shape is not None:
             used |= shape_symbols(v.shape)
-    return used
+        if v.sym is not None:  # a value computed from sizes (ops.shape.SymbolicValue) needs them
+            used |= shape_symbols(v.sym)
+    return used | shape_symbols(e for e, _ in g.guards)  # and so do the checks of size assumptions
 
 
 def bound_symbol(d, used: set):

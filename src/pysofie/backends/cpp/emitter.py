@@ -16,8 +16,8 @@ import numpy as np
 from ... import __version__
 from ...errors import UnsupportedOperatorError
 from ...ir import DType, Graph, Node, Value
-from ...ir.shapes import Dim, Sym, cpp_dim, cpp_symbol_names, numel, shape_symbols
-from .names import NameTable, comment_text, macro_like, sanitize, short_identifier
+from ...ir.shapes import Dim, Sym, cpp_dim, cpp_symbol_names, nonneg, numel, shape_symbols
+from .names import NameTable, c_string, comment_text, macro_like, sanitize, short_identifier
 from .writer import CodeWriter
 
 RUNTIME_HEADER = os.path.join(os.path.dirname(__file__), "runtime", "pysofie_runtime.h")
@@ -343,6 +343,8 @@ class CppEmitter:
             for v in n.inputs + n.outputs:
                 if v is not None and v.shape is not None:
                     syms |= shape_symbols(v.shape)
+                if v is not None and v.sym is not None:  # values that are size expressions (Range's start)
+                    syms |= shape_symbols(v.sym)
             sparams = [self._ph[p] for p in self.params if p in syms]
             decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
@@ -401,7 +403,10 @@ class CppEmitter:
     def _slot_size(self, sizes: list[Dim]) -> str:
         ints = [s for s in sizes if isinstance(s, int)]
         syms = [s for s in sizes if not isinstance(s, int)]
-        parts = ([str(max(ints))] if ints else []) + [cpp_dim(s) for s in syms]
+        # a size that is negative for small parameters (a convolution's output over a short input) counts as 0:
+        # the constructor sizes the buffers for parameters of 1, and infer's guards reject such inputs
+        parts = ([str(max(ints))] if ints else []) + [
+            cpp_dim(s) if nonneg(s) else f"std::max<int64_t>(int64_t({cpp_dim(s)}), 0)" for s in syms]
         if len(parts) == 1:
             return parts[0]
         return "std::max<size_t>({" + ", ".join(f"size_t({p})" for p in parts) + "})"
@@ -546,6 +551,8 @@ class CppEmitter:
             w.line("// Runs the model, writing the outputs to caller-owned buffers. Allocates nothing unless a")
             w.line("// size parameter exceeds every value seen before (then the internal buffers grow once).")
             with w.block(f"void infer({', '.join(params)})"):
+                for expr, msg in g.guards:  # what the shapes assume about the sizes (Op.guards)
+                    w.line(f"if (int64_t({cpp_dim(expr)}) < 0) throw std::invalid_argument({c_string(msg)});")
                 if P:
                     w.line(f"ensure_capacity({', '.join(P)});")
                 for sym in self.rt_sizes:

@@ -110,7 +110,7 @@ def col_tile(K: int, out_sp: int) -> int:
     """Output positions per im2col tile for a reduction length K."""
     t = max(256, COL_BUDGET // max(1, K))
     t -= t % 16
-    return out_sp if t >= out_sp else t
+    return out_sp if isinstance(out_sp, int) and t >= out_sp else t  # a symbolic out_sp: tiles of t
 
 
 def act_expr(act, v: str, T: str) -> str:

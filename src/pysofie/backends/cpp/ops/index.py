@@ -441,15 +441,18 @@ def gen_resize(cx):
     st = [cpp_dim(s) for s in strides(list(x.shape))]
     axes_taps = {}
     extrap = False
+    runtime = {}
     for a, (n_in, n_out) in enumerate(zip(x.shape, out)):
         if isinstance(n_in, Sym) or isinstance(n_out, Sym):
+            if scales[a] != 1.0:
+                runtime[a] = (n_in, n_out)
             continue  # scale 1 on a symbolic axis: the identity
         taps = op.axis_taps(n_in, n_out, scales[a], None if roi is None else roi[a])
         if n_in == n_out and all(t == [(i, 1.0)] for i, t in enumerate(taps)):
             continue
         axes_taps[a] = taps
         extrap = extrap or any(t is None for t in taps)
-    simple = all(t is None or len(t) == 1 for taps in axes_taps.values() for t in taps)
+    simple = not runtime and all(t is None or len(t) == 1 for taps in axes_taps.values() for t in taps)
     for a, taps in axes_taps.items():
         m = max(len(t) for t in taps if t is not None) if any(t is not None for t in taps) else 1
         idx, wt, ok = [], [], []
@@ -465,6 +468,9 @@ def gen_resize(cx):
         if extrap:
             w.line(_table(f"in{a}", "bool", ["true" if o == "1" else "false" for o in ok]))
         axes_taps[a] = (taps, m)
+    for a, (n_in, n_out) in runtime.items():
+        resize_taps(cx, a, n_in, n_out, scales[a])
+        axes_taps[a] = (None, 2)
     w.line("size_t pos = 0;")
     ev = float(op.extrapolation_value)
 
@@ -501,3 +507,52 @@ def gen_resize(cx):
         w.line(f"{cx.o(0)}[pos++] = static_cast<{T}>(acc);")
 
     loop_nest(w, [cpp_dim(d) for d in out], body)
+
+
+def resize_taps(cx, a, n_in, n_out, scale: float) -> None:
+    """Tables idx{a} / wt{a} of a symbolic axis (two taps per output position), computed at run time as
+    ops.index.Resize.axis_taps computes them for nearest and linear modes."""
+    from ....ir import DType
+    w, op = cx.w, cx.op
+    idx = cx.scratch(2 * n_out, DType.INT64, f"taps{a}")
+    wt = cx.scratch(2 * n_out, DType.DOUBLE, f"weights{a}")
+    w.line(f"int64_t* idx{a} = {idx};")
+    w.line(f"double* wt{a} = {wt};")
+    ctm = op.coordinate_transformation_mode
+    with w.block(""):
+        w.line(f"const double n_in = double({cpp_dim(n_in)}), n_out = double({cpp_dim(n_out)}), "
+               f"scale = {scale!r}, out_w = scale * n_in;")
+        w.line("(void)n_out; (void)out_w;")
+        with w.loop("x", cpp_dim(n_out)):
+            xo = {"align_corners": "out_w == 1 ? 0.0 : double(x) * (n_in - 1) / (out_w - 1)",
+                  "asymmetric": "double(x) / scale",
+                  "pytorch_half_pixel": "out_w == 1 ? -0.5 : (double(x) + 0.5) / scale - 0.5",
+                  "half_pixel": "(double(x) + 0.5) / scale - 0.5",
+                  "half_pixel_symmetric": "n_in / 2 * (1 - n_out / out_w) + (double(x) + 0.5) / scale - 0.5"}[ctm]
+            w.line(f"const double xo = {xo};")
+            w.line("const double fl = std::floor(xo);")
+            w.line("const bool whole = xo == fl;")
+            # an integer position: taps (xo - 1, xo) with ratio 1; else (floor, floor + 1) with the fraction
+            w.line("const double r = whole ? 1.0 : xo - fl;")
+            w.line("const int64_t i0 = whole ? int64_t(xo) - 1 : int64_t(fl);")
+            if op.mode == "nearest":
+                c1 = {"round_prefer_floor": "r > 0.5", "round_prefer_ceil": "r >= 0.5", "floor": "false",
+                      "ceil": "true"}[op.nearest_mode]
+                w.line(f"const double c1 = whole ? 1.0 : (({c1}) ? 1.0 : 0.0);")
+            else:
+                w.line("const double c1 = r;")
+            w.line("const int64_t last = int64_t(n_in) - 1;")
+            w.line("auto clamp = [last](int64_t i) { return i < 0 ? int64_t(0) : (i > last ? last : i); };")
+            w.line(f"idx{a}[2 * x] = clamp(i0); idx{a}[2 * x + 1] = clamp(i0 + 1);")
+            w.line(f"wt{a}[2 * x] = 1.0 - c1; wt{a}[2 * x + 1] = c1;")
+
+
+@generates("Range")
+def gen_range(cx):
+    # start/limit known at generation time, possibly symbolic (arange(seq)): the length is a size expression
+    start, _limit, delta = cx.op.bounds(cx.node)
+    T = cx.vout(0).dtype.ctype
+    first = f"int64_t({cpp_dim(start)})" if not isinstance(start, float) else repr(start)
+    with cx.w.loop("i", cx.osize(0)):
+        cx.w.line(f"{cx.o(0)}[i] = static_cast<{T}>(static_cast<{T}>({first}) + "
+                  f"static_cast<{T}>(i) * static_cast<{T}>({delta!r}));")

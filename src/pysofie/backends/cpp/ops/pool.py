@@ -1,7 +1,7 @@
 """MaxPool, AveragePool (through one 3-D window loop) and global pooling."""
 from __future__ import annotations
 
-from ....ir.shapes import cpp_dim, numel
+from ....ir.shapes import Sym, cpp_dim, is_static, numel
 from ..emitter import generates
 from .conv import as3d
 
@@ -21,8 +21,12 @@ def gen_pool(cx):
     NC = cpp_dim(numel(x.shape[:2]))
     in_sp, out_sp = ins[0] * ins[1] * ins[2], outs[0] * outs[1] * outs[2]
     X, Y = cx.i(0), cx.o(0)
-    if is_max and ins[0] == 1 and k3[0] == 1 and d3[1] == 1 and d3[2] == 1:
+    if is_max and ins[0] == 1 and k3[0] == 1 and d3[1] == 1 and d3[2] == 1 and is_static(ins + outs):
         return max_pool_2d(cx, T, NC, ins, outs, k3, s3, pb)
+    # signed extents: a window index may be negative (symbolic sizes are size_t in C++)
+    ins = [_signed(d) for d in ins]
+    hi = [_signed(d + e) for d, e in zip(as3d(x.shape[2:], 1), pe)]
+    outs = [_signed(d) for d in outs]
     with w.loop("nc", NC):
         w.line(f"const {T}* xp = {X} + nc * {in_sp};")
         w.line(f"{T}* yp = {Y} + nc * {out_sp};")
@@ -36,7 +40,7 @@ def gen_pool(cx):
                         w.open(f"for (long {k} = 0; {k} < {k3[a]}; ++{k})")
                         w.line(f"const long i{a} = {o} * {s3[a]} - {pb[a]} + {k} * {d3[a]};")
                         if include_pad:
-                            w.line(f"if (i{a} >= {ins[a] + pe[a]}) continue;")
+                            w.line(f"if (i{a} >= {hi[a]}) continue;")
                             w.line(f"if (i{a} < -{pb[a]}) continue;")
                             w.line(f"const bool in{a} = i{a} >= 0 && i{a} < {ins[a]};")
                         else:
@@ -55,6 +59,10 @@ def gen_pool(cx):
                         w.line(f"yp[{idx}] = acc;")
                     else:
                         w.line(f"yp[{idx}] = count ? acc / {T}(count) : {T}(0);")
+
+
+def _signed(d) -> str:
+    return str(d) if not isinstance(d, Sym) else f"long({cpp_dim(d)})"
 
 
 @generates("GlobalAveragePool", "GlobalMaxPool")

@@ -90,3 +90,11 @@ def gen_dropout(cx):
     cx.w.line(f"std::copy_n({cx.i(0)}, {cx.osize(0)}, {cx.o(0)});")
     if len(cx.node.outputs) > 1:
         cx.w.line(f"std::fill_n({cx.o(1)}, {cx.osize(1)}, true);")
+
+
+@generates("SymbolicValue")
+def gen_symbolic_value(cx):
+    # elements known as size expressions (ops.shape.SymbolicValue)
+    T = cx.vout(0).dtype.ctype
+    for k, e in enumerate(cx.op.values):
+        cx.w.line(f"{cx.o(0)}[{k}] = static_cast<{T}>(int64_t({cpp_dim(e)}));")
