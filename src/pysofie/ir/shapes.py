@@ -46,6 +46,15 @@ class Atom(str):
             return vals[0] // vals[1]
         return min(vals) if self.kind == "min" else max(vals)
 
+    def cpp(self) -> str:
+        """The C++ text under the symbol names in force (cpp_symbol_names): the stored text uses the plain names."""
+        if self.kind == "floordiv":
+            rest, k = self.args
+            num = _text(rest) if nonneg(rest) else f"size_t(std::max<int64_t>({_signed(rest)}, 0))"
+            return f"({num} / {k})"
+        x, y = self.args
+        return f"size_t(std::{self.kind}<int64_t>({_signed(x)}, {_signed(y)}))"
+
     def nonneg(self) -> bool:
         if self.kind == "floordiv":
             return nonneg(self.args[0])
@@ -189,7 +198,7 @@ class Sym:
         names = _CPP_NAMES.get() or {}
         parts = []
         for m, c in sorted(self.terms.items(), key=lambda mc: (-len(mc[0]), mc[0])):
-            factors = [names.get(s, s) for s in m]
+            factors = [s.cpp() if isinstance(s, Atom) else names.get(s, s) for s in m]
             if c != 1 or not factors:
                 factors = [str(c)] + factors
             parts.append("*".join(factors))
