@@ -49,6 +49,8 @@ INVALID = {
     "maxpool_strides0": (pool(kernel_shape=[2, 2], strides=[0, 0]), 'strides=.* must have every element > 0'),
     "convt_kernel0": (convt(kernel_shape=[0, 0]), 'kernel_shape=.* must have every element > 0'),
     "convt_group0": (convt(group=0), 'group=0 must be >= 1'),
+    "convt_kernel_huge": (convt(kernel_shape=[2 ** 31, 3]), "kernel_shape=.* must have every element > 0 and <="),
+    "conv_kernel_not_weight": (conv(kernel_shape=[5, 5]), r"kernel_shape=\[5, 5\] differs from the spatial shape"),
     "attr_wrong_type": (_edit(conv(), lambda m: m.graph.node[0].attribute.extend([helper.make_attribute("group", 1.5)])),
                         "'group' is FLOAT, the specification says INT"),
     "attr_proto_type": (_edit(pool(kernel_shape=[2, 2]), lambda m: setattr(m.graph.node[0].attribute[0], "type",

@@ -193,8 +193,11 @@ def strings() -> Rule:
     return rule
 
 
-POSITIVE = ints_where(lambda x: x > 0, "every element > 0")
-NON_NEGATIVE = ints_where(lambda x: x >= 0, "every element >= 0")
+# window sizes, strides and pads beyond 2^24 are refused: no real model has them, and the index tables that code
+# generation builds for them would not fit in memory
+LIMIT = 1 << 24
+POSITIVE = ints_where(lambda x: 0 < x <= LIMIT, f"every element > 0 and <= {LIMIT}")
+NON_NEGATIVE = ints_where(lambda x: 0 <= x <= LIMIT, f"every element >= 0 and <= {LIMIT}")
 AUTO_PAD = one_of("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 WINDOW = {"kernel_shape": POSITIVE, "strides": POSITIVE, "dilations": POSITIVE, "pads": NON_NEGATIVE,
           "auto_pad": AUTO_PAD}
@@ -241,6 +244,21 @@ def _window_lengths(op, attrs: dict) -> list[str]:
     return out
 
 
+WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3, "DeformConv": 1}
+
+
+def _kernel_matches_weight(node: Node, attrs: dict) -> list[str]:
+    """kernel_shape, when given, is the weight's spatial shape (onnxruntime refuses a model where they differ)."""
+    k = WEIGHT_INPUT.get(node.op.op_type)
+    ks = _ints(attrs.get("kernel_shape")) if attrs.get("kernel_shape") is not None else None
+    w = node.input(k) if k is not None else None
+    if ks is None or w is None or w.shape is None or not all(isinstance(d, int) for d in w.shape[2:]):
+        return []
+    if list(w.shape[2:]) != ks:
+        return [f"attribute kernel_shape={ks} differs from the spatial shape {list(w.shape[2:])} of weight '{w.name}'"]
+    return []
+
+
 def node_attribute_problems(node: Node) -> list[str]:
     op = node.op
     rules = RULES.get(op.op_type)
@@ -258,6 +276,8 @@ def node_attribute_problems(node: Node) -> list[str]:
             out.append(f"attribute {k}={shown[:80]} {msg}")
     if "kernel_shape" in rules:
         out += _window_lengths(op, attrs)
+        if not out:
+            out += _kernel_matches_weight(node, attrs)
     return [f"{node.describe()}: {m}" for m in out]
 
 
