@@ -12,7 +12,7 @@ from .passes import default_pipeline
 
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
-         constant_inputs=None) -> Graph:
+         constant_inputs=None, example_graph=None) -> Graph:
     """Read a model (path, onnx.ModelProto, serialized bytes, torch module) into an optimized IR Graph.
 
     constant_inputs: {name: array} fixes those inputs (ONNX models): the code is specialized for the values,
@@ -25,7 +25,8 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
             model = onnx.load_from_string(bytes(model))
         except Exception as e:
             raise ModelLoadError(f"bytes given are not a serialized ONNX model ({e})") from None
-    graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
+    graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs,
+                       example_graph=example_graph)
     default_pipeline(optimize)(graph)
     return graph
 
@@ -42,21 +43,22 @@ def check(model, **kw) -> list[str]:
 
 
 def generate_code(model, *, name=None, namespace=None, weights="dat", input_shapes=None,
-                  optimize=True, constant_inputs=None) -> GeneratedModel:
+                  optimize=True, constant_inputs=None, example_graph=None) -> GeneratedModel:
     graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
-                                                         optimize=optimize, constant_inputs=constant_inputs)
+                                                         optimize=optimize, constant_inputs=constant_inputs,
+                                                         example_graph=example_graph)
     return generate(graph, name=name, namespace=namespace, weights=weights)
 
 
 def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = "dat",
          namespace: Optional[str] = None, input_shapes=None, optimize: bool = True,
-         constant_inputs=None) -> dict[str, str]:
+         constant_inputs=None, example_graph=None) -> dict[str, str]:
     """Write `<name>.hxx` (and `<name>.dat` / `.bin` unless weights='embed') into out_dir, without compiling.
 
     Returns {"header": path, "weights": path or None}. Files appear atomically (temporary file + rename).
     """
     gm = generate_code(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
-                       optimize=optimize, constant_inputs=constant_inputs)
+                       optimize=optimize, constant_inputs=constant_inputs, example_graph=example_graph)
     os.makedirs(out_dir, exist_ok=True)
     header = os.path.join(out_dir, gm.header_file)
     paths = {"header": header, "weights": None, "name": gm.name, "namespace": gm.namespace}

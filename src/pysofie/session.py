@@ -40,12 +40,14 @@ class InferenceSession:
         generated with the code.
     constant_inputs: {input name: array}: those inputs become constants of the generated code (needed for
         inputs that determine shapes, such as a Reshape's target shape fed as a graph input).
+    example_graph: a graph_nets GraphsTuple: model is a graph_nets model (GraphNetwork, GraphIndependent, or a
+        callable on a GraphsTuple); inputs nodes, edges, globals, senders, receivers (n_node, n_edge).
     """
 
     def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None, input_shapes=None,
                  name: Optional[str] = None, namespace: Optional[str] = None, optimize: bool = True,
                  opt_level=None, native=None, weight_file: Optional[str] = None, constant_inputs=None,
-                 _generated=None, _library=None, **kwargs):
+                 example_graph=None, _generated=None, _library=None, **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
@@ -53,7 +55,7 @@ class InferenceSession:
             weights = "dat" if weight_file is not None and str(weight_file).endswith(".dat") else "bin"
         gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
                                          input_shapes=input_shapes, optimize=optimize,
-                                         constant_inputs=constant_inputs)
+                                         constant_inputs=constant_inputs, example_graph=example_graph)
         self._gm = gm
         em = gm.emitter
         self._graph = em.graph
@@ -70,6 +72,7 @@ class InferenceSession:
         self._run = self._native.run
         self._in_specs = input_specs(em)  # (name, dtype, static dims, ((axis, size symbol), ...)) per input
         self._used_syms = used_symbols(em)
+        self._zero_ok = set(getattr(g, "zero_size_params", ()))
         self._static_out = None
         if all(isinstance(d, int) for v in g.outputs for d in v.shape):
             self._static_out = [(tuple(v.shape), v.dtype.np) for v in g.outputs]
@@ -172,7 +175,7 @@ class InferenceSession:
                     return None
             for ax, s in syms:
                 n = shape[ax]
-                if n < 1 or env.setdefault(s, n) != n:
+                if n < (0 if s in self._zero_ok else 1) or env.setdefault(s, n) != n:
                     return None
             arrays.append(a)
         return tuple(arrays), env
@@ -213,7 +216,7 @@ class InferenceSession:
                             raise InvalidInputError(
                                 f"model '{name}': input '{v.name}' axis {ax} is '{s}'={env[s]} from another input, "
                                 f"got {n}")
-                        if n < 1:
+                        if n < (0 if s in self._zero_ok else 1):
                             raise InvalidInputError(f"model '{name}': input '{v.name}' axis {ax} ('{s}') must be >= 1")
                         env[s] = int(n)
                 elif d != n:

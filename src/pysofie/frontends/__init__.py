@@ -6,8 +6,12 @@ import os
 from ..errors import ModelLoadError
 
 
-def load_graph(model, *, input_shapes=None, name: str | None = None, constant_inputs=None):
-    """Dispatch on the model's kind: path (.onnx/.h5/.keras/.pt), onnx.ModelProto, or torch nn.Module."""
+def load_graph(model, *, input_shapes=None, name: str | None = None, constant_inputs=None, example_graph=None):
+    """Dispatch on the model's kind: path (.onnx/.h5/.keras/.pt), onnx.ModelProto, torch nn.Module, or (with
+    example_graph, a GraphsTuple) a graph_nets model."""
+    if example_graph is not None:
+        from .gnn import graph_from_graph_nets
+        return graph_from_graph_nets(model, example_graph, name=name)
     import onnx
     if isinstance(model, onnx.ModelProto):
         from .onnx import graph_from_onnx

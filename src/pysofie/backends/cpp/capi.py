@@ -299,7 +299,8 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
                     if s in bound:
                         checks.append(f"d[{ax}] != sz[{index[s]}]")
                     else:
-                        checks.append(f"d[{ax}] < 1")
+                        if s not in getattr(g, "zero_size_params", ()):
+                            checks.append(f"d[{ax}] < 1")
                         binds.append(f"sz[{index[s]}] = d[{ax}];")
                         bound.add(s)
                 if not checks:

@@ -12,3 +12,4 @@ from . import image, loss, signal  # noqa: F401  (loss, signal and image familie
 from . import shape  # noqa: F401
 from . import cast  # noqa: F401  (Cast, CastLike and the low-precision types)
 from . import transformer  # noqa: F401  (Attention, LinearAttention, RMSNormalization, RotaryEmbedding)
+from . import gnn  # noqa: F401  (GatherRows, SegmentReduce, SegmentIds: graph networks)
