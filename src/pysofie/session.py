@@ -89,7 +89,8 @@ class InferenceSession:
             # run_fast(feed): the hot path in C (see backends/cpp/capi.py); it owns the session from now on
             self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.inputs),
-                                                tuple(v.dtype.np for v in g.outputs), PysofieError, gm.name)
+                                                tuple(v.dtype.np for v in g.outputs),
+                                                (PysofieError, InvalidInputError), gm.name)
 
     def __del__(self):
         h = getattr(self, "_handle", None)
@@ -151,7 +152,10 @@ class InferenceSession:
         ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
         err = ctypes.create_string_buffer(1024)
-        if self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err)) != 0:
+        rc = self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err))
+        if rc == 2:  # std::out_of_range: an index in the inputs (a sender, receiver, count) is out of range
+            raise InvalidInputError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
+        if rc != 0:
             raise PysofieError(f"model '{self._gm.name}': {err.value.decode(errors='replace')}")
         return outs
 

@@ -252,7 +252,7 @@ class Converter:
         if not isinstance(res, (list, tuple)):
             res = [res]
         for o, r in zip(op.outputs, res):
-            self.env[o.name] = r
+            self.env[o.name] = _normalize(r)
 
     def captured(self, op):
         kind, data = self.t.captured.get(op.outputs[0].name, (None, None))
@@ -308,6 +308,19 @@ class Converter:
                 v.name = name
                 self._names.add(name)
             self.graph.outputs.append(v)
+
+
+def _normalize(r):
+    """numpy scalars, Python numbers and lone dims become (0-d) arrays."""
+    if isinstance(r, Sym):
+        a = np.empty((), dtype=object)
+        a[()] = r
+        return a
+    if isinstance(r, (np.generic, int, float, bool)):
+        return np.asarray(r)
+    if isinstance(r, np.ndarray) and r.dtype == object and all(not isinstance(e, Sym) for e in r.reshape(-1)):
+        return r.astype(np.int64)
+    return r
 
 
 def graph_from_traced(traced: Traced, name: str, source: str) -> Graph:

@@ -93,20 +93,21 @@ def _rank(c, op, ins):
 
 
 def _strided_slice_spec(op, rank, begin, end, strides):
-    """Python slices / indices for a StridedSlice (begin, end and strides known)."""
+    """A numpy index (slices, ints, Ellipsis, None) for a StridedSlice whose bounds are known."""
     bm, em = op.get_attr("begin_mask"), op.get_attr("end_mask")
     sm, nm, elm = op.get_attr("shrink_axis_mask"), op.get_attr("new_axis_mask"), op.get_attr("ellipsis_mask")
-    if nm or elm:
-        raise ShapeInferenceError("StridedSlice with new_axis_mask or ellipsis_mask is not supported")
     spec = []
     for k in range(len(begin)):
-        b = None if bm >> k & 1 else int(begin[k])
-        e = None if em >> k & 1 else int(end[k])
-        s = int(strides[k])
-        if sm >> k & 1:
+        if elm >> k & 1:
+            spec.append(Ellipsis)
+        elif nm >> k & 1:
+            spec.append(None)
+        elif sm >> k & 1:
             spec.append(int(begin[k]))
         else:
-            spec.append(slice(b, e, s))
+            b = None if bm >> k & 1 else int(begin[k])
+            e = None if em >> k & 1 else int(end[k])
+            spec.append(slice(b, e, int(strides[k])))
     return spec
 
 
@@ -122,6 +123,8 @@ def _strided_slice(c, op, ins):
         x = x.value
     v = c.val(x)
     spec = _strided_slice_spec(op, v.rank, b, e, s)
+    if any(sp is None or sp is Ellipsis for sp in spec):
+        raise ShapeInferenceError("StridedSlice with new_axis_mask or ellipsis_mask on run-time data")
     starts, ends, axes, steps, squeeze = [], [], [], [], []
     big = np.iinfo(np.int64).max
     for ax, sp in enumerate(spec):
