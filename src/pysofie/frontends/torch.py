@@ -3,7 +3,7 @@
 The module is exported to ONNX in memory with ``torch.onnx.export`` and read by the ONNX front end. The input
 shapes must be given, as with ROOT's SOFIE (``input_shapes=[(2, 1, 8, 8)]``); a dimension given as a string
 (``("N", 1, 8, 8)``) stays symbolic. An entry may also be an example tensor (torch or numpy), whose dtype is
-then used. torch is imported only here.
+then used, or name a dtype: ``("int64", (2, "E"))`` for a graph's edge_index. torch is imported only here.
 
 Exporter: the TorchScript-based exporter (``dynamo=False``). It works offline with the torch wheel alone and
 accepts ``torch.jit.ScriptModule`` objects, which is what a TorchScript file loads as; the dynamo exporter
@@ -25,6 +25,8 @@ from ..ir import Graph
 
 OPSET = 17
 _EXAMPLE_DIM = 2  # size used for a symbolic dimension in the example input
+_DTYPES = {"float32": "float32", "float": "float32", "float64": "float64", "double": "float64",
+           "int64": "int64", "int32": "int32", "bool": "bool"}
 
 
 def _load_torchscript(path: str):
@@ -71,6 +73,13 @@ def _examples(input_shapes, names: list[str], source: str):
         if isinstance(spec, np.ndarray):
             args.append(torch.from_numpy(np.ascontiguousarray(spec)))
             continue
+        dtype = None
+        if (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)
+                and isinstance(spec[1], (tuple, list))):
+            dtype, spec = spec  # ("int64", (2, "E")): an index input such as edge_index
+            if dtype not in _DTYPES:
+                raise ModelLoadError(f"{source}: input shape #{k} names dtype {dtype!r}; supported: "
+                                     f"{', '.join(_DTYPES)}")
         try:
             dims = list(spec)
         except TypeError:
@@ -85,7 +94,13 @@ def _examples(input_shapes, names: list[str], source: str):
             else:
                 raise ModelLoadError(f"{source}: input shape #{k} {tuple(dims)} has an invalid size {d!r}")
         g = torch.Generator().manual_seed(k)
-        args.append(torch.rand(shape, generator=g, dtype=torch.float32))
+        tdt = getattr(torch, _DTYPES[dtype or "float32"])
+        if tdt.is_floating_point:
+            args.append(torch.rand(shape, generator=g, dtype=tdt))
+        elif tdt == torch.bool:
+            args.append(torch.rand(shape, generator=g) > 0.5)
+        else:  # indices: valid for any axis of the example size
+            args.append(torch.randint(0, _EXAMPLE_DIM, shape, generator=g, dtype=tdt))
     return tuple(args), dynamic
 
 

@@ -251,7 +251,7 @@ class Slice(Op):
             steps = [1] * len(starts)
         else:
             starts = [int(a) for a in self.const_input(node, 1, "starts").reshape(-1)]
-            ends = [int(a) for a in self.const_input(node, 2, "ends").reshape(-1)]
+            ends = self.shape_input(node, 2, "ends")  # may hold symbolic sizes: ends = Shape(y) (torch's scatter)
             axes = ([int(a) for a in self.const_input(node, 3, "axes").reshape(-1)] if node.input(3) is not None
                     else list(range(len(starts))))
             steps = ([int(a) for a in self.const_input(node, 4, "steps").reshape(-1)]
@@ -262,6 +262,11 @@ class Slice(Op):
             d = x.shape[ax]
             if sp == 0:
                 raise self.fail(node, "step 0")
+            if isinstance(en, Sym):
+                if st == 0 and sp == 1 and dims_equal(en, d):
+                    res[ax] = (0, d, 1)
+                    continue
+                raise self.fail(node, f"slicing axis {ax} (size {d}) up to {en} is not supported")
             if isinstance(d, Sym):
                 # only 'everything' or a prefix slice keep a symbolic size
                 big = 2 ** 62
