@@ -247,3 +247,76 @@ def test_unsupported_listed():
 
     problems = pysofie.check(Odd(), example_graph=graph_dicts([(3, 2)]))
     assert any("Cumsum" in p for p in problems) and any("Cumprod" in p for p in problems)
+
+
+CPP_MAIN = r"""
+#include "gnet.hxx"
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+template <typename T> static std::vector<T> read_raw(const std::string& f, size_t n) {
+   std::vector<T> v(n);
+   std::ifstream in(f, std::ios::binary);
+   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
+   return v;
+}
+static void write_raw(const std::string& f, const std::vector<float>& v) {
+   std::ofstream(f, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
+                                            static_cast<std::streamsize>(v.size() * sizeof(float)));
+}
+
+int main(int argc, char** argv) {
+   if (argc != 4) return 2;
+   const std::string dir = argv[1];
+   const size_t n = std::stoul(argv[2]), e = std::stoul(argv[3]);
+   auto nodes = read_raw<float>(dir + "/nodes.raw", n * 5);
+   auto edges = read_raw<float>(dir + "/edges.raw", e * 3);
+   auto glob = read_raw<float>(dir + "/globals.raw", 2);
+   auto snd = read_raw<int>(dir + "/senders.raw", e), rcv = read_raw<int>(dir + "/receivers.raw", e);
+   gnet::Session s(dir + "/gnet.dat");
+   auto outs = s.infer(n, e, nodes.data(), edges.data(), glob.data(), snd.data(), rcv.data());  // ordinary API
+   for (size_t k = 0; k < outs.size(); ++k) write_raw(dir + "/out" + std::to_string(k) + ".raw", outs[k]);
+   gnet::GNN_Data data;  // SOFIE's API: edge_index row 0 receivers, row 1 senders
+   data.node_data = nodes; data.edge_data = edges; data.global_data = glob;
+   data.edge_index = rcv; data.edge_index.insert(data.edge_index.end(), snd.begin(), snd.end());
+   s.infer(data);
+   write_raw(dir + "/sofie0.raw", data.node_data);
+   write_raw(dir + "/sofie1.raw", data.edge_data);
+   write_raw(dir + "/sofie2.raw", data.global_data);
+   data.node_data = nodes; data.edge_data = edges; data.global_data = glob;
+   data.edge_index[0] = static_cast<int>(n);
+   try { s.infer(data); } catch (const std::out_of_range& ex) { std::cout << "caught: " << ex.what() << "\n"; }
+   return 0;
+}
+"""
+
+
+def test_cpp_api_and_sofie_shim(sessions, tmp_path):
+    """The emitted header in a plain C++ program: infer(n_nodes, n_edges, ...) and infer(GNN_Data&)."""
+    import shlex
+    import subprocess
+
+    from pysofie.build.blas import find_blas
+    from pysofie.build.compiler import find_cxx
+    model = sessions["graph_network"][0]
+    example = sessions["graph_network"][1]
+    pysofie.emit(model, str(tmp_path), example_graph=example, name="gnet", namespace="gnet")
+    (tmp_path / "main.cpp").write_text(CPP_MAIN)
+    blas = find_blas()
+    exe = tmp_path / "main"
+    r = subprocess.run(shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror",
+                                                  f"-I{tmp_path}", str(tmp_path / "main.cpp"), "-o", str(exe),
+                                                  *blas.cflags, *blas.libs], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = graph_dicts([(40, 120)], seed=9)
+    for f in ("nodes", "edges", "globals", "senders", "receivers"):
+        np.asarray(getattr(g, f).numpy()).tofile(tmp_path / f"{f}.raw")
+    r = subprocess.run([str(exe), str(tmp_path), "40", "120"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "caught: input 'receivers': index 40 is out of range" in r.stdout
+    ref = _reference(model, g)
+    for k, f in enumerate(("nodes", "edges", "globals")):
+        for prefix in ("out", "sofie"):
+            got = np.fromfile(tmp_path / f"{prefix}{k}.raw", np.float32).reshape(ref[f].shape)
+            np.testing.assert_allclose(got, ref[f], rtol=0, atol=RTOL * float(np.abs(ref[f]).max()))
