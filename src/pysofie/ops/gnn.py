@@ -15,7 +15,7 @@ Sizes such as ``num_segments`` and ``total`` are dims (ints or symbols: the numb
 from __future__ import annotations
 
 from ..ir import DType
-from ..ir.shapes import Sym
+from ..ir.shapes import Sym, dims_equal
 from .base import REQUIRED, Op, register
 from .elementwise import INT3264, NUMERIC, check_types
 
@@ -33,18 +33,23 @@ class _GnnOp(Op):
 
 @register("GatherRows", domain="pysofie")
 class GatherRows(_GnnOp):
+    """Y = X[indices] (+ base when given: a per-node product added to a per-edge one, see frontends/gnn)."""
     ATTRS = {"what": "indices"}
-    INPUTS = ("X", "indices")
+    INPUTS = ("X", "indices", "base")
     OUTPUTS = ("Y",)
 
     def check(self, node):
         return check_types(node, [node.inputs[1].dtype], INT3264)
 
     def infer(self, node):
-        x, idx = node.inputs
+        x, idx, base = node.inputs[0], node.inputs[1], node.input(2)
         if idx.rank != 1 or x.rank < 1:
             raise self.fail(node, f"expects X of rank >= 1 and 1-D indices, got {x.shape} and {idx.shape}")
-        return [(x.dtype, (idx.shape[0],) + tuple(x.shape[1:]))]
+        shape = (idx.shape[0],) + tuple(x.shape[1:])
+        if base is not None and (base.dtype != x.dtype or len(base.shape) != len(shape)
+                                 or not all(dims_equal(a, b) for a, b in zip(base.shape, shape))):
+            raise self.fail(node, f"base {base.shape} does not match the gathered rows {shape}")
+        return [(x.dtype, shape)]
 
 
 @register("SegmentReduce", domain="pysofie")

@@ -437,7 +437,58 @@ def _matmul(c, op, ins):
     a, b = t(a, ta, "_ta"), t(b, tb, "_tb")
     if _all_host([a, b]):
         return np.matmul(a, b)
+    if host_numeric(b) and b.ndim == 2 and isinstance(a, Value):
+        split = _per_node_products(c, a, b, op.name)
+        if split is not None:
+            return split
     return c.emit("MatMul", [a, b], op.name)
+
+
+def _per_node_products(c, a: Value, w: np.ndarray, name: str):
+    """concat([e, x[idx], ..., u broadcast]) @ W as e @ W_e + (x @ W_x)[idx] + ... + u @ W_u: the products of
+    gathered node rows (broadcast global rows) are computed once per node (graph), not once per edge (node).
+    None when `a` is not such a concatenation."""
+    node = a.producer
+    if node is None or node.op_type != "Concat" or a.rank != 2 or node.op.axis not in (1, -1):
+        return None
+    parts = node.inputs
+    if any(not isinstance(p.shape[1], int) for p in parts):
+        return None
+
+    def kind(p):
+        q = p.producer
+        if q is not None and q.op_type == "GatherRows" and q.input(2) is None:
+            return "gather"
+        if q is not None and q.op_type == "Expand" and q.inputs[0].rank == 2 and q.inputs[0].shape[0] == 1:
+            return "broadcast"
+        return "direct"
+
+    kinds = [kind(p) for p in parts]
+    if all(k == "direct" for k in kinds):
+        return None
+    offsets = np.cumsum([0] + [int(p.shape[1]) for p in parts])
+    if offsets[-1] != w.shape[0]:
+        return None
+    rows = {k: np.ascontiguousarray(w[offsets[i]:offsets[i + 1]]) for i, k in enumerate(range(len(parts)))}
+    direct = [i for i, k in enumerate(kinds) if k == "direct"]
+    out = None
+    if direct:
+        x = parts[direct[0]] if len(direct) == 1 else c.emit("Concat", [parts[i] for i in direct], name + "_direct",
+                                                             axis=1)
+        wd = np.ascontiguousarray(np.concatenate([rows[i] for i in direct], axis=0))
+        out = c.emit("MatMul", [x, wd], name + "_direct_mm")
+    for i, k in enumerate(kinds):
+        if k != "gather":
+            continue
+        g = parts[i].producer
+        per_node = c.emit("MatMul", [g.inputs[0], rows[i]], name + f"_per_node{i}")
+        ins = [per_node, g.inputs[1]] + ([out] if out is not None else [])
+        out = c.emit("GatherRows", ins, name + f"_gathered{i}", domain="pysofie", what=g.op.what)
+    for i, k in enumerate(kinds):
+        if k == "broadcast":
+            row = c.emit("MatMul", [parts[i].producer.inputs[0], rows[i]], name + f"_per_graph{i}")
+            out = c.emit("Add", [out, row], name + f"_plus{i}")
+    return out
 
 
 @tf_op("GatherV2")

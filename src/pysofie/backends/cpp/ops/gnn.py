@@ -24,7 +24,14 @@ def gen_gather_rows(cx):
     n = cpp_dim(x.shape[0])
     with w.loop("e", cx.dims(1)[0]):
         _index_check(w, "k", f"{cx.i(1)}[e]", n, cx.op.what, "rows")
-        w.line(f"std::copy_n({cx.i(0)} + static_cast<size_t>(k) * {F}, {F}, {cx.o(0)} + e * {F});")
+        if cx.has(2):
+            w.line(f"const auto* __restrict src = {cx.i(0)} + static_cast<size_t>(k) * {F};")
+            w.line(f"const auto* __restrict add = {cx.i(2)} + e * {F};")
+            w.line(f"auto* __restrict dst = {cx.o(0)} + e * {F};")
+            with w.loop("f", F):
+                w.line("dst[f] = add[f] + src[f];")
+        else:
+            w.line(f"std::copy_n({cx.i(0)} + static_cast<size_t>(k) * {F}, {F}, {cx.o(0)} + e * {F});")
 
 
 _INIT = {"sum": "T(0)", "mean": "T(0)", "prod": "T(1)",
