@@ -105,7 +105,9 @@ def _models():
                           "edges_reducer": seg.unsorted_segment_min_or_zero,
                           "nodes_reducer": tf.math.unsorted_segment_mean}), many)
     m["independent"] = (gn.modules.GraphIndependent(
-        edge_model_fn=lambda: snt.Linear(4), node_model_fn=lambda: snt.nets.MLP([5, 3], activation=tf.nn.selu)),
+        edge_model_fn=lambda: snt.Sequential([snt.Linear(4), snt.LayerNorm(-1, False, False)]),
+        node_model_fn=lambda: snt.Sequential([snt.nets.MLP([5, 3], activation=tf.nn.selu),
+                                              snt.LayerNorm(-1, create_scale=True, create_offset=False)])),
         one)
     m["interaction"] = (gn.modules.InteractionNetwork(
         edge_model_fn=lambda: snt.nets.MLP([5]), node_model_fn=lambda: snt.nets.MLP([4]),

@@ -275,10 +275,96 @@ _BINARY = {"AddV2": ("Add", np.add), "Add": ("Add", np.add), "BiasAdd": ("Add", 
            "LogicalAnd": ("And", np.logical_and), "LogicalOr": ("Or", np.logical_or)}
 
 
+def _producer(t, *types):
+    return t.op if t.op.type in types else None
+
+
+def _layer_norm(c, op):
+    """tf.nn.moments + tf.nn.batch_normalization over the last axis (Sonnet's LayerNorm) ending in this AddV2:
+    (x, scale, offset, epsilon) with host scale / offset (None when absent), else None."""
+    def operand(t):
+        return c.env.get(t.name)
+
+    def mul_of(t, x_name):
+        m = _producer(t, "Mul")
+        if m is None:
+            return None
+        a, b = m.inputs
+        if a.name == x_name:
+            return b
+        if b.name == x_name:
+            return a
+        return None
+
+    left, right = op.inputs
+    for xm, rest in ((left, right), (right, left)):
+        m = _producer(xm, "Mul")
+        if m is None:
+            continue
+        for x_t, inv_t in ((m.inputs[0], m.inputs[1]), (m.inputs[1], m.inputs[0])):
+            # inv = rsqrt(var + eps) [* scale]
+            scale = None
+            r = _producer(inv_t, "Rsqrt")
+            if r is None:
+                sm = _producer(inv_t, "Mul")
+                if sm is None:
+                    continue
+                for rr, sc in ((sm.inputs[0], sm.inputs[1]), (sm.inputs[1], sm.inputs[0])):
+                    if _producer(rr, "Rsqrt") is not None and host_numeric(operand(sc)):
+                        r, scale = rr.op, operand(sc)
+                        break
+                if r is None:
+                    continue
+            add = _producer(r.inputs[0], "AddV2", "Add")
+            if add is None or not host_numeric(operand(add.inputs[1])):
+                continue
+            eps = float(np.asarray(operand(add.inputs[1])).reshape(-1)[0])
+            var = _producer(add.inputs[0], "Mean")
+            sq = var is not None and _producer(var.inputs[0], "SquaredDifference")
+            if not sq or sq.inputs[0].name != x_t.name:
+                continue
+            mean_t = sq.inputs[1]
+            if mean_t.op.type == "StopGradient":
+                mean_t = mean_t.op.inputs[0]
+            mean = _producer(mean_t, "Mean")
+            if mean is None or mean.inputs[0].name != x_t.name:
+                continue
+            x = operand(x_t)
+            if not isinstance(x, Value):
+                continue
+            for red in (mean, var):
+                axes = [int(a) % x.rank for a in np.asarray(operand(red.inputs[1])).reshape(-1)]
+                if axes != [x.rank - 1] or not red.get_attr("keep_dims"):
+                    break
+            else:
+                # rest = offset - mean * inv, or -(mean * inv)
+                offset = None
+                sub = _producer(rest, "Sub")
+                if sub is not None and host_numeric(operand(sub.inputs[0])) and \
+                        mul_of(sub.inputs[1], mean_t.name) is not None:
+                    offset = operand(sub.inputs[0])
+                elif not (_producer(rest, "Neg") is not None and mul_of(rest.op.inputs[0], mean_t.name) is not None
+                          or _producer(rest, "Mul") is not None and any(
+                              i.op.type == "Neg" and i.op.inputs[0].name == mean_t.name for i in rest.op.inputs)):
+                    continue  # -(mean * inv) or (-mean) * inv without an offset
+                return x, scale, offset, eps
+    return None
+
+
 @tf_op(*_BINARY)
 def _binary(c, op, ins):
     onnx_type, fn = _BINARY[op.type]
     a, b = ins
+    if op.type == "AddV2" and not _all_host(ins):
+        ln = _layer_norm(c, op)
+        if ln is not None:
+            x, scale, offset, eps = ln
+            n = int(x.shape[-1]) if isinstance(x.shape[-1], int) else None
+            if n is not None:
+                dt = x.dtype.np
+                scale = np.ones(n, dt) if scale is None else np.broadcast_to(scale, (n,)).astype(dt)
+                offset = np.zeros(n, dt) if offset is None else np.broadcast_to(offset, (n,)).astype(dt)
+                return c.emit("LayerNormalization", [x, scale, offset], op.name, axis=-1, epsilon=eps)
     if isinstance(a, Counts) or isinstance(b, Counts) or isinstance(a, SegIds) or isinstance(b, SegIds):
         a, b = c.val(a), c.val(b)
     if is_host(a) and is_host(b):
