@@ -1,5 +1,6 @@
 """PyTorch Geometric layers and hand-written message passing, through the torch front end (ONNX export with a
-symbolic number of nodes N, edges E and graphs B; Gather + ScatterElements with add / max reductions), compared
+symbolic number of nodes N, edges E and graphs B; Gather + ScatterElements with add / max reductions; the
+hand-written module also through the dynamo exporter: GatherND + ScatterElements), compared
 with the modules themselves at several graph sizes (1 node, isolated nodes, graphs larger than the export's
 example). Tolerance: 1e-5 relative to the output's scale. All models compile in one batch.
 """
@@ -123,11 +124,27 @@ def sessions():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graphs = [pysofie.load(m.eval(), input_shapes=shapes, name=name) for name, (m, shapes) in models.items()]
+        dynamo = _dynamo_export(models["message_passing"][0])
+        if dynamo is not None:  # the same module through the dynamo exporter (GatherND, ScatterElements)
+            models["message_passing_dynamo"] = (models["message_passing"][0], None)
+            graphs.append(pysofie.load(dynamo, name="message_passing_dynamo"))
     built = compile_many(graphs)
     for s in built:
         if isinstance(s, Exception):
             raise s
     return {name: (m, s) for (name, (m, _)), s in zip(models.items(), built)}
+
+
+def _dynamo_export(module):
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None
+    x, ei = torch.rand(5, F), torch.randint(0, 5, (2, 12))
+    dims = {"x": {0: torch.export.Dim("N", min=2)}, "edge_index": {1: torch.export.Dim("E", min=2)}}
+    prog = torch.onnx.export(module, (x, ei), dynamo=True, dynamic_shapes=dims, input_names=["x", "edge_index"],
+                             verbose=False)
+    return prog.model_proto
 
 
 def _graph(n, e, b=1, seed=0):
@@ -147,8 +164,11 @@ def _compare(got, ref):
 SIZES = [(1, 1), (5, 12), (6, 2), (300, 1000)]  # (6, 2): isolated nodes; 300 > the export's example
 
 
-@pytest.mark.parametrize("name", ["message_passing", "gin", "sage_mean", "sage_sum", "edgeconv"])
+@pytest.mark.parametrize("name", ["message_passing", "message_passing_dynamo", "gin", "sage_mean", "sage_sum",
+                                  "edgeconv"])
 def test_layer(sessions, name):
+    if name not in sessions:
+        pytest.skip("the dynamo exporter needs onnxscript")
     model, sess = sessions[name]
     for k, (n, e) in enumerate(SIZES):
         x, ei, _ = _graph(n, e, seed=k)
