@@ -51,7 +51,8 @@ def gnn_data_infer(em) -> str:
     b.append(f"const size_t n_nodes = data.node_data.size() / {_features(ins['nodes'])};")
     b.append(f"if (n_nodes * {_features(ins['nodes'])} != data.node_data.size()) "
              "throw std::invalid_argument(\"GNN_Data: node_data is not num_nodes x node features\");")
-    b.append("if (data.edge_index.size() % 2) throw std::invalid_argument(\"GNN_Data: edge_index is not 2 x num_edges\");")
+    b.append("if (data.edge_index.size() % 2) "
+             "throw std::invalid_argument(\"GNN_Data: edge_index is not 2 x num_edges\");")
     b.append("const size_t n_edges = data.edge_index.size() / 2;")
     if "edges" in ins:
         b.append(f"if (data.edge_data.size() != n_edges * {_features(ins['edges'])}) "
