@@ -271,6 +271,7 @@ def main(argv=None) -> int:
     tf_fn = tf.function(model)
 
     graphs = [graph(n, e, seed=k) for k, (n, e) in enumerate(sizes)]
+    load0 = os.getloadavg()[0]  # other work on the machine inflates every time (the ratios are interleaved)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         sg = sgemm_gflops(work, 5)["gflops"]
@@ -310,7 +311,8 @@ def main(argv=None) -> int:
     meta = {"cpu": _cpu_name(), "machine": platform.machine(), "python": platform.python_version(),
             "latent": latent, "steps": steps, "layers": NUM_LAYERS, "sgemm_gflops": sg, "threads": 1,
             "generate_and_compile_s": gen_s, "tensorflow": tf.__version__, "torch": torch.__version__,
-            "isa_flags": _isa()}
+            "isa_flags": _isa(), "load_average_1min_at_start_end": [load0, os.getloadavg()[0]],
+            "cpus": os.cpu_count()}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
@@ -337,7 +339,9 @@ def _isa() -> list:
 def markdown(meta, rows) -> str:
     out = [f"GNN benchmark (ROOT's encode-process-decode tutorial model, latent {meta['latent']}, "
            f"{meta['layers']}-layer MLPs, {meta['steps']} processing steps), one thread, {meta['cpu']} "
-           f"({', '.join(meta['isa_flags'])}); sgemm {meta['sgemm_gflops']:.1f} GFLOP/s. Medians per call, ms.", "",
+           f"({', '.join(meta['isa_flags'])}); sgemm {meta['sgemm_gflops']:.1f} GFLOP/s. Medians per call, ms. "
+           f"Load average during the run: {meta['load_average_1min_at_start_end'][0]:.1f} at the start, "
+           f"{meta['load_average_1min_at_start_end'][1]:.1f} at the end, on {meta['cpus']} CPUs.", "",
            "| nodes | edges | pysofie (Python) | pysofie C++ | graph_nets tf.function | PyG eager | ONNX Runtime "
            "| pysofie / ORT | pysofie / TF | C++ / FLOP floor |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -369,7 +373,8 @@ def plot(rows, path, meta) -> bool:
         ax.loglog(x, [r[key] * 1e3 for r in rows], "o-" if key != "floor_s" else "k--", label=label)
     ax.set_xlabel("nodes + edges")
     ax.set_ylabel("time per graph (ms)")
-    ax.set_title(f"GNN encode-process-decode, one thread\n{meta['cpu']}", fontsize=9)
+    ax.set_title(f"GNN encode-process-decode, one thread\n{meta['cpu']}, load average "
+                 f"{meta['load_average_1min_at_start_end'][0]:.0f} on {meta['cpus']} CPUs", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", lw=0.3)
     fig.tight_layout()
