@@ -83,7 +83,8 @@ class Converter:
         self.graph.source = source
         self.source = source
         self.env: dict[str, Any] = {}
-        self._values: dict[int, Value] = {}
+        self._values: dict[int, Value] = {}  # id(host array) -> its constant Value
+        self._keep: list = []  # the host arrays in _values, alive so that their ids stay unique
         self._names: set[str] = set()
         self._seg_cache: dict[int, SegIds] = {}
         self.problems: list[str] = []
@@ -140,8 +141,7 @@ class Converter:
             else:
                 v = Value(self.fresh("const"), const=np.ascontiguousarray(x))
             self._values[id(x)] = v
-            self._keep = getattr(self, "_keep", [])
-            self._keep.append(x)  # ids stay unique while cached
+            self._keep.append(x)
             return v
         if isinstance(x, SegIds):
             if x.value is None:
