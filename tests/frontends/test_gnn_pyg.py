@@ -103,6 +103,27 @@ class Pool(nn.Module):
         return torch.cat([pyg_nn.global_mean_pool(h, batch, b), pyg_nn.global_add_pool(h, batch, b)], 1)
 
 
+class MaxModel(nn.Module):
+    """EdgeConv with max aggregation, then max pooling per graph: PyG's scatter-max, which the TorchScript exporter
+    cannot export; the front end then takes the dynamo exporter."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = pyg_nn.EdgeConv(nn.Sequential(nn.Linear(2 * F, 6), nn.Tanh()), aggr="max")
+
+    def forward(self, x, edge_index, batch, u):
+        h = self.conv(x, edge_index)
+        return torch.cat([h.sum(1, keepdim=True), pyg_nn.global_max_pool(h, batch, u.shape[0])[batch]], 1)
+
+
+def _has_onnxscript() -> bool:
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _models():
     torch.manual_seed(0)
     batched = [("N", F), ("int64", (2, "E")), ("int64", ("N",)), ("B", FU)]
@@ -115,6 +136,7 @@ def _models():
         "edgeconv": (Layer(pyg_nn.EdgeConv(nn.Sequential(nn.Linear(2 * F, 6), nn.Tanh()), aggr="mean")), GRAPH),
         "meta": (Meta(), meta),
         "pool": (Pool(), batched),
+        **({"max": (MaxModel(), batched)} if _has_onnxscript() else {}),
     }
 
 
@@ -195,6 +217,19 @@ def test_meta_layer(sessions):
 def test_pooling_with_batch_vector(sessions):
     model, sess = sessions["pool"]
     for n, e, b in [(1, 1, 1), (10, 30, 3), (400, 1200, 7)]:
+        x, ei, batch = _graph(n, e, b, seed=n)
+        u = np.zeros((b, FU), np.float32)
+        with torch.no_grad():
+            ref = model(*(torch.from_numpy(a) for a in (x, ei, batch, u))).numpy()
+        (got,) = sess.run(None, {"x": x, "edge_index": ei, "batch": batch, "u": u})
+        _compare(got, ref)
+
+
+def test_max_aggregation_and_pooling(sessions):
+    if "max" not in sessions:
+        pytest.skip("needs onnxscript (the dynamo exporter)")
+    model, sess = sessions["max"]
+    for n, e, b in [(1, 1, 1), (6, 2, 2), (10, 30, 3), (300, 900, 5)]:  # (6, 2): nodes no edge reaches
         x, ei, batch = _graph(n, e, b, seed=n)
         u = np.zeros((b, FU), np.float32)
         with torch.no_grad():

@@ -7,7 +7,8 @@ then used, or name a dtype: ``("int64", (2, "E"))`` for a graph's edge_index. to
 
 Exporter: the TorchScript-based exporter (``dynamo=False``). It works offline with the torch wheel alone and
 accepts ``torch.jit.ScriptModule`` objects, which is what a TorchScript file loads as; the dynamo exporter
-needs the separate ``onnxscript`` package and cannot take ScriptModules.
+needs the separate ``onnxscript`` package and cannot take ScriptModules. When the TorchScript exporter fails
+(PyTorch Geometric's max aggregation, for one) and onnxscript is installed, the dynamo exporter is tried.
 """
 from __future__ import annotations
 
@@ -163,6 +164,7 @@ def graph_from_torch(model, *, input_shapes=None, name: Optional[str] = None) ->
     was_training = module.training
     module.eval()
     buf = io.BytesIO()
+    proto = None
     try:
         with warnings.catch_warnings(), _no_fastpath(torch):
             warnings.simplefilter("ignore")
@@ -171,8 +173,15 @@ def graph_from_torch(model, *, input_shapes=None, name: Optional[str] = None) ->
             outs = _leaves(probe)
             out_names = ["output"] if len(outs) == 1 else [f"output_{k}" for k in range(len(outs))]
             # not under no_grad: fused inference kernels (nn.MultiheadAttention's fast path) have no ONNX form
-            torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                              output_names=out_names, dynamic_axes=dynamic or None, do_constant_folding=True)
+            try:
+                torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET, input_names=names,
+                                  output_names=out_names, dynamic_axes=dynamic or None, do_constant_folding=True)
+            except Exception as legacy_error:
+                # what the TorchScript exporter cannot take (PyG's max aggregation, for one) the dynamo exporter
+                # may: tried when onnxscript is installed
+                proto = _dynamo_export(torch, module, args, names, out_names, dynamic)
+                if proto is None:
+                    raise legacy_error
     except ModelLoadError:
         raise
     except Exception as e:
@@ -182,8 +191,28 @@ def graph_from_torch(model, *, input_shapes=None, name: Optional[str] = None) ->
     finally:
         if was_training:
             module.train()
-    try:
-        proto = onnx.load_from_string(buf.getvalue())
-    except Exception as e:  # pragma: no cover
-        raise ModelLoadError(f"{source}: the exported ONNX model cannot be read ({e})") from None
+    if proto is None:
+        try:
+            proto = onnx.load_from_string(buf.getvalue())
+        except Exception as e:  # pragma: no cover
+            raise ModelLoadError(f"{source}: the exported ONNX model cannot be read ({e})") from None
     return graph_from_onnx(proto, name=name or default_name, source=source)
+
+
+def _dynamo_export(torch, module, args, names, out_names, dynamic):
+    """The ONNX model from torch.onnx.export(dynamo=True), or None (no onnxscript, a ScriptModule, or it fails)."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None
+    if isinstance(module, torch.jit.ScriptModule):
+        return None
+    dims: dict = {}
+    shapes = tuple({ax: dims.setdefault(sym, torch.export.Dim(re.sub(r"\W", "_", sym)))
+                    for ax, sym in dynamic.get(nm, {}).items()} or None for nm in names)
+    try:
+        prog = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, input_names=names,
+                                 output_names=out_names, verbose=False)
+        return prog.model_proto
+    except Exception:
+        return None
