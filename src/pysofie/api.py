@@ -22,7 +22,7 @@ TARGETS = ("cpp", "cuda")
 
 
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
-         constant_inputs=None, target: str = "cpp") -> Graph:
+         constant_inputs=None, target: str = "cpp", example_graph=None) -> Graph:
     """Read a model (path, onnx.ModelProto, serialized bytes, torch module) into an optimized IR Graph.
 
     constant_inputs: {name: array} fixes those inputs (ONNX models): the code is specialized for the values,
@@ -39,7 +39,8 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
         except Exception as e:
             raise ModelLoadError(f"bytes given are not a serialized ONNX model ({e})") from None
     t0 = time.perf_counter()
-    graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
+    graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs,
+                       example_graph=example_graph)
     t1 = time.perf_counter()
     default_pipeline(optimize, target)(graph)
     log.debug("model '%s': read in %.2f s (%d nodes), optimized in %.2f s (%d nodes)", graph.name, t1 - t0,
@@ -64,9 +65,10 @@ def check(model, target: str = "cpp", **kw) -> list[str]:
 
 
 def generate_code(model, *, name=None, namespace=None, weights=DEFAULT_WEIGHTS, input_shapes=None,
-                  optimize=True, constant_inputs=None) -> GeneratedModel:
+                  optimize=True, constant_inputs=None, example_graph=None) -> GeneratedModel:
     graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, name=name,
-                                                         optimize=optimize, constant_inputs=constant_inputs)
+                                                         optimize=optimize, constant_inputs=constant_inputs,
+                                                         example_graph=example_graph)
     t0 = time.perf_counter()
     gm = generate(graph, name=name, namespace=namespace, weights=weights)
     log.debug("model '%s': generated %d lines of C++ in %.2f s", gm.name, gm.header.count("\n"),
@@ -86,7 +88,7 @@ def generate_cuda_code(model, *, name=None, namespace=None, weights=DEFAULT_WEIG
 
 def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = DEFAULT_WEIGHTS,
          namespace: Optional[str] = None, input_shapes=None, optimize: bool = True,
-         constant_inputs=None, target: str = "cpp") -> dict[str, str]:
+         constant_inputs=None, target: str = "cpp", example_graph=None) -> dict[str, str]:
     """Write `<name>.hxx` (and `<name>.bin` / `.dat` unless weights='embed') into out_dir, without compiling;
     target="cuda" writes `<name>.cuh` instead.
 
@@ -95,8 +97,9 @@ def emit(model, out_dir: str, *, name: Optional[str] = None, weights: str = DEFA
     gen = generate_cuda_code if target == "cuda" else generate_code
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    extra = {"example_graph": example_graph} if example_graph is not None else {}
     gm = gen(model, name=name, namespace=namespace, weights=weights, input_shapes=input_shapes,
-             optimize=optimize, constant_inputs=constant_inputs)
+             optimize=optimize, constant_inputs=constant_inputs, **extra)
     os.makedirs(out_dir, exist_ok=True)
     header = os.path.join(out_dir, gm.header_file)
     paths = {"header": header, "weights": None, "name": gm.name, "namespace": gm.namespace}

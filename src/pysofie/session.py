@@ -129,6 +129,8 @@ class InferenceSession:
     intra_op_num_threads: threads that run the model's kernels (a pool that lives with the session); None: the
         SessionOptions' value, else the environment variable PYSOFIE_NUM_THREADS, else 1; 0: every CPU this
         process may use.
+    example_graph: a graph_nets GraphsTuple: model is a graph_nets model (GraphNetwork, GraphIndependent, or a
+        callable on a GraphsTuple); inputs nodes, edges, globals, senders, receivers (n_node, n_edge).
     """
 
     def __new__(cls, model=None, sess_options=None, providers=None, **kwargs):
@@ -143,7 +145,7 @@ class InferenceSession:
                  weights: Optional[str] = None, input_shapes=None, name: Optional[str] = None,
                  namespace: Optional[str] = None, optimize: Optional[bool] = None, opt_level=None, native=None,
                  weight_file: Optional[str] = None, constant_inputs=None, intra_op_num_threads: Optional[int] = None,
-                 _generated=None, _library=None, **kwargs):
+                 example_graph=None, _generated=None, _library=None, **kwargs):
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"InferenceSession got unexpected keyword argument(s): {unknown}")
@@ -174,7 +176,7 @@ class InferenceSession:
             try:
                 gm = _generated or generate_code(model, name=name, namespace=namespace, weights=weights,
                                                  input_shapes=input_shapes, optimize=optimize,
-                                                 constant_inputs=constant_inputs)
+                                                 constant_inputs=constant_inputs, example_graph=example_graph)
             except PysofieError as e:
                 from .specialize import plan
                 p = plan(model, e, constant_inputs)
@@ -230,7 +232,7 @@ class InferenceSession:
             # run_fast(feed): the hot path in C (see backends/cpp/capi.py); it owns the session from now on
             self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.inputs),
-                                                tuple(v.dtype.np for v in g.outputs), PysofieError, gm.name)
+                                                tuple(v.dtype.np for v in g.outputs), (PysofieError, InvalidInputError), gm.name)
         meta = getattr(g, "metadata", None) or {}
         self._meta = ModelMetadata(meta, gm.name)
         self._overridable = [NodeArg(n, shape, _ort_type(dt)) for n, dt, shape in meta.get("overridable_initializers", [])]
@@ -485,9 +487,16 @@ class InferenceSession:
         ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
         err = ctypes.create_string_buffer(1024)
-        if self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err)) != 0:
-            raise PysofieError(f"model '{self._name}': {err.value.decode(errors='replace')}")
+        self._raise_on(self._run(self._handle, c_sizes, ins, out_ptrs, err, len(err)), err)
         return outs
+
+    def _raise_on(self, rc: int, err) -> None:
+        """The C entry points' return code: 2 is std::out_of_range (an index in the inputs, such as a sender or
+        receiver of a graph, is out of range), any other non-zero another C++ exception."""
+        if rc == 2:
+            raise InvalidInputError(f"model '{self._name}': {err.value.decode(errors='replace')}")
+        if rc != 0:
+            raise PysofieError(f"model '{self._name}': {err.value.decode(errors='replace')}")
 
     def _run_rt(self, arrays, sizes) -> list[np.ndarray]:
         """Runs a model with sizes the data decides: outputs are allocated for their upper bounds, written with
@@ -505,8 +514,7 @@ class InferenceSession:
         out_ptrs = (ctypes.c_void_p * max(1, len(bufs)))(*[b.ctypes.data for b in bufs])
         rt = (ctypes.c_int64 * len(self._rt))()
         err = ctypes.create_string_buffer(1024)
-        if self._native.run_rt(self._handle, c_sizes, ins, out_ptrs, rt, err, len(err)) != 0:
-            raise PysofieError(f"model '{self._name}': {err.value.decode(errors='replace')}")
+        self._raise_on(self._native.run_rt(self._handle, c_sizes, ins, out_ptrs, rt, err, len(err)), err)
         senv.update(zip(self._rt, (int(x) for x in rt)))
         outs = []
         for v, b in zip(self._out_vals, bufs):

@@ -6,11 +6,18 @@ import os
 from ..errors import ModelLoadError
 
 
-def load_graph(model, *, input_shapes=None, name: str | None = None, constant_inputs=None):
-    """Dispatch on the model's kind: path (.onnx/.h5/.keras/.pt), onnx.ModelProto, or torch nn.Module."""
-    graph = _load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
-    if not graph.metadata:  # Keras and torch models: what onnxruntime would report for their ONNX export
-        producer = "keras" if graph.source.lower().endswith((".h5", ".hdf5", ".keras")) else "pytorch"
+def load_graph(model, *, input_shapes=None, name: str | None = None, constant_inputs=None, example_graph=None):
+    """Dispatch on the model's kind: path (.onnx/.h5/.keras/.pt), onnx.ModelProto, torch nn.Module, or (with
+    example_graph, a GraphsTuple) a graph_nets model."""
+    if example_graph is not None:
+        from .gnn import graph_from_graph_nets
+        graph = graph_from_graph_nets(model, example_graph, name=name)
+    else:
+        graph = _load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs)
+    if not graph.metadata:  # Keras, torch and graph_nets models: what onnxruntime would report for their ONNX export
+        lower = graph.source.lower()
+        producer = ("keras" if lower.endswith((".h5", ".hdf5", ".keras")) else
+                    "graph_nets" if example_graph is not None else "pytorch")
         graph.metadata = {"producer_name": producer, "graph_name": graph.name, "graph_description": "",
                           "domain": "", "description": "", "custom_metadata_map": {},
                           "version": 2 ** 63 - 1, "overridable_initializers": []}

@@ -3,11 +3,12 @@
 The module is exported to ONNX in memory with ``torch.onnx.export`` and read by the ONNX front end. The input
 shapes must be given, as with ROOT's SOFIE (``input_shapes=[(2, 1, 8, 8)]``); a dimension given as a string
 (``("N", 1, 8, 8)``) stays symbolic. An entry may also be an example tensor (torch or numpy), whose dtype is
-then used. torch is imported only here.
+then used, or name a dtype: ``("int64", (2, "E"))`` for a graph's edge_index. torch is imported only here.
 
 Exporter: the TorchScript-based exporter (``dynamo=False``). It works offline with the torch wheel alone and
 accepts ``torch.jit.ScriptModule`` objects, which is what a TorchScript file loads as; the dynamo exporter
-needs the separate ``onnxscript`` package and cannot take ScriptModules.
+needs the separate ``onnxscript`` package and cannot take ScriptModules. When the TorchScript exporter fails
+(PyTorch Geometric's max aggregation, for one) and onnxscript is installed, the dynamo exporter is tried.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from ..ir import Graph
 
 OPSET = 17
 _EXAMPLE_DIM = 2  # size used for a symbolic dimension in the example input
+_DTYPES = {"float32": "float32", "float": "float32", "float64": "float64", "double": "float64",
+           "int64": "int64", "int32": "int32", "bool": "bool"}
 
 
 def _load_torchscript(path: str):
@@ -71,6 +74,13 @@ def _examples(input_shapes, names: list[str], source: str):
         if isinstance(spec, np.ndarray):
             args.append(torch.from_numpy(np.ascontiguousarray(spec)))
             continue
+        dtype = None
+        if (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)
+                and isinstance(spec[1], (tuple, list))):
+            dtype, spec = spec  # ("int64", (2, "E")): an index input such as edge_index
+            if dtype not in _DTYPES:
+                raise ModelLoadError(f"{source}: input shape #{k} names dtype {dtype!r}; supported: "
+                                     f"{', '.join(_DTYPES)}")
         try:
             dims = list(spec)
         except TypeError:
@@ -85,7 +95,13 @@ def _examples(input_shapes, names: list[str], source: str):
             else:
                 raise ModelLoadError(f"{source}: input shape #{k} {tuple(dims)} has an invalid size {d!r}")
         g = torch.Generator().manual_seed(k)
-        args.append(torch.rand(shape, generator=g, dtype=torch.float32))
+        tdt = getattr(torch, _DTYPES[dtype or "float32"])
+        if tdt.is_floating_point:
+            args.append(torch.rand(shape, generator=g, dtype=tdt))
+        elif tdt == torch.bool:
+            args.append(torch.rand(shape, generator=g) > 0.5)
+        else:  # indices: valid for any axis of the example size
+            args.append(torch.randint(0, _EXAMPLE_DIM, shape, generator=g, dtype=tdt))
     return tuple(args), dynamic
 
 
@@ -148,6 +164,7 @@ def graph_from_torch(model, *, input_shapes=None, name: Optional[str] = None) ->
     was_training = module.training
     module.eval()
     buf = io.BytesIO()
+    proto = None
     try:
         with warnings.catch_warnings(), _no_fastpath(torch):
             warnings.simplefilter("ignore")
@@ -156,8 +173,15 @@ def graph_from_torch(model, *, input_shapes=None, name: Optional[str] = None) ->
             outs = _leaves(probe)
             out_names = ["output"] if len(outs) == 1 else [f"output_{k}" for k in range(len(outs))]
             # not under no_grad: fused inference kernels (nn.MultiheadAttention's fast path) have no ONNX form
-            torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                              output_names=out_names, dynamic_axes=dynamic or None, do_constant_folding=True)
+            try:
+                torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET, input_names=names,
+                                  output_names=out_names, dynamic_axes=dynamic or None, do_constant_folding=True)
+            except Exception as legacy_error:
+                # what the TorchScript exporter cannot take (PyG's max aggregation, for one) the dynamo exporter
+                # may: tried when onnxscript is installed
+                proto = _dynamo_export(torch, module, args, names, out_names, dynamic)
+                if proto is None:
+                    raise legacy_error
     except ModelLoadError:
         raise
     except Exception as e:
@@ -167,8 +191,28 @@ def graph_from_torch(model, *, input_shapes=None, name: Optional[str] = None) ->
     finally:
         if was_training:
             module.train()
-    try:
-        proto = onnx.load_from_string(buf.getvalue())
-    except Exception as e:  # pragma: no cover
-        raise ModelLoadError(f"{source}: the exported ONNX model cannot be read ({e})") from None
+    if proto is None:
+        try:
+            proto = onnx.load_from_string(buf.getvalue())
+        except Exception as e:  # pragma: no cover
+            raise ModelLoadError(f"{source}: the exported ONNX model cannot be read ({e})") from None
     return graph_from_onnx(proto, name=name or default_name, source=source)
+
+
+def _dynamo_export(torch, module, args, names, out_names, dynamic):
+    """The ONNX model from torch.onnx.export(dynamo=True), or None (no onnxscript, a ScriptModule, or it fails)."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None
+    if isinstance(module, torch.jit.ScriptModule):
+        return None
+    dims: dict = {}
+    shapes = tuple({ax: dims.setdefault(sym, torch.export.Dim(re.sub(r"\W", "_", sym)))
+                    for ax, sym in dynamic.get(nm, {}).items()} or None for nm in names)
+    try:
+        prog = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, input_names=names,
+                                 output_names=out_names, verbose=False)
+        return prog.model_proto
+    except Exception:
+        return None

@@ -82,6 +82,7 @@ class Graph:
         self.outputs: list[Value] = []
         self.nodes: list[Node] = []
         self.size_params: list[str] = []  # names of symbolic dims, in the order infer() takes them
+        self.zero_size_params: set[str] = set()  # size parameters that may be 0 (a graph without edges)
         self.source: str = ""  # file name or description, for error messages
         # what the model file says about itself (producer, version, metadata_props...): see session.ModelMetadata
         self.metadata: dict = {}

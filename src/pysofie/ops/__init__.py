@@ -14,6 +14,7 @@ from . import shape  # noqa: F401
 from . import cast  # noqa: F401  (Cast, CastLike and the low-precision types)
 from . import transformer  # noqa: F401  (Attention, LinearAttention, RMSNormalization, RotaryEmbedding)
 from . import dynamic  # noqa: F401  (Unique, ...: output sizes decided by the data)
+from . import gnn  # noqa: F401  (GatherRows, SegmentReduce, SegmentIds: graph networks)
 from .base import OPS, Op, lookup, register
 
 __all__ = ["OPS", "Op", "lookup", "register", "base"]

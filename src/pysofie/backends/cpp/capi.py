@@ -60,6 +60,7 @@ def input_specs(em) -> list[tuple]:
 
 HELPERS = """\
 #include <exception>
+#include <stdexcept>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -93,6 +94,7 @@ struct Runner {
    std::vector<PyObject*> names;               // input names (str), looked up in the feed
    std::vector<PyArray_Descr*> in_types, out_types;
    PyObject* error = nullptr;                  // exception class for errors of the C++ code
+   PyObject* index_error = nullptr;            // exception class for std::out_of_range (an index in the inputs)
    PyObject* label = nullptr;                  // the model's name, for messages
    Runner() = default;
    Runner(const Runner&) = delete;
@@ -102,6 +104,7 @@ struct Runner {
       for (PyArray_Descr* d : in_types) Py_DECREF(d);
       for (PyArray_Descr* d : out_types) Py_DECREF(d);
       Py_XDECREF(error);
+      Py_XDECREF(index_error);
       Py_XDECREF(label);
       if (holder && destroy) destroy(holder);
    }
@@ -161,8 +164,15 @@ inline PyObject* make_runner(PyMethodDef* def, void* holder, void (*destroy)(voi
       ok = false;
    }
    if (ok) {
+      PyObject* index_error = error;  // error may be a pair (error class, class for indices out of range)
+      if (PyTuple_Check(error) && PyTuple_GET_SIZE(error) == 2) {
+         index_error = PyTuple_GET_ITEM(error, 1);
+         error = PyTuple_GET_ITEM(error, 0);
+      }
       Py_INCREF(error);
       r->error = error;
+      Py_INCREF(index_error);
+      r->index_error = index_error;
       Py_INCREF(label);
       r->label = label;
    }
@@ -219,11 +229,14 @@ inline int allocate(const Runner& r, const int* ranks, npy_intp* const* dims, Py
 template <class F>
 PyObject* finish(const Runner& r, PyArrayObject** ins, size_t nin, PyObject** outs, size_t nout, F&& run) {
    for (size_t i = 0; i < nin; ++i) Py_INCREF(ins[i]);
-   bool failed = false;
+   bool failed = false, bad_index = false;
    std::string message;
    Py_BEGIN_ALLOW_THREADS
    try {
       run();
+   } catch (const std::out_of_range& e) {
+      failed = bad_index = true;
+      message = e.what();
    } catch (const std::exception& e) {
       failed = true;
       message = e.what();
@@ -235,7 +248,7 @@ PyObject* finish(const Runner& r, PyArrayObject** ins, size_t nin, PyObject** ou
    for (size_t i = 0; i < nin; ++i) Py_DECREF(ins[i]);
    if (failed) {
       for (size_t k = 0; k < nout; ++k) Py_DECREF(outs[k]);
-      PyErr_Format(r.error, "model '%U': %s", r.label, message.c_str());
+      PyErr_Format(bad_index ? r.index_error : r.error, "model '%U': %s", r.label, message.c_str());
       return nullptr;
    }
    PyObject* list = PyList_New(static_cast<Py_ssize_t>(nout));
@@ -301,7 +314,8 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
                     if s in bound:
                         checks.append(f"d[{ax}] != sz[{index[s]}]")
                     else:
-                        checks.append(f"d[{ax}] < 1")
+                        if s not in getattr(g, "zero_size_params", ()):
+                            checks.append(f"d[{ax}] < 1")
                         binds.append(f"sz[{index[s]}] = d[{ax}];")
                         bound.add(s)
                 if not checks:
@@ -382,6 +396,9 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
                 w.line("std::lock_guard<std::mutex> lock(h->mutex);")
                 w.line(f"h->session.infer({', '.join(args)});")
                 w.line("return 0;")
+            with w.block("catch (const std::out_of_range& e)"):  # an index in the inputs: returns 2
+                w.line("set_error(err, errlen, e.what());")
+                w.line("return 2;")
             with w.block("catch (const std::exception& e)"):
                 w.line("set_error(err, errlen, e.what());")
             with w.block("catch (...)"):
@@ -402,6 +419,9 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
                     w.line("const std::vector<size_t> v = h->session.last_sizes();")
                     w.line("for (size_t k = 0; k < v.size(); ++k) rt[k] = static_cast<int64_t>(v[k]);")
                     w.line("return 0;")
+                with w.block("catch (const std::out_of_range& e)"):  # an index in the inputs: returns 2
+                    w.line("set_error(err, errlen, e.what());")
+                    w.line("return 2;")
                 with w.block("catch (const std::exception& e)"):
                     w.line("set_error(err, errlen, e.what());")
                 with w.block("catch (...)"):

@@ -453,6 +453,10 @@ class CppEmitter:
                     w.line(f.rstrip("\n"))
                     w.line()
             w.line()
+            from .gnn_shim import gnn_data_struct
+            prelude = gnn_data_struct(self)
+            if prelude:
+                w.line(prelude)
             self._session(w, calls)
         w.line(f"#endif  // {guard}")
         return w.text()
@@ -602,6 +606,11 @@ class CppEmitter:
                     w.line(f"return {{{', '.join(f'std::move({o})' for o in outs)}}};")
                 else:
                     w.line(f"return std::make_tuple({', '.join(f'std::move({o})' for o in outs)});")
+            from .gnn_shim import gnn_data_infer
+            extra = gnn_data_infer(self)
+            if extra:
+                w.line()
+                w.line(extra)
 
     # -- weights ---------------------------------------------------------------------------------------
     def weight_tensors(self) -> list[tuple[str, np.ndarray]]:

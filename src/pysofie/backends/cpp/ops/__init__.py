@@ -13,3 +13,4 @@ from . import shape  # noqa: F401
 from . import cast  # noqa: F401  (Cast, CastLike and the low-precision types)
 from . import transformer  # noqa: F401  (Attention, LinearAttention, RMSNormalization, RotaryEmbedding)
 from . import dynamic  # noqa: F401  (output sizes decided by the data at run time: NonZero, ...)
+from . import gnn  # noqa: F401  (GatherRows, SegmentReduce, SegmentIds: graph networks)

@@ -1,0 +1,357 @@
+"""graph_nets front end: GraphNetwork, GraphIndependent and encode-process-decode callables, compared with
+graph_nets/TensorFlow itself at several graph sizes (1 node, 0 edges, isolated nodes, graphs larger than the
+example), one graph or several per call, and bad graphs rejected with errors naming the input.
+
+All models are traced and converted once, and compiled in one batch (module-scoped fixture). Tolerance: 1e-5
+relative to the output's scale (its largest magnitude). The encode-process-decode models stack several
+LayerNorm'd steps on small latent sizes, which amplify float32 rounding (rows of near-equal features): there
+pysofie and TensorFlow (both float32) are each compared with the same model run by TensorFlow in float64, and
+pysofie's error must stay within 4e-5 of the scale or within 4x TensorFlow's own float32 error (in the
+worst case seen, 3e-5 of the scale where TensorFlow happened to be within 4e-6).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+tf = pytest.importorskip("tensorflow")
+snt = pytest.importorskip("sonnet")
+gn = pytest.importorskip("graph_nets")
+
+import pysofie  # noqa: E402
+from pysofie.build.batch import compile_many  # noqa: E402
+from pysofie.errors import InvalidInputError  # noqa: E402
+
+RTOL = 1e-5
+FEAT = {"nodes": 5, "edges": 3, "globals": 2}
+
+
+def graph_dicts(sizes, seed=0, edges_feat=True):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n, e in sizes:
+        d = {"globals": rng.normal(size=FEAT["globals"]).astype(np.float32),
+             "nodes": rng.normal(size=(n, FEAT["nodes"])).astype(np.float32),
+             "senders": rng.integers(0, max(n, 1), e).astype(np.int32),
+             "receivers": rng.integers(0, max(n, 1), e).astype(np.int32)}
+        d["edges"] = rng.normal(size=(e, FEAT["edges"])).astype(np.float32) if edges_feat else None
+        out.append(d)
+    return gn.utils_tf.data_dicts_to_graphs_tuple(out)
+
+
+def mlp_ln(sizes, act=tf.nn.relu):
+    return lambda: snt.Sequential([snt.nets.MLP(sizes, activation=act, activate_final=True),
+                                   snt.LayerNorm(axis=-1, create_offset=True, create_scale=True)])
+
+
+class EncodeProcessDecode(snt.Module):
+    """ROOT's GNN tutorial model (small): encoder, a core looped in Python on concat(latent0, latent), decoder
+    and output transform; returns one GraphsTuple per processing step."""
+
+    def __init__(self, latent=6, steps=2):
+        super().__init__(name="encode_process_decode")
+        ind = lambda: gn.modules.GraphIndependent(  # noqa: E731
+            edge_model_fn=lambda: snt.nets.MLP([latent, latent], activate_final=True),
+            node_model_fn=lambda: snt.nets.MLP([latent, latent], activate_final=True),
+            global_model_fn=lambda: snt.nets.MLP([latent, latent], activate_final=True))
+        self.encoder, self.decoder, self.transform = ind(), ind(), ind()
+        self.core = gn.modules.GraphNetwork(mlp_ln([latent, latent]), mlp_ln([latent, latent]),
+                                            mlp_ln([latent, latent]))
+        self.steps = steps
+
+    def __call__(self, g):
+        latent = self.encoder(g)
+        latent0 = latent
+        outs = []
+        for _ in range(self.steps):
+            latent = self.core(gn.utils_tf.concat([latent0, latent], axis=1))
+            outs.append(self.transform(self.decoder(latent)))
+        return outs
+
+
+class Reducers(snt.Module):
+    """Every reducer straight to the outputs (TF's values for empty segments: lowest/highest for max/min)."""
+
+    def __call__(self, g):
+        seg = gn.blocks
+        reducers = [tf.math.unsorted_segment_sum, tf.math.unsorted_segment_mean, tf.math.unsorted_segment_max,
+                    tf.math.unsorted_segment_min, tf.math.unsorted_segment_prod, seg.unsorted_segment_max_or_zero,
+                    seg.unsorted_segment_min_or_zero]
+        nodes = [seg.ReceivedEdgesToNodesAggregator(r)(g) for r in reducers]
+        nodes += [seg.SentEdgesToNodesAggregator(r)(g) for r in reducers[:3]]
+        glob = [seg.EdgesToGlobalsAggregator(r)(g) for r in reducers] + [seg.NodesToGlobalsAggregator(r)(g)
+                                                                        for r in reducers]
+        return g.replace(nodes=tf.concat(nodes, axis=1), globals=tf.concat(glob, axis=1), edges=g.edges * 2.0)
+
+
+def _models():
+    """name -> (model, example graph, several graphs per call)"""
+    tf.random.set_seed(1)
+    one = graph_dicts([(4, 6)])
+    many = graph_dicts([(3, 4), (2, 0), (4, 5)], seed=1)
+    m = {}
+    m["graph_network"] = (gn.modules.GraphNetwork(mlp_ln([8, 8]), mlp_ln([8, 8]), mlp_ln([8, 4])), one)
+    seg = gn.blocks
+    m["options"] = (gn.modules.GraphNetwork(
+        edge_model_fn=lambda: snt.nets.MLP([7], activation=tf.nn.tanh),
+        node_model_fn=lambda: snt.Sequential([snt.Linear(6), tf.nn.elu, snt.Linear(5), tf.nn.sigmoid]),
+        global_model_fn=lambda: snt.nets.MLP([4], activation=tf.nn.leaky_relu, activate_final=True),
+        reducer=tf.math.unsorted_segment_mean,
+        edge_block_opt={"use_globals": False, "use_sender_nodes": False},
+        node_block_opt={"use_sent_edges": True, "use_received_edges": True,
+                        "received_edges_reducer": seg.unsorted_segment_max_or_zero,
+                        "sent_edges_reducer": tf.math.unsorted_segment_sum},
+        global_block_opt={"use_edges": True, "use_nodes": True,
+                          "edges_reducer": seg.unsorted_segment_min_or_zero,
+                          "nodes_reducer": tf.math.unsorted_segment_mean}), many)
+    m["independent"] = (gn.modules.GraphIndependent(
+        edge_model_fn=lambda: snt.Sequential([snt.Linear(4), snt.LayerNorm(-1, False, False)]),
+        node_model_fn=lambda: snt.Sequential([snt.nets.MLP([5, 3], activation=tf.nn.selu),
+                                              snt.LayerNorm(-1, create_scale=True, create_offset=False)])),
+        one)
+    m["interaction"] = (gn.modules.InteractionNetwork(
+        edge_model_fn=lambda: snt.nets.MLP([5]), node_model_fn=lambda: snt.nets.MLP([4]),
+        reducer=tf.math.unsorted_segment_sum), one)
+    m["reducers"] = (Reducers(), many)
+    epd = EncodeProcessDecode()
+    m["encode_process_decode"] = (epd, one)
+    m["encode_process_decode_many"] = (EncodeProcessDecode(latent=5, steps=3), many)
+    return m
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    models = _models()
+    graphs = []
+    for name, (model, example) in models.items():
+        graphs.append(pysofie.load(model, example_graph=example, name=name))
+    built = compile_many(graphs)
+    out = {}
+    for (name, (model, example)), s in zip(models.items(), built):
+        if isinstance(s, Exception):
+            raise s
+        out[name] = (model, example, s)
+    return out
+
+
+def _feed(sess, g):
+    feed = {}
+    for a in sess.get_inputs():
+        feed[a.name] = np.asarray(getattr(g, a.name).numpy())
+    return feed
+
+
+def _reference(model, g):
+    r = model(g)
+    refs = {}
+    if not hasattr(r, "nodes"):
+        for k, x in enumerate(r):
+            for f in ("nodes", "edges", "globals"):
+                refs[f"{f}_{k}"] = getattr(x, f)
+    else:
+        for f in ("nodes", "edges", "globals"):
+            refs[f] = getattr(r, f)
+    return {k: np.asarray(v.numpy()) for k, v in refs.items() if v is not None}
+
+
+def check(sess, model, g, rtol=RTOL, twin64=None):
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, _feed(sess, g))))
+    ref = _reference(model, g)
+    assert set(got) == set(ref)
+    exact = _reference(twin64, _as_float64(g)) if twin64 is not None else None
+    for k, r in ref.items():
+        assert got[k].shape == r.shape, k
+        if not r.size:
+            continue
+        scale = max(float(np.abs(r).max()), 1e-6)
+        if exact is None:
+            np.testing.assert_allclose(got[k], r, rtol=0, atol=rtol * scale, err_msg=k)
+            continue
+        ours = float(np.abs(got[k] - exact[k]).max())
+        theirs = float(np.abs(r - exact[k]).max())
+        assert ours <= max(4e-5 * scale, 4 * theirs), f"{k}: error {ours:.3g} vs TF float32's {theirs:.3g}"
+
+
+def _as_float64(g):
+    cast = {f: tf.cast(getattr(g, f), tf.float64) for f in ("nodes", "edges", "globals") if getattr(g, f) is not None}
+    return g.replace(**cast)
+
+
+_EPD = {"encode_process_decode": dict(), "encode_process_decode_many": dict(latent=5, steps=3)}
+
+
+@pytest.fixture(scope="module")
+def twins(sessions):
+    out = {}
+    for name, kw in _EPD.items():
+        model, example, _ = sessions[name]
+        twin = EncodeProcessDecode(**kw)
+        twin(_as_float64(example))
+        src, dst = model.variables, twin.variables
+        assert [v.shape for v in src] == [v.shape for v in dst]
+        for a, b in zip(src, dst):
+            b.assign(tf.cast(a, tf.float64))
+        out[name] = twin
+    return out
+
+
+ONE_GRAPH_SIZES = [(4, 6), (1, 0), (1, 1), (7, 0), (30, 90), (200, 50)]
+MANY_GRAPH_SIZES = [[(3, 4), (2, 0), (4, 5)], [(1, 0)], [(3, 4), (0, 0), (2, 1)], [(5, 9), (1, 0), (6, 2), (40, 100)], [(1, 1)] * 7]
+
+
+@pytest.mark.parametrize("name", ["graph_network", "independent", "interaction", "encode_process_decode"])
+def test_one_graph(sessions, twins, name):
+    model, example, sess = sessions[name]
+    for k, sizes in enumerate(ONE_GRAPH_SIZES):
+        check(sess, model, graph_dicts([sizes], seed=10 + k), twin64=twins.get(name))
+
+
+@pytest.mark.parametrize("name", ["options", "reducers", "encode_process_decode_many"])
+def test_several_graphs(sessions, twins, name):
+    model, example, sess = sessions[name]
+    names = [a.name for a in sess.get_inputs()]
+    assert names == ["nodes", "edges", "globals", "senders", "receivers", "n_node", "n_edge"]
+    for k, sizes in enumerate(MANY_GRAPH_SIZES):
+        check(sess, model, graph_dicts(sizes, seed=20 + k), twin64=twins.get(name))
+
+
+def test_isolated_nodes_and_empty_graphs(sessions):
+    """Nodes no edge reaches: TF's value of an empty segment (0 for sum/mean, max/min_or_zero)."""
+    model, _, sess = sessions["options"]
+    g = graph_dicts([(6, 2), (3, 0)], seed=3)
+    g = g.replace(senders=tf.constant([0, 1], tf.int32), receivers=tf.constant([1, 1], tf.int32))
+    check(sess, model, g)
+
+
+def test_interface(sessions):
+    _, _, sess = sessions["graph_network"]
+    ins = {a.name: a.shape for a in sess.get_inputs()}
+    assert ins == {"nodes": ["n_nodes", 5], "edges": ["n_edges", 3], "globals": [1, 2], "senders": ["n_edges"],
+                   "receivers": ["n_edges"]}
+    assert [o.name for o in sess.get_outputs()] == ["nodes", "edges", "globals"]
+    _, _, epd = sessions["encode_process_decode"]
+    assert [o.name for o in epd.get_outputs()] == ["nodes_0", "edges_0", "globals_0", "nodes_1", "edges_1",
+                                                  "globals_1"]
+
+
+def test_bad_graphs(sessions):
+    model, _, sess = sessions["graph_network"]
+    g = graph_dicts([(5, 4)], seed=4)
+    feed = _feed(sess, g)
+    bad = dict(feed, senders=np.array([0, 1, 5, 2], np.int32))
+    with pytest.raises(InvalidInputError, match="senders.*index 5 is out of range"):
+        sess.run(None, bad)
+    bad = dict(feed, receivers=np.array([0, -1, 2, 2], np.int32))
+    with pytest.raises(InvalidInputError, match="receivers"):
+        sess.run(None, bad)
+    bad = dict(feed, nodes=np.zeros((5, 4), np.float32))
+    with pytest.raises(InvalidInputError, match="nodes"):
+        sess.run(None, bad)
+    bad = dict(feed, senders=np.zeros(3, np.int32))
+    with pytest.raises(InvalidInputError, match="senders"):
+        sess.run(None, bad)
+    check(sess, model, g)  # still fine after the errors
+
+    model, _, sess = sessions["options"]
+    g = graph_dicts([(3, 2), (2, 1)], seed=5)
+    feed = _feed(sess, g)
+    with pytest.raises(InvalidInputError, match="n_node"):
+        sess.run(None, dict(feed, n_node=np.array([4, 2], np.int32)))
+    with pytest.raises(InvalidInputError, match="n_node"):
+        sess.run(None, dict(feed, n_node=np.array([6, -1], np.int32)))
+    with pytest.raises(InvalidInputError, match="n_edge"):
+        sess.run(None, dict(feed, n_edge=np.array([1, 1], np.int32)))
+
+
+def test_emit_and_check(tmp_path):
+    model = gn.modules.GraphIndependent(node_model_fn=lambda: snt.Linear(3))
+    g = graph_dicts([(3, 2)])
+    paths = pysofie.emit(model, str(tmp_path), example_graph=g, name="gi")
+    text = open(paths["header"]).read()
+    assert "size_t n_nodes" in text and os.path.exists(paths["weights"])
+    assert pysofie.check(model, example_graph=g) == []
+
+
+def test_unsupported_listed():
+    class Odd(snt.Module):
+        def __call__(self, g):
+            return g.replace(nodes=tf.math.cumsum(g.nodes, axis=0), edges=tf.math.cumprod(g.edges, axis=1))
+
+    problems = pysofie.check(Odd(), example_graph=graph_dicts([(3, 2)]))
+    assert any("Cumsum" in p for p in problems) and any("Cumprod" in p for p in problems)
+
+
+CPP_MAIN = r"""
+#include "gnet.hxx"
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+template <typename T> static std::vector<T> read_raw(const std::string& f, size_t n) {
+   std::vector<T> v(n);
+   std::ifstream in(f, std::ios::binary);
+   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
+   return v;
+}
+static void write_raw(const std::string& f, const std::vector<float>& v) {
+   std::ofstream(f, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
+                                            static_cast<std::streamsize>(v.size() * sizeof(float)));
+}
+
+int main(int argc, char** argv) {
+   if (argc != 4) return 2;
+   const std::string dir = argv[1];
+   const size_t n = std::stoul(argv[2]), e = std::stoul(argv[3]);
+   auto nodes = read_raw<float>(dir + "/nodes.raw", n * 5);
+   auto edges = read_raw<float>(dir + "/edges.raw", e * 3);
+   auto glob = read_raw<float>(dir + "/globals.raw", 2);
+   auto snd = read_raw<int>(dir + "/senders.raw", e), rcv = read_raw<int>(dir + "/receivers.raw", e);
+   gnet::Session s(dir + "/gnet.dat");
+   auto outs = s.infer(n, e, nodes.data(), edges.data(), glob.data(), snd.data(), rcv.data());  // ordinary API
+   for (size_t k = 0; k < outs.size(); ++k) write_raw(dir + "/out" + std::to_string(k) + ".raw", outs[k]);
+   gnet::GNN_Data data;  // SOFIE's API: edge_index row 0 receivers, row 1 senders
+   data.node_data = nodes; data.edge_data = edges; data.global_data = glob;
+   data.edge_index = rcv; data.edge_index.insert(data.edge_index.end(), snd.begin(), snd.end());
+   s.infer(data);
+   write_raw(dir + "/sofie0.raw", data.node_data);
+   write_raw(dir + "/sofie1.raw", data.edge_data);
+   write_raw(dir + "/sofie2.raw", data.global_data);
+   data.node_data = nodes; data.edge_data = edges; data.global_data = glob;
+   data.edge_index[0] = static_cast<int>(n);
+   try { s.infer(data); } catch (const std::out_of_range& ex) { std::cout << "caught: " << ex.what() << "\n"; }
+   return 0;
+}
+"""
+
+
+def test_cpp_api_and_sofie_shim(sessions, tmp_path):
+    """The emitted header in a plain C++ program: infer(n_nodes, n_edges, ...) and infer(GNN_Data&)."""
+    import shlex
+    import subprocess
+
+    from pysofie.build.blas import find_blas
+    from pysofie.build.compiler import find_cxx
+    model = sessions["graph_network"][0]
+    example = sessions["graph_network"][1]
+    pysofie.emit(model, str(tmp_path), example_graph=example, name="gnet", namespace="gnet")
+    (tmp_path / "main.cpp").write_text(CPP_MAIN)
+    blas = find_blas()
+    exe = tmp_path / "main"
+    r = subprocess.run(shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror",
+                                                  f"-I{tmp_path}", str(tmp_path / "main.cpp"), "-o", str(exe),
+                                                  *blas.cflags, *blas.libs], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = graph_dicts([(40, 120)], seed=9)
+    for f in ("nodes", "edges", "globals", "senders", "receivers"):
+        np.asarray(getattr(g, f).numpy()).tofile(tmp_path / f"{f}.raw")
+    r = subprocess.run([str(exe), str(tmp_path), "40", "120"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "caught: input 'receivers': index 40 is out of range" in r.stdout
+    ref = _reference(model, g)
+    for k, f in enumerate(("nodes", "edges", "globals")):
+        for prefix in ("out", "sofie"):
+            got = np.fromfile(tmp_path / f"{prefix}{k}.raw", np.float32).reshape(ref[f].shape)
+            np.testing.assert_allclose(got, ref[f], rtol=0, atol=RTOL * float(np.abs(ref[f]).max()))
