@@ -309,7 +309,7 @@ int main(int argc, char** argv) {
    auto edges = read_raw<float>(dir + "/edges.raw", e * 3);
    auto glob = read_raw<float>(dir + "/globals.raw", 2);
    auto snd = read_raw<int>(dir + "/senders.raw", e), rcv = read_raw<int>(dir + "/receivers.raw", e);
-   gnet::Session s(dir + "/gnet.dat");
+   gnet::Session s(dir + "/gnet.bin");
    auto outs = s.infer(n, e, nodes.data(), edges.data(), glob.data(), snd.data(), rcv.data());  // ordinary API
    for (size_t k = 0; k < outs.size(); ++k) write_raw(dir + "/out" + std::to_string(k) + ".raw", outs[k]);
    gnet::GNN_Data data;  // SOFIE's API: edge_index row 0 receivers, row 1 senders

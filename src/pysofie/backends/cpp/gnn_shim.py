@@ -7,7 +7,7 @@ row and the senders in its second, and ``infer(GNN_Data&)`` replaces the data wi
 """
 from __future__ import annotations
 
-from ...ir.shapes import cpp_dim, numel
+from ...ir.shapes import cpp_symbol_names, cpp_dim, numel
 
 _STRUCT = """\
 // The graph of a SOFIE GNN call: features row by row (float), edge_index 2 x num_edges (row 0: receivers,
@@ -48,28 +48,31 @@ def gnn_data_infer(em) -> str:
     lines = ["// SOFIE's interface: runs the model on `data` and replaces its features with the output graph.",
              "void infer(GNN_Data& data) {"]
     b = []
-    b.append(f"const size_t n_nodes = data.node_data.size() / {_features(ins['nodes'])};")
-    b.append(f"if (n_nodes * {_features(ins['nodes'])} != data.node_data.size()) "
+    # locals named apart from the size parameters (which the emitter names after the finished text)
+    local = {"n_nodes": "gnn_num_nodes", "n_edges": "gnn_num_edges"}
+    b.append(f"const size_t gnn_num_nodes = data.node_data.size() / {_features(ins['nodes'])};")
+    b.append(f"if (gnn_num_nodes * {_features(ins['nodes'])} != data.node_data.size()) "
              "throw std::invalid_argument(\"GNN_Data: node_data is not num_nodes x node features\");")
     b.append("if (data.edge_index.size() % 2) "
              "throw std::invalid_argument(\"GNN_Data: edge_index is not 2 x num_edges\");")
-    b.append("const size_t n_edges = data.edge_index.size() / 2;")
+    b.append("const size_t gnn_num_edges = data.edge_index.size() / 2;")
     if "edges" in ins:
-        b.append(f"if (data.edge_data.size() != n_edges * {_features(ins['edges'])}) "
+        b.append(f"if (data.edge_data.size() != gnn_num_edges * {_features(ins['edges'])}) "
                  "throw std::invalid_argument(\"GNN_Data: edge_data is not num_edges x edge features\");")
     if "globals" in ins:
         b.append(f"if (data.global_data.size() != {_features(ins['globals'])}) "
                  "throw std::invalid_argument(\"GNN_Data: global_data does not hold the global features\");")
     b.append("const int* receivers = data.edge_index.data();")
-    b.append("const int* senders = data.edge_index.data() + n_edges;")
+    b.append("const int* senders = data.edge_index.data() + gnn_num_edges;")
     args = []
     for p in em.params:
-        args.append({"n_nodes": "n_nodes", "n_edges": "n_edges"}[p])
+        args.append(local[p])
     for v in g.inputs:
         args.append({"nodes": "data.node_data.data()", "edges": "data.edge_data.data()",
                      "globals": "data.global_data.data()", "senders": "senders", "receivers": "receivers"}[v.name])
     for k, v in enumerate(g.outputs):
-        b.append(f"std::vector<float> out{k}({cpp_dim(numel(v.shape))});")
+        with cpp_symbol_names(local):
+            b.append(f"std::vector<float> out{k}({cpp_dim(numel(v.shape))});")
         args.append(f"out{k}.data()")
     b.append(f"infer({', '.join(args)});")
     for k, v in enumerate(g.outputs):
