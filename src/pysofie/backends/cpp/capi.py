@@ -352,6 +352,18 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
     w.line("#endif")
 
 
+def _run_error_returns(w) -> None:
+    """The catch clauses of a run entry point: 2 for std::out_of_range (an index in the inputs), else 1."""
+    with w.block("catch (const std::out_of_range& e)"):
+        w.line("set_error(err, errlen, e.what());")
+        w.line("return 2;")
+    with w.block("catch (const std::exception& e)"):
+        w.line("set_error(err, errlen, e.what());")
+    with w.block("catch (...)"):
+        w.line('set_error(err, errlen, "unknown C++ exception");')
+    w.line("return 1;")
+
+
 def wrapper_source(models: list[GeneratedModel]) -> str:
     w = CodeWriter()
     w.line("// C entry points for pysofie's Python runtime (generated).")
@@ -396,14 +408,7 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
                 w.line("std::lock_guard<std::mutex> lock(h->mutex);")
                 w.line(f"h->session.infer({', '.join(args)});")
                 w.line("return 0;")
-            with w.block("catch (const std::out_of_range& e)"):  # an index in the inputs: returns 2
-                w.line("set_error(err, errlen, e.what());")
-                w.line("return 2;")
-            with w.block("catch (const std::exception& e)"):
-                w.line("set_error(err, errlen, e.what());")
-            with w.block("catch (...)"):
-                w.line('set_error(err, errlen, "unknown C++ exception");')
-            w.line("return 1;")
+            _run_error_returns(w)
         with w.block(f"PYSOFIE_API void {p}_set_threads(void* session, int n)"):
             w.line(f"auto* h = static_cast<{holder}*>(session);")
             w.line("std::lock_guard<std::mutex> lock(h->mutex);")
@@ -419,14 +424,7 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
                     w.line("const std::vector<size_t> v = h->session.last_sizes();")
                     w.line("for (size_t k = 0; k < v.size(); ++k) rt[k] = static_cast<int64_t>(v[k]);")
                     w.line("return 0;")
-                with w.block("catch (const std::out_of_range& e)"):  # an index in the inputs: returns 2
-                    w.line("set_error(err, errlen, e.what());")
-                    w.line("return 2;")
-                with w.block("catch (const std::exception& e)"):
-                    w.line("set_error(err, errlen, e.what());")
-                with w.block("catch (...)"):
-                    w.line('set_error(err, errlen, "unknown C++ exception");')
-                w.line("return 1;")
+                _run_error_returns(w)
         with w.block(f"PYSOFIE_API void {p}_destroy(void* session)"):
             w.line(f"delete static_cast<{holder}*>(session);")
         _fast_entry(w, m)
