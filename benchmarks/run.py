@@ -36,7 +36,8 @@ import onnx  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-ROOTBENCH = os.environ.get("PYSOFIE_ROOTBENCH", "/work/shared/models/rootbench")
+ROOTBENCH = os.environ.get("PYSOFIE_ROOTBENCH") or os.path.join(
+    os.path.dirname(os.path.dirname(HERE)), "shared", "models", "rootbench")
 RESULTS = os.path.join(HERE, "results")
 EVENTS = 64  # events per timed iteration in the C++ harness, as in SOFIE's benchmark
 
