@@ -180,7 +180,7 @@ def test_size_choice():
 
 def test_packed_layout():
     """pack_panels: 16-column panels, k-major, the last one 8 wide when it holds at most 8 columns."""
-    from pysofie.passes.gemm_pack import pack_panels
+    from pysofie.backends.cpp.passes.gemm_pack import pack_panels
     b = np.arange(3 * 21, dtype=np.float32).reshape(3, 21)
     p = pack_panels(b)
     assert p.shape == (3 * 16 + 3 * 8,)

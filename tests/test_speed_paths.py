@@ -11,9 +11,9 @@ from onnx import helper
 
 from pysofie.api import load
 from pysofie.backends.cpp.ops.conv import col_tile
-from pysofie.passes.fusion import FuseActivation, FuseBiasAdd
+from pysofie.backends.cpp.passes.fusion import FuseActivation, FuseBiasAdd
 from pysofie.passes.manager import PassManager
-from pysofie.passes.winograd import WinogradConv, eligible, winograd_matrices
+from pysofie.backends.cpp.passes.winograd import WinogradConv, eligible, winograd_matrices
 from tests.test_fusion import graph_model
 from tests.util import ROOTBENCH, assert_close, ort, rand
 
@@ -209,8 +209,8 @@ def test_small_gemm_kernel_is_used():
     # float32 with a constant B: the packed kernel (passes/gemm_pack.py, faster for every M measured); without
     # that pass, the small-M axpy kernel for M <= 8 and the BLAS above
     from pysofie.api import generate_code
-    from pysofie.passes.fusion import optimization_passes
-    from pysofie.passes.gemm_pack import PackGemmWeights
+    from pysofie.backends.cpp.passes.fusion import optimization_passes
+    from pysofie.backends.cpp.passes.gemm_pack import PackGemmWeights
 
     def header_of(id_, pack):
         g = load(MODELS[id_][0], optimize=False)
@@ -309,7 +309,7 @@ def test_conv_transpose_paths():
 
 
 def test_residual_add_is_fused():
-    from pysofie.passes.fusion import FuseResidualAdd, optimization_passes
+    from pysofie.backends.cpp.passes.fusion import FuseResidualAdd, optimization_passes
     assert any(isinstance(p, FuseResidualAdd) for p in optimization_passes())
     for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
         g = load(MODELS[f"residual-{k}"][0])

@@ -21,6 +21,15 @@ DEFAULT_WEIGHTS = "bin"
 TARGETS = ("cpp", "cuda")
 
 
+def target_passes(target: str = "cpp") -> list:
+    """The passes that prepare a graph for a target's kernels (each back end owns its own)."""
+    if target == "cuda":
+        from .backends.cuda.passes import optimization_passes
+    else:
+        from .backends.cpp.passes import optimization_passes
+    return optimization_passes()
+
+
 def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool = True,
          constant_inputs=None, target: str = "cpp", example_graph=None) -> Graph:
     """Read a model (path, onnx.ModelProto, serialized bytes, torch module) into an optimized IR Graph.
@@ -42,7 +51,7 @@ def load(model, *, input_shapes=None, name: Optional[str] = None, optimize: bool
     graph = load_graph(model, input_shapes=input_shapes, name=name, constant_inputs=constant_inputs,
                        example_graph=example_graph)
     t1 = time.perf_counter()
-    default_pipeline(optimize, target)(graph)
+    default_pipeline(optimize, target_passes(target) if optimize else ())(graph)
     log.debug("model '%s': read in %.2f s (%d nodes), optimized in %.2f s (%d nodes)", graph.name, t1 - t0,
               len(graph.nodes), time.perf_counter() - t1, len(graph.nodes))
     return graph

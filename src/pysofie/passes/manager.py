@@ -29,13 +29,12 @@ class PassManager:
         return changed_any
 
 
-def default_pipeline(optimize: bool = True, target: str = "cpp") -> PassManager:
-    """The passes for a target: "cpp" (the CPU kernels' packing, Winograd, ...) or "cuda" (only the
-    target-neutral rewrites: the CUDA kernels read weights in their ONNX layout)."""
+def default_pipeline(optimize: bool = True, target_passes=()) -> PassManager:
+    """The target-neutral clean-up passes, then (optimize) the target's rewrites and kernel choices, which its
+    back end provides (``backends/<target>.optimization_passes()``; passes/ never imports from backends/)."""
     from .control import ResolveConstantIf
     from .dce import DeadCodeElimination
-    from .fusion import neutral_passes, optimization_passes
     passes = [ResolveConstantIf(), DeadCodeElimination()]
     if optimize:
-        passes += optimization_passes() if target == "cpp" else neutral_passes()
+        passes += list(target_passes)
     return PassManager(passes)

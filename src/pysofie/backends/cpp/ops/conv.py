@@ -307,7 +307,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
     """F(m x m, r x r) Winograd convolution (passes.winograd): per block of output tiles, transform the input
     patches (B^T d B), multiply each of the n^2 transformed planes by the pre-transformed weights (indirect
     kernel), transform back (A^T . A) and write the m x m outputs with bias and activation."""
-    from ....passes.winograd import winograd_matrices
+    from ..passes.winograd import winograd_matrices
     w = cx.w
     m, r, M, C = wino["m"], wino["r"], wino["M"], wino["C"]
     AT, _, BT = winograd_matrices(m, r)
@@ -807,7 +807,7 @@ def gemm_conv_transpose(cx, ins, outs, k3, s3, d3, p3, C, Cg, G, M, Mg):
     Mp = (Mg + 15) // 16 * 16
     kvol = k3[0] * k3[1] * k3[2]
     Nc = kvol * Mg  # columns [tap][channel]
-    from ....passes.gemm_pack import pack_panels
+    from ..passes.gemm_pack import pack_panels
     wsize = pack_panels(np.zeros((1, Nc), np.float32)).size  # packed floats per input channel
     in_sp = ins[0] * ins[1] * ins[2]
     out_sp = outs[0] * outs[1] * outs[2]

@@ -112,7 +112,7 @@ def gen_gemm(cx):
     if cx.has(2) and op.beta != 0.0:
         fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
         beta = 1.0
-    from ....passes.fusion import SMALL_M
+    from ..passes.fusion import SMALL_M
     if not math.isfinite(float(op.alpha)):
         # alpha * (A B), as onnxruntime computes it: the product first (alpha * A would turn a 0 into NaN)
         tmp = cx.scratch(m * n, cx.vout(0).dtype, "prod")

@@ -21,8 +21,8 @@ import copy
 
 import numpy as np
 
-from ..ir import Graph, Value
-from .manager import Pass
+from ....ir import Graph, Value
+from ....passes.manager import Pass
 
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
 FUSES_ACTIVATION = ("Conv", "ConvTranspose", "Gemm")
@@ -120,7 +120,7 @@ class MatMulAddToGemm(Pass):
     name = "matmul-add-to-gemm"
 
     def __call__(self, graph: Graph) -> bool:
-        from ..ops.gemm import Gemm
+        from ....ops.gemm import Gemm
         changed = False
         for add, mmv, c, mm in _adds_after(graph, "MatMul"):
             if c.const is None:
@@ -298,7 +298,7 @@ class PackConvWeights(Pass):
             G = int(n.op.group)
             M = int(w.shape[0])
             Mg, K = M // G, int(np.prod(w.shape[1:]))
-            from ..backends.cpp.ops.conv import ROWS_MAX_M, rows_chunks
+            from ..ops.conv import ROWS_MAX_M, rows_chunks
             if Mg <= ROWS_MAX_M and strides[-1] == 1:  # few output channels: the row kernel, [G][chunk][K][MR]
                 wg = w.const.reshape(G, Mg, K)
                 packed = np.concatenate([wg[g, c0:c0 + mr].T.reshape(-1) for g in range(G)
@@ -323,7 +323,7 @@ class PackConvWeights(Pass):
         """ConvTranspose: one packed weight block per output phase (backends/cpp/ops/conv.py:
         transpose_phases), [phase][group][Mpad / NC][Cg * phase taps][NC], concatenated; or, when the phases would
         waste more than 10 % on border taps, the weights of a matrix product (``packed["gemm"]``)."""
-        from ..backends.cpp.ops.conv import as3d, transpose_phases, transpose_subproblems
+        from ..ops.conv import as3d, transpose_phases, transpose_subproblems
         w, x, y = n.inputs[1], n.inputs[0], n.outputs[0]
         if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype:
             return False

@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from ..ir import Graph, Value
+from ....ir import Graph, Value
 from .fusion import _clone_op, _const, _float, _replace, _single_internal_use
-from .manager import Pass
+from ....passes.manager import Pass
 
 DENSE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu")
 
@@ -156,7 +156,7 @@ class FuseGelu(Pass):
 
     @staticmethod
     def _gelu(graph, nodes, x: Value, out: Value, approximate: str) -> bool:
-        from ..ops.elementwise import Gelu
+        from ....ops.elementwise import Gelu
         if out.dtype is not x.dtype or tuple(out.shape) != tuple(x.shape):
             return False
         op = Gelu(approximate=approximate)

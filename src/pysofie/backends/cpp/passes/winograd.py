@@ -15,9 +15,9 @@ import functools
 
 import numpy as np
 
-from ..ir import Graph
+from ....ir import Graph
 from .fusion import _clone_op, _const
-from .manager import Pass
+from ....passes.manager import Pass
 
 POINTS = {4: [0.0, 1.0, -1.0], 6: [0.0, 1.0, -1.0, 2.0, -2.0]}  # finite points per n; infinity is the last
 

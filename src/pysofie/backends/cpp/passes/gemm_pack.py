@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import DType, Graph
+from ....ir import DType, Graph
 from .fusion import _clone_op, _const
-from .manager import Pass
+from ....passes.manager import Pass
 
 NR = 16  # panel width of pysofie_gemm.h
 

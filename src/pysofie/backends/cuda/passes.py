@@ -1,0 +1,8 @@
+"""The passes of the CUDA target: only target-neutral rewrites (the CUDA kernels read weights in their ONNX
+layout; bias and activation are applied in the matrix products' epilogues)."""
+from __future__ import annotations
+
+
+def optimization_passes() -> list:
+    from ..cpp.passes.fusion import neutral_passes
+    return neutral_passes()
