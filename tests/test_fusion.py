@@ -1,5 +1,5 @@
-"""The optimization passes of pysofie.passes.fusion: every rewritten graph gives the same results as the
-unoptimized one (optimize=False) and as onnxruntime, and the rewrite really happened.
+"""The optimization passes (pysofie/passes/rewrites.py and backends/cpp/passes): every rewritten graph gives the
+same results as the unoptimized one (optimize=False) and as onnxruntime, and the rewrite really happened.
 
 All models of this module compile into one shared library."""
 import numpy as np

@@ -11,7 +11,7 @@ from onnx import helper
 
 from pysofie.api import load
 from pysofie.backends.cpp.ops.conv import col_tile
-from pysofie.backends.cpp.passes.fusion import FuseActivation, FuseBiasAdd
+from pysofie.passes.rewrites import FuseActivation, FuseBiasAdd
 from pysofie.passes.manager import PassManager
 from pysofie.backends.cpp.passes.winograd import WinogradConv, eligible, winograd_matrices
 from tests.test_fusion import graph_model

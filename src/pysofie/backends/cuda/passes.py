@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 def optimization_passes() -> list:
-    from ..cpp.passes.fusion import neutral_passes
+    from ...passes.rewrites import neutral_passes
     return neutral_passes()

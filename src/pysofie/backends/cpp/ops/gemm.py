@@ -9,6 +9,8 @@ from ....ops.elementwise import broadcast_shapes
 from ..emitter import generates
 from .common import broadcast_strides, lit, loop_nest, use_runtime_header
 
+SMALL_M = 8  # Gemm row counts up to this use the generated small-matrix kernel (passes/fusion.py pretransposes B)
+
 
 def gemm_call(T: str, ta: bool, tb: bool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) -> str:
     fn = "pysofie_rt::sgemm" if T == "float" else "pysofie_rt::gemm_ref"
@@ -112,7 +114,6 @@ def gen_gemm(cx):
     if cx.has(2) and op.beta != 0.0:
         fill_broadcast(cx, cx.i(2), cx.vin(2).shape, cx.vout(0).shape, cx.o(0), op.beta)
         beta = 1.0
-    from ..passes.fusion import SMALL_M
     if not math.isfinite(float(op.alpha)):
         # alpha * (A B), as onnxruntime computes it: the product first (alpha * A would turn a 0 into NaN)
         tmp = cx.scratch(m * n, cx.vout(0).dtype, "prod")

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import DType, Graph
-from .fusion import _clone_op, _const
 from ....passes.manager import Pass
+from ....passes.rewrites import _clone_op, _const
 
 NR = 16  # panel width of pysofie_gemm.h
 

@@ -14,8 +14,8 @@ import math
 import numpy as np
 
 from ....ir import Graph, Value
-from .fusion import _clone_op, _const, _float, _replace, _single_internal_use
 from ....passes.manager import Pass
+from ....passes.rewrites import _clone_op, _const, _float, _replace, _single_internal_use
 
 DENSE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu")
 

@@ -16,8 +16,8 @@ import functools
 import numpy as np
 
 from ....ir import Graph
-from .fusion import _clone_op, _const
 from ....passes.manager import Pass
+from ....passes.rewrites import _clone_op, _const
 
 POINTS = {4: [0.0, 1.0, -1.0], 6: [0.0, 1.0, -1.0, 2.0, -2.0]}  # finite points per n; infinity is the last
 
