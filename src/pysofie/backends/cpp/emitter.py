@@ -339,12 +339,7 @@ class CppEmitter:
             fname = fnames.unique(f"op{idx}_{n.op_type}")
             cx = NodeContext(self, n, fname)
             GENERATORS[n.op_type](cx)
-            syms = set()
-            for v in n.inputs + n.outputs:
-                if v is not None and v.shape is not None:
-                    syms |= shape_symbols(v.shape)
-                if v is not None and v.sym is not None:  # values that are size expressions (Range's start)
-                    syms |= shape_symbols(v.sym)
+            syms = self._node_symbols(n)
             sparams = [self._ph[p] for p in self.params if p in syms]
             decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
@@ -355,23 +350,7 @@ class CppEmitter:
                 elif sym in syms:
                     decl.append(f"[[maybe_unused]] size_t {sym}")
                     args.append(sym)
-            for i, pname in cx._in_names.items():
-                v = n.inputs[i]
-                decl.append(f"[[maybe_unused]] const {v.dtype.ctype}* __restrict {pname}")
-                args.append(self.storage[id(v)].expr)
-            for i, pname in cx._out_names.items():
-                v = n.outputs[i]
-                decl.append(f"{v.dtype.ctype}* __restrict {pname}")
-                args.append(self.storage[id(v)].expr)
-            # a node's scratch buffers of one type lie one after the other in the shared workspace
-            offsets: dict[DType, Dim] = {}
-            for pname, dt, count in cx._scratch:
-                count = self.bounded(count)
-                off = offsets.get(dt, 0)
-                decl.append(f"[[maybe_unused]] {dt.ctype}* __restrict {pname}")
-                base = _dp(dt, f"fWork_{dt.name.lower()}")
-                args.append(base if isinstance(off, int) and off == 0 else f"{base} + {cpp_dim(off)}")
-                offsets[dt] = off + count
+            offsets = self._buffer_params(n, cx, decl, args)
             for dt, total in offsets.items():
                 scratch.setdefault(dt, []).append(total)
             # per-thread scratch: buffer k of a node holds threads x its padded count, after the node's earlier ones
@@ -400,13 +379,68 @@ class CppEmitter:
         self.thread_scratch = thread_scratch
         return self._assemble(funcs, calls)
 
-    def _slot_size(self, sizes: list[Dim]) -> str:
+    @staticmethod
+    def _node_symbols(n: Node) -> set:
+        """The size symbols a node's code uses: of its values' shapes, and of values that are size expressions
+        (Range's start)."""
+        syms = set()
+        for v in n.inputs + n.outputs:
+            if v is not None and v.shape is not None:
+                syms |= shape_symbols(v.shape)
+            if v is not None and v.sym is not None:
+                syms |= shape_symbols(v.sym)
+        return syms
+
+    @staticmethod
+    def _write_capacity_check(w: CodeWriter, P: list[str]) -> None:
+        """Start of ensure_capacity(sizes): return unless a size exceeds the capacity (fCap_<p>) held; else raise
+        the capacities and size everything with them, not with the current call's values."""
+        if not P:
+            return
+        cond = " || ".join(f"{p} > fCap_{p}" for p in P)
+        w.line(f"if (!({cond}) && fCap_{P[0]} != 0) return;")
+        for p in P:
+            w.line(f"fCap_{p} = std::max(fCap_{p}, {p});")
+        for p in P:
+            w.line(f"{p} = fCap_{p};")
+
+    # The target's spelling of a restrict-qualified pointer parameter.
+    RESTRICT = "__restrict"
+
+    def _buffer_params(self, n: Node, cx: "NodeContext", decl: list[str], args: list[str]) -> dict:
+        """Appends the parameters of a node's function for its inputs, outputs and scratch buffers (declarations
+        to decl, the Session's arguments to args). Returns the node's scratch count per element type: a Dim, or a
+        C++ expression (str) where a target's kernel sizes its scratch with one."""
+        for i, pname in cx._in_names.items():
+            v = n.inputs[i]
+            decl.append(f"[[maybe_unused]] const {v.dtype.ctype}* {self.RESTRICT} {pname}")
+            args.append(self.storage[id(v)].expr)
+        for i, pname in cx._out_names.items():
+            v = n.outputs[i]
+            decl.append(f"{v.dtype.ctype}* {self.RESTRICT} {pname}")
+            args.append(self.storage[id(v)].expr)
+        # a node's scratch buffers of one type lie one after the other in the shared workspace
+        offsets: dict[DType, Dim] = {}
+        for pname, dt, count in cx._scratch:
+            count = self.bounded(count) if not isinstance(count, str) else count
+            off = offsets.get(dt, 0)
+            decl.append(f"[[maybe_unused]] {dt.ctype}* {self.RESTRICT} {pname}")
+            base = _dp(dt, f"fWork_{dt.name.lower()}")
+            args.append(base if isinstance(off, int) and off == 0 else f"{base} + {_dim_text(off)}")
+            offsets[dt] = off + count if not isinstance(off, str) and not isinstance(count, str) else \
+                f"{_dim_text(off)} + {_dim_text(count)}"
+        return offsets
+
+    def _slot_size(self, sizes: list) -> str:
+        """C++ expression of the largest of sizes (Dims, or C++ expressions of the size parameters)."""
         ints = [s for s in sizes if isinstance(s, int)]
         syms = [s for s in sizes if not isinstance(s, int)]
         # a size that is negative for small parameters (a convolution's output over a short input) counts as 0:
         # the constructor sizes the buffers for parameters of 1, and infer's guards reject such inputs
         parts = ([str(max(ints))] if ints else []) + [
+            f"({s})" if isinstance(s, str) else
             cpp_dim(s) if nonneg(s) else f"std::max<int64_t>(int64_t({cpp_dim(s)}), 0)" for s in syms]
+        parts = list(dict.fromkeys(parts))
         if len(parts) == 1:
             return parts[0]
         return "std::max<size_t>({" + ", ".join(f"size_t({p})" for p in parts) + "})"
@@ -517,14 +551,7 @@ class CppEmitter:
             # capacity management: buffers grow only when a size parameter exceeds what they hold
             psig = ", ".join(f"size_t {p}" for p in P)
             with w.block(f"void ensure_capacity({psig})"):
-                if P:
-                    cond = " || ".join(f"{p} > fCap_{p}" for p in P)
-                    w.line(f"if (!({cond}) && fCap_{P[0]} != 0) return;")
-                    for p in P:
-                        w.line(f"fCap_{p} = std::max(fCap_{p}, {p});")
-                    # size with the capacities, not the current call's values
-                    for p in P:
-                        w.line(f"{p} = fCap_{p};")
+                self._write_capacity_check(w, P)
                 for s in self.slots:
                     w.line(f"if ({s['name']}.size() < size_t({self._slot_size(s['sizes'])})) "
                            f"{s['name']}.resize({self._slot_size(s['sizes'])});")
@@ -549,14 +576,10 @@ class CppEmitter:
             w.line("int num_threads() const { return fPool.size(); }")
             w.line()
             # non-allocating infer
-            params = [f"size_t {p}" for p in P]
-            params += [f"[[maybe_unused]] const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
-            params += [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, self.output_names)]
             w.line("// Runs the model, writing the outputs to caller-owned buffers. Allocates nothing unless a")
             w.line("// size parameter exceeds every value seen before (then the internal buffers grow once).")
-            with w.block(f"void infer({', '.join(params)})"):
-                for expr, msg in g.guards:  # what the shapes assume about the sizes (Op.guards)
-                    w.line(f"if (int64_t({cpp_dim(expr)}) < 0) throw std::invalid_argument({c_string(msg)});")
+            with w.block(f"void infer({', '.join(self._infer_params(P))})"):
+                self._write_guards(w)
                 if P:
                     w.line(f"ensure_capacity({', '.join(P)});")
                 for sym in self.rt_sizes:
@@ -565,52 +588,77 @@ class CppEmitter:
                     w.line(c)
                 for sym in self.rt_sizes:
                     w.line(f"fRt_{sym} = {sym};")
-                # outputs that no node wrote in place
-                done: set[int] = set()
-                for k, v in enumerate(g.outputs):
-                    st = self.storage[id(v)]
-                    if st.kind == "output" and st.expr == self.output_names[k] and id(v) not in done:
-                        done.add(id(v))
-                        continue
-                    n = cpp_dim(numel(v.shape))
-                    w.line(f"std::copy_n({st.expr}, {n}, {self.output_names[k]});")
+                self._write_output_copies(w)
             w.line()
-            # allocating infer
-            aparams = [f"size_t {p}" for p in P]
-            aparams += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
-            vec = [f"std::vector<{_vt(v.dtype)}>" for v in g.outputs]
-            if len(g.outputs) == 1:
-                ret = vec[0]
-            elif len(set(vec)) == 1:
-                ret = f"std::vector<{vec[0]}>"
-            else:
-                ret = f"std::tuple<{', '.join(vec)}>"
             w.line("// Runs the model and returns the output(s) in new vectors.")
-            with w.block(f"{ret} infer({', '.join(aparams)})"):
-                outs = []
-                for k, v in enumerate(g.outputs):
-                    nm = f"result{k}"
-                    w.line(f"std::vector<{_vt(v.dtype)}> {nm}({cpp_dim(self.bounded(numel(v.shape)))});")
-                    outs.append((nm, v.dtype))
-                args = P + self.input_names + [_dp(dt, o) for o, dt in outs]
-                w.line(f"infer({', '.join(args)});")
-                for sym in self.rt_sizes:
-                    w.line(f"[[maybe_unused]] const size_t {sym} = fRt_{sym};")
-                for (nm, _), v in zip(outs, g.outputs):
-                    if shape_symbols(v.shape) & set(self.rt_sizes):
-                        w.line(f"{nm}.resize({cpp_dim(numel(v.shape))});")
-                outs = [o for o, _ in outs]
-                if len(outs) == 1:
-                    w.line(f"return {outs[0]};")
-                elif len(set(vec)) == 1:
-                    w.line(f"return {{{', '.join(f'std::move({o})' for o in outs)}}};")
-                else:
-                    w.line(f"return std::make_tuple({', '.join(f'std::move({o})' for o in outs)});")
+            self._write_allocating_infer(w, P, "infer")
             from .gnn_shim import gnn_data_infer
             extra = gnn_data_infer(self)
             if extra:
                 w.line()
                 w.line(extra)
+
+    def _infer_params(self, P: list[str]) -> list[str]:
+        """Parameters of the non-allocating infer: the sizes, the inputs, the caller's output buffers."""
+        g = self.graph
+        params = [f"size_t {p}" for p in P]
+        params += [f"[[maybe_unused]] const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
+        return params + [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, self.output_names)]
+
+    def _write_guards(self, w: CodeWriter) -> None:
+        """What the shapes assume about the sizes (Op.guards), checked before anything runs."""
+        for expr, msg in self.graph.guards:
+            w.line(f"if (int64_t({cpp_dim(expr)}) < 0) throw std::invalid_argument({c_string(msg)});")
+
+    def _output_copy(self, src: str, count: str, dst: str, v: Value) -> str:
+        """The statement copying `count` elements of an output computed in `src` to the caller's `dst` (the
+        target's copy: std::copy_n here)."""
+        return f"std::copy_n({src}, {count}, {dst});"
+
+    def _write_output_copies(self, w: CodeWriter) -> None:
+        """End of infer: the outputs that no node wrote in place (views of inputs or constants, an output given
+        twice) are copied to the caller's buffers."""
+        done: set[int] = set()
+        for k, v in enumerate(self.graph.outputs):
+            st = self.storage[id(v)]
+            if st.kind == "output" and st.expr == self.output_names[k] and id(v) not in done:
+                done.add(id(v))
+                continue
+            w.line(self._output_copy(st.expr, cpp_dim(numel(v.shape)), self.output_names[k], v))
+
+    def _write_allocating_infer(self, w: CodeWriter, P: list[str], fn: str) -> None:
+        """`<ret> fn(sizes, inputs)`: runs fn(sizes, inputs, outputs) into new vectors and returns them (one vector,
+        a vector of vectors of one type, or a tuple)."""
+        g = self.graph
+        aparams = [f"size_t {p}" for p in P]
+        aparams += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
+        vec = [f"std::vector<{_vt(v.dtype)}>" for v in g.outputs]
+        if len(g.outputs) == 1:
+            ret = vec[0]
+        elif len(set(vec)) == 1:
+            ret = f"std::vector<{vec[0]}>"
+        else:
+            ret = f"std::tuple<{', '.join(vec)}>"
+        with w.block(f"{ret} {fn}({', '.join(aparams)})"):
+            outs = []
+            for k, v in enumerate(g.outputs):
+                nm = f"result{k}"
+                w.line(f"std::vector<{_vt(v.dtype)}> {nm}({cpp_dim(self.bounded(numel(v.shape)))});")
+                outs.append((nm, v.dtype))
+            args = P + self.input_names + [_dp(dt, o) for o, dt in outs]
+            w.line(f"{fn}({', '.join(args)});")
+            for sym in self.rt_sizes:
+                w.line(f"[[maybe_unused]] const size_t {sym} = fRt_{sym};")
+            for (nm, _), v in zip(outs, g.outputs):
+                if shape_symbols(v.shape) & set(self.rt_sizes):
+                    w.line(f"{nm}.resize({cpp_dim(numel(v.shape))});")
+            outs = [o for o, _ in outs]
+            if len(outs) == 1:
+                w.line(f"return {outs[0]};")
+            elif len(set(vec)) == 1:
+                w.line(f"return {{{', '.join(f'std::move({o})' for o in outs)}}};")
+            else:
+                w.line(f"return std::make_tuple({', '.join(f'std::move({o})' for o in outs)});")
 
     # -- weights ---------------------------------------------------------------------------------------
     def weight_tensors(self) -> list[tuple[str, np.ndarray]]:
@@ -625,6 +673,10 @@ def _vt(dt: DType) -> str:
 def _dp(dt: DType, vec: str) -> str:
     """Typed data pointer of such a vector."""
     return f"reinterpret_cast<bool*>({vec}.data())" if dt is DType.BOOL else f"{vec}.data()"
+
+
+def _dim_text(d) -> str:
+    return d if isinstance(d, str) else cpp_dim(d)
 
 
 def _same(a: Dim, b: Dim) -> bool:

@@ -12,8 +12,7 @@ from typing import Callable, Optional
 
 from ... import __version__
 from ...ir import DType, Graph, Node
-from ...ir.shapes import cpp_dim, numel, shape_symbols
-from ..cpp.emitter import VIEW_OPS, CppEmitter, NodeContext, _dp, _fmt, _vt
+from ..cpp.emitter import VIEW_OPS, CppEmitter, NodeContext, _fmt, _vt
 from ..cpp.names import NameTable, comment_text
 from ..cpp.writer import CodeWriter
 
@@ -89,21 +88,11 @@ def coords(w: CodeWriter, dims: list[str], prefix: str = "i", flat: str = "i") -
     return names
 
 
-def _sz(x) -> str:
-    return x if isinstance(x, str) else cpp_dim(x)
-
-
-def _max_expr(parts: list[str]) -> str:
-    parts = list(dict.fromkeys(parts))
-    if len(parts) == 1:
-        return parts[0]
-    return "std::max<size_t>({" + ", ".join(f"size_t({p})" for p in parts) + "})"
-
-
 class CudaEmitter(CppEmitter):
     GENERATORS = GENERATORS
     LOWP_OPS = LOWP_OPS
     TARGET = "CUDA"
+    RESTRICT = RESTRICT
 
     def __init__(self, graph: Graph, *, name: Optional[str] = None, namespace: Optional[str] = None,
                  weights: str = "bin"):
@@ -115,6 +104,10 @@ class CudaEmitter(CppEmitter):
     def _target_check(self, node: Node) -> list[str]:
         chk = CHECKS.get(node.op_type)
         return chk(node) if chk is not None else []
+
+    def _output_copy(self, src: str, count: str, dst: str, v) -> str:
+        return (f"pysofie_cuda::check(cudaMemcpyAsync({dst}, {src}, size_t({count}) * sizeof({v.dtype.ctype}), "
+                f"cudaMemcpyDeviceToDevice, fStream), \"copying an output\");")
 
     # -- generation ------------------------------------------------------------------------------------
     def generate(self) -> str:
@@ -130,28 +123,11 @@ class CudaEmitter(CppEmitter):
             fname = fnames.unique(f"op{idx}_{n.op_type}")
             cx = CudaNodeContext(self, n, fname)
             GENERATORS[n.op_type](cx)
-            syms = set()
-            for v in n.inputs + n.outputs:
-                if v is not None and v.shape is not None:
-                    syms |= shape_symbols(v.shape)
+            syms = self._node_symbols(n)
             sparams = [p for p in self.params if p in syms]
-            decl = [f"size_t {p}" for p in sparams]
+            decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
-            for i, pname in cx._in_names.items():
-                v = n.inputs[i]
-                decl.append(f"const {v.dtype.ctype}* {RESTRICT} {pname}")
-                args.append(self.storage[id(v)].expr)
-            for i, pname in cx._out_names.items():
-                v = n.outputs[i]
-                decl.append(f"{v.dtype.ctype}* {RESTRICT} {pname}")
-                args.append(self.storage[id(v)].expr)
-            offsets: dict[DType, str] = {}
-            for pname, dt, count in cx._scratch:
-                off = offsets.get(dt)
-                decl.append(f"{dt.ctype}* {RESTRICT} {pname}")
-                base = _dp(dt, f"fWork_{dt.name.lower()}")
-                args.append(base if off is None else f"{base} + {off}")
-                offsets[dt] = _sz(count) if off is None else f"{off} + {_sz(count)}"
+            offsets = self._buffer_params(n, cx, decl, args)
             for dt, total in offsets.items():
                 scratch.setdefault(dt, []).append(total)
             decl.append("int* pysofie_err")
@@ -169,7 +145,7 @@ class CudaEmitter(CppEmitter):
                     f"{', '.join(comment_text(repr(v)) for v in n.outputs)}")
             with fw.block(f"inline void {fname}([[maybe_unused]] cudaStream_t stream, "
                           f"[[maybe_unused]] cublasHandle_t blas, "
-                          + ", ".join(f"[[maybe_unused]] {d}" for d in decl) + ")"):
+                          + ", ".join(d if d.startswith("[[") else f"[[maybe_unused]] {d}" for d in decl) + ")"):
                 fw.line(cx.w.text().rstrip("\n").replace("@ARGS@", ", ".join(pnames)))
             funcs.append(fw.text())
             calls.append(f"detail::{fname}(fStream, fBlas, {', '.join(args)});")
@@ -219,12 +195,10 @@ class CudaEmitter(CppEmitter):
 
 def slot_bytes(em: CudaEmitter) -> list[tuple[str, str, DType]]:
     """(member name, C++ byte count, element type) of every arena part: slots, then scratch per type."""
-    parts = []
-    for s in em.slots:
-        sizes = [cpp_dim(x) for x in s["sizes"]]
-        parts.append((s["name"], f"{_max_expr(sizes)} * sizeof({_vt(s['dtype'])})", s["dtype"]))
+    parts = [(s["name"], f"size_t({em._slot_size(s['sizes'])}) * sizeof({_vt(s['dtype'])})", s["dtype"])
+             for s in em.slots]
     for dt, sizes in em.scratch.items():
-        parts.append((f"fWork_{dt.name.lower()}", f"({_max_expr(sizes)}) * sizeof({_vt(dt)})", dt))
+        parts.append((f"fWork_{dt.name.lower()}", f"size_t({em._slot_size(sizes)}) * sizeof({_vt(dt)})", dt))
     return parts
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...ir.shapes import cpp_dim, numel
-from ..cpp.emitter import _cstr, _dp, _vt
+from ..cpp.emitter import _cstr, _vt
 from ..cpp.writer import CodeWriter
 
 
@@ -77,13 +77,7 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
         w.line()
         psig = ", ".join(f"size_t {p}" for p in P)
         with w.block(f"void ensure_capacity({psig})"):
-            if P:
-                cond = " || ".join(f"{p} > fCap_{p}" for p in P)
-                w.line(f"if (!({cond}) && fCap_{P[0]} != 0) return;")
-                for p in P:
-                    w.line(f"fCap_{p} = std::max(fCap_{p}, {p});")
-                for p in P:
-                    w.line(f"{p} = fCap_{p};")
+            em._write_capacity_check(w, list(P))
             w.line("size_t pysofie_total = 0;")
             for name, nbytes, _ in parts:
                 w.line(f"const size_t off_{name} = pysofie_total;")
@@ -103,25 +97,16 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
                 w.line("throw std::out_of_range(\"an index (Gather) was out of range\");")
         w.line()
         # device infer
-        params = [f"size_t {p}" for p in P]
-        params += [f"[[maybe_unused]] const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, em.input_names)]
-        params += [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, em.output_names)]
+        params = em._infer_params(list(P))
         w.line("// Runs the model on device pointers, asynchronously on stream(). Allocates nothing unless a size")
         w.line("// parameter exceeds every value seen before (then the arena grows once).")
         with w.block(f"void infer({', '.join(params)})"):
+            em._write_guards(w)
             if P:
                 w.line(f"ensure_capacity({', '.join(P)});")
             for c in calls:
                 w.line(c)
-            done: set[int] = set()
-            for k, v in enumerate(g.outputs):
-                st = em.storage[id(v)]
-                if st.kind == "output" and st.expr == em.output_names[k] and id(v) not in done:
-                    done.add(id(v))
-                    continue
-                n = cpp_dim(numel(v.shape))
-                w.line(f"{chk}(cudaMemcpyAsync({em.output_names[k]}, {st.expr}, size_t({n}) * sizeof({v.dtype.ctype}), "
-                       f"cudaMemcpyDeviceToDevice, fStream), \"copying an output\");")
+            em._write_output_copies(w)
             w.line(f"{chk}(cudaGetLastError(), \"launching the model's kernels\");")
         w.line()
         # graph infer
@@ -137,9 +122,7 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             w.line(f"fGraphs.launch(key, fStream, [&]() {{ infer({args}); }});")
         w.line()
         # host infer
-        hparams = [f"size_t {p}" for p in P]
-        hparams += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, em.input_names)]
-        hparams += [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, em.output_names)]
+        hparams = em._infer_params(list(P))
         w.line("// Host pointers: copies the inputs to the device, runs, copies the outputs back and waits.")
         with w.block(f"void infer_host({', '.join(hparams)})"):
             w.line("size_t pysofie_total = 0;")
@@ -167,26 +150,5 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             w.line("check_errors();")
         w.line()
         # allocating host infer
-        aparams = [f"size_t {p}" for p in P]
-        aparams += [f"const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, em.input_names)]
-        vec = [f"std::vector<{_vt(v.dtype)}>" for v in g.outputs]
-        if len(g.outputs) == 1:
-            ret = vec[0]
-        elif len(set(vec)) == 1:
-            ret = f"std::vector<{vec[0]}>"
-        else:
-            ret = f"std::tuple<{', '.join(vec)}>"
         w.line("// Host pointers; returns the output(s) in new vectors.")
-        with w.block(f"{ret} infer_host({', '.join(aparams)})"):
-            outs = []
-            for k, v in enumerate(g.outputs):
-                w.line(f"std::vector<{_vt(v.dtype)}> result{k}({cpp_dim(numel(v.shape))});")
-                outs.append((f"result{k}", v.dtype))
-            w.line(f"infer_host({', '.join(P + em.input_names + [_dp(dt, o) for o, dt in outs])});")
-            names = [o for o, _ in outs]
-            if len(names) == 1:
-                w.line(f"return {names[0]};")
-            elif len(set(vec)) == 1:
-                w.line(f"return {{{', '.join(f'std::move({o})' for o in names)}}};")
-            else:
-                w.line(f"return std::make_tuple({', '.join(f'std::move({o})' for o in names)});")
+        em._write_allocating_infer(w, list(P), "infer_host")
