@@ -16,12 +16,20 @@ from ..util import ROOTBENCH, assert_close, ort
 from .cases import CASES, chain_model
 from .toolchain import need_toolchain
 
-RNN_MODELS = {"DDB_B1", "GRU_d10_L20_h8_B1", "LSTM_d10_L20_h8_B1", "RNN_d10_L20_h8_B1"}  # no GPU kernel
 
 
 def _rootbench():
-    return sorted(f for f in glob.glob(os.path.join(ROOTBENCH, "*.onnx"))
-                  if os.path.basename(f)[:-5] not in RNN_MODELS)
+    return sorted(glob.glob(os.path.join(ROOTBENCH, "*.onnx")))
+
+
+def _recurrent():
+    """A spread of the recurrent cases of tests/ops/test_recurrent.py: each direction, layout 1, sequence_lens,
+    symbolic sizes, clip, both GRU variants, peepholes, input_forget."""
+    from ..ops.test_recurrent import BY_ID
+    ids = ["RNN-bidirectional-lens-h0", "RNN-act-bidir-mixed", "GRU-lbr0-reverse", "GRU-lbr1-bidirectional-lens",
+           "GRU-symbolic-seq-batch", "LSTM-peep-bidirectional-lens", "LSTM-input_forget-reverse",
+           "LSTM-peep-layout1", "LSTM-clip", "RNN-symbolic-named-b-s"]
+    return [generate_cuda_code(BY_ID[i].model, name=i) for i in ids]
 
 
 def _groups():
@@ -32,6 +40,7 @@ def _groups():
                                + [generate_cuda_code(chain_model(), name="chain")]),
         "rootbench": lambda: [generate_cuda_code(f) for f in _rootbench()],
         "resnet18": lambda: [generate_cuda_code(_resnet18(), name="resnet18")],
+        "recurrent": _recurrent,
     }
 
 
@@ -53,15 +62,10 @@ def test_generated_cuda_compiles(group, tmp_path):
 
 
 def test_rootbench_coverage():
-    """Every rootbench model but the recurrent ones has a GPU kernel for each node; those list each RNN node."""
-    assert len(_rootbench()) == 13
-    for f in glob.glob(os.path.join(ROOTBENCH, "*.onnx")):
-        problems = check(f, target="cuda")
-        name = os.path.basename(f)[:-5]
-        if name in RNN_MODELS:
-            assert problems and all("no CUDA generator" in p for p in problems), problems
-        else:
-            assert problems == [], (name, problems)
+    """Every rootbench model (the recurrent ones included) has a GPU kernel for each node."""
+    assert len(_rootbench()) == 17
+    for f in _rootbench():
+        assert check(f, target="cuda") == [], f
 
 
 def test_check_lists_every_unsupported_node_at_once():
@@ -70,19 +74,19 @@ def test_check_lists_every_unsupported_node_at_once():
              helper.make_node("Relu", ["d"], ["y2"]),
              helper.make_node("Gemm", ["d", "d"], ["y3"]),
              helper.make_node("TopK", ["d", "k"], ["y4", "y5"])]
-    f, d = TensorProto.FLOAT, TensorProto.DOUBLE
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [1, 1, 3]),
+    d = TensorProto.DOUBLE
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", d, [1, 1, 3]),
                                        helper.make_tensor_value_info("d", d, [3, 3])],
                           [helper.make_tensor_value_info(n, t, None) for n, t in
-                           [("y1", f), ("y2", d), ("y3", d), ("y4", d), ("y5", TensorProto.INT64)]],
-                          [helper.make_tensor("w", f, [1, 6, 3], np.ones(18)),
-                           helper.make_tensor("r", f, [1, 6, 2], np.ones(12)),
+                           [("y1", d), ("y2", d), ("y3", d), ("y4", d), ("y5", TensorProto.INT64)]],
+                          [helper.make_tensor("w", d, [1, 6, 3], np.ones(18)),
+                           helper.make_tensor("r", d, [1, 6, 2], np.ones(12)),
                            helper.make_tensor("k", TensorProto.INT64, [1], [2])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     problems = check(m, target="cuda")
     text = "\n".join(problems)
     assert len(problems) == 3, problems
-    assert "GRU" in text and "TopK" in text and "Gemm: element type double" in text
+    assert "GRU: element type double" in text and "TopK" in text and "Gemm: element type double" in text
     assert check(m) == []  # the C++ target has them all
 
 
@@ -94,7 +98,15 @@ def test_emit_cuda_cli(tmp_path):
     assert "struct Session" in text and "cublasSgemm" in text and "__global__" in text
     assert (tmp_path / "Linear_16.bin").stat().st_size > 0
     assert main(["check", "--target", "cuda", f]) == 0
-    assert main(["check", "--target", "cuda", os.path.join(ROOTBENCH, "GRU_d10_L20_h8_B1.onnx")]) == 1
+    import onnx
+    from onnx import TensorProto, helper
+    topk = helper.make_graph([helper.make_node("TopK", ["x", "k"], ["v", "i"])], "topk",
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5])],
+                             [helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
+                              helper.make_tensor_value_info("i", TensorProto.INT64, None)],
+                             [helper.make_tensor("k", TensorProto.INT64, [1], [2])])
+    onnx.save(helper.make_model(topk, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "topk.onnx"))
+    assert main(["check", "--target", "cuda", str(tmp_path / "topk.onnx")]) == 1
 
 
 def test_cuda_provider_falls_back_to_cpu_without_gpu():

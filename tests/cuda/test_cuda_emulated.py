@@ -88,6 +88,28 @@ def test_gather_out_of_range(family_sessions):
 HEAVY = {"Conv_d100_L14_B32", "Conv_d100_L14_B1", "Conv3d_d32_L4_B1"}
 
 
+def test_recurrent_matches_onnxruntime(tmp_path):
+    """RNN / GRU / LSTM: every float case of tests/ops/test_recurrent.py (directions, layouts, sequence_lens,
+    activations, clip, linear_before_reset, peepholes, input_forget, symbolic sizes), against onnxruntime as there
+    (layout 1 through onnxruntime's layout-0 twin), with that module's tolerances."""
+    from ..ops.test_recurrent import CASES as REC
+    cases = [c for c in REC if c.inputs["X"].dtype == np.float32]
+    assert len(cases) > 80
+    sessions = _sessions([c.model for c in cases], [c.id for c in cases], str(tmp_path))
+    for c in cases:
+        assert_close(sessions[c.id].run(None, c.feeds()), c.expected(), c.rtol, c.atol, what=c.id)
+
+
+def test_recurrent_sequence_lens_out_of_range(tmp_path):
+    from pysofie.errors import PysofieError
+    from ..ops.test_recurrent import BY_ID
+    c = BY_ID["LSTM-forward-lens-h0"]
+    s = _sessions([c.model], ["lens"], str(tmp_path))["lens"]
+    feeds = dict(c.feeds(), sequence_lens=np.array([5, 6, 0, 1], np.int32))
+    with pytest.raises(PysofieError, match="out of range"):
+        s.run(None, feeds)
+
+
 def test_rootbench_and_resnet18(tmp_path):
     """Every rootbench model with GPU kernels and a narrow ResNet-18 (width 8: the same graph, 1/64 of the work)."""
     import sys

@@ -31,6 +31,8 @@ RESTRICT = "__restrict__"
 KERNEL = "__global__ void __launch_bounds__(256)"
 GRID_STRIDE = ("for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < pysofie_n; "
                "i += size_t(blockDim.x) * gridDim.x)")
+# a block-stride kernel: the blocks take the items blk < pysofie_n in turn, each item done by a block's threads together
+BLOCK_STRIDE = "for (size_t blk = blockIdx.x; blk < pysofie_n; blk += gridDim.x)"
 
 
 def generates(*op_types: str, check: Optional[Callable] = None):
@@ -58,21 +60,24 @@ class CudaNodeContext(NodeContext):
 
     def __init__(self, emitter, node, fname):
         super().__init__(emitter, node, fname)
-        self.kernels: list[tuple[str, str, list]] = []  # (kernel name, body text, extra parameters)
+        # (kernel name, body text, extra parameters, loop header: GRID_STRIDE or BLOCK_STRIDE)
+        self.kernels: list[tuple[str, str, list, str]] = []
 
-    def launch(self, count: str, body, extra: tuple = ()) -> None:
+    def launch(self, count: str, body, extra: tuple = (), *, per_block: bool = False) -> None:
         """extra: (declaration, argument) pairs of values the kernel takes besides the node's parameters (a host
-        loop's variable)."""
+        loop's variable). per_block: a block-stride kernel instead: item blk < count is done by one block, whose
+        threads share the work (loops from threadIdx.x by blockDim.x) and meet at __syncthreads() between
+        phases (every thread of a block takes the same items, so all reach each barrier)."""
         kname = f"{self.fname}_k{len(self.kernels)}"
         kw = CodeWriter()
         if callable(body):
             body(kw)
         else:
             kw.lines(body if isinstance(body, list) else [body])
-        self.kernels.append((kname, kw.text(), [d for d, _ in extra]))
+        self.kernels.append((kname, kw.text(), [d for d, _ in extra], BLOCK_STRIDE if per_block else GRID_STRIDE))
         args = "".join(f"{a}, " for _, a in extra)
-        self.w.line(f"{kname}<<<pysofie_cuda::blocks({count}), pysofie_cuda::kThreads, 0, stream>>>"
-                    f"(size_t({count}), {args}@ARGS@);")
+        grid = f"pysofie_cuda::grid_blocks({count})" if per_block else f"pysofie_cuda::blocks({count})"
+        self.w.line(f"{kname}<<<{grid}, pysofie_cuda::kThreads, 0, stream>>>(size_t({count}), {args}@ARGS@);")
 
 
 def coords(w: CodeWriter, dims: list[str], prefix: str = "i", flat: str = "i") -> list[str]:
@@ -133,10 +138,10 @@ class CudaEmitter(CppEmitter):
             decl.append("int* pysofie_err")
             args.append("fErr")
             pnames = [d.split()[-1] for d in decl]
-            for kname, body, extra in cx.kernels:
+            for kname, body, extra, header in cx.kernels:
                 kw = CodeWriter()
                 with kw.block(f"{KERNEL} {kname}(size_t pysofie_n, {', '.join(extra + decl)})"):
-                    with kw.block(GRID_STRIDE):
+                    with kw.block(header):
                         kw.line(body.rstrip("\n"))
                 funcs.append(kw.text())
             fw = CodeWriter()

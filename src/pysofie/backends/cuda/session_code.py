@@ -87,14 +87,15 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
             for name, _, dt in parts:
                 w.line(f"{name}.ptr = reinterpret_cast<{_vt(dt)}*>(fArena.get() + off_{name});")
         w.line()
-        w.line("// Throws if a kernel reported bad data (an index out of range) since the last check; synchronizes.")
+        w.line("// Throws if a kernel reported bad data (an index or a sequence length out of range) since the last")
+        w.line("// check; synchronizes.")
         with w.block("void check_errors()"):
             w.line(f"{chk}(cudaStreamSynchronize(fStream), \"running the model\");")
             w.line("int flag = 0;")
             w.line(f"{chk}(cudaMemcpy(&flag, fErr, sizeof(int), cudaMemcpyDeviceToHost), \"reading the error flag\");")
             with w.block("if (flag)"):
                 w.line(f"{chk}(cudaMemset(fErr, 0, sizeof(int)), \"cudaMemset\");")
-                w.line("throw std::out_of_range(\"an index (Gather) was out of range\");")
+                w.line("throw std::out_of_range(\"an index (Gather) or a length (sequence_lens) was out of range\");")
         w.line()
         # device infer
         params = em._infer_params(list(P))

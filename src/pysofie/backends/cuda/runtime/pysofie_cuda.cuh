@@ -68,6 +68,11 @@ inline unsigned blocks(size_t n) {
    return static_cast<unsigned>(std::min<size_t>(std::max<size_t>(b, 1), size_t(1) << 20));
 }
 
+// Blocks of a block-stride launch over n items (one block per item up to the grid's limit), never 0.
+inline unsigned grid_blocks(size_t n) {
+   return static_cast<unsigned>(std::min<size_t>(std::max<size_t>(n, 1), size_t(1) << 20));
+}
+
 // C = alpha * op(A) * op(B) + beta * C with row-major matrices: cuBLAS is column major, so this computes
 // C^T = op(B)^T op(A)^T.
 inline void sgemm(cublasHandle_t h, bool transA, bool transB, size_t M, size_t N, size_t K, float alpha,
