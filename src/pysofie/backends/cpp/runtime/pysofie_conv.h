@@ -332,20 +332,29 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
                long ystride, float* acc, Act act, const float* res) {
    const long ntile = (b1 - b0 + TP - 1) / TP;
    const long blk = ntile * TP * NC;
-   for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-      const long kn = std::min(KCHUNK, K - k0);
 #if defined(__AVX512F__)
-      for (long ib = ib0; ib < ib1; ib += NB) {
-         const float* wb = wp + (ib * K + k0) * NC;
-         float* ab = acc + (ib - ib0) * blk;
-         for (long t = 0; t < ntile; ++t) {
-            const float* xb[TP];
-            for (long j = 0; j < TP; ++j) xb[j] = xp + pos[std::min(b0 + t * TP + j, P - 1)];
-            if (ib + 1 < ib1) micro_avx512<TP, NB>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
-            else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
-         }
+   auto tiles = [&](long ib, long k0) {
+      const long kn = std::min(KCHUNK, K - k0);
+      const float* wb = wp + (ib * K + k0) * NC;
+      float* ab = acc + (ib - ib0) * blk;
+      for (long t = 0; t < ntile; ++t) {
+         const float* xb[TP];
+         for (long j = 0; j < TP; ++j) xb[j] = xp + pos[std::min(b0 + t * TP + j, P - 1)];
+         if (ib + 1 < ib1) micro_avx512<TP, NB>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
+         else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
+      }
+   };
+   // channel blocks outermost: each block's packed weights are read as one sequential stream (measured 6-7%
+   // faster than chunk-outer on 512-channel 7x7 layers, whose 9 MiB of weights come from L3; level elsewhere),
+   // while the band's input stays in L2
+   for (long ib = ib0; ib < ib1; ib += NB)
+      for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+         tiles(ib, k0);
+         if (K == 0) break;
       }
 #else
+   for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+      const long kn = std::min(KCHUNK, K - k0);
       for (long ib = ib0; ib < ib1; ++ib) {
          const float* wb = wp + (ib * K + k0) * NC;
          float* ab = acc + (ib - ib0) * blk;
@@ -355,9 +364,9 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
             micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
          }
       }
-#endif
       if (K == 0) break;
    }
+#endif
    const long m0 = ib0 * NC;
    store_band(acc, blk, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
               y + m0 * ystride, ystride, act, res ? res + m0 * ystride : nullptr);
