@@ -192,6 +192,9 @@ case("GRU-act-relu", "GRU", attrs={"activations": ["Sigmoid", "Relu"]}, h0=True)
 case("GRU-act-tanh-sigmoid", "GRU", attrs={"activations": ["Tanh", "Sigmoid"]}, h0=True)
 case("GRU-act-hardsigmoid", "GRU", direction="reverse",  # as in the CMS DeepJet GRUs
      attrs={"activations": ["HardSigmoid", "Tanh"], "activation_alpha": [0.2], "activation_beta": [0.5]})
+# hidden 13: the 8-lane tanh state update (AVX2 builds) and its scalar tail; tanh8 is within ~2e-7 of tanhf
+case("GRU-act-hardsigmoid-h13", "GRU", direction="reverse", S=7, B=2, I=5, H=13, h0=True,
+     attrs={"activations": ["HardSigmoid", "Tanh"], "activation_alpha": [0.2], "activation_beta": [0.5]})
 case("GRU-act-bidir", "GRU", direction="bidirectional",
      attrs={"activations": ["Sigmoid", "Tanh", "HardSigmoid", "Relu"], "activation_alpha": [0.3],
             "activation_beta": [0.4]})

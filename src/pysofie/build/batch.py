@@ -21,9 +21,11 @@ def _culprits(message: str, sources: dict[str, int]) -> list[int]:
 
 
 def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=None, chunk: int = 64,
-                 input_shapes=None, constant_inputs=None) -> list:
+                 input_shapes=None, constant_inputs=None, extra_flags=()) -> list:
     """InferenceSessions for `models` (paths, ModelProtos or Graphs), compiled together.
     constant_inputs: None, or a list aligned with `models` of {input name: array} (see InferenceSession).
+    extra_flags: compiler flags appended to pysofie's own (e.g. -mno-avx512f to build the AVX2 kernels on an
+    AVX-512 machine).
 
     Returns a list aligned with `models`: an InferenceSession, or the exception that model raised.
     """
@@ -36,10 +38,10 @@ def compile_many(models: list, *, weights: str = "dat", opt_level=None, native=N
                                            constant_inputs=constant_inputs[k] if constant_inputs else None))
         except Exception as e:  # reported per model
             generated.append(e)
-    return sessions_for(generated, opt_level=opt_level, native=native, chunk=chunk)
+    return sessions_for(generated, opt_level=opt_level, native=native, chunk=chunk, extra_flags=extra_flags)
 
 
-def sessions_for(generated: list, *, opt_level=None, native=None, chunk: int = 64) -> list:
+def sessions_for(generated: list, *, opt_level=None, native=None, chunk: int = 64, extra_flags=()) -> list:
     """InferenceSessions for generated models (GeneratedModels with distinct namespaces, or exceptions, which
     are passed through), compiled together in libraries of at most `chunk` models."""
     from ..session import InferenceSession
@@ -48,7 +50,7 @@ def sessions_for(generated: list, *, opt_level=None, native=None, chunk: int = 6
     def build(idx: list[int]) -> None:
         gms = [generated[i] for i in idx]
         try:
-            lib = build_library(gms, opt_level=opt_level, native=native)
+            lib = build_library(gms, opt_level=opt_level, native=native, extra_flags=extra_flags)
         except CompileError as e:
             if len(idx) == 1:
                 results[idx[0]] = e

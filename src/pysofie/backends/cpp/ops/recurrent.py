@@ -299,6 +299,27 @@ def gen_rnn(cx):
             L.final_state(d, Hs, 1)
 
 
+def _tanh_update_avx(cx, L, d: int, H: int, pre_a: str, pre_b: str) -> str:
+    """GRU state update h = (1 - z) hh + z h with hh = tanh(pre_a[j] + pre_b[j]) and z = g[j], 8 lanes at a time
+    (runtime/pysofie_vmath.h's tanh8) for float GRUs with the default Tanh and no clip; returns the first j left
+    to the scalar loop (a C++ expression). std::tanh per element was most of a small GRU's step."""
+    if L.T != "float" or L.op.clip is not None or L.acts[d][1].name != "Tanh" or H < 8:
+        return "0"
+    from .common import use_runtime_header
+    use_runtime_header(cx, "pysofie_vmath.h")
+    w = cx.w
+    w.line("size_t jv = 0;")
+    w.line("#if defined(__AVX2__) && defined(__FMA__)")
+    with w.block(f"for (; jv + 8 <= {H}; jv += 8)"):
+        w.line("const __m256 z = _mm256_loadu_ps(g + jv), hv = _mm256_loadu_ps(h + jv);")
+        w.line(f"const __m256 hh = pysofie_vm::tanh8(_mm256_add_ps(_mm256_loadu_ps({pre_a} + jv), "
+               f"_mm256_loadu_ps({pre_b} + jv)));")
+        w.line("_mm256_storeu_ps(h + jv, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), z), hh), "
+               "_mm256_mul_ps(z, hv)));")
+    w.line("#endif")
+    return "jv"
+
+
 @generates("GRU")
 def gen_gru(cx):
     L = _Layer(cx)
@@ -365,7 +386,8 @@ def gen_gru(cx):
                     def body_h():
                         row_ptrs()
                         w.line(f"const {T}* g = {Gt} + b * {GH};")
-                        with w.loop("j", H):
+                        j0 = _tanh_update_avx(cx, L, d, H, f"xw + {2 * H}", f"g + {2 * H}")
+                        with w.block(f"for (size_t j = {j0}; j < {H}; ++j)"):
                             w.line("const auto z = g[j];")
                             update(f"xw[{2 * H} + j] + g[{2 * H} + j]")
                         L.write_y(d, "h")

@@ -104,6 +104,51 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
 #endif
 }
 
+#if defined(__AVX512F__)
+#if defined(__clang__)
+#define PYSOFIE_CONV_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PYSOFIE_CONV_UNROLL _Pragma("GCC unroll 32")
+#else
+#define PYSOFIE_CONV_UNROLL
+#endif
+// AVX-512: NPOS output positions x 16 * NB output channels (NB consecutive packed panels, the second at w + ws),
+// one 16-lane vector per position and panel. t[b * ts + j * NC + c] (+)= sum_k w[b * ws + k * NC + c] *
+// xb[j][off[k]]; `first` starts from zero. Two panels at once halve the broadcasts per FMA of the 6 x 16 AVX2
+// kernel (32 vector registers hold the 12 accumulators, the weights and the broadcasts).
+template <int NPOS, int NB>
+PYSOFIE_CONV_NOINLINE void micro_avx512(long K, const float* __restrict w, long ws, const int32_t* __restrict off,
+                                        const float* const* xb, float* __restrict t, long ts, bool first) {
+   __m512 c[NPOS][NB];
+   const float* x[NPOS];
+   PYSOFIE_CONV_UNROLL
+   for (int j = 0; j < NPOS; ++j) x[j] = xb[j];
+   PYSOFIE_CONV_UNROLL
+   for (int j = 0; j < NPOS; ++j) {
+      PYSOFIE_CONV_UNROLL
+      for (int b = 0; b < NB; ++b) c[j][b] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + b * ts + j * NC);
+   }
+   const float* w1 = w + ws;
+   for (long k = 0; k < K; ++k, w += NC, w1 += NC) {
+      const long o = off[k];
+      __m512 wv[NB];
+      wv[0] = _mm512_loadu_ps(w);
+      if constexpr (NB > 1) wv[NB - 1] = _mm512_loadu_ps(w1);
+      PYSOFIE_CONV_UNROLL
+      for (int j = 0; j < NPOS; ++j) {
+         const __m512 a = _mm512_set1_ps(x[j][o]);
+         PYSOFIE_CONV_UNROLL
+         for (int b = 0; b < NB; ++b) c[j][b] = _mm512_fmadd_ps(a, wv[b], c[j][b]);
+      }
+   }
+   PYSOFIE_CONV_UNROLL
+   for (int j = 0; j < NPOS; ++j) {
+      PYSOFIE_CONV_UNROLL
+      for (int b = 0; b < NB; ++b) _mm512_storeu_ps(t + b * ts + j * NC, c[j][b]);
+   }
+}
+#endif
+
 // Fused activations of the kernels' epilogues: a scalar call, and (with AVX) one on 8 lanes.
 struct ActNone {
    float operator()(float v) const { return v; }
@@ -272,6 +317,9 @@ constexpr long BAND = 64 * NP;
 #define PYSOFIE_CONV_KCHUNK 192
 #endif
 constexpr long KCHUNK = PYSOFIE_CONV_KCHUNK;  // reduction indices per chunk: 16 x 192 packed weights = 12 KiB
+constexpr long TP = NP;  // output positions per tile of conv_band, with either kernel
+// AVX-512: output-channel blocks per micro-kernel call (two 16-channel panels at once)
+constexpr long NB = 2;
 
 // Floats of accumulator scratch that conv_indirect needs for Mp (padded) output channels.
 constexpr long acc_size(long P, long Mp) { return std::min(BAND, (P + NP - 1) / NP * NP) * Mp; }
@@ -282,12 +330,34 @@ template <class Act>
 void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos, const int32_t* yidx,
                const float* xp, long K, const int32_t* off, const float* wp, long M, const float* bias, float* y,
                long ystride, float* acc, Act act, const float* res) {
-   const long ntile = (b1 - b0 + NP - 1) / NP;
+   const long ntile = (b1 - b0 + TP - 1) / TP;
+   const long blk = ntile * TP * NC;
+#if defined(__AVX512F__)
+   auto tiles = [&](long ib, long k0) {
+      const long kn = std::min(KCHUNK, K - k0);
+      const float* wb = wp + (ib * K + k0) * NC;
+      float* ab = acc + (ib - ib0) * blk;
+      for (long t = 0; t < ntile; ++t) {
+         const float* xb[TP];
+         for (long j = 0; j < TP; ++j) xb[j] = xp + pos[std::min(b0 + t * TP + j, P - 1)];
+         if (ib + 1 < ib1) micro_avx512<TP, NB>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
+         else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
+      }
+   };
+   // channel blocks outermost: each block's packed weights are read as one sequential stream (measured 6-7%
+   // faster than chunk-outer on 512-channel 7x7 layers, whose 9 MiB of weights come from L3; level elsewhere),
+   // while the band's input stays in L2
+   for (long ib = ib0; ib < ib1; ib += NB)
+      for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+         tiles(ib, k0);
+         if (K == 0) break;
+      }
+#else
    for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
       const long kn = std::min(KCHUNK, K - k0);
       for (long ib = ib0; ib < ib1; ++ib) {
          const float* wb = wp + (ib * K + k0) * NC;
-         float* ab = acc + (ib - ib0) * ntile * NP * NC;
+         float* ab = acc + (ib - ib0) * blk;
          for (long t = 0; t < ntile; ++t) {
             const float* xb[NP];
             for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
@@ -296,8 +366,9 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
       }
       if (K == 0) break;
    }
+#endif
    const long m0 = ib0 * NC;
-   store_band(acc, ntile * NP * NC, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
+   store_band(acc, blk, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
               y + m0 * ystride, ystride, act, res ? res + m0 * ystride : nullptr);
 }
 
