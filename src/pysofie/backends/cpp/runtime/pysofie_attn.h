@@ -1,0 +1,210 @@
+// pysofie fused scaled-dot-product attention (passes/transformer.py FuseAttention): for every batch b, head h
+// and query row i,
+//    s[j] = scale * sum_e Q[b,h,i,e] K[b,h,j,e]        (j < T)
+//    s[j] = where / add masks, in the graph's order  (Where(cond, fill, s), s + mask)
+//    Y[b,h,i,:] = sum_j softmax(s)[j] V[b,h,j,:]
+// with Q, K, V and Y read / written through strides (batch, head, row; elements contiguous), so that the
+// Transposes an exporter writes around attention are folded into the kernel. Two phases on the Session's pool:
+// K of every (b, h) transposed into kt (D x Tp, zero padded to a multiple of 16 columns), then tasks of
+// (b, h, block of MB query rows): scores by a register-blocked product (AVX2/FMA, scalar fallback), the
+// softmax on the rows (vectorized exp), the probabilities times V into Y. Each task writes its own rows, in the
+// same order whatever the thread count.
+#ifndef PYSOFIE_ATTN_H
+#define PYSOFIE_ATTN_H
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+#ifndef PYSOFIE_THREADS_H  // generated files inline these before this header
+#include "pysofie_threads.h"
+#endif
+#ifndef PYSOFIE_VMATH_H
+#include "pysofie_vmath.h"
+#endif
+
+namespace pysofie_attn {
+
+constexpr long MB = 24;  // query rows per task
+
+struct Args {
+   long B, H, S, T, D, Dv;
+   float scale;
+   const float* q; long qb, qh, qi;
+   const float* k; long kb, kh, kj;
+   const float* v; long vb, vh, vj;
+   float* y; long yb, yh, yi;
+   const float* add; long ab, ah, ai, aj;   // additive mask (nullptr: none), strides 0 where broadcast
+   const bool* cond; long cb, ch, ci, cj;  // Where(cond, fill, s) (nullptr: none)
+   float fill;
+   bool where_first;                        // Where before the Add (else after)
+   float* kt;                               // B * H * D * padded(T) floats
+   float* sc;                               // B * H * S * padded(T) floats
+};
+
+inline long padded(long t) { return (t + 15) / 16 * 16; }
+
+// c[r * ldc + j] = sum_{e < K} a[r * lda + e] * b[e * ldb + j] for r < R, j < nc <= 16; b rows have 16 readable
+// floats when FULL, else nc (masked loads).
+template <int R, bool FULL>
+inline void mk16(long K, const float* __restrict a, long lda, const float* __restrict b, long ldb,
+                 float* __restrict c, long ldc, long nc) {
+#if defined(__AVX2__) && defined(__FMA__)
+   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+   const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nc)), lanes);
+   const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nc) - 8), lanes);
+   __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00, x30 = x00,
+          x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
+   for (long e = 0; e < K; ++e) {
+      const float* br = b + e * ldb;
+      const __m256 b0 = FULL ? _mm256_loadu_ps(br) : _mm256_maskload_ps(br, m0);
+      const __m256 b1 = FULL ? _mm256_loadu_ps(br + 8) : _mm256_maskload_ps(br + 8, m1);
+#define PA_FMA(r)                                                        \
+      if constexpr (R > r) {                                             \
+         const __m256 ar = _mm256_broadcast_ss(a + r * lda + e);         \
+         x##r##0 = _mm256_fmadd_ps(ar, b0, x##r##0);                     \
+         x##r##1 = _mm256_fmadd_ps(ar, b1, x##r##1);                     \
+      }
+      PA_FMA(0) PA_FMA(1) PA_FMA(2) PA_FMA(3) PA_FMA(4) PA_FMA(5)
+#undef PA_FMA
+   }
+#define PA_ST(r)                                                                          \
+   if constexpr (R > r) {                                                                 \
+      if (FULL) {                                                                         \
+         _mm256_storeu_ps(c + r * ldc, x##r##0);                                          \
+         _mm256_storeu_ps(c + r * ldc + 8, x##r##1);                                      \
+      } else {                                                                            \
+         _mm256_maskstore_ps(c + r * ldc, m0, x##r##0);                                   \
+         _mm256_maskstore_ps(c + r * ldc + 8, m1, x##r##1);                               \
+      }                                                                                   \
+   }
+   PA_ST(0) PA_ST(1) PA_ST(2) PA_ST(3) PA_ST(4) PA_ST(5)
+#undef PA_ST
+#else
+   for (long r = 0; r < R; ++r) {
+      float acc[16] = {0};
+      for (long e = 0; e < K; ++e) {
+         const float ar = a[r * lda + e];
+         const float* br = b + e * ldb;
+         for (long j = 0; j < nc; ++j) acc[j] += ar * br[j];
+      }
+      std::copy(acc, acc + nc, c + r * ldc);
+   }
+#endif
+}
+
+// C (m x n, row stride ldc) = A (m x K, row stride lda) * B (K x n, row stride ldb). b_padded: B's rows and C's
+// rows may be read / written up to the next multiple of 16 columns (kt and the score rows).
+inline void matmul(long m, long n, long K, const float* a, long lda, const float* b, long ldb, bool b_padded,
+                   float* c, long ldc) {
+   for (long j = 0; j < n; j += 16) {
+      const long nc = std::min(16L, n - j);
+      const bool full = nc == 16 || b_padded;
+      for (long i = 0; i < m; i += 6) {
+         const long r = std::min(6L, m - i);
+         const float* ai = a + i * lda;
+         float* ci = c + i * ldc + j;
+#define PA_CASE(RR)                                                                \
+   case RR:                                                                        \
+      if (full) mk16<RR, true>(K, ai, lda, b + j, ldb, ci, ldc, 16);               \
+      else mk16<RR, false>(K, ai, lda, b + j, ldb, ci, ldc, nc);                   \
+      break;
+         switch (r) {
+            PA_CASE(6) PA_CASE(5) PA_CASE(4) PA_CASE(3) PA_CASE(2) PA_CASE(1)
+            default: break;
+         }
+#undef PA_CASE
+      }
+   }
+}
+
+// row[j] = scale * row[j], the masks, then softmax over j < T (in place). A row whose values are all -inf
+// becomes NaN, as Softmax of such a row does.
+inline void softmax_row(const Args& p, float* row, long b, long h, long i) {
+   const long T = p.T;
+   const float* add = p.add ? p.add + b * p.ab + h * p.ah + i * p.ai : nullptr;
+   const bool* cond = p.cond ? p.cond + b * p.cb + h * p.ch + i * p.ci : nullptr;
+   long j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+   const __m256 sc = _mm256_set1_ps(p.scale);
+   if (p.aj == 1 || !add) {
+      if (!cond) {
+         for (; j + 8 <= T; j += 8) {
+            __m256 s = _mm256_mul_ps(_mm256_loadu_ps(row + j), sc);
+            if (add) s = _mm256_add_ps(s, _mm256_loadu_ps(add + j));
+            _mm256_storeu_ps(row + j, s);
+         }
+      }
+   }
+#endif
+   for (; j < T; ++j) {
+      float s = row[j] * p.scale;
+      const bool rep = cond && cond[j * p.cj];
+      if (p.where_first && rep) s = p.fill;
+      if (add) s += add[j * p.aj];
+      if (!p.where_first && rep) s = p.fill;
+      row[j] = s;
+   }
+   float mx = -std::numeric_limits<float>::infinity();
+   for (long t = 0; t < T; ++t) mx = std::max(mx, row[t]);  // NaN: ignored here, propagates through exp
+   float sum = 0.f;
+   j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+   {
+      const __m256 m = _mm256_set1_ps(mx);
+      __m256 acc = _mm256_setzero_ps();
+      for (; j + 8 <= T; j += 8) {
+         const __m256 e = pysofie_vm::exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), m));
+         _mm256_storeu_ps(row + j, e);
+         acc = _mm256_add_ps(acc, e);
+      }
+      alignas(32) float l[8];
+      _mm256_store_ps(l, acc);
+      sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+   }
+#endif
+   for (; j < T; ++j) {
+      const float e = std::exp(row[j] - mx);
+      row[j] = e;
+      sum += e;
+   }
+   const float inv = 1.f / sum;
+   for (long t = 0; t < T; ++t) row[t] *= inv;
+}
+
+inline void run(const Args& p, pysofie_par::Pool* pool) {
+   const long B = p.B, H = p.H, S = p.S, T = p.T, D = p.D, Dv = p.Dv, Tp = padded(p.T);
+   if (B <= 0 || H <= 0 || S <= 0) return;
+   auto par = [&](long n, auto&& f) {
+      if (pool) pool->run(n, [&](long t, int) { f(t); });
+      else for (long t = 0; t < n; ++t) f(t);
+   };
+   // K of each head transposed: kt[(bh * D + e) * Tp + j] = K[b, h, j, e]
+   par(B * H, [&](long bh) {
+      const long b = bh / H, h = bh % H;
+      const float* k = p.k + b * p.kb + h * p.kh;
+      float* kt = p.kt + bh * D * Tp;
+      for (long j0 = 0; j0 < T; j0 += 8) {
+         const long j1 = std::min(T, j0 + 8);
+         for (long e = 0; e < D; ++e)
+            for (long j = j0; j < j1; ++j) kt[e * Tp + j] = k[j * p.kj + e];
+      }
+      for (long e = 0; e < D; ++e) std::fill(kt + e * Tp + T, kt + (e + 1) * Tp, 0.f);
+   });
+   const long nblk = (S + MB - 1) / MB;
+   par(B * H * nblk, [&](long task) {
+      const long bh = task / nblk, i0 = task % nblk * MB, b = bh / H, h = bh % H;
+      const long m = std::min(MB, S - i0);
+      float* sc = p.sc + (bh * S + i0) * Tp;
+      matmul(m, T, D, p.q + b * p.qb + h * p.qh + i0 * p.qi, p.qi, p.kt + bh * D * Tp, Tp, true, sc, Tp);
+      for (long r = 0; r < m; ++r) softmax_row(p, sc + r * Tp, b, h, i0 + r);
+      matmul(m, Dv, T, sc, Tp, p.v + b * p.vb + h * p.vh, p.vj, false, p.y + b * p.yb + h * p.yh + i0 * p.yi,
+             p.yi);
+   });
+}
+
+}  // namespace pysofie_attn
+
+#endif  // PYSOFIE_ATTN_H
