@@ -482,8 +482,10 @@ def gen_fused_attention(cx):
             w.line(" ".join(f"{a}.{n} = static_cast<long>({s});" for n, s in zip(names, bs)))
     w.line(f"{a}.fill = {lit(float(op.fill), 'float')};")
     w.line(f"{a}.where_first = {'true' if int(op.where_first) else 'false'};")
-    Tp = d["T"] + 15
+    Tp = d["T"] + 15  # >= T rounded up to 16
+    Dvp = (d["Dv"] + 15) // 16 * 16
     bufs = _scratch_buffers(cx, [("kt", numel([d["B"], d["H"], d["D"], Tp]), DType.FLOAT),
-                                 ("sc", numel([d["B"], d["H"], d["S"], Tp]), DType.FLOAT)])
-    w.line(f"{a}.kt = {bufs['kt']}; {a}.sc = {bufs['sc']};")
+                                 ("sc", numel([d["B"], d["H"], d["S"], Tp]), DType.FLOAT),
+                                 ("vp", numel([d["B"], d["H"], d["T"], Dvp]), DType.FLOAT)])
+    w.line(f"{a}.kt = {bufs['kt']}; {a}.sc = {bufs['sc']}; {a}.vp = {bufs['vp']};")
     w.line(f"pysofie_attn::run({a}, &{cx.pool()});")
