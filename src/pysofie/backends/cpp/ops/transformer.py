@@ -437,3 +437,55 @@ def gen_linear_attention(cx):
                 es = _Elem(cx, cx.vout(1).dtype)
                 with w.loop("x", str(dk * dv)):
                     w.line(f"{cx.o(1)}[(b * nHkv + hk) * {dk * dv} + x] = {es.st('S[x]')};")
+
+
+@generates("PysofieAttention")
+def gen_fused_attention(cx):
+    """passes.transformer.FuseAttention's node: one call of runtime/pysofie_attn.h on the Session's pool."""
+    from .common import use_runtime_header
+    w, op, node = cx.w, cx.op, cx.node
+    d = op.dims(node)
+    dims = {k: cpp_dim(v) for k, v in d.items()}
+
+    def st(layout, rows, e):
+        """(batch, head, row) strides of a tensor laid out as `layout` with `rows` rows per head"""
+        H = dims["H"]
+        if layout == "bshd":
+            return f"{rows} * {H} * {e}", f"{e}", f"{H} * {e}"
+        return f"{H} * {rows} * {e}", f"{rows} * {e}", f"{e}"
+
+    use_runtime_header(cx, "pysofie_vmath.h")
+    use_runtime_header(cx, "pysofie_attn.h")
+    a = cx.unique("attn")
+    w.line(f"pysofie_attn::Args {a}{{}};")
+    for k in ("B", "H", "S", "T", "D", "Dv"):
+        w.line(f"{a}.{k} = static_cast<long>({dims[k]});")
+    w.line(f"{a}.scale = {lit(float(op.scale), 'float')};")
+    for name, idx, layout, rows, e in (("q", 0, op.q_layout, dims["S"], dims["D"]),
+                                       ("k", 1, op.k_layout, dims["T"], dims["D"]),
+                                       ("v", 2, op.v_layout, dims["T"], dims["Dv"])):
+        sb, sh, si = st(layout, rows, e)
+        w.line(f"{a}.{name} = {cx.i(idx)};")
+        w.line(f"{a}.{name}b = static_cast<long>({sb}); {a}.{name}h = static_cast<long>({sh}); "
+               f"{a}.{name}{'i' if name == 'q' else 'j'} = static_cast<long>({si});")
+    sb, sh, si = st(op.y_layout, dims["S"], dims["Dv"])
+    w.line(f"{a}.y = {cx.o(0)};")
+    w.line(f"{a}.yb = static_cast<long>({sb}); {a}.yh = static_cast<long>({sh}); {a}.yi = static_cast<long>({si});")
+    full = [d["B"], d["H"], d["S"], d["T"]]
+    for idx, ptr, names in ((3, "add", ("ab", "ah", "ai", "aj")), (4, "cond", ("cb", "ch", "ci", "cj"))):
+        if cx.has(idx):
+            v = cx.vin(idx)
+            shape = [1] * (4 - v.rank) + list(v.shape)
+            bs = broadcast_strides(shape, full)
+            bs = ["0" if (isinstance(shape[q], int) and shape[q] == 1) else bs[q] for q in range(4)]
+            w.line(f"{a}.{ptr} = {cx.i(idx)};")
+            w.line(" ".join(f"{a}.{n} = static_cast<long>({s});" for n, s in zip(names, bs)))
+    w.line(f"{a}.fill = {lit(float(op.fill), 'float')};")
+    w.line(f"{a}.where_first = {'true' if int(op.where_first) else 'false'};")
+    Tp = d["T"] + 15  # >= T rounded up to 16
+    Dvp = (d["Dv"] + 15) // 16 * 16
+    bufs = _scratch_buffers(cx, [("kt", numel([d["B"], d["H"], d["D"], Tp]), DType.FLOAT),
+                                 ("sc", numel([d["B"], d["H"], d["S"], Tp]), DType.FLOAT),
+                                 ("vp", numel([d["B"], d["H"], d["T"], Dvp]), DType.FLOAT)])
+    w.line(f"{a}.kt = {bufs['kt']}; {a}.sc = {bufs['sc']}; {a}.vp = {bufs['vp']};")
+    w.line(f"pysofie_attn::run({a}, &{cx.pool()});")

@@ -3,6 +3,8 @@
 - ``FuseGelu``: the elementwise chains of GELU, x * 0.5 * (1 + erf(x / sqrt 2)) and the tanh approximation
   0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))), in the orders torch.onnx.export writes them,
   become one Gelu node (approximate "none" / "tanh").
+- ``FuseAttention``: MatMul(Q, K^T), scale, Where / Add masks, Softmax and MatMul(., V) of every head, with the
+  Transposes around them, become one PysofieAttention node (runtime/pysofie_attn.h).
 - ``FuseDenseEpilogue``: a dense layer run by the packed matrix kernel (a MatMul of any rank, or a Gemm, by a
   constant matrix: passes/gemm_pack.py) takes the Add of a constant bias over its last axis, then a following
   activation (Relu, LeakyRelu, Sigmoid, Tanh, Gelu), into the kernel's store (``fused_act``); both nodes go.
@@ -223,4 +225,178 @@ class FuseDenseEpilogue(Pass):
         op = _clone_op(n.op)
         op.__dict__["fused_act"] = kind
         _replace(graph, [n, act], op, list(n.inputs), act.outputs[0], n.name)
+        return True
+
+
+# -- attention ----------------------------------------------------------------------------------------------
+def _attention_op_class():
+    from ..ops.base import Op
+
+    class FusedAttention(Op):
+        """Y = softmax(masks(scale * Q K^T)) V over the last two axes of each (batch, head), created by
+        FuseAttention. Layouts: "bshd" (batch, sequence, head, element: the tensor before an exporter's
+        Transpose) or "bhsd". Inputs: Q, K, V, additive mask (float, broadcast to (B, H, S, T)) or none, Where
+        condition (bool, broadcast likewise; true: the score becomes `fill`) or none."""
+        op_type = "PysofieAttention"
+        domain = "pysofie"
+        ATTRS = {"q_layout": "bhsd", "k_layout": "bhsd", "v_layout": "bhsd", "y_layout": "bhsd", "scale": 1.0,
+                 "fill": 0.0, "where_first": 1}
+        INPUTS = ("Q", "K", "V", "mask", "cond")
+        OUTPUTS = ("Y",)
+
+        def dims(self, node) -> dict:
+            q, k, v = (node.inputs[i].shape for i in range(3))
+            B, S, H, D = (q[0], q[1], q[2], q[3]) if self.q_layout == "bshd" else (q[0], q[2], q[1], q[3])
+            T = k[1] if self.k_layout == "bshd" else k[2]
+            Dv = v[3]
+            return dict(B=B, H=H, S=S, T=T, D=D, Dv=Dv)
+
+        def infer(self, node):
+            d = self.dims(node)
+            shape = (d["B"], d["S"], d["H"], d["Dv"]) if self.y_layout == "bshd" else \
+                (d["B"], d["H"], d["S"], d["Dv"])
+            return [(node.inputs[0].dtype, shape)]
+
+        def folds(self, node) -> bool:
+            return False
+
+    return FusedAttention
+
+
+_ATTN_CLS = None
+
+
+def attention_op(**attrs):
+    global _ATTN_CLS
+    if _ATTN_CLS is None:
+        _ATTN_CLS = _attention_op_class()
+    return _ATTN_CLS(**attrs)
+
+
+def _only_user(graph: Graph, v: Value):
+    if v is None or not _single_internal_use(graph, v):
+        return None
+    return v.uses[0][0] if isinstance(v.uses[0], tuple) else v.uses[0]
+
+
+def _is_f32(v: Value) -> bool:
+    from ..ir import DType
+    return v is not None and v.dtype is DType.FLOAT
+
+
+def _broadcasts(v: Value, full) -> bool:
+    """v's shape broadcasts (right-aligned, dims 1 or equal) to the 4-D `full` without growing it."""
+    if v.rank > 4:
+        return False
+    shape = [1] * (4 - v.rank) + list(v.shape)
+    return all((isinstance(a, int) and a == 1) or str(a) == str(b) for a, b in zip(shape, full))
+
+
+class FuseAttention(Pass):
+    """MatMul(Q, K^T) [* or / scalar] [Where(cond, fill, s)] [+ mask] -> Softmax(last axis) -> MatMul(., V), as
+    exporters write attention (4-D (batch, head, sequence, element) tensors), becomes one PysofieAttention node
+    run by runtime/pysofie_attn.h; Transposes that make the heads axis (perm 0,2,1,3 on Q, V and the output,
+    0,2,3,1 on K) are folded into its strides when nothing else reads their outputs."""
+    name = "fuse-attention"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for n in list(graph.nodes):
+            if n in graph.nodes and n.op_type == "Softmax":
+                changed |= self._fuse(graph, n)
+        return changed
+
+    @staticmethod
+    def _perm(node, perm) -> bool:
+        return node is not None and node.op_type == "Transpose" and list(node.op.perm or []) == list(perm)
+
+    def _fuse(self, graph: Graph, sm) -> bool:
+        x = sm.inputs[0]
+        if not _is_f32(x) or x.rank != 4 or not all(isinstance(d, int) for d in x.shape[1:]):
+            return False
+        axis, _ = sm.op.axis_for(sm)
+        if axis != 3:
+            return False
+        full = list(x.shape)
+        removed, add, cond, fill, scale, order = [sm], None, None, 0.0, 1.0, []
+        v = x
+        while True:  # back from the softmax's input to the product
+            p = v.producer
+            if p is None or not _single_internal_use(graph, v) or tuple(p.outputs[0].shape) != tuple(full):
+                return False
+            if p.op_type == "MatMul":
+                break
+            if p.op_type == "Add" and add is None and not order[-1:] == ["scale"]:
+                k = next((k for k in (0, 1) if p.inputs[k] is not v and tuple(p.inputs[1 - k].shape) == tuple(full)
+                          and p.inputs[1 - k].producer is not None), None)
+                if k is None or not _is_f32(p.inputs[k]) or not _broadcasts(p.inputs[k], full):
+                    return False
+                add, v = p.inputs[k], p.inputs[1 - k]
+                order.append("add")
+            elif p.op_type == "Where" and cond is None and not order[-1:] == ["scale"]:
+                c, f, s = p.inputs
+                from ..ir import DType
+                if c is None or c.dtype is not DType.BOOL or not _broadcasts(c, full) or _scalar(f) is None \
+                        or tuple(s.shape) != tuple(full):
+                    return False
+                cond, fill, v = c, _scalar(f), s
+                order.append("where")
+            elif p.op_type in ("Div", "Mul") and not order[-1:] == ["scale"] and "scale" not in order:
+                k = 1 if p.op_type == "Div" else next((k for k in (0, 1) if _scalar(p.inputs[k]) is not None), None)
+                if k is None or _scalar(p.inputs[k]) is None or _scalar(p.inputs[k]) == 0.0:
+                    return False
+                c = _scalar(p.inputs[k])
+                scale, v = (1.0 / c if p.op_type == "Div" else c), p.inputs[1 - k]
+                order.append("scale")
+            else:
+                return False
+            removed.append(p)
+        if order and "scale" in order and order[-1] != "scale":
+            return False  # the scale must come right after the product
+        mm1 = v.producer
+        qh, kt = mm1.inputs
+        mm2 = _only_user(graph, sm.outputs[0])
+        if mm2 is None or mm2.op_type != "MatMul" or mm2.inputs[0] is not sm.outputs[0]:
+            return False
+        vh = mm2.inputs[1]
+        if not all(_is_f32(t) and t.rank == 4 for t in (qh, kt, vh)):
+            return False
+        B, H, S, D = qh.shape
+        if str(kt.shape[0]) != str(B) or str(vh.shape[0]) != str(B) or kt.shape[1] != H or vh.shape[1] != H \
+                or kt.shape[2] != D or str(vh.shape[2]) != str(kt.shape[3]) or not isinstance(H, int) \
+                or not isinstance(D, int) or not isinstance(vh.shape[3], int):
+            return False
+        removed += [mm1, mm2]
+        attrs = dict(scale=float(scale), fill=float(fill), where_first=int("where" in order and (
+            "add" not in order or order.index("where") > order.index("add"))))  # order runs backwards
+        srcs = []
+        for t, name, perm in ((qh, "q", (0, 2, 1, 3)), (kt, "k", (0, 2, 3, 1)), (vh, "v", (0, 2, 1, 3))):
+            p = t.producer
+            if self._perm(p, perm) and _single_internal_use(graph, t):
+                srcs.append(p.inputs[0])
+                removed.append(p)
+                attrs[name + "_layout"] = "bshd"
+            elif name == "k" and self._perm(p, (0, 1, 3, 2)) and _single_internal_use(graph, t):
+                srcs.append(p.inputs[0])
+                removed.append(p)
+                attrs["k_layout"] = "bhsd"
+            elif name == "k":
+                return False  # K^T given as such: its elements are not contiguous along the head size
+            else:
+                srcs.append(t)
+                attrs[name + "_layout"] = "bhsd"
+        out = mm2.outputs[0]
+        tr = _only_user(graph, out)
+        if self._perm(tr, (0, 2, 1, 3)):
+            removed.append(tr)
+            out = tr.outputs[0]
+            attrs["y_layout"] = "bshd"
+        else:
+            attrs["y_layout"] = "bhsd"
+        last = max(graph.nodes.index(n) for n in removed)
+        after = graph.nodes[last + 1] if last + 1 < len(graph.nodes) else None
+        for n in removed:
+            graph.remove_node(n)
+        index = graph.nodes.index(after) if after is not None else None
+        graph.add_node(attention_op(**attrs), srcs + [add, cond], [out], sm.name, index=index)
         return True

@@ -1,0 +1,129 @@
+"""passes.transformer.FuseAttention and runtime/pysofie_attn.h against onnxruntime: attention as exporters write it
+(head Reshape + Transpose, MatMul(Q, K^T), scale, Where / Add masks in either order, Softmax, MatMul(., V), the
+Transpose back) at odd sizes (head sizes not multiples of 8 or 16, sequence lengths not multiples of 8), with 1, 2
+and 3 threads (bitwise equal: every task writes its own rows), and compiled without -march=native (the scalar
+fallback). Tolerance: rtol 1e-4, atol 1e-5 (float rounding of the products and of the vectorized exp).
+All models compile into one shared library."""
+import math
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pysofie.session import InferenceSession
+from tests.test_fusion import graph_model
+from tests.util import assert_close, ort, rand
+
+MODELS = {}  # id -> (model, feeds, fused: whether the PysofieAttention node must appear)
+
+
+def _shape(name, dims):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(dims, np.int64), name))
+
+
+def _scalar(name, v):
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.FLOAT, [], [v]))
+
+
+def attention(B, H, S, T, D, Dv, scale="div", masks=(), k_layout="bthd", out_transpose=True, seed=0,
+              fill=float("-inf")):
+    """An exporter-style attention graph; masks: sequence of "add" (constant (1, H, S, T)), "add-input" (input
+    (B, 1, 1, T)), "where" (constant bool (S, T): `fill`), applied in that order after the scale."""
+    rng = np.random.default_rng(seed)
+    feeds = {"q": rand(B, S, H * D, seed=seed + 1), "v": rand(B, T, H * Dv, seed=seed + 3)}
+    nodes = [_shape("sq", [B, S, H, D]), _shape("sv", [B, T, H, Dv]), _shape("sy", [B, S, H * Dv]),
+             helper.make_node("Reshape", ["q", "sq"], ["q4"]), helper.make_node("Reshape", ["v", "sv"], ["v4"]),
+             helper.make_node("Transpose", ["q4"], ["qh"], perm=[0, 2, 1, 3]),
+             helper.make_node("Transpose", ["v4"], ["vh"], perm=[0, 2, 1, 3])]
+    if k_layout == "bthd":
+        feeds["k"] = rand(B, T, H * D, seed=seed + 2)
+        nodes += [_shape("sk", [B, T, H, D]), helper.make_node("Reshape", ["k", "sk"], ["k4"]),
+                  helper.make_node("Transpose", ["k4"], ["kt"], perm=[0, 2, 3, 1])]
+    elif k_layout == "bhtd":
+        feeds["k"] = rand(B, H, T, D, seed=seed + 2)
+        nodes.append(helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]))
+    else:  # K^T as an input: not fused
+        feeds["kt"] = rand(B, H, D, T, seed=seed + 2)
+    nodes.append(helper.make_node("MatMul", ["qh", "kt"], ["s0"]))
+    inits = {}
+    cur = "s0"
+    if scale == "div":
+        nodes += [_scalar("c", math.sqrt(D)), helper.make_node("Div", [cur, "c"], ["s1"])]
+        cur = "s1"
+    elif scale == "mul":
+        nodes += [_scalar("c", 0.3), helper.make_node("Mul", ["c", cur], ["s1"])]
+        cur = "s1"
+    for k, m in enumerate(masks):
+        out = f"m{k}"
+        if m == "add":
+            inits["bias"] = rng.normal(0, 1, (1, H, S, T))
+            nodes.append(helper.make_node("Add", [cur, "bias"], [out]))
+        elif m == "add-input":
+            keep = np.ones((B, 1, 1, T), np.float32)
+            keep[:, :, :, T - 3:] = 0
+            feeds["mask"] = (1 - keep) * -10000.0
+            nodes.append(helper.make_node("Add", ["mask", cur], [out]))
+        else:
+            cond = ~np.tril(np.ones((S, T), bool), k=T - S)
+            nodes += [helper.make_node("Constant", [], ["cond"], value=numpy_helper.from_array(cond, "cond")),
+                      _scalar("ninf", fill), helper.make_node("Where", ["cond", "ninf", cur], [out])]
+        cur = out
+    nodes += [helper.make_node("Softmax", [cur], ["p"], axis=-1), helper.make_node("MatMul", ["p", "vh"], ["o"])]
+    if out_transpose:
+        nodes += [helper.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", ["ot", "sy"], ["y"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["o"], ["y"]))
+    return graph_model(nodes, feeds, inits, ["y"]), feeds
+
+
+def add(id_, fused=True, **kw):
+    MODELS[id_] = attention(**kw) + (fused,)
+
+
+add("bert-like", B=2, H=3, S=13, T=13, D=20, Dv=20, masks=("add-input",))
+add("causal-then-bias", B=1, H=2, S=17, T=17, D=24, Dv=12, masks=("where", "add"))
+add("finite-fill-then-bias", B=1, H=2, S=11, T=11, D=16, Dv=16, masks=("where", "add"), fill=-3.0, seed=13)
+add("bias-then-causal", B=1, H=2, S=9, T=21, D=16, Dv=40, scale="mul", masks=("add", "where"), seed=5,
+    fill=-5.0)
+add("no-scale-bias", B=1, H=4, S=32, T=32, D=64, Dv=64, scale=None, masks=("add",), seed=7)
+add("k-bhtd-no-out-transpose", B=2, H=1, S=5, T=40, D=8, Dv=33, k_layout="bhtd", out_transpose=False, seed=9)
+add("k-transposed-input", fused=False, B=1, H=2, S=7, T=7, D=8, Dv=8, k_layout="given", seed=11)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    from pysofie.build.batch import compile_many
+    ids = list(MODELS)
+    return dict(zip(ids, compile_many([MODELS[i][0] for i in ids])))
+
+
+@pytest.mark.parametrize("case", list(MODELS))
+def test_fused_attention(case, sessions):
+    model, feeds, fused = MODELS[case]
+    sess = sessions[case]
+    if isinstance(sess, Exception):
+        raise sess
+    ops = [n.op_type for n in sess._gm.emitter.graph.nodes]
+    if fused:
+        assert ops.count("PysofieAttention") == 1 and "Softmax" not in ops and "Transpose" not in ops, ops
+    else:
+        assert "PysofieAttention" not in ops and "Softmax" in ops, ops
+    expected = ort(model, feeds)
+    one = sess.run(None, feeds)
+    assert_close(one, expected, 1e-4, 1e-5, what=case)
+    lib = sess._native.lib._name
+    for n in (2, 3):
+        s = InferenceSession(None, _generated=sess._gm, _library=lib, intra_op_num_threads=n)
+        assert_close(s.run(None, feeds), one, 0, 0, what=f"{case}, {n} threads against 1")
+
+
+def test_portable_build():
+    """Compiled without -march=native: the scalar fallbacks of runtime/pysofie_attn.h."""
+    from pysofie.build.batch import compile_many
+    ids = ["causal-then-bias", "k-bhtd-no-out-transpose"]
+    for case, sess in zip(ids, compile_many([MODELS[i][0] for i in ids], native=False)):
+        if isinstance(sess, Exception):
+            raise sess
+        model, feeds, _ = MODELS[case]
+        assert_close(sess.run(None, feeds), ort(model, feeds), 1e-4, 1e-5, what=f"{case} (portable)")
