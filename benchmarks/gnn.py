@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import _cpu_name, cxx_flags, interleaved, ort_session, sgemm_gflops  # noqa: E402
+from common import cpu_name as _cpu_name, interleaved, isa as _isa  # noqa: E402
+from run import cxx_flags, ort_session, sgemm_gflops  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 SIZES = [(10, 20), (50, 100), (100, 400), (500, 2000), (1000, 4000), (5000, 20000)]
@@ -322,18 +323,6 @@ def main(argv=None) -> int:
         plot(rows, args.out + ".png", meta)
     print(f"wrote {args.out}.json, .md" + ("" if args.no_plot else ", .png"))
     return 0
-
-
-def _isa() -> list:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return sorted(have & {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile"})
-    except OSError:
-        pass
-    return []
 
 
 def markdown(meta, rows) -> str:

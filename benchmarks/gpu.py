@@ -34,7 +34,9 @@ import onnx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import _cpu_name, available_models, load_model, model_flops  # noqa: E402
+import common  # noqa: E402
+from common import cpu_name as _cpu_name, pyplot, write_json  # noqa: E402
+from run import available_models, load_model, model_flops  # noqa: E402
 
 BATCHES = [1, 16, 64, 256, 1024]
 CPU_LIMIT_S = 1.0  # CPU columns only where one call takes less than this
@@ -69,27 +71,8 @@ def feeds_for(model: onnx.ModelProto, batch: int, rng) -> dict:
 
 
 def interleaved(fns: dict, reps: int = 15, target_s: float = 0.02, budget_s: float = 3.0) -> dict:
-    """Median seconds per call of each function, repetitions alternating between them."""
-    for f in fns.values():
-        f()
-    inner, total = {}, 0.0
-    for k, f in fns.items():
-        t0 = time.perf_counter()
-        f()
-        one = max(time.perf_counter() - t0, 1e-7)
-        inner[k] = max(1, min(1000, int(target_s / one)))
-        total += one * inner[k]
-    reps = max(3, min(reps, int(budget_s / total)))
-    times = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(reps):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            f, n = fns[k], inner[k]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                f()
-            times[k].append((time.perf_counter() - t0) / n)
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds per call of each function, repetitions alternating between them (at least 3)."""
+    return common.interleaved(fns, reps, target_s, budget_s, min_reps=3, warmup=1)
 
 
 def _once(f) -> float:
@@ -245,8 +228,7 @@ def bench(args) -> list[dict]:
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.partial:  # a run cut short still leaves what it measured
-                with open(args.partial, "w") as f:
-                    json.dump({"meta": {"partial": True, "gpu": gpu_name()}, "rows": rows}, f, indent=1)
+                write_json(args.partial, {"meta": {"partial": True, "gpu": gpu_name()}, "rows": rows})
     return rows
 
 
@@ -272,11 +254,8 @@ def table(rows: list[dict]) -> str:
 
 
 def plots(rows: list[dict], out_dir: str) -> list[str]:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot(quiet=True)
+    if plt is None:
         return []
     peers = [p for p in ("ort_cuda", "ort_cpu", "cpu") if any(r.get(p) and best_cuda(r) for r in rows)]
     written = []
@@ -337,12 +316,9 @@ def main(argv=None) -> int:
     meta = {"gpu": gpu_name(), "cpu": _cpu_name(), "machine": platform.machine(), "nvcc": nvcc,
             "ort_cuda": ort_cuda_available(), "dry_run": args.dry_run,
             "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    with open(os.path.join(args.out, f"{tag}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
     md = (f"# pysofie CUDA benchmark\n\nGPU: {meta['gpu']}; CPU: {meta['cpu']}; {nvcc}; onnxruntime CUDA EP: "
           f"{'yes' if meta['ort_cuda'] else 'not installed'}; {meta['time']}\n\n{table(rows)}\n")
-    with open(os.path.join(args.out, f"{tag}.md"), "w") as f:
-        f.write(md)
+    common.write_results(os.path.join(args.out, tag), {"meta": meta, "rows": rows}, md)
     print(md)
     if not args.dry_run:
         for p in plots(rows, args.out):

@@ -25,12 +25,8 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -38,6 +34,9 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import interleaved, pyplot, run_meta, write_results  # noqa: E402
+
 RESULTS = os.path.join(HERE, "results")
 NCOL = 8
 COLS = [f"x{k}" for k in range(NCOL)]
@@ -107,22 +106,6 @@ double Loop(const float* x, std::size_t n, float* y) {
 }
 }
 """
-
-
-def interleaved(fns: dict, reps: int) -> tuple[dict, dict]:
-    """Median wall and process CPU seconds of each function; repetitions alternate between the functions."""
-    for f in fns.values():  # warm up (first event loops, page cache)
-        f()
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(reps):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fns[k]()
-            cpu[k].append(time.process_time() - c0)
-            wall[k].append(time.perf_counter() - t0)
-    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def main(argv=None) -> int:
@@ -210,7 +193,7 @@ def main(argv=None) -> int:
             got = fns[k]()
             if not np.isclose(got, expected, rtol=1e-4):
                 raise SystemExit(f"{mname} {k}: sum of outputs {got} != {expected}")
-        wall, cpu = interleaved(fns, args.reps)
+        wall, cpu = interleaved(fns, args.reps, target_s=0, budget_s=None, warmup=1, cpu_time=True)
         threads(1)
         # The targets use process CPU time of the 1-slot runs: on a shared machine wall time mostly measures the
         # other processes (both are recorded; 2-slot throughput needs wall time and a quiet machine)
@@ -228,16 +211,10 @@ def main(argv=None) -> int:
               flush=True)
         print(f"   (define - noop) / loop per event = {row['overhead_ratio']:.2f} (target <= 1.25); "
               f"asnumpy time / define time = {row['define_vs_asnumpy']:.2f} (> 1: the event loop wins)", flush=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpu": _cpu_name(),
-            "machine": platform.machine(), "isa": _isa(), "python": platform.python_version(),
-            "root": ROOT.gROOT.GetVersion(), "pysofie": pysofie.__version__, "events": args.events,
-            "reps": args.reps, "load_average": os.getloadavg(), "cores": os.cpu_count(), "command": " ".join(["python", "benchmarks/rdf.py", *(argv or sys.argv[1:])])}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"meta": meta, "models": rows}, f, indent=1)
+    meta = run_meta("benchmarks/rdf.py", argv, root=ROOT.gROOT.GetVersion(), pysofie=pysofie.__version__,
+                    events=args.events, reps=args.reps)
     md = table(rows, meta)
-    with open(args.out + ".md", "w") as f:
-        f.write(md)
+    write_results(args.out, {"meta": meta, "models": rows}, md)
     print("\n" + md)
     if not args.no_plot:
         plot(rows, args.out + ".png")
@@ -272,12 +249,8 @@ def table(rows, meta) -> str:
 
 
 def plot(rows, path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib not installed: no chart)")
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(9, 4.8))
     w = 0.8 / len(rows)
@@ -293,26 +266,6 @@ def plot(rows, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _isa() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((ln for ln in f if ln.startswith("flags")), "").split()
-        return " ".join(x for x in ("sse4_2", "avx", "avx2", "fma", "avx512f") if x in flags)
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":

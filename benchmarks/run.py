@@ -25,7 +25,6 @@ import glob  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -36,6 +35,7 @@ import onnx  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from common import cpu_name as _cpu_name, interleaved, isa as _isa  # noqa: E402,F401
 ROOTBENCH = os.environ.get("PYSOFIE_ROOTBENCH") or os.path.join(
     os.path.dirname(os.path.dirname(HERE)), "shared", "models", "rootbench")
 RESULTS = os.path.join(HERE, "results")
@@ -274,34 +274,6 @@ def cpp_time(gm, workdir: str, reps: int) -> dict:
 
 
 # -- Python-level timing -------------------------------------------------------------------------------
-def interleaved(fns: dict, reps: int, target_s: float = 0.02, budget_s: float = 8.0) -> dict:
-    """Median seconds per call of each function; repetitions alternate between the functions. Slow models
-    get fewer repetitions (at least 5) so that one model takes about budget_s at most."""
-    for f in fns.values():
-        f()
-        f()
-    inner = {}
-    total = 0.0
-    for k, f in fns.items():
-        t0 = time.perf_counter()
-        f()
-        one = max(time.perf_counter() - t0, 1e-7)
-        inner[k] = max(1, min(1000, int(target_s / one)))
-        total += one * inner[k]
-    reps = max(5, min(reps, int(budget_s / total)))
-    times = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(reps):
-        order = keys if r % 2 == 0 else keys[::-1]
-        for k in order:
-            f, n = fns[k], inner[k]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                f()
-            times[k].append((time.perf_counter() - t0) / n)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def ort_session(model):
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -503,31 +475,6 @@ def main(argv=None) -> int:
         plot(rows, args.out + ".png")
     print(f"\nwrote {args.out}.json, {args.out}.md" + ("" if args.no_plot else f", {args.out}.png"))
     return 0
-
-
-def _isa() -> list[str]:
-    """The vector instruction sets of this CPU that matter for the kernels."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [x for x in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
-                            if x in have]
-    except OSError:
-        pass
-    return []
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

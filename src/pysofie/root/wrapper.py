@@ -2,8 +2,9 @@
 
 compiled mode: a thin ``<namespace>::Session`` with the generated API (constructor, both ``infer`` forms) whose
 members call the C entry points of the g++-built library (backends/cpp/capi.py), so cling compiles only this
-wrapper and the model runs at the speed of pysofie's own build. The entry points serialize calls to one session
-(a mutex), so a Session must not be shared across threads for speed: the RDataFrame functor keeps one per slot.
+wrapper and the model runs at the speed of pysofie's own build. Like the generated Session, one Session runs one
+``infer`` at a time (it calls the library's unlocked entry point): give each thread its own, as the RDataFrame
+functor does (one per slot).
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def compiled_wrapper(gm: GeneratedModel, default_weights: str) -> str:
          "#include <tuple>", "#include <utility>", "#include <vector>", "",
          'extern "C" {',
          f"void* {p}_create(const char* weight_file, const int64_t* sizes, char* err, size_t errlen);",
-         f"int {p}_run(void* session, const int64_t* sizes, const void* const* ins, void* const* outs, char* err, "
-         "size_t errlen);",
+         f"int {p}_run_unlocked(void* session, const int64_t* sizes, const void* const* ins, void* const* outs, "
+         "char* err, size_t errlen);",
          f"void {p}_destroy(void* session);",
          "}", "",
          f"namespace {gm.namespace} {{",
@@ -57,7 +58,7 @@ def compiled_wrapper(gm: GeneratedModel, default_weights: str) -> str:
           f"      const void* const in[] = {{{', '.join(n for _, n in ins) or 'nullptr'}}};",
           f"      void* const out[] = {{{', '.join(n for _, n in outs) or 'nullptr'}}};",
           "      char err[512];",
-          f"      if ({p}_run(fHandle, sizes, in, out, err, sizeof(err)) != 0)",
+          f"      if ({p}_run_unlocked(fHandle, sizes, in, out, err, sizeof(err)) != 0)",
           f"         throw std::runtime_error(std::string(\"{gm.name}: \") + err);",
           "   }"]
     # the allocating form, as the generated header has it
