@@ -287,16 +287,16 @@ class TopK(Op):
 
 @register()
 class Range(Op):
+    """start, limit and delta known at generation time (possibly size expressions: arange(seq)) give a length
+    known then; any of them computed at run time from data (Range(0, ReduceMax(x), 1)) gives a run-time size
+    with no bound before the run: the generated code computes it first and grows the buffers."""
     INPUTS = ("start", "limit", "delta")
     OUTPUTS = ("output",)
 
-    def check(self, node):
-        late = [v.name for k, v in enumerate(node.inputs)
-                if v.const is None and (v.sym is None or k == 2)]  # start and limit may be size expressions
-        if late:
-            return [f"{node.describe()}: input '{late[0]}' (start, limit and delta decide the output size) "
-                    "must be known at generation time"]
-        return []
+    @staticmethod
+    def at_run_time(node) -> bool:
+        """Whether the length is decided at run time: an input is data, or delta is a size expression."""
+        return any(v.const is None and (v.sym is None or k == 2) for k, v in enumerate(node.inputs))
 
     def bounds(self, node):
         """(start, limit, delta) as dims/numbers; start and limit may be symbolic (arange(seq))."""
@@ -312,6 +312,8 @@ class Range(Op):
         return l - s if d > 0 else s - l
 
     def guards(self, node):
+        if self.at_run_time(node):
+            return []
         s, l, _ = self.bounds(node)
         span = self._span(node) if isinstance(s, Sym) or isinstance(l, Sym) else 0
         if isinstance(span, Sym) and not nonneg(span):  # an empty range would be a zero-size tensor
@@ -319,9 +321,15 @@ class Range(Op):
         return []
 
     def runtime_inputs(self, node):
-        return []  # start, limit and delta are known at generation time (a symbolic size is a size parameter)
+        # the inputs computed from data; constants and size expressions are written into the code
+        return [k for k, v in enumerate(node.inputs) if v.const is None and v.sym is None]
+
+    def runtime_sizes(self, node):
+        return {runtime_symbol(node): None} if self.at_run_time(node) else {}
 
     def infer(self, node):  # reached only when folding failed
+        if self.at_run_time(node):
+            return [(node.inputs[0].dtype, (Sym.var(runtime_symbol(node)),))]
         s, l, d = self.bounds(node)
         if isinstance(s, Sym) or isinstance(l, Sym):
             if not isinstance(d, int) or d == 0:

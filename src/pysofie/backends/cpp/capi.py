@@ -60,6 +60,7 @@ def input_specs(em) -> list[tuple]:
 
 HELPERS = """\
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <mutex>
 #include <string>
@@ -364,6 +365,62 @@ def _run_error_returns(w) -> None:
     w.line("return 1;")
 
 
+def _grown_outputs(em) -> list[int]:
+    """Indices of the outputs whose size has no bound before the run (std::vector in the caller-buffer infer)."""
+    if not getattr(em, "rt_sizes", None):
+        return []
+    return [k for k in range(len(em.graph.outputs)) if em.grown_output(k)]
+
+
+def _grown_entries(w: CodeWriter, m: GeneratedModel, holder: str, args: list[str]) -> None:
+    """Entry points of a model with outputs sized by the run: ``{p}_run_grown`` runs the model into outs (the
+    other outputs, sized by their bounds) and new vectors (those outputs), sets the run-time sizes, and returns
+    the vectors' data pointers and a handle owning them, which ``{p}_free_grown`` frees once the caller copied
+    them. ``{p}_run`` (fixed buffers only) reports that it cannot serve such a model."""
+    from .names import c_string
+    em = m.emitter
+    g = em.graph
+    p = symbol_prefix(m)
+    grown = _grown_outputs(em)
+    struct = f"{p}_grown"
+    with w.block(f"struct {struct}", close="};"):
+        for k in grown:
+            w.line(f"std::vector<{_vt(g.outputs[k].dtype)}> out{k};")
+    with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
+                 "void* const* outs, char* err, size_t errlen)"):
+        w.line("(void)session; (void)sizes; (void)ins; (void)outs;")
+        msg = c_string(f"model '{m.name}' has outputs whose size only the run decides: call {p}_run_grown")
+        w.line(f"set_error(err, errlen, {msg});")
+        w.line("return 1;")
+    with w.block(f"PYSOFIE_API int {p}_run_grown(void* session, const int64_t* sizes, const void* const* ins, "
+                 "void* const* outs, int64_t* rt, void** handle, void** data, char* err, size_t errlen)"):
+        w.line("(void)sizes; (void)ins; (void)outs;")
+        with w.block("try"):
+            w.line(f"auto* h = static_cast<{holder}*>(session);")
+            w.line(f"auto res = std::make_unique<{struct}>();")
+            call = list(args)
+            nparams = len(args) - len(g.outputs)
+            for k in grown:
+                call[nparams + k] = f"res->out{k}"
+            with w.block(""):
+                w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                w.line(f"h->session.infer({', '.join(call)});")
+                w.line("const std::vector<size_t> v = h->session.last_sizes();")
+                w.line("for (size_t k = 0; k < v.size(); ++k) rt[k] = static_cast<int64_t>(v[k]);")
+            for k in grown:
+                w.line(f"data[{k}] = res->out{k}.data();")
+            w.line("*handle = res.release();")
+            w.line("return 0;")
+        _run_error_returns(w)
+    with w.block(f"PYSOFIE_API void {p}_free_grown(void* handle)"):
+        w.line(f"delete static_cast<{struct}*>(handle);")
+
+
+def _vt(dt) -> str:
+    from .emitter import _vt as vt
+    return vt(dt)
+
+
 def wrapper_source(models: list[GeneratedModel]) -> str:
     w = CodeWriter()
     w.line("// C entry points for pysofie's Python runtime (generated).")
@@ -397,23 +454,26 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
             with w.block("catch (...)"):
                 w.line('set_error(err, errlen, "unknown C++ exception");')
             w.line("return nullptr;")
-        with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
-                     "void* const* outs, char* err, size_t errlen)"):
-            w.line("(void)sizes; (void)ins; (void)outs;")
-            with w.block("try"):
-                args = list(sizes)
-                args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
-                args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
-                w.line(f"auto* h = static_cast<{holder}*>(session);")
-                w.line("std::lock_guard<std::mutex> lock(h->mutex);")
-                w.line(f"h->session.infer({', '.join(args)});")
-                w.line("return 0;")
-            _run_error_returns(w)
+        args = list(sizes)
+        args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
+        args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
+        if _grown_outputs(em):
+            _grown_entries(w, m, holder, args)  # {p}_run_grown; {p}_run and {p}_run_rt refuse
+        else:
+            with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
+                         "void* const* outs, char* err, size_t errlen)"):
+                w.line("(void)sizes; (void)ins; (void)outs;")
+                with w.block("try"):
+                    w.line(f"auto* h = static_cast<{holder}*>(session);")
+                    w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                    w.line(f"h->session.infer({', '.join(args)});")
+                    w.line("return 0;")
+                _run_error_returns(w)
         with w.block(f"PYSOFIE_API void {p}_set_threads(void* session, int n)"):
             w.line(f"auto* h = static_cast<{holder}*>(session);")
             w.line("std::lock_guard<std::mutex> lock(h->mutex);")
             w.line("h->session.set_num_threads(n);")
-        if getattr(em, "rt_sizes", None):  # run, then the sizes the data decided (under the same lock)
+        if getattr(em, "rt_sizes", None) and not _grown_outputs(em):  # run, then the sizes the data decided
             with w.block(f"PYSOFIE_API int {p}_run_rt(void* session, const int64_t* sizes, const void* const* ins, "
                          "void* const* outs, int64_t* rt, char* err, size_t errlen)"):
                 w.line("(void)sizes; (void)ins; (void)outs;")

@@ -549,6 +549,9 @@ def resize_taps(cx, a, n_in, n_out, scale: float) -> None:
 
 @generates("Range")
 def gen_range(cx):
+    if cx.op.at_run_time(cx.node):  # bounds computed from data: a run-time size without a bound
+        from .dynamic import range_runtime
+        return range_runtime(cx)
     # start/limit known at generation time, possibly symbolic (arange(seq)): the length is a size expression
     start, _limit, delta = cx.op.bounds(cx.node)
     T = cx.vout(0).dtype.ctype
