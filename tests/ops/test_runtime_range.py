@@ -142,6 +142,21 @@ def test_matches_onnxruntime_at_several_sizes(sessions, name):
         assert 0 in lengths and len(lengths) >= 3  # the cases do exercise size 0 and growth
 
 
+@pytest.mark.parametrize("name", ["range_of_max", "range_nonzero_expand"])
+def test_fast_and_checked_paths_agree(sessions, name):
+    """The C hot path (run_fast, arrays resized or filled after the run) and the checked ctypes path (taken for a
+    feed of lists) return the same arrays."""
+    s = sessions[name]
+    assert s._fast is not None
+    for k in range(5):
+        feed = _feeds(name, k)
+        fast = s.run(None, feed)
+        checked = s.run(None, {n: a.tolist() for n, a in feed.items()})
+        for a, b in zip(fast, checked):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+
+
 def test_range_was_not_specialized(sessions):
     """The length is a run-time size of one compiled library, not a constant of code generated per value."""
     s = sessions["range_inputs_double"]

@@ -15,7 +15,7 @@ Several models can share one shared library (batch compilation); each gets its o
 """
 from __future__ import annotations
 
-from ...ir.shapes import Sym, shape_symbols
+from ...ir.shapes import Sym, numel, shape_symbols
 from . import GeneratedModel
 from .writer import CodeWriter
 
@@ -59,6 +59,7 @@ def input_specs(em) -> list[tuple]:
 
 
 HELPERS = """\
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <stdexcept>
@@ -260,6 +261,32 @@ PyObject* finish(const Runner& r, PyArrayObject** ins, size_t nin, PyObject** ou
    for (size_t k = 0; k < nout; ++k) PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), outs[k]);
    return list;
 }
+// Output k of `list` gets its true shape `dims` after a run with sizes the data decided: an array allocated for
+// the bound is resized (the data lies contiguous at its start), or, when `grown` is given, a new array is filled
+// from that vector. false (the list released, a Python error set) on failure.
+inline bool true_shape(const Runner& r, PyObject* list, Py_ssize_t k, npy_intp* dims, int rank, const void* grown) {
+   PyObject* a = nullptr;
+   if (grown) {
+      Py_INCREF(r.out_types[k]);  // stolen by the constructor
+      a = PyArray_NewFromDescr(&PyArray_Type, r.out_types[k], rank, dims, nullptr, nullptr, 0, nullptr);
+      if (a) {
+         const size_t n = static_cast<size_t>(PyArray_NBYTES(reinterpret_cast<PyArrayObject*>(a)));
+         if (n) std::memcpy(PyArray_DATA(reinterpret_cast<PyArrayObject*>(a)), grown, n);
+         PyObject* placeholder = PyList_GET_ITEM(list, k);
+         PyList_SET_ITEM(list, k, a);
+         Py_DECREF(placeholder);
+      }
+   } else {
+      PyArray_Dims shape = {dims, rank};
+      a = PyArray_Resize(reinterpret_cast<PyArrayObject*>(PyList_GET_ITEM(list, k)), &shape, 0, NPY_CORDER);
+      Py_XDECREF(a);  // None
+   }
+   if (!a) {
+      Py_DECREF(list);
+      return false;
+   }
+   return true;
+}
 }  // namespace pysofie_py
 #endif
 """
@@ -271,14 +298,15 @@ def source_name(model: GeneratedModel) -> str:
 
 
 def _size_expr(d, index: dict) -> str | None:
-    """C expression of an output dim over the size array `sz`, or None if it uses an unknown symbol."""
+    """C expression (npy_intp) of an output dim: `index` maps each symbol to its C value (sz[k] for a size
+    parameter, rtv[j] for a run-time size); None if it uses another symbol (or a compound factor)."""
     if not isinstance(d, Sym):
         return str(int(d))
     parts = []
     for mono, coef in d.terms.items():
         if any(s not in index for s in mono):
             return None
-        factors = [f"sz[{index[s]}]" for s in mono]
+        factors = [index[s] for s in mono]
         parts.append("*".join(factors if coef == 1 and factors else [f"npy_intp({coef})"] + factors))
     return " + ".join(parts) or "0"
 
@@ -291,8 +319,21 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
     p = symbol_prefix(m)
     P = list(em.params)
     index = {s: k for k, s in enumerate(P)}
-    out_dims = [[_size_expr(d, index) for d in v.shape] for v in g.outputs]
-    if any(e is None for dims in out_dims for e in dims):
+    csz = {s: f"sz[{k}]" for k, s in enumerate(P)}
+    rts = list(getattr(em, "rt_sizes", {}))  # sizes the data decides: outputs get their true shapes after the run
+    true_dims = [[_size_expr(d, {**csz, **{r: f"npy_intp(rtv[{j}])" for j, r in enumerate(rts)}}) for d in v.shape]
+                 for v in g.outputs]
+    grown = set(_grown_outputs(em))
+    later = [k for k, v in enumerate(g.outputs) if shape_symbols(v.shape) & set(rts)]  # shaped after the run
+    out_dims = []
+    for k, v in enumerate(g.outputs):
+        if k in grown:  # a placeholder, replaced by an array copied from the run's vector
+            out_dims.append(["0"])
+        elif k in later:  # the bound, as one axis; resized to the true shape after the run
+            out_dims.append([_size_expr(em.bounded(numel(v.shape)), csz)])
+        else:
+            out_dims.append([_size_expr(d, csz) for d in v.shape])
+    if any(e is None for dims in out_dims + true_dims for e in dims):
         return
     nin, nout = len(g.inputs), len(g.outputs)
     w.line("#ifdef PYSOFIE_PYTHON")
@@ -329,7 +370,7 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
                 w.line("}")
             for k, dims in enumerate(out_dims):
                 w.line(f"npy_intp od{k}[{max(1, len(dims))}] = {{{', '.join(dims) or '0'}}};")
-            out_ranks = ", ".join(str(len(v.shape)) for v in g.outputs) or "0"
+            out_ranks = ", ".join(str(len(d)) for d in out_dims) or "0"
             w.line(f"static const int out_ranks[{max(1, nout)}] = {{{out_ranks}}};")
             w.line(f"npy_intp* odims[{max(1, nout)}] = {{{', '.join(f'od{k}' for k in range(nout)) or 'nullptr'}}};")
             w.line(f"PyObject* out[{max(1, nout)}] = {{}};")
@@ -337,13 +378,31 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
             w.line("if (made == 0) Py_RETURN_NONE;")
             w.line("if (made < 0) return nullptr;")
             w.line(f"auto* h = static_cast<pysofie_capi::Holder<{m.namespace}::Session>*>(r->holder);")
-            with w.block(f"return pysofie_py::finish(*r, in, {nin}, out, {nout}, [&]", close="});"):
+            for k in sorted(grown):
+                w.line(f"std::vector<{_vt(g.outputs[k].dtype)}> grown{k};")
+            if rts:
+                w.line(f"size_t rtv[{len(rts)}] = {{}};")
+            ret = "PyObject* list = " if later else "return "
+            with w.block(f"{ret}pysofie_py::finish(*r, in, {nin}, out, {nout}, [&]", close="});"):
                 args = [f"static_cast<size_t>(sz[{k}])" for k in range(len(P))]
                 args += [f"static_cast<const {v.dtype.ctype}*>(PyArray_DATA(in[{k}]))" for k, v in enumerate(g.inputs)]
-                args += [f"static_cast<{v.dtype.ctype}*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(out[{k}])))"
+                args += [f"grown{k}" if k in grown else
+                         f"static_cast<{v.dtype.ctype}*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(out[{k}])))"
                          for k, v in enumerate(g.outputs)]
                 w.line("std::lock_guard<std::mutex> lock(h->mutex);")
                 w.line(f"h->session.infer({', '.join(args)});")
+                if rts:
+                    w.line("const std::vector<size_t> v = h->session.last_sizes();")
+                    w.line("for (size_t j = 0; j < v.size(); ++j) rtv[j] = v[j];")
+            if later:
+                w.line("if (!list) return nullptr;")
+                for k in later:
+                    dims = true_dims[k]
+                    with w.block(""):
+                        w.line(f"npy_intp d[{len(dims)}] = {{{', '.join(dims)}}};")
+                        w.line(f"if (!pysofie_py::true_shape(*r, list, {k}, d, {len(dims)}, "
+                               f"{f'grown{k}.data()' if k in grown else 'nullptr'})) return nullptr;")
+                w.line("return list;")
         w.line(f'PyMethodDef {p}_def = {{"run_fast", {p}_fast, METH_O, '
                '"run_fast(feed) -> list of outputs, or None when the feed needs the full check"};')
     with w.block(f"PYSOFIE_API PyObject* {p}_py_runner(void* holder, PyObject* names, PyObject* in_types, "
