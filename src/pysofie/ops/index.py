@@ -650,7 +650,7 @@ class Resize(Op):
         elif node.input(sc_idx) is not None and numel(node.input(sc_idx).shape) != 0:
             scales = [float(s) for s in np.asarray(self.const_input(node, sc_idx, "scales")).reshape(-1)]
         if sc_idx == 2 and node.input(3) is not None and numel(node.input(3).shape) != 0:
-            sizes = _ints(self.const_input(node, 3, "sizes"))
+            sizes = self.shape_input(node, 3, "sizes")  # ints, or size expressions (Shape(x) * 2)
         if scales is None and sizes is None:
             raise self.fail(node, "neither scales nor sizes is given")
         full_scale = [1.0] * r
@@ -658,8 +658,17 @@ class Resize(Op):
         if sizes is not None:
             if len(sizes) != len(axes):
                 raise self.fail(node, f"{len(sizes)} sizes for {len(axes)} axes")
-            _static(node, self, [x.shape[a] for a in axes], "resized dimension")
-            if self.keep_aspect_ratio_policy == "stretch":
+            if any(isinstance(d, Sym) for a, d in zip(axes, sizes)) or \
+                    any(isinstance(x.shape[a], Sym) for a in axes):
+                # a symbolic extent or size: the axis' scale (None) is n_out / n_in, computed at run time
+                if self.keep_aspect_ratio_policy != "stretch":
+                    raise self.fail(node, f"keep_aspect_ratio_policy '{self.keep_aspect_ratio_policy}' needs sizes "
+                                          "and resized dimensions known at generation time")
+                for a, d in zip(axes, sizes):
+                    if not dims_equal(d, x.shape[a]):
+                        self._check_symbolic_mode(node, x.shape[a])
+                        full_scale[a], out[a] = None, d
+            elif self.keep_aspect_ratio_policy == "stretch":
                 for a, s in zip(axes, sizes):
                     full_scale[a] = s / x.shape[a]
                     out[a] = s
@@ -695,16 +704,18 @@ class Resize(Op):
         _s, _roi, out = self._scales_sizes(node)
         return [(node.inputs[0].dtype, tuple(out))]
 
-    # a symbolic axis is sampled by positions and weights computed at run time (backends: resize_taps)
-    SYMBOLIC_MODES = ("nearest", "linear", "bilinear")
+    # a symbolic axis is sampled by positions and weights computed at run time (backends: resize_taps), in every
+    # mode and coordinate transformation
+    SYMBOLIC_MODES = ("nearest", "linear", "bilinear", "cubic")
+
+    def _check_symbolic_mode(self, node, n):
+        if self.mode not in self.SYMBOLIC_MODES:
+            raise self.fail(node, f"resizing the symbolic dimension {n} needs mode nearest, linear or cubic")
 
     def _symbolic_size(self, node, n, scale: float):
         """floor(n * scale) for a symbolic n: exact for a scale that is a ratio of small integers."""
         from fractions import Fraction
-        if self.mode not in self.SYMBOLIC_MODES or self.coordinate_transformation_mode == "tf_crop_and_resize" \
-                or self.exclude_outside:
-            raise self.fail(node, f"resizing the symbolic dimension {n} needs mode nearest or linear without "
-                                  "tf_crop_and_resize or exclude_outside")
+        self._check_symbolic_mode(node, n)
         f = Fraction(scale).limit_denominator(1024)
         if float(f) != scale or f <= 0:
             raise self.fail(node, f"scale {scale} of the symbolic dimension {n} is not a ratio of small integers")
