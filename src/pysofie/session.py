@@ -500,26 +500,47 @@ class InferenceSession:
 
     def _run_rt(self, arrays, sizes) -> list[np.ndarray]:
         """Runs a model with sizes the data decides: outputs are allocated for their upper bounds, written with
-        their true (contiguous) shapes, and returned as views of that length."""
+        their true (contiguous) shapes, and returned as views of that length. Outputs whose size has no bound
+        before the run (a Range over computed values) come back in vectors the C side allocates; they are copied
+        into arrays of their true shapes and freed."""
         from .ir.shapes import numel
         em = self._gm.emitter
         senv = dict(zip(self._params, sizes))
         bufs = []
-        for v in self._out_vals:
+        for k, v in enumerate(self._out_vals):
+            if self._native.run_grown is not None and em.grown_output(k):
+                bufs.append(None)
+                continue
             n = em.bounded(numel(v.shape))
             n = n.evaluate(senv) if isinstance(n, Sym) else int(n)
             bufs.append(np.empty(max(0, n), v.dtype.np))
         c_sizes = (ctypes.c_int64 * max(1, len(sizes)))(*sizes)
         ins = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
-        out_ptrs = (ctypes.c_void_p * max(1, len(bufs)))(*[b.ctypes.data for b in bufs])
+        out_ptrs = (ctypes.c_void_p * max(1, len(bufs)))(*[0 if b is None else b.ctypes.data for b in bufs])
         rt = (ctypes.c_int64 * len(self._rt))()
         err = ctypes.create_string_buffer(1024)
-        self._raise_on(self._native.run_rt(self._handle, c_sizes, ins, out_ptrs, rt, err, len(err)), err)
-        senv.update(zip(self._rt, (int(x) for x in rt)))
-        outs = []
-        for v, b in zip(self._out_vals, bufs):
-            shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
-            outs.append(b[:int(np.prod(shape, dtype=np.int64))].reshape(shape))
+        if self._native.run_grown is None:
+            self._raise_on(self._native.run_rt(self._handle, c_sizes, ins, out_ptrs, rt, err, len(err)), err)
+            handle = None
+        else:
+            handle, data = ctypes.c_void_p(), (ctypes.c_void_p * max(1, len(bufs)))()
+            self._raise_on(self._native.run_grown(self._handle, c_sizes, ins, out_ptrs, rt, ctypes.byref(handle),
+                                                  data, err, len(err)), err)
+        try:
+            senv.update(zip(self._rt, (int(x) for x in rt)))
+            outs = []
+            for k, (v, b) in enumerate(zip(self._out_vals, bufs)):
+                shape = tuple(d.evaluate(senv) if isinstance(d, Sym) else d for d in v.shape)
+                if b is None:
+                    a = np.empty(shape, v.dtype.np)
+                    if a.nbytes:
+                        ctypes.memmove(a.ctypes.data, data[k], a.nbytes)
+                    outs.append(a)
+                else:
+                    outs.append(b[:int(np.prod(shape, dtype=np.int64))].reshape(shape))
+        finally:
+            if handle is not None and handle.value:
+                self._native.free_grown(handle)
         return outs
 
     def _fast_inputs(self, feed):

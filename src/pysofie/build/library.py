@@ -150,7 +150,19 @@ class NativeModel:
             self.py_runner.restype = ctypes.py_object
             self.py_runner.argtypes = [ctypes.c_void_p] + [ctypes.py_object] * 5
         self.run_rt = None  # models with sizes decided by the data at run time (see capi.py)
-        if getattr(model.emitter, "rt_sizes", None):
+        self.run_grown = self.free_grown = None  # ... and outputs sized by the run, with no bound before it
+        from ..backends.cpp.capi import _grown_outputs
+        if _grown_outputs(model.emitter):
+            self.run_grown = getattr(lib, f"{p}_run_grown")
+            self.run_grown.restype = ctypes.c_int
+            self.run_grown.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
+                                       ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
+                                       ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),
+                                       ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+            self.free_grown = getattr(lib, f"{p}_free_grown")
+            self.free_grown.restype = None
+            self.free_grown.argtypes = [ctypes.c_void_p]
+        elif getattr(model.emitter, "rt_sizes", None):
             self.run_rt = getattr(lib, f"{p}_run_rt")
             self.run_rt.restype = ctypes.c_int
             self.run_rt.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p),

@@ -287,16 +287,16 @@ class TopK(Op):
 
 @register()
 class Range(Op):
+    """start, limit and delta known at generation time (possibly size expressions: arange(seq)) give a length
+    known then; any of them computed at run time from data (Range(0, ReduceMax(x), 1)) gives a run-time size
+    with no bound before the run: the generated code computes it first and grows the buffers."""
     INPUTS = ("start", "limit", "delta")
     OUTPUTS = ("output",)
 
-    def check(self, node):
-        late = [v.name for k, v in enumerate(node.inputs)
-                if v.const is None and (v.sym is None or k == 2)]  # start and limit may be size expressions
-        if late:
-            return [f"{node.describe()}: input '{late[0]}' (start, limit and delta decide the output size) "
-                    "must be known at generation time"]
-        return []
+    @staticmethod
+    def at_run_time(node) -> bool:
+        """Whether the length is decided at run time: an input is data, or delta is a size expression."""
+        return any(v.const is None and (v.sym is None or k == 2) for k, v in enumerate(node.inputs))
 
     def bounds(self, node):
         """(start, limit, delta) as dims/numbers; start and limit may be symbolic (arange(seq))."""
@@ -312,6 +312,8 @@ class Range(Op):
         return l - s if d > 0 else s - l
 
     def guards(self, node):
+        if self.at_run_time(node):
+            return []
         s, l, _ = self.bounds(node)
         span = self._span(node) if isinstance(s, Sym) or isinstance(l, Sym) else 0
         if isinstance(span, Sym) and not nonneg(span):  # an empty range would be a zero-size tensor
@@ -319,9 +321,15 @@ class Range(Op):
         return []
 
     def runtime_inputs(self, node):
-        return []  # start, limit and delta are known at generation time (a symbolic size is a size parameter)
+        # the inputs computed from data; constants and size expressions are written into the code
+        return [k for k, v in enumerate(node.inputs) if v.const is None and v.sym is None]
+
+    def runtime_sizes(self, node):
+        return {runtime_symbol(node): None} if self.at_run_time(node) else {}
 
     def infer(self, node):  # reached only when folding failed
+        if self.at_run_time(node):
+            return [(node.inputs[0].dtype, (Sym.var(runtime_symbol(node)),))]
         s, l, d = self.bounds(node)
         if isinstance(s, Sym) or isinstance(l, Sym):
             if not isinstance(d, int) or d == 0:
@@ -642,7 +650,7 @@ class Resize(Op):
         elif node.input(sc_idx) is not None and numel(node.input(sc_idx).shape) != 0:
             scales = [float(s) for s in np.asarray(self.const_input(node, sc_idx, "scales")).reshape(-1)]
         if sc_idx == 2 and node.input(3) is not None and numel(node.input(3).shape) != 0:
-            sizes = _ints(self.const_input(node, 3, "sizes"))
+            sizes = self.shape_input(node, 3, "sizes")  # ints, or size expressions (Shape(x) * 2)
         if scales is None and sizes is None:
             raise self.fail(node, "neither scales nor sizes is given")
         full_scale = [1.0] * r
@@ -650,8 +658,17 @@ class Resize(Op):
         if sizes is not None:
             if len(sizes) != len(axes):
                 raise self.fail(node, f"{len(sizes)} sizes for {len(axes)} axes")
-            _static(node, self, [x.shape[a] for a in axes], "resized dimension")
-            if self.keep_aspect_ratio_policy == "stretch":
+            if any(isinstance(d, Sym) for a, d in zip(axes, sizes)) or \
+                    any(isinstance(x.shape[a], Sym) for a in axes):
+                # a symbolic extent or size: the axis' scale (None) is n_out / n_in, computed at run time
+                if self.keep_aspect_ratio_policy != "stretch":
+                    raise self.fail(node, f"keep_aspect_ratio_policy '{self.keep_aspect_ratio_policy}' needs sizes "
+                                          "and resized dimensions known at generation time")
+                for a, d in zip(axes, sizes):
+                    if not dims_equal(d, x.shape[a]):
+                        self._check_symbolic_mode(node, x.shape[a])
+                        full_scale[a], out[a] = None, d
+            elif self.keep_aspect_ratio_policy == "stretch":
                 for a, s in zip(axes, sizes):
                     full_scale[a] = s / x.shape[a]
                     out[a] = s
@@ -687,16 +704,18 @@ class Resize(Op):
         _s, _roi, out = self._scales_sizes(node)
         return [(node.inputs[0].dtype, tuple(out))]
 
-    # a symbolic axis is sampled by positions and weights computed at run time (backends: resize_taps)
-    SYMBOLIC_MODES = ("nearest", "linear", "bilinear")
+    # a symbolic axis is sampled by positions and weights computed at run time (backends: resize_taps), in every
+    # mode and coordinate transformation
+    SYMBOLIC_MODES = ("nearest", "linear", "bilinear", "cubic")
+
+    def _check_symbolic_mode(self, node, n):
+        if self.mode not in self.SYMBOLIC_MODES:
+            raise self.fail(node, f"resizing the symbolic dimension {n} needs mode nearest, linear or cubic")
 
     def _symbolic_size(self, node, n, scale: float):
         """floor(n * scale) for a symbolic n: exact for a scale that is a ratio of small integers."""
         from fractions import Fraction
-        if self.mode not in self.SYMBOLIC_MODES or self.coordinate_transformation_mode == "tf_crop_and_resize" \
-                or self.exclude_outside:
-            raise self.fail(node, f"resizing the symbolic dimension {n} needs mode nearest or linear without "
-                                  "tf_crop_and_resize or exclude_outside")
+        self._check_symbolic_mode(node, n)
         f = Fraction(scale).limit_denominator(1024)
         if float(f) != scale or f <= 0:
             raise self.fail(node, f"scale {scale} of the symbolic dimension {n} is not a ratio of small integers")

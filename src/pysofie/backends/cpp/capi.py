@@ -15,7 +15,7 @@ Several models can share one shared library (batch compilation); each gets its o
 """
 from __future__ import annotations
 
-from ...ir.shapes import Sym, shape_symbols
+from ...ir.shapes import Sym, numel, shape_symbols
 from . import GeneratedModel
 from .writer import CodeWriter
 
@@ -59,7 +59,9 @@ def input_specs(em) -> list[tuple]:
 
 
 HELPERS = """\
+#include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <mutex>
 #include <string>
@@ -259,6 +261,32 @@ PyObject* finish(const Runner& r, PyArrayObject** ins, size_t nin, PyObject** ou
    for (size_t k = 0; k < nout; ++k) PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), outs[k]);
    return list;
 }
+// Output k of `list` gets its true shape `dims` after a run with sizes the data decided: an array allocated for
+// the bound is resized (the data lies contiguous at its start), or, when `grown` is given, a new array is filled
+// from that vector. false (the list released, a Python error set) on failure.
+inline bool true_shape(const Runner& r, PyObject* list, Py_ssize_t k, npy_intp* dims, int rank, const void* grown) {
+   PyObject* a = nullptr;
+   if (grown) {
+      Py_INCREF(r.out_types[k]);  // stolen by the constructor
+      a = PyArray_NewFromDescr(&PyArray_Type, r.out_types[k], rank, dims, nullptr, nullptr, 0, nullptr);
+      if (a) {
+         const size_t n = static_cast<size_t>(PyArray_NBYTES(reinterpret_cast<PyArrayObject*>(a)));
+         if (n) std::memcpy(PyArray_DATA(reinterpret_cast<PyArrayObject*>(a)), grown, n);
+         PyObject* placeholder = PyList_GET_ITEM(list, k);
+         PyList_SET_ITEM(list, k, a);
+         Py_DECREF(placeholder);
+      }
+   } else {
+      PyArray_Dims shape = {dims, rank};
+      a = PyArray_Resize(reinterpret_cast<PyArrayObject*>(PyList_GET_ITEM(list, k)), &shape, 0, NPY_CORDER);
+      Py_XDECREF(a);  // None
+   }
+   if (!a) {
+      Py_DECREF(list);
+      return false;
+   }
+   return true;
+}
 }  // namespace pysofie_py
 #endif
 """
@@ -270,14 +298,15 @@ def source_name(model: GeneratedModel) -> str:
 
 
 def _size_expr(d, index: dict) -> str | None:
-    """C expression of an output dim over the size array `sz`, or None if it uses an unknown symbol."""
+    """C expression (npy_intp) of an output dim: `index` maps each symbol to its C value (sz[k] for a size
+    parameter, rtv[j] for a run-time size); None if it uses another symbol (or a compound factor)."""
     if not isinstance(d, Sym):
         return str(int(d))
     parts = []
     for mono, coef in d.terms.items():
         if any(s not in index for s in mono):
             return None
-        factors = [f"sz[{index[s]}]" for s in mono]
+        factors = [index[s] for s in mono]
         parts.append("*".join(factors if coef == 1 and factors else [f"npy_intp({coef})"] + factors))
     return " + ".join(parts) or "0"
 
@@ -290,8 +319,21 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
     p = symbol_prefix(m)
     P = list(em.params)
     index = {s: k for k, s in enumerate(P)}
-    out_dims = [[_size_expr(d, index) for d in v.shape] for v in g.outputs]
-    if any(e is None for dims in out_dims for e in dims):
+    csz = {s: f"sz[{k}]" for k, s in enumerate(P)}
+    rts = list(getattr(em, "rt_sizes", {}))  # sizes the data decides: outputs get their true shapes after the run
+    true_dims = [[_size_expr(d, {**csz, **{r: f"npy_intp(rtv[{j}])" for j, r in enumerate(rts)}}) for d in v.shape]
+                 for v in g.outputs]
+    grown = set(_grown_outputs(em))
+    later = [k for k, v in enumerate(g.outputs) if shape_symbols(v.shape) & set(rts)]  # shaped after the run
+    out_dims = []
+    for k, v in enumerate(g.outputs):
+        if k in grown:  # a placeholder, replaced by an array copied from the run's vector
+            out_dims.append(["0"])
+        elif k in later:  # the bound, as one axis; resized to the true shape after the run
+            out_dims.append([_size_expr(em.bounded(numel(v.shape)), csz)])
+        else:
+            out_dims.append([_size_expr(d, csz) for d in v.shape])
+    if any(e is None for dims in out_dims + true_dims for e in dims):
         return
     nin, nout = len(g.inputs), len(g.outputs)
     w.line("#ifdef PYSOFIE_PYTHON")
@@ -328,7 +370,7 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
                 w.line("}")
             for k, dims in enumerate(out_dims):
                 w.line(f"npy_intp od{k}[{max(1, len(dims))}] = {{{', '.join(dims) or '0'}}};")
-            out_ranks = ", ".join(str(len(v.shape)) for v in g.outputs) or "0"
+            out_ranks = ", ".join(str(len(d)) for d in out_dims) or "0"
             w.line(f"static const int out_ranks[{max(1, nout)}] = {{{out_ranks}}};")
             w.line(f"npy_intp* odims[{max(1, nout)}] = {{{', '.join(f'od{k}' for k in range(nout)) or 'nullptr'}}};")
             w.line(f"PyObject* out[{max(1, nout)}] = {{}};")
@@ -336,13 +378,31 @@ def _fast_entry(w: CodeWriter, m: GeneratedModel) -> None:
             w.line("if (made == 0) Py_RETURN_NONE;")
             w.line("if (made < 0) return nullptr;")
             w.line(f"auto* h = static_cast<pysofie_capi::Holder<{m.namespace}::Session>*>(r->holder);")
-            with w.block(f"return pysofie_py::finish(*r, in, {nin}, out, {nout}, [&]", close="});"):
+            for k in sorted(grown):
+                w.line(f"std::vector<{_vt(g.outputs[k].dtype)}> grown{k};")
+            if rts:
+                w.line(f"size_t rtv[{len(rts)}] = {{}};")
+            ret = "PyObject* list = " if later else "return "
+            with w.block(f"{ret}pysofie_py::finish(*r, in, {nin}, out, {nout}, [&]", close="});"):
                 args = [f"static_cast<size_t>(sz[{k}])" for k in range(len(P))]
                 args += [f"static_cast<const {v.dtype.ctype}*>(PyArray_DATA(in[{k}]))" for k, v in enumerate(g.inputs)]
-                args += [f"static_cast<{v.dtype.ctype}*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(out[{k}])))"
+                args += [f"grown{k}" if k in grown else
+                         f"static_cast<{v.dtype.ctype}*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(out[{k}])))"
                          for k, v in enumerate(g.outputs)]
                 w.line("std::lock_guard<std::mutex> lock(h->mutex);")
                 w.line(f"h->session.infer({', '.join(args)});")
+                if rts:
+                    w.line("const std::vector<size_t> v = h->session.last_sizes();")
+                    w.line("for (size_t j = 0; j < v.size(); ++j) rtv[j] = v[j];")
+            if later:
+                w.line("if (!list) return nullptr;")
+                for k in later:
+                    dims = true_dims[k]
+                    with w.block(""):
+                        w.line(f"npy_intp d[{len(dims)}] = {{{', '.join(dims)}}};")
+                        w.line(f"if (!pysofie_py::true_shape(*r, list, {k}, d, {len(dims)}, "
+                               f"{f'grown{k}.data()' if k in grown else 'nullptr'})) return nullptr;")
+                w.line("return list;")
         w.line(f'PyMethodDef {p}_def = {{"run_fast", {p}_fast, METH_O, '
                '"run_fast(feed) -> list of outputs, or None when the feed needs the full check"};')
     with w.block(f"PYSOFIE_API PyObject* {p}_py_runner(void* holder, PyObject* names, PyObject* in_types, "
@@ -362,6 +422,63 @@ def _run_error_returns(w) -> None:
     with w.block("catch (...)"):
         w.line('set_error(err, errlen, "unknown C++ exception");')
     w.line("return 1;")
+
+
+def _grown_outputs(em) -> list[int]:
+    """Indices of the outputs whose size has no bound before the run (std::vector in the caller-buffer infer)."""
+    if not getattr(em, "rt_sizes", None):
+        return []
+    return [k for k in range(len(em.graph.outputs)) if em.grown_output(k)]
+
+
+def _grown_entries(w: CodeWriter, m: GeneratedModel, holder: str, args: list[str]) -> None:
+    """Entry points of a model with outputs sized by the run: ``{p}_run_grown`` runs the model into outs (the
+    other outputs, sized by their bounds) and new vectors (those outputs), sets the run-time sizes, and returns
+    the vectors' data pointers and a handle owning them, which ``{p}_free_grown`` frees once the caller copied
+    them. ``{p}_run`` (fixed buffers only) reports that it cannot serve such a model."""
+    from .names import c_string
+    em = m.emitter
+    g = em.graph
+    p = symbol_prefix(m)
+    grown = _grown_outputs(em)
+    struct = f"{p}_grown"
+    with w.block(f"struct {struct}", close="};"):
+        for k in grown:
+            w.line(f"std::vector<{_vt(g.outputs[k].dtype)}> out{k};")
+    msg = c_string(f"model '{m.name}' has outputs whose size only the run decides: call {p}_run_grown")
+    for entry in ("run", "run_unlocked"):
+        with w.block(f"PYSOFIE_API int {p}_{entry}(void* session, const int64_t* sizes, const void* const* ins, "
+                     "void* const* outs, char* err, size_t errlen)"):
+            w.line("(void)session; (void)sizes; (void)ins; (void)outs;")
+            w.line(f"set_error(err, errlen, {msg});")
+            w.line("return 1;")
+    with w.block(f"PYSOFIE_API int {p}_run_grown(void* session, const int64_t* sizes, const void* const* ins, "
+                 "void* const* outs, int64_t* rt, void** handle, void** data, char* err, size_t errlen)"):
+        w.line("(void)sizes; (void)ins; (void)outs;")
+        with w.block("try"):
+            w.line(f"auto* h = static_cast<{holder}*>(session);")
+            w.line(f"auto res = std::make_unique<{struct}>();")
+            call = list(args)
+            nparams = len(args) - len(g.outputs)
+            for k in grown:
+                call[nparams + k] = f"res->out{k}"
+            with w.block(""):
+                w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                w.line(f"h->session.infer({', '.join(call)});")
+                w.line("const std::vector<size_t> v = h->session.last_sizes();")
+                w.line("for (size_t k = 0; k < v.size(); ++k) rt[k] = static_cast<int64_t>(v[k]);")
+            for k in grown:
+                w.line(f"data[{k}] = res->out{k}.data();")
+            w.line("*handle = res.release();")
+            w.line("return 0;")
+        _run_error_returns(w)
+    with w.block(f"PYSOFIE_API void {p}_free_grown(void* handle)"):
+        w.line(f"delete static_cast<{struct}*>(handle);")
+
+
+def _vt(dt) -> str:
+    from .emitter import _vt as vt
+    return vt(dt)
 
 
 def wrapper_source(models: list[GeneratedModel]) -> str:
@@ -397,33 +514,36 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
             with w.block("catch (...)"):
                 w.line('set_error(err, errlen, "unknown C++ exception");')
             w.line("return nullptr;")
-        with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
-                     "void* const* outs, char* err, size_t errlen)"):
-            w.line("(void)sizes; (void)ins; (void)outs;")
-            with w.block("try"):
-                args = list(sizes)
-                args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
-                args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
-                w.line(f"auto* h = static_cast<{holder}*>(session);")
-                w.line("std::lock_guard<std::mutex> lock(h->mutex);")
-                w.line(f"h->session.infer({', '.join(args)});")
-                w.line("return 0;")
-            _run_error_returns(w)
-        # the same without the mutex, for callers that give each thread its own session (pysofie.root's Session
-        # wrapper in cling, used one thread at a time like the generated Session): a locked atomic per event
-        # costs little in a tight loop but stalls on the stores of whatever ran before (an RDataFrame event loop)
-        with w.block(f"PYSOFIE_API int {p}_run_unlocked(void* session, const int64_t* sizes, const void* const* ins, "
-                     "void* const* outs, char* err, size_t errlen)"):
-            w.line("(void)sizes; (void)ins; (void)outs;")
-            with w.block("try"):
-                w.line(f"static_cast<{holder}*>(session)->session.infer({', '.join(args)});")
-                w.line("return 0;")
-            _run_error_returns(w)
+        args = list(sizes)
+        args += [f"static_cast<const {v.dtype.ctype}*>(ins[{k}])" for k, v in enumerate(g.inputs)]
+        args += [f"static_cast<{v.dtype.ctype}*>(outs[{k}])" for k, v in enumerate(g.outputs)]
+        if _grown_outputs(em):
+            _grown_entries(w, m, holder, args)  # {p}_run_grown; {p}_run, {p}_run_unlocked and {p}_run_rt refuse
+        else:
+            with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
+                         "void* const* outs, char* err, size_t errlen)"):
+                w.line("(void)sizes; (void)ins; (void)outs;")
+                with w.block("try"):
+                    w.line(f"auto* h = static_cast<{holder}*>(session);")
+                    w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                    w.line(f"h->session.infer({', '.join(args)});")
+                    w.line("return 0;")
+                _run_error_returns(w)
+            # the same without the mutex, for callers that give each thread its own session (pysofie.root's Session
+            # wrapper in cling, used one thread at a time like the generated Session): a locked atomic per event
+            # costs little in a tight loop but stalls on the stores of whatever ran before (an RDataFrame event loop)
+            with w.block(f"PYSOFIE_API int {p}_run_unlocked(void* session, const int64_t* sizes, "
+                         "const void* const* ins, void* const* outs, char* err, size_t errlen)"):
+                w.line("(void)sizes; (void)ins; (void)outs;")
+                with w.block("try"):
+                    w.line(f"static_cast<{holder}*>(session)->session.infer({', '.join(args)});")
+                    w.line("return 0;")
+                _run_error_returns(w)
         with w.block(f"PYSOFIE_API void {p}_set_threads(void* session, int n)"):
             w.line(f"auto* h = static_cast<{holder}*>(session);")
             w.line("std::lock_guard<std::mutex> lock(h->mutex);")
             w.line("h->session.set_num_threads(n);")
-        if getattr(em, "rt_sizes", None):  # run, then the sizes the data decided (under the same lock)
+        if getattr(em, "rt_sizes", None) and not _grown_outputs(em):  # run, then the sizes the data decided
             with w.block(f"PYSOFIE_API int {p}_run_rt(void* session, const int64_t* sizes, const void* const* ins, "
                          "void* const* outs, int64_t* rt, char* err, size_t errlen)"):
                 w.line("(void)sizes; (void)ins; (void)outs;")

@@ -66,6 +66,7 @@ class NodeContext:
         self._scratch: list[tuple[str, DType, Dim]] = []
         self._thread_scratch: list[tuple[str, DType, Dim]] = []
         self._pool: Optional[str] = None
+        self.size_w: Optional[CodeWriter] = None  # the size phase of a node deciding an unbounded size
         runtime = set(node.op.runtime_inputs(node))
         spec = list(node.op.INPUTS)
         # a size parameter named like a spec name (B, X) stays apart
@@ -143,6 +144,14 @@ class NodeContext:
             self._pool = self._names.unique("pool")
         return self._pool
 
+    def size_writer(self) -> CodeWriter:
+        """The body of the node's size phase: a function run before the node that sets the run-time size(s) the
+        node decides without a bound (Op.runtime_sizes gives None), from the same inputs, so that the Session
+        grows the output buffers first. The node function itself then reads the size."""
+        if self.size_w is None:
+            self.size_w = CodeWriter()
+        return self.size_w
+
     def helper(self, key: str, code: str) -> None:
         """A function shared by several nodes, emitted once (in the model's detail namespace)."""
         self.em.helpers.setdefault(key, code)
@@ -205,10 +214,18 @@ class CppEmitter:
         for v, nm in zip(g.inputs, self.input_names):
             self.storage[id(v)] = Storage("input", nm, v)
         self.output_names = [self.names.unique(v.name, "out_") for v in g.outputs]
-        # outputs written in place by their producer (first occurrence of a produced value)
+        # buffers to grow before a node runs (sizes with no bound known before the run): {id(node): [(vector, size)]}
+        self.grow_at: dict[int, list[tuple[str, Dim]]] = {}
+        # outputs written in place by their producer (first occurrence of a produced value); an output of such a
+        # size is a std::vector the caller-buffer infer resizes
         for k, v in enumerate(g.outputs):
             if id(v) not in self.storage and v.producer is not None:
-                self.storage[id(v)] = Storage("output", self.output_names[k], v)
+                nm = self.output_names[k]
+                if self.grown_output(k):
+                    self.storage[id(v)] = Storage("output", _dp(v.dtype, nm), v)
+                    self.grow_at.setdefault(id(v.producer), []).append((nm, self.bounded(numel(v.shape))))
+                else:
+                    self.storage[id(v)] = Storage("output", nm, v)
         # constants read at run time
         self.consts: list[tuple[Value, str]] = []
         # ids of the values whose data the generated code reads (graph outputs included)
@@ -265,6 +282,8 @@ class CppEmitter:
                     best["sizes"].append(size)
                 best["free_after"] = max(end, idx)
                 st.expr = _dp(v.dtype, best['name'])
+                if self.grows(size):
+                    self.grow_at.setdefault(id(n), []).append((best["name"], size))
         # views read their root's storage
         for st in self.storage.values():
             if st.kind == "alias":
@@ -274,20 +293,28 @@ class CppEmitter:
         """Sizes decided by data at run time (Op.runtime_sizes): {symbol: upper bound over the size parameters}.
         Buffers are sized by the bounds; infer computes the sizes (locals passed on to later nodes) and keeps the
         last ones for last_sizes() and the allocating infer."""
-        self.rt_sizes: dict[str, Dim] = {}
+        self.rt_sizes: dict[str, Optional[Dim]] = {}
         self.rt_producer: dict[str, int] = {}
+        self.unbounded: set[str] = set()  # sizes with no bound before the run (a Range over data): grown buffers
         for n in self.graph.nodes:
             for sym, bound in n.op.runtime_sizes(n).items():
                 if sym in self.rt_sizes or sym in self.params:
                     raise UnsupportedOperatorError(
                         [f"{n.describe()}: run-time size '{sym}' is named like another size"], self.graph.source)
-                self.rt_sizes[sym] = self.bounded(bound)
+                if bound is None and self.TARGET != "C++":
+                    raise UnsupportedOperatorError([f"{n.describe()}: an output size with no bound known before the "
+                                                    f"run is not supported by the {self.TARGET} back end"],
+                                                   self.graph.source)
+                if bound is None:
+                    self.unbounded.add(sym)
+                self.rt_sizes[sym] = None if bound is None else self.bounded(bound)
                 self.rt_producer[sym] = id(n)
                 self.names.reserve(sym)
                 self.names.reserve(f"fRt_{sym}")
 
     def bounded(self, d: Dim) -> Dim:
-        """`d` with each run-time size replaced by its upper bound (a Dim over the size parameters)."""
+        """`d` with each run-time size replaced by its upper bound (a Dim over the size parameters). A size with no
+        bound (and one inside a compound factor) stays: see grows()."""
         rt = getattr(self, "rt_sizes", None)
         if not rt or not isinstance(d, Sym) or not (d.symbols() & set(rt)):
             return d
@@ -295,9 +322,19 @@ class CppEmitter:
         for mono, coef in d.terms.items():
             term: Dim = coef
             for sym in mono:
-                term = term * (rt[sym] if sym in rt else Sym.var(sym))
+                term = term * (rt[sym] if rt.get(sym) is not None else Sym.var(sym))
             total = total + term
         return total
+
+    def grows(self, d: Dim) -> bool:
+        """Whether a buffer of (bounded) size `d` is grown at run time, before the node that writes it: its size
+        still names a run-time size (one without a bound, or one that bounded() cannot replace). infer knows
+        those sizes by then, as the nodes deciding them ran before."""
+        return isinstance(d, Sym) and bool(d.symbols() & set(getattr(self, "rt_sizes", ())))
+
+    def grown_output(self, k: int) -> bool:
+        """Whether graph output k is a std::vector of the caller-buffer infer (its size has no bound before the run)."""
+        return self.grows(self.bounded(numel(self.graph.outputs[k].shape)))
 
     def _target_check(self, node: Node) -> list[str]:
         """Problems of a node that this target's generator cannot handle (none for C++: its check is the op's)."""
@@ -343,19 +380,45 @@ class CppEmitter:
             sparams = [self._ph[p] for p in self.params if p in syms]
             decl = [f"[[maybe_unused]] size_t {p}" for p in sparams]
             args = list(sparams)
+            sized = []  # sizes without a bound that this node decides in its size phase
             for sym in self.rt_sizes:  # run-time sizes: this node decides it (a reference), or reads it
-                if self.rt_producer[sym] == id(n):
+                if self.rt_producer[sym] == id(n) and sym in self.unbounded:
+                    sized.append(sym)
+                    decl.append(f"[[maybe_unused]] size_t {sym}")
+                    args.append(sym)
+                elif self.rt_producer[sym] == id(n):
                     decl.append(f"size_t& {sym}")
                     args.append(sym)
                 elif sym in syms:
                     decl.append(f"[[maybe_unused]] size_t {sym}")
                     args.append(sym)
-            offsets = self._buffer_params(n, cx, decl, args)
+            def size_phase() -> None:  # after the inputs' parameters, before the outputs'
+                if not sized:
+                    return
+                if cx.size_w is None:
+                    raise UnsupportedOperatorError([f"{n.describe()}: its output size has no bound known before the "
+                                                    "run, and its generator writes no size phase"], g.source)
+                sdecl = [f"size_t& {x.split()[-1]}" if x.split()[-1] in sized else x for x in decl]
+                fw = CodeWriter()
+                fw.line(f"// {comment_text(n.name)}: the size{'s' if len(sized) > 1 else ''} {', '.join(sized)} "
+                        "that the data decides (the buffers grow to it before the node runs)")
+                with fw.block(f"inline void {fname}_size({', '.join(sdecl)})"):
+                    fw.line(cx.size_w.text().rstrip("\n"))
+                funcs.append(fw.text())
+                calls.append(f"detail::{fname}_size({', '.join(args)});")
+
+            offsets = self._buffer_params(n, cx, decl, args, after_inputs=size_phase)
+            grow = [(vec, size, "") for vec, size in self.grow_at.get(id(n), [])]  # grown before the call
             for dt, total in offsets.items():
-                scratch.setdefault(dt, []).append(total)
+                scratch.setdefault(dt, [])
+                if self.grows(total):
+                    grow.append((f"fWork_{dt.name.lower()}", total, ""))
+                else:
+                    scratch[dt].append(total)
             # per-thread scratch: buffer k of a node holds threads x its padded count, after the node's earlier ones
             toffs: dict[DType, Dim] = {}
             for pname, dt, count in cx._thread_scratch:
+                count = self.bounded(count)
                 off = toffs.get(dt, 0)
                 decl.append(f"[[maybe_unused]] {dt.ctype}* __restrict {pname}")
                 base = _dp(dt, f"fWorkT_{dt.name.lower()}")
@@ -363,7 +426,11 @@ class CppEmitter:
                             f"{base} + size_t(fPool.size()) * size_t({cpp_dim(off)})")
                 toffs[dt] = off + count
             for dt, total in toffs.items():
-                thread_scratch.setdefault(dt, []).append(total)
+                thread_scratch.setdefault(dt, [])
+                if self.grows(total):
+                    grow.append((f"fWorkT_{dt.name.lower()}", total, " * size_t(fPool.size())"))
+                else:
+                    thread_scratch[dt].append(total)
             if cx._pool is not None:
                 decl.append(f"[[maybe_unused]] pysofie_par::Pool& {cx._pool}")
                 args.append("fPool")
@@ -374,6 +441,9 @@ class CppEmitter:
             with fw.block(f"inline void {fname}({', '.join(decl)})"):
                 fw.line(cx.w.text().rstrip("\n"))
             funcs.append(fw.text())
+            for vec, size, times in grow:
+                sz = f"size_t({self._slot_size([size])}){times}"
+                calls.append(f"if ({vec}.size() < size_t({sz})) {vec}.resize({sz});")
             calls.append(f"detail::{fname}({', '.join(args)});")
         self.scratch = scratch
         self.thread_scratch = thread_scratch
@@ -407,7 +477,8 @@ class CppEmitter:
     # The target's spelling of a restrict-qualified pointer parameter.
     RESTRICT = "__restrict"
 
-    def _buffer_params(self, n: Node, cx: "NodeContext", decl: list[str], args: list[str]) -> dict:
+    def _buffer_params(self, n: Node, cx: "NodeContext", decl: list[str], args: list[str],
+                       after_inputs: Optional[Callable[[], None]] = None) -> dict:
         """Appends the parameters of a node's function for its inputs, outputs and scratch buffers (declarations
         to decl, the Session's arguments to args). Returns the node's scratch count per element type: a Dim, or a
         C++ expression (str) where a target's kernel sizes its scratch with one."""
@@ -415,6 +486,8 @@ class CppEmitter:
             v = n.inputs[i]
             decl.append(f"[[maybe_unused]] const {v.dtype.ctype}* {self.RESTRICT} {pname}")
             args.append(self.storage[id(v)].expr)
+        if after_inputs is not None:
+            after_inputs()
         for i, pname in cx._out_names.items():
             v = n.outputs[i]
             decl.append(f"{v.dtype.ctype}* {self.RESTRICT} {pname}")
@@ -457,8 +530,8 @@ class CppEmitter:
         for v in g.outputs:
             w.line(f"//   output {comment_text(v.name)}: {v.dtype.name.lower()} {comment_text(_fmt(v.shape))}")
         for sym, bound in self.rt_sizes.items():
-            w.line(f"//   {sym}: a size decided by the data at run time (Session::last_sizes()), at most "
-                   f"{comment_text(cpp_dim(bound))}")
+            w.line(f"//   {sym}: a size decided by the data at run time (Session::last_sizes()), "
+                   f"{comment_text(_bound_text(bound))}")
         w.line(f"#ifndef {guard}")
         w.line(f"#define {guard}")
         w.line()
@@ -513,14 +586,15 @@ class CppEmitter:
             for p in P:
                 w.line(f"size_t fCap_{p} = 0;  // buffers are sized for {p} up to this")
             for sym, bound in self.rt_sizes.items():
-                w.line(f"size_t fRt_{sym} = 0;  // decided by the data at run time, at most {cpp_dim(bound)}")
+                w.line(f"size_t fRt_{sym} = 0;  // decided by the data at run time, " + _bound_text(bound))
             w.line("pysofie_par::Pool fPool;  // intra-op threads (set_num_threads); one by default")
             w.line()
             if self.rt_sizes:
                 w.line("// The sizes the data decided in the last infer call, in this order: "
                        + ", ".join(self.rt_sizes) + ".")
                 w.line("// Outputs whose shapes use them are written with their true (contiguous) shapes into")
-                w.line("// buffers sized for the upper bounds given in the header comment.")
+                w.line("// buffers sized for the upper bounds given in the header comment; an output whose size has")
+                w.line("// no bound before the run is a std::vector that infer resizes to its true length.")
                 with w.block("std::vector<size_t> last_sizes() const"):
                     w.line(f"return {{{', '.join(f'fRt_{s}' for s in self.rt_sizes)}}};")
                 w.line()
@@ -553,9 +627,13 @@ class CppEmitter:
             with w.block(f"void ensure_capacity({psig})"):
                 self._write_capacity_check(w, P)
                 for s in self.slots:
-                    w.line(f"if ({s['name']}.size() < size_t({self._slot_size(s['sizes'])})) "
-                           f"{s['name']}.resize({self._slot_size(s['sizes'])});")
+                    sizes = [x for x in s["sizes"] if not self.grows(x)]  # the others grow in infer
+                    if sizes:
+                        w.line(f"if ({s['name']}.size() < size_t({self._slot_size(sizes)})) "
+                               f"{s['name']}.resize({self._slot_size(sizes)});")
                 for dt, sizes in self.scratch.items():
+                    if not sizes:
+                        continue
                     sz = self._slot_size(sizes)
                     w.line(f"if (fWork_{dt.name.lower()}.size() < size_t({sz})) fWork_{dt.name.lower()}.resize({sz});")
                 w.line("ensure_thread_capacity();")
@@ -564,6 +642,8 @@ class CppEmitter:
                 for p in P:
                     w.line(f"[[maybe_unused]] const size_t {p} = fCap_{p};")
                 for dt, sizes in self.thread_scratch.items():
+                    if not sizes:
+                        continue
                     nm = f"fWorkT_{dt.name.lower()}"
                     sz = f"size_t({self._slot_size(sizes)}) * size_t(fPool.size())"
                     w.line(f"if ({nm}.size() < {sz}) {nm}.resize({sz});")
@@ -578,6 +658,10 @@ class CppEmitter:
             # non-allocating infer
             w.line("// Runs the model, writing the outputs to caller-owned buffers. Allocates nothing unless a")
             w.line("// size parameter exceeds every value seen before (then the internal buffers grow once).")
+            if any(self._grown_outputs()):
+                w.line("// Outputs passed as std::vector have sizes that only the run decides (no bound is known")
+                w.line("// before): infer resizes them to their true length, and the Session's internal buffers")
+                w.line("// for such sizes grow when a run needs more than any run before.")
             with w.block(f"void infer({', '.join(self._infer_params(P))})"):
                 self._write_guards(w)
                 if P:
@@ -603,7 +687,12 @@ class CppEmitter:
         g = self.graph
         params = [f"size_t {p}" for p in P]
         params += [f"[[maybe_unused]] const {v.dtype.ctype}* {nm}" for v, nm in zip(g.inputs, self.input_names)]
-        return params + [f"{v.dtype.ctype}* {nm}" for v, nm in zip(g.outputs, self.output_names)]
+        return params + [f"std::vector<{_vt(v.dtype)}>& {nm}" if gr else f"{v.dtype.ctype}* {nm}"
+                         for v, nm, gr in zip(g.outputs, self.output_names, self._grown_outputs())]
+
+    def _grown_outputs(self) -> list[bool]:
+        """Per graph output: whether it is a std::vector that the caller-buffer infer resizes (grown_output)."""
+        return [self.grown_output(k) for k in range(len(self.graph.outputs))]
 
     def _write_guards(self, w: CodeWriter) -> None:
         """What the shapes assume about the sizes (Op.guards), checked before anything runs."""
@@ -619,12 +708,17 @@ class CppEmitter:
         """End of infer: the outputs that no node wrote in place (views of inputs or constants, an output given
         twice) are copied to the caller's buffers."""
         done: set[int] = set()
+        grown = self._grown_outputs()
         for k, v in enumerate(self.graph.outputs):
             st = self.storage[id(v)]
-            if st.kind == "output" and st.expr == self.output_names[k] and id(v) not in done:
+            nm = self.output_names[k]
+            n = cpp_dim(numel(v.shape))
+            if grown[k]:
+                w.line(f"{nm}.resize({n});")  # true length (written in place: no copy)
+            if st.kind == "output" and st.expr in (nm, _dp(v.dtype, nm)) and id(v) not in done:
                 done.add(id(v))
                 continue
-            w.line(self._output_copy(st.expr, cpp_dim(numel(v.shape)), self.output_names[k], v))
+            w.line(self._output_copy(st.expr, n, _dp(v.dtype, nm) if grown[k] else nm, v))
 
     def _write_allocating_infer(self, w: CodeWriter, P: list[str], fn: str) -> None:
         """`<ret> fn(sizes, inputs)`: runs fn(sizes, inputs, outputs) into new vectors and returns them (one vector,
@@ -641,16 +735,18 @@ class CppEmitter:
             ret = f"std::tuple<{', '.join(vec)}>"
         with w.block(f"{ret} {fn}({', '.join(aparams)})"):
             outs = []
+            grown = self._grown_outputs()
             for k, v in enumerate(g.outputs):
                 nm = f"result{k}"
-                w.line(f"std::vector<{_vt(v.dtype)}> {nm}({cpp_dim(self.bounded(numel(v.shape)))});")
+                w.line(f"std::vector<{_vt(v.dtype)}> {nm}" +
+                       (";" if grown[k] else f"({cpp_dim(self.bounded(numel(v.shape)))});"))
                 outs.append((nm, v.dtype))
-            args = P + self.input_names + [_dp(dt, o) for o, dt in outs]
+            args = P + self.input_names + [o if gr else _dp(dt, o) for (o, dt), gr in zip(outs, grown)]
             w.line(f"{fn}({', '.join(args)});")
             for sym in self.rt_sizes:
                 w.line(f"[[maybe_unused]] const size_t {sym} = fRt_{sym};")
-            for (nm, _), v in zip(outs, g.outputs):
-                if shape_symbols(v.shape) & set(self.rt_sizes):
+            for (nm, _), v, gr in zip(outs, g.outputs, grown):
+                if shape_symbols(v.shape) & set(self.rt_sizes) and not gr:
                     w.line(f"{nm}.resize({cpp_dim(numel(v.shape))});")
             outs = [o for o, _ in outs]
             if len(outs) == 1:
@@ -663,6 +759,10 @@ class CppEmitter:
     # -- weights ---------------------------------------------------------------------------------------
     def weight_tensors(self) -> list[tuple[str, np.ndarray]]:
         return [(cname, np.ascontiguousarray(v.const)) for v, cname in self.consts]
+
+
+def _bound_text(bound: Optional[Dim]) -> str:
+    return "no bound before the run (its buffers grow)" if bound is None else f"at most {cpp_dim(bound)}"
 
 
 def _vt(dt: DType) -> str:

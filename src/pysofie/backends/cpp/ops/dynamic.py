@@ -192,3 +192,36 @@ def gen_nms(cx):
                 w.line(f"{O}[count * 3 + 2] = k;")
                 w.line("++count;")
     w.line(f"{R} = count;")
+
+
+def range_runtime(cx):
+    """Range whose start, limit or delta is computed at run time: a size with no bound known before the run. Its
+    size phase computes the length as onnxruntime does (ceil of the difference over delta, in double), so that
+    the Session grows the buffers; the node then writes start + i * delta (the spec's formula)."""
+    import numpy as np
+    from .common import lit
+    T = cx.vout(0).dtype.ctype
+    R = runtime_symbol(cx.node)
+
+    def scalar(k: int) -> str:
+        v = cx.vin(k)
+        if cx.has(k):
+            return f"{cx.i(k)}[0]"
+        if v.sym is not None:
+            return f"static_cast<{T}>(int64_t({cpp_dim(v.sym[0])}))"
+        c = np.asarray(v.const).reshape(())
+        return f"static_cast<{T}>({lit(c) if v.dtype.is_float else f'int64_t({int(c)})'})"
+
+    first, last, step = (cx.unique(nm) for nm in ("first", "last", "step"))  # not a spec (parameter) name
+    sw = cx.size_writer()
+    zero = c_string(f"{cx.node.describe()}: delta is zero")
+    huge = c_string(f"{cx.node.describe()}: the range's length is not a number or too large")
+    sw.line(f"const {T} {first} = {scalar(0)}, {last} = {scalar(1)}, {step} = {scalar(2)};")
+    sw.line(f"if ({step} == {T}(0)) throw std::invalid_argument({zero});")
+    sw.line(f"const double n = std::ceil((double({last}) - double({first})) / double({step}));")
+    sw.line(f"if (!(n <= 4.0e18)) throw std::invalid_argument({huge});")
+    sw.line(f"{R} = n > 0 ? static_cast<size_t>(n) : 0;")
+    w = cx.w
+    w.line(f"const {T} {first} = {scalar(0)}, {step} = {scalar(2)};")
+    with w.loop("i", R):
+        w.line(f"{cx.o(0)}[i] = static_cast<{T}>({first} + static_cast<{T}>(i) * {step});")

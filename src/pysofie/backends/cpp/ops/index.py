@@ -444,15 +444,16 @@ def gen_resize(cx):
     runtime = {}
     for a, (n_in, n_out) in enumerate(zip(x.shape, out)):
         if isinstance(n_in, Sym) or isinstance(n_out, Sym):
-            if scales[a] != 1.0:
+            if scales[a] != 1.0 or (roi is not None and tuple(roi[a]) != (0.0, 1.0)):
                 runtime[a] = (n_in, n_out)
-            continue  # scale 1 on a symbolic axis: the identity
+            continue  # scale 1 on a symbolic axis (not cropped): the identity
         taps = op.axis_taps(n_in, n_out, scales[a], None if roi is None else roi[a])
         if n_in == n_out and all(t == [(i, 1.0)] for i, t in enumerate(taps)):
             continue
         axes_taps[a] = taps
         extrap = extrap or any(t is None for t in taps)
     simple = not runtime and all(t is None or len(t) == 1 for taps in axes_taps.values() for t in taps)
+    extrap = extrap or bool(runtime and roi is not None)  # tf_crop_and_resize: in{a} tables of every axis
     for a, taps in axes_taps.items():
         m = max(len(t) for t in taps if t is not None) if any(t is not None for t in taps) else 1
         idx, wt, ok = [], [], []
@@ -469,8 +470,7 @@ def gen_resize(cx):
             w.line(_table(f"in{a}", "bool", ["true" if o == "1" else "false" for o in ok]))
         axes_taps[a] = (taps, m)
     for a, (n_in, n_out) in runtime.items():
-        resize_taps(cx, a, n_in, n_out, scales[a])
-        axes_taps[a] = (None, 2)
+        axes_taps[a] = (None, resize_taps(cx, a, n_in, n_out, scales[a], None if roi is None else roi[a]))
     w.line("size_t pos = 0;")
     ev = float(op.extrapolation_value)
 
@@ -509,46 +509,82 @@ def gen_resize(cx):
     loop_nest(w, [cpp_dim(d) for d in out], body)
 
 
-def resize_taps(cx, a, n_in, n_out, scale: float) -> None:
-    """Tables idx{a} / wt{a} of a symbolic axis (two taps per output position), computed at run time as
-    ops.index.Resize.axis_taps computes them for nearest and linear modes."""
+def resize_taps(cx, a, n_in, n_out, scale, roi) -> int:
+    """Tables idx{a} / wt{a} of a symbolic axis (m taps per output position: 2 for nearest and linear, 4 for
+    cubic), and in{a} (whether a position lies inside the crop) for tf_crop_and_resize, computed at run time as
+    ops.index.Resize.axis_taps computes them. Returns m."""
     from ....ir import DType
     w, op = cx.w, cx.op
-    idx = cx.scratch(2 * n_out, DType.INT64, f"taps{a}")
-    wt = cx.scratch(2 * n_out, DType.DOUBLE, f"weights{a}")
+    cubic = op.mode == "cubic"
+    m = 4 if cubic else 2
+    idx = cx.scratch(m * n_out, DType.INT64, f"taps{a}")
+    wt = cx.scratch(m * n_out, DType.DOUBLE, f"weights{a}")
     w.line(f"int64_t* idx{a} = {idx};")
     w.line(f"double* wt{a} = {wt};")
     ctm = op.coordinate_transformation_mode
+    if ctm == "tf_crop_and_resize":
+        ok = cx.scratch(n_out, DType.UINT8, f"inside{a}")
+        w.line(f"uint8_t* in{a} = {ok};")
     with w.block(""):
+        # scale None: sizes given (possibly symbolic), the scale is their ratio (as for sizes known at generation)
+        sc = "n_out / n_in" if scale is None else repr(scale)
         w.line(f"const double n_in = double({cpp_dim(n_in)}), n_out = double({cpp_dim(n_out)}), "
-               f"scale = {scale!r}, out_w = scale * n_in;")
+               f"scale = {sc}, out_w = scale * n_in;")
         w.line("(void)n_out; (void)out_w;")
         with w.loop("x", cpp_dim(n_out)):
-            xo = {"align_corners": "out_w == 1 ? 0.0 : double(x) * (n_in - 1) / (out_w - 1)",
-                  "asymmetric": "double(x) / scale",
-                  "pytorch_half_pixel": "out_w == 1 ? -0.5 : (double(x) + 0.5) / scale - 0.5",
-                  "half_pixel": "(double(x) + 0.5) / scale - 0.5",
-                  "half_pixel_symmetric": "n_in / 2 * (1 - n_out / out_w) + (double(x) + 0.5) / scale - 0.5"}[ctm]
-            w.line(f"const double xo = {xo};")
+            if ctm == "tf_crop_and_resize":
+                r0, r1 = (float(v) for v in roi)
+                w.line(f"double xo = out_w == 1 ? ({r1!r} - {r0!r}) * (n_in - 1) / 2 "
+                       f": double(x) * ({r1!r} - {r0!r}) * (n_in - 1) / (out_w - 1);")
+                w.line(f"xo += {r0!r} * (n_in - 1);")
+                w.line(f"in{a}[x] = !(xo < 0 || xo > n_in - 1);")
+            else:
+                xo = {"align_corners": "out_w == 1 ? 0.0 : double(x) * (n_in - 1) / (out_w - 1)",
+                      "asymmetric": "double(x) / scale",
+                      "pytorch_half_pixel": "out_w == 1 ? -0.5 : (double(x) + 0.5) / scale - 0.5",
+                      "half_pixel": "(double(x) + 0.5) / scale - 0.5",
+                      "half_pixel_symmetric": "n_in / 2 * (1 - n_out / out_w) + (double(x) + 0.5) / scale - 0.5"}[ctm]
+                w.line(f"const double xo = {xo};")
             w.line("const double fl = std::floor(xo);")
             w.line("const bool whole = xo == fl;")
-            # an integer position: taps (xo - 1, xo) with ratio 1; else (floor, floor + 1) with the fraction
+            # an integer position: taps around xo - 1 with ratio 1; else around floor(xo) with the fraction
             w.line("const double r = whole ? 1.0 : xo - fl;")
             w.line("const int64_t i0 = whole ? int64_t(xo) - 1 : int64_t(fl);")
             if op.mode == "nearest":
                 c1 = {"round_prefer_floor": "r > 0.5", "round_prefer_ceil": "r >= 0.5", "floor": "false",
                       "ceil": "true"}[op.nearest_mode]
-                w.line(f"const double c1 = whole ? 1.0 : (({c1}) ? 1.0 : 0.0);")
+                w.line(f"const double c[2] = {{0, whole ? 1.0 : (({c1}) ? 1.0 : 0.0)}};")
+                w.line("const double cw[2] = {1.0 - c[1], c[1]};")
+            elif cubic:
+                A = repr(float(op.cubic_coeff_a))
+                w.line(f"const double A = {A}, s = 1.0 - r;")
+                w.line("const double cw[4] = {((A * (r + 1) - 5 * A) * (r + 1) + 8 * A) * (r + 1) - 4 * A, "
+                       "((A + 2) * r - (A + 3)) * r * r + 1, ((A + 2) * s - (A + 3)) * s * s + 1, "
+                       "((A * (s + 1) - 5 * A) * (s + 1) + 8 * A) * (s + 1) - 4 * A};")
             else:
-                w.line("const double c1 = r;")
+                w.line("const double cw[2] = {1.0 - r, r};")
             w.line("const int64_t last = int64_t(n_in) - 1;")
-            w.line("auto clamp = [last](int64_t i) { return i < 0 ? int64_t(0) : (i > last ? last : i); };")
-            w.line(f"idx{a}[2 * x] = clamp(i0); idx{a}[2 * x + 1] = clamp(i0 + 1);")
-            w.line(f"wt{a}[2 * x] = 1.0 - c1; wt{a}[2 * x + 1] = c1;")
+            w.line("double total = 0;")
+            with w.loop("j", str(m)):
+                w.line(f"const int64_t i = i0 - {m // 2 - 1} + int64_t(j);")
+                outside = "i < 0 || i > last" if op.exclude_outside else "false"
+                w.line(f"const double v = ({outside}) ? 0.0 : cw[j];")
+                w.line(f"idx{a}[{m} * x + j] = i < 0 ? 0 : (i > last ? last : i);")
+                w.line(f"wt{a}[{m} * x + j] = v;")
+                w.line("total += v;")
+            if op.exclude_outside:
+                with w.loop("j", str(m)):
+                    w.line(f"wt{a}[{m} * x + j] /= total;")
+            else:
+                w.line("(void)total;")
+    return m
 
 
 @generates("Range")
 def gen_range(cx):
+    if cx.op.at_run_time(cx.node):  # bounds computed from data: a run-time size without a bound
+        from .dynamic import range_runtime
+        return range_runtime(cx)
     # start/limit known at generation time, possibly symbolic (arange(seq)): the length is a size expression
     start, _limit, delta = cx.op.bounds(cx.node)
     T = cx.vout(0).dtype.ctype
