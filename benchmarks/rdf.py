@@ -15,6 +15,10 @@ For two MLPs (small: 8-16-1, medium: 8-64-64-1), in one process, repetitions int
 - asnumpy:   RDataFrame.AsNumpy of the columns + one batched InferenceSession.run over all events.
 Each RDataFrame graph is built by C++ functions declared once (no jitting inside the timed region). The targets
 (issue #11): (define - noop) per event <= 1.25 x loop per event; for the small model, define beats asnumpy.
+Interference table (--no-synthetic skips it): the same functor over two sessions that are not models, one doing
+arithmetic on registers only, one reading 320 cache lines (20 KB, the size of the medium model's weights), each
+in RDataFrame (minus noop) and in the plain loop: how much of (define - noop) - loop is RDataFrame and the work
+of a functor evicting each other's data from the caches, rather than anything pysofie does per event.
 Writes benchmarks/results/rdf.{json,md,png}.
 """
 from __future__ import annotations
@@ -80,11 +84,31 @@ double Read(ROOT::RDF::RNode df, const Cols& c) {
       return double(a) + b + d + e + g + h + i + j; };
    return df.Define("s", f, c).Sum<double>("s").GetValue();
 }
-double Noop(ROOT::RDF::RNode df, const Cols& c, unsigned nslots) {
-   pysofie::SofieFunctor<NullSession, float, float, float, float, float, float, float, float, float, float>
-      f(nslots, 1, "");
+template <class S>
+double Functor(ROOT::RDF::RNode df, const Cols& c, unsigned nslots) {
+   pysofie::SofieFunctor<S, float, float, float, float, float, float, float, float, float, float> f(nslots, 1, "");
    return SumFirst(df.DefineSlot("score", f, c));
 }
+double Noop(ROOT::RDF::RNode df, const Cols& c, unsigned nslots) { return Functor<NullSession>(df, c, nslots); }
+// Synthetic sessions (not models) for the interference table: Registers works on registers only; Touch20K reads
+// one float from each of the 320 cache lines of a 20 KB array (about the medium model's weights).
+struct Registers {
+   explicit Registers(const std::string& = "") {}
+   void infer(std::size_t, const float* x, float* y) {
+      float a = x[0];
+      for (int i = 0; i < 150; ++i) a = a * 0.999f + 0.5f;
+      y[0] = a;
+   }
+};
+struct Touch20K {
+   std::vector<float> w = std::vector<float>(5120, 0.001f);
+   explicit Touch20K(const std::string& = "") {}
+   void infer(std::size_t, const float* x, float* y) {
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (std::size_t i = 0; i < w.size(); i += 64) { s0 += w[i]; s1 += w[i + 16]; s2 += w[i + 32]; s3 += w[i + 48]; }
+      y[0] = x[0] + s0 + s1 + s2 + s3;
+   }
+};
 // The functor outside RDataFrame: SofieFunctor called in a plain loop (its own cost next to Loop's)
 template <class S>
 double FunctorLoop(const float* x, std::size_t n, const std::string& weights) {
@@ -113,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-synthetic", action="store_true", help="skip the interference table (synthetic sessions)")
     ap.add_argument("--out", default=os.path.join(RESULTS, "rdf"))
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -151,6 +176,21 @@ def main(argv=None) -> int:
         return AsRNode(RDataFrame("events", path))
 
     rows = []
+    synthetic = {}
+    if not args.no_synthetic:  # RDataFrame's interference with what a functor does, on sessions that are not models
+        syn_fns = {"noop_1": lambda: B.Noop(frame(), cols, 1)}
+        for sname, cls in (("registers", "pysofie_bench::Registers"), ("touch20k", "pysofie_bench::Touch20K")):
+            syn_fns[f"{sname}_rdf"] = (lambda c=B.Functor[cls]: c(frame(), cols, 1))
+            syn_fns[f"{sname}_loop"] = (lambda c=B.Loop[cls]: c(X, args.events, np.zeros(args.events, np.float32)))
+        threads(1)
+        _, scpu = interleaved(syn_fns, args.reps, target_s=0, budget_s=None, warmup=1, cpu_time=True)
+        sper = {k: v / args.events for k, v in scpu.items()}
+        for sname in ("registers", "touch20k"):
+            cost = sper[f"{sname}_rdf"] - sper["noop_1"]
+            synthetic[sname] = {"loop_per_event_s": sper[f"{sname}_loop"], "in_rdf_per_event_s": cost,
+                                "overhead_ratio": cost / sper[f"{sname}_loop"]}
+            print(f"synthetic {sname}: loop {sper[f'{sname}_loop'] * 1e9:.0f} ns, (in RDataFrame - noop) "
+                  f"{cost * 1e9:.0f} ns per event: ratio {cost / sper[f'{sname}_loop']:.2f}", flush=True)
     for mname, widths in MODELS.items():
         model = mlp(f"rdf_{mname}", widths)
         sess = pysofie.InferenceSession(model)
@@ -213,8 +253,8 @@ def main(argv=None) -> int:
               f"asnumpy time / define time = {row['define_vs_asnumpy']:.2f} (> 1: the event loop wins)", flush=True)
     meta = run_meta("benchmarks/rdf.py", argv, root=ROOT.gROOT.GetVersion(), pysofie=pysofie.__version__,
                     events=args.events, reps=args.reps)
-    md = table(rows, meta)
-    write_results(args.out, {"meta": meta, "models": rows}, md)
+    md = table(rows, meta, synthetic)
+    write_results(args.out, {"meta": meta, "models": rows, "synthetic": synthetic}, md)
     print("\n" + md)
     if not args.no_plot:
         plot(rows, args.out + ".png")
@@ -229,7 +269,7 @@ LABELS = [("read_1", "read, 1 slot"), ("read_2", "read, 2 slots"), ("noop_1", "d
           ("asnumpy", "AsNumpy + batched InferenceSession.run")]
 
 
-def table(rows, meta) -> str:
+def table(rows, meta, synthetic=None) -> str:
     load = ", ".join(f"{x:.1f}" for x in meta["load_average"])
     out = [f"<!-- generated by benchmarks/rdf.py on {meta['date']}, {meta['cpu']}, ROOT {meta['root']} -->",
            f"Million events per second, {meta['events']} events, 8 float columns, median of {meta['reps']} "
@@ -245,6 +285,17 @@ def table(rows, meta) -> str:
                + " | ".join(f"{r['overhead_ratio']:.2f}" for r in rows) + " |")
     out.append("| AsNumpy+run CPU / define CPU, 1 slot (> 1: the event loop wins) | "
                + " | ".join(f"{r['define_vs_asnumpy']:.2f}" for r in rows) + " |")
+    out.append("| (define − do-nothing) − loop, ns per event, 1 slot | "
+               + " | ".join(f"{(r['model_cost_per_event_s'] - r['loop_per_event_s']) * 1e9:.0f}" for r in rows) + " |")
+    if synthetic:
+        out += ["", "Interference: the same functor with sessions that are not models, CPU ns per event, 1 slot "
+                "(what RDataFrame adds to the work of a functor, and that work to RDataFrame's own).", "",
+                "| session | plain C++ loop | in RDataFrame − do-nothing | ratio |", "|---|---:|---:|---:|"]
+        for k, label in (("registers", "arithmetic on registers only"),
+                         ("touch20k", "reads 320 cache lines (20 KB, like the medium model's weights)")):
+            v = synthetic[k]
+            out.append(f"| {label} | {v['loop_per_event_s'] * 1e9:.0f} | {v['in_rdf_per_event_s'] * 1e9:.0f} | "
+                       f"{v['overhead_ratio']:.2f} |")
     return "\n".join(out) + "\n"
 
 

@@ -9,7 +9,8 @@
 // converted to the model's input type In) filling the model's single input for one event, and the values of the
 // model's output for that event as an RVec<Out>. The Session's infer is called for a batch of one: infer(1, x, y)
 // when the model has a batch size parameter, infer(x, y) when it has none. SofieFunction (below) does the same
-// without slots, for string expressions.
+// without slots, for string expressions. Per event nothing is allocated for outputs that fit in an RVec's own
+// storage (up to 12 floats or 6 doubles); larger outputs take one allocation per event.
 #ifndef PYSOFIE_SOFIEFUNCTOR_HXX
 #define PYSOFIE_SOFIEFUNCTOR_HXX
 
