@@ -307,8 +307,8 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
 
     def unroll(n, attrs: dict, scope: dict, nname: str, outs: list):
         """Scan (opset 9+) with a scan length known at generation time, and Loop with a trip count known then
-        and a condition that stays true, become their iterations one after the other. Returns why not, or
-        None when done."""
+        (a condition computed at run time: up to MAX_DATA_COND_TRIPS of them), become their iterations one after
+        the other. Returns why not, or None when done."""
         body = attrs.get("body")
         if body is None:
             return "no body"
