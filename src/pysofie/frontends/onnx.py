@@ -385,7 +385,12 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         # a condition computed by the body, or given at run: the iterations are unrolled up to the trip count, each
         # after the first one that stops keeps the states as they were (Where), and the scan outputs keep the
         # slices of the iterations that ran (Compress: a run-time length up to the trip count)
-        data_cond = (src != bin_[1] and not const_true) or (cond is not None and cond.const is None and trips)
+        body_cond = src != bin_[1] and not const_true
+        given_cond = cond is not None and cond.const is None and trips > 0
+        if given_cond and not body_cond and trips > MAX_DATA_COND_TRIPS:  # too long to unroll: specialize on it
+            raise ShapeInferenceError(f"node '{nname}' (Loop): input '{n.input[1]}' (condition) must be known at "
+                                      "generation time")
+        data_cond = body_cond or given_cond
         if data_cond and trips > MAX_DATA_COND_TRIPS:
             return (f"the loop stops on a condition computed at run time and its trip count {trips} is above "
                     f"{MAX_DATA_COND_TRIPS}, the most iterations unrolled for such a loop")
