@@ -7,7 +7,7 @@
 Only the CPU device is supported. Anything pysofie cannot compile raises
 ``pysofie.errors.UnsupportedOperatorError``, a ``NotImplementedError`` subclass naming the operator(s).
 
-Inputs that determine shapes (a Reshape's target, axes, pads, TopK's K, Resize's sizes, Range's bounds, ...)
+Inputs that determine shapes (a Reshape's target, axes, pads, Resize's sizes, a Loop's trip count, ...)
 may arrive at ``run``: the code is then generated and compiled for the values given there, once per distinct
 set of values (``pysofie.specialize``).
 

@@ -1,5 +1,6 @@
 """Scan and Loop unrolled by the ONNX front end (a scan length / trip count known at generation time or given at
-run). Reference: onnxruntime (rtol 1e-4, atol 1e-5)."""
+run; a Loop stopped by a condition computed from data is unrolled up to its trip count). Reference: onnxruntime
+(rtol 1e-4, atol 1e-5)."""
 from __future__ import annotations
 
 import numpy as np
@@ -95,6 +96,46 @@ def test_loop_trip_count_given_at_run_is_specialized():
         assert_close(outs, ort(m, feed))
 
 
-def test_loop_whose_body_computes_its_condition_is_refused_clearly():
-    with pytest.raises(pysofie.PysofieError, match="computes its own stop condition"):
-        pysofie.InferenceSession(_loop_model(trip_input=False, cond_from_body=True))
+def _while_model(trips: int = 10):
+    """carried x [3]: x = x / 2 + i while sum(x) < thr (thr, and the initial condition c, given at run); scan
+    output x each iteration: how many iterations run is decided by the data."""
+    body = helper.make_graph([
+        helper.make_node("Cast", ["i"], ["fi"], to=T.FLOAT), helper.make_node("Mul", ["x_in", "half"], ["h"]),
+        helper.make_node("Add", ["h", "fi"], ["x_out"]), helper.make_node("ReduceSum", ["x_out"], ["s"], keepdims=0),
+        helper.make_node("Less", ["s", "thr"], ["c_out"]), helper.make_node("Identity", ["x_out"], ["scan"])],
+        "body", [_vi("i", T.INT64, []), _vi("c_in", T.BOOL, []), _vi("x_in", T.FLOAT, [3])],
+        [_vi("c_out", T.BOOL, []), _vi("x_out", T.FLOAT, [3]), _vi("scan", T.FLOAT, [3])],
+        [onnx.numpy_helper.from_array(np.array(0.5, np.float32), "half")])
+    g = helper.make_graph([helper.make_node("Loop", ["M", "c", "x"], ["xf", "ys"], body=body)], "while",
+                          [_vi("x", T.FLOAT, [3]), _vi("thr", T.FLOAT, []), _vi("c", T.BOOL, [])],
+                          [_vi("xf", T.FLOAT, [3]), _vi("ys", T.FLOAT, [None, 3])],
+                          [onnx.numpy_helper.from_array(np.array(trips, np.int64), "M")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_loop_stopped_by_a_condition_computed_from_data():
+    """Unrolled up to the trip count (10): iterations after the condition turns false keep the states, and the scan
+    output has as many rows as iterations ran (a run-time size): 0, 1, some, all 10."""
+    m = _while_model()
+    sess = pysofie.InferenceSession(m)
+    assert sess._lazy is None  # one library for every threshold
+    rows = set()
+    for thr, c in [(5.0, True), (-100.0, True), (1e9, True), (20.0, False), (30.0, True)]:
+        feed = {"x": np.array([1, 2, 3], np.float32), "thr": np.array(thr, np.float32), "c": np.array(c)}
+        outs = sess.run(None, feed)
+        ref = ort(m, feed)
+        assert [o.shape for o in outs] == [r.shape for r in ref]
+        assert_close(outs, ref)
+        rows.add(outs[1].shape[0])
+    assert rows == {0, 1, 3, 7, 10}
+
+
+def test_loop_whose_body_computes_its_condition_runs():
+    m = _loop_model(trip_input=False, cond_from_body=True)
+    feed = {"y0": rand(1, seed=4)}
+    assert_close(pysofie.InferenceSession(m).run(None, feed), ort(m, feed))
+
+
+def test_loop_stopped_by_data_with_too_many_trips_is_refused_clearly():
+    with pytest.raises(pysofie.PysofieError, match="trip count 1000 is above 64"):
+        pysofie.InferenceSession(_while_model(trips=1000))

@@ -307,8 +307,8 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
 
     def unroll(n, attrs: dict, scope: dict, nname: str, outs: list):
         """Scan (opset 9+) with a scan length known at generation time, and Loop with a trip count known then
-        and a condition that stays true, become their iterations one after the other. Returns why not, or
-        None when done."""
+        (a condition computed at run time: up to MAX_DATA_COND_TRIPS of them), become their iterations one after
+        the other. Returns why not, or None when done."""
         body = attrs.get("body")
         if body is None:
             return "no body"
@@ -366,13 +366,9 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         if M.const is None:
             raise ShapeInferenceError(f"node '{nname}' (Loop): input '{n.input[0]}' (trip count) must be known at "
                                       "generation time")
-        if cond is not None and cond.const is None:
-            raise ShapeInferenceError(f"node '{nname}' (Loop): input '{n.input[1]}' (condition) must be known at "
-                                      "generation time")
-        if cond is not None and not bool(np.asarray(cond.const).reshape(-1)[0]):
+        trips = int(np.asarray(M.const).reshape(-1)[0])
+        if cond is not None and cond.const is not None and not bool(np.asarray(cond.const).reshape(-1)[0]):
             trips = 0
-        else:
-            trips = int(np.asarray(M.const).reshape(-1)[0])
         # the body's condition output must stay true: its condition input passed through, or a true constant
         cond_out = body.output[0].name
         producers = {o: b for b in body.node for o in b.output}
@@ -386,24 +382,58 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
                 const_true = bool(_constant_value(cattrs, source, nname).reshape(-1)[0])
             except Exception:
                 const_true = False
-        if src != bin_[1] and not const_true:
-            return "the body computes its own stop condition (only loops whose condition stays true are unrolled)"
+        # a condition computed by the body, or given at run: the iterations are unrolled up to the trip count, each
+        # after the first one that stops keeps the states as they were (Where), and the scan outputs keep the
+        # slices of the iterations that ran (Compress: a run-time length up to the trip count)
+        body_cond = src != bin_[1] and not const_true
+        given_cond = cond is not None and cond.const is None and trips > 0
+        if given_cond and not body_cond and trips > MAX_DATA_COND_TRIPS:  # too long to unroll: specialize on it
+            raise ShapeInferenceError(f"node '{nname}' (Loop): input '{n.input[1]}' (condition) must be known at "
+                                      "generation time")
+        data_cond = body_cond or given_cond
+        if data_cond and trips > MAX_DATA_COND_TRIPS:
+            return (f"the loop stops on a condition computed at run time and its trip count {trips} is above "
+                    f"{MAX_DATA_COND_TRIPS}, the most iterations unrolled for such a loop")
         nc = len(carried)
         nk = len(body.output) - 1 - nc
         per_iter = [[] for _ in range(nk)]
         states = carried
         true = const(f"{nname}/true", np.array(True))
+        scalar = const(f"{nname}/scalar", np.array([], np.int64))
+        # alive: whether iteration t runs (a bool scalar Value; None: it surely does)
+        alive = None if cond is None or cond.const is not None else \
+            node("Reshape", [cond, scalar], Value(f"{nname}/cond0"), f"{nname}/cond0")
+        ran = []
         for t in range(trips):
             bound = {bin_[0]: const(f"{nname}/i{t}", np.array(t, np.int64)), bin_[1]: true}
             bound.update(zip(bin_[2:], states))
             res = run_body(body, bound, scope, f"{nname}/it{t}/")
-            states = res[1:1 + nc]
+            if alive is None:
+                states = res[1:1 + nc]
+            else:  # a stopped loop keeps its states
+                states = [node("Where", [alive, new, old], Value(f"{nname}/it{t}/keep{k}"), f"{nname}/it{t}/keep{k}")
+                          for k, (new, old) in enumerate(zip(res[1:1 + nc], states))]
+            ran.append(alive)
+            if data_cond:
+                c = node("Reshape", [res[0], scalar], Value(f"{nname}/it{t}/cond"), f"{nname}/it{t}/cond")
+                alive = c if alive is None else node("And", [alive, c], Value(f"{nname}/it{t}/alive"),
+                                                     f"{nname}/it{t}/alive")
             for k in range(nk):
                 per_iter[k].append(res[1 + nc + k])
         for k in range(nc):
             node("Identity", [states[k]], outs[k], f"{nname}/state{k}")
+        mask = None
+        if data_cond and nk:
+            flags = [node("Reshape", [true if r is None else r, const(f"{nname}/one", np.array([1], np.int64))],
+                          Value(f"{nname}/ran{t}"), f"{nname}/ran{t}") for t, r in enumerate(ran)]
+            mask = node("Concat", flags, Value(f"{nname}/ran"), f"{nname}/ran", axis=0)
         for k in range(nk):
-            stack(per_iter[k], 0, outs[nc + k], f"{nname}/out{k}")
+            if mask is None:
+                stack(per_iter[k], 0, outs[nc + k], f"{nname}/out{k}")
+                continue
+            stacked = Value(f"{nname}/all{k}")
+            stack(per_iter[k], 0, stacked, f"{nname}/out{k}")
+            node("Compress", [stacked, mask], outs[nc + k], f"{nname}/kept{k}", axis=0)
         return None
 
     add_nodes(g.node, values)
@@ -417,6 +447,10 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         raise InvalidModelError(invalid, source)
     InferShapesAndFold(check_types=True)(graph)
     return graph
+
+
+# A Loop stopped by a condition computed at run time is unrolled up to its trip count: at most this many iterations
+MAX_DATA_COND_TRIPS = 64
 
 
 def _constant_value(attrs: dict, source: str, node_name: str) -> np.ndarray:

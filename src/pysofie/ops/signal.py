@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import DType
-from ..ir.shapes import Sym, numel
+from ..ir.shapes import Sym, floordiv, numel
 from .base import Op, norm_axis, register, runtime_symbol
 from .elementwise import ALL, FLOATS, check_types
 from .reduce import CumSum
@@ -225,11 +225,22 @@ class STFT(Op):
         if w is not None and (w.rank != 1 or w.shape[0] != flen):
             raise self.fail(node, f"window shape {list(w.shape)} does not match frame_length {flen}")
         n = x.shape[1]
-        if not isinstance(n, int) or not isinstance(flen, int):
-            raise self.fail(node, "the signal length must be known at generation time")
+        if not isinstance(flen, int):
+            raise self.fail(node, "the frame length must be known at generation time")
+        if isinstance(n, Sym):  # a symbolic signal length: the frame count is a size expression (see guards)
+            if step <= 0 or flen <= 0:
+                raise self.fail(node, f"invalid frame_step {step} / frame_length {flen}")
+            return step, flen, floordiv(n - flen, step) + 1
         if step <= 0 or flen <= 0 or flen > n:
             raise self.fail(node, f"invalid frame_step {step} / frame_length {flen} for signal length {n}")
         return step, flen, 1 + (n - flen) // step
+
+    def guards(self, node):
+        n = node.inputs[0].shape[1] if node.inputs[0].rank == 3 else 0
+        if not isinstance(n, Sym):
+            return []
+        _, flen, _ = self.params(node)
+        return [(n - flen, f"{node.describe()}: the signal is shorter than the frame length {flen}")]
 
     def infer(self, node):
         x = node.inputs[0]

@@ -101,9 +101,9 @@ def gen_stft(cx):
     X, Y, W = cx.i(0), cx.o(0), cx.i(2)
     win = f" * double({W}[t])" if W else ""
     with w.loop("b", cpp_dim(x.shape[0])):
-        with w.loop("f", str(frames)):
-            w.line(f"const {T}* xp = {X} + (b * {n} + f * {step}) * {comp};")
-            w.line(f"{T}* yp = {Y} + (b * {frames} + f) * {K} * 2;")
+        with w.loop("f", cpp_dim(frames)):
+            w.line(f"const {T}* xp = {X} + (b * {cpp_dim(n)} + f * {step}) * {comp};")
+            w.line(f"{T}* yp = {Y} + (b * {cpp_dim(frames)} + f) * {K} * 2;")
 
             def store(k, re, im):
                 w.line(f"yp[{k} * 2] = static_cast<{T}>({re});")

@@ -1,4 +1,6 @@
-"""Resize over symbolic spatial axes (H, W given at run): every mode (nearest, linear, cubic) and coordinate
+"""Resize over symbolic spatial axes, and STFT over a symbolic signal length.
+
+Resize over symbolic spatial axes (H, W given at run): every mode (nearest, linear, cubic) and coordinate
 transformation (tf_crop_and_resize with extrapolation too), with scales, with constant sizes, and with sizes
 computed from the input's shape (Shape(x) * 2, which folds into size expressions): one compiled library serves
 every image size, the sampling tables are computed at run time. Reference: onnxruntime (onnx's reference evaluator
@@ -61,14 +63,55 @@ MODELS["cubic-tf-crop-scale1"] = _resize("cubic_tf_crop_scale1", ["roi", "sc"],
                                          mode="cubic", coordinate_transformation_mode="tf_crop_and_resize")
 
 
+def _stft(name, comp, inputs, inits, **attrs):
+    g = helper.make_graph([helper.make_node("STFT", ["x"] + inputs, ["y"], **attrs)], name,
+                          [helper.make_tensor_value_info("x", T.FLOAT, ["B", "L", comp])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, None)],
+                          initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    return m
+
+
+# STFT: the frame count 1 + (L - frame_length) // step is a size expression; the signal must be at least one frame
+STFT_MODELS = {
+    "stft-window": _stft("stft_window", 1, ["step", "win"], {"step": np.array(3, np.int64),
+                                                              "win": np.hanning(8).astype(np.float32)}),
+    "stft-complex-two-sided": _stft("stft_complex", 2, ["step", "", "flen"], {"step": np.array(4, np.int64),
+                                                                              "flen": np.array(6, np.int64)},
+                                    onesided=0),
+}
+
+
 @pytest.fixture(scope="module")
 def sessions():
     from pysofie.build.batch import compile_many
-    built = compile_many(list(MODELS.values()), weights="bin")
+    models = {**MODELS, **STFT_MODELS}
+    built = compile_many(list(models.values()), weights="bin")
     for s in built:
         if isinstance(s, BaseException):
             raise s
-    return dict(zip(MODELS, built))
+    return dict(zip(models, built))
+
+
+@pytest.mark.parametrize("name", list(STFT_MODELS))
+def test_stft_matches_onnxruntime_at_several_lengths(sessions, name):
+    s = sessions[name]
+    ref = ort.InferenceSession(STFT_MODELS[name].SerializeToString(), providers=["CPUExecutionProvider"])
+    comp = STFT_MODELS[name].graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    r = np.random.default_rng(3)
+    for b, n in ((1, 8), (2, 29), (3, 40)):
+        x = r.standard_normal((b, n, comp)).astype(np.float32)
+        (y,) = s.run(None, {"x": x})
+        (e,) = ref.run(None, {"x": x})
+        assert y.shape == e.shape, (b, n, y.shape, e.shape)
+        np.testing.assert_allclose(y, e, rtol=RTOL, atol=1e-4)  # sums of 8 products of O(1) values
+
+
+def test_stft_signal_shorter_than_a_frame_is_an_error(sessions):
+    import pysofie
+    with pytest.raises(pysofie.PysofieError, match="shorter than the frame length 8"):
+        sessions["stft-window"].run(None, {"x": np.zeros((1, 7, 1), np.float32)})
 
 
 @pytest.mark.parametrize("name", list(MODELS))
