@@ -344,14 +344,25 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
          else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
       }
    };
-   // channel blocks outermost: each block's packed weights are read as one sequential stream (measured 6-7%
-   // faster than chunk-outer on 512-channel 7x7 layers, whose 9 MiB of weights come from L3; level elsewhere),
-   // while the band's input stays in L2
-   for (long ib = ib0; ib < ib1; ib += NB)
+   // Large weights (at least PYSOFIE_CONV_IBOUT floats, 1 MiB, for these blocks: they come from L3): channel
+   // blocks outermost, each block's packed weights read as one sequential stream while the band's input stays in
+   // L2 (measured 6-11% faster on the 512-channel 7x7 and the 256 -> 512 stride-2 layers of ResNet-18). Smaller
+   // weights: reduction chunks outermost, as in the AVX2 path (ResNet-18's Winograd products).
+#ifndef PYSOFIE_CONV_IBOUT
+#define PYSOFIE_CONV_IBOUT (1L << 18)
+#endif
+   if (K * (ib1 - ib0) * NC >= PYSOFIE_CONV_IBOUT) {
+      for (long ib = ib0; ib < ib1; ib += NB)
+         for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
+            tiles(ib, k0);
+            if (K == 0) break;
+         }
+   } else {
       for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-         tiles(ib, k0);
+         for (long ib = ib0; ib < ib1; ib += NB) tiles(ib, k0);
          if (K == 0) break;
       }
+   }
 #else
    for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
       const long kn = std::min(KCHUNK, K - k0);

@@ -1,0 +1,129 @@
+"""Every kernel variant this machine can run, against onnxruntime: the same generated models compiled three
+times -- with pysofie's own flags (-march=native: the AVX-512 kernels where the CPU has AVX-512F), with
+-mno-avx512f (the AVX2/FMA kernels), and with AVX2, FMA and AVX-512 disabled (the portable scalar fallbacks).
+A variant the CPU (or the build, e.g. PYSOFIE_NATIVE=0) does not give is skipped; which instruction sets each
+build really targets is checked from the compiler's own predefined macros.
+
+The models are small, with sizes that hit the kernels' tails: the packed-GEMM micro-tile (rows not a multiple of
+6, a masked last panel), the indirect convolution (output positions not a multiple of 6, an odd number of
+16-channel blocks, weights of 1 MiB or more), Winograd, depthwise (channels not a multiple of 8), the vector math
+of Softmax / LayerNormalization / Gelu, and the GRU's 8-lane tanh update. Tolerance: rtol 1e-4 and atol 1e-5,
+or 1e-4 where a reduction has more than 1000 terms (float32 sums in a different order than onnxruntime's).
+
+The three builds are one shared library each (one compiler run per variant)."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from tests.test_fusion import graph_model
+from tests.util import assert_close, ort, rand
+
+MODELS = {}  # id -> (model, feeds, rtol, atol, a string the generated code must contain)
+
+
+def add(id_, model, feeds, needle, rtol=1e-4, atol=1e-5):
+    MODELS[id_] = (model, feeds, rtol, atol, needle)
+
+
+def _conv(xs, ws, attrs, act=None, seed=0):
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c" if act else "y"], **attrs)]
+    if act:
+        nodes.append(helper.make_node(act, ["c"], ["y"]))
+    inits = {"w": rand(*ws, seed=seed + 1) * 0.5, "b": rand(ws[0], seed=seed + 2)}
+    return graph_model(nodes, {"x": rand(*xs, seed=seed)}, inits, ["y"]), {"x": rand(*xs, seed=seed)}
+
+
+# packed GEMM: 7 rows (a 6-row tile + 1), 45 columns (two 16-wide panels + a masked 13), fused bias + Relu
+m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
+                 helper.make_node("Relu", ["c"], ["y"])],
+                {"x": rand(7, 37, seed=1)}, {"w": rand(37, 45, seed=2), "b": rand(45, seed=3)}, ["y"])
+add("gemm-tails", m, {"x": rand(7, 37, seed=1)}, "pysofie_gemm::gemm_packed")
+# Gemm transB with alpha, 9 columns (one 8-wide panel + 1), then Tanh; 13 rows
+m = graph_model([helper.make_node("Gemm", ["x", "w", "b"], ["c"], transB=1, alpha=0.7),
+                 helper.make_node("Tanh", ["c"], ["y"])],
+                {"x": rand(13, 70, seed=4)}, {"w": rand(9, 70, seed=5), "b": rand(9, seed=6)}, ["y"])
+add("gemm-transB-n9", m, {"x": rand(13, 70, seed=4)}, "pysofie_gemm::gemm_packed")
+# indirect convolution: 40 output channels (a pair of 16-channel blocks + one), 77 positions (stride 2)
+add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", 10),
+    "pysofie_conv::conv_indirect")
+# weights of 128 * 9 * 256 floats (1.1 MiB): the AVX-512 path's channel-blocks-outermost order; K = 1152
+add("conv-large-weights", *_conv((1, 128, 5, 5), (256, 128, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]},
+                                 None, 20), "pysofie_conv::conv_indirect", atol=1e-4)
+# Winograd F(2x2, 3x3): 24 output channels, a partial tile row and column (19 x 31)
+add("conv-winograd", *_conv((1, 32, 19, 31), (24, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", 30), "conv_indirect(nt, pos")
+# depthwise 3x3 over 13 channels (8 on the vector lanes + 5)
+add("depthwise-13", *_conv((1, 13, 17, 19), (13, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 13}, "Relu", 40),
+    "pysofie_conv::depthwise8<3>")
+# vector math: Softmax and LayerNormalization rows of 37, Gelu (opset 20)
+m = graph_model([helper.make_node("Softmax", ["x"], ["s"], axis=-1),
+                 helper.make_node("LayerNormalization", ["x", "g", "bb"], ["n"], axis=-1, epsilon=1e-5),
+                 helper.make_node("Gelu", ["x"], ["e"]), helper.make_node("Add", ["s", "n"], ["t"]),
+                 helper.make_node("Add", ["t", "e"], ["y"])],
+                {"x": rand(5, 37, seed=50) * 3}, {"g": rand(37, seed=51), "bb": rand(37, seed=52)}, ["y"], opset=20)
+add("vmath", m, {"x": rand(5, 37, seed=50) * 3}, "pysofie_vm::")
+# GRU, hidden 13 (one 8-lane tanh update + a scalar tail), reverse direction
+H, I, S = 13, 5, 7
+m = graph_model([helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "y"], hidden_size=H, direction="reverse")],
+                {"x": rand(S, 1, I, seed=60)},
+                {"W": rand(1, 3 * H, I, seed=61) * 0.6, "R": rand(1, 3 * H, H, seed=62) * 0.6,
+                 "B": rand(1, 6 * H, seed=63) * 0.5}, ["y"])
+add("gru-h13", m, {"x": rand(S, 1, I, seed=60)}, "pysofie_vm::tanh8(_mm256_add_ps")
+
+VARIANTS = {"native": [], "avx2": ["-mno-avx512f"], "scalar": ["-mno-avx512f", "-mno-avx2", "-mno-fma"]}
+
+
+def _macros(extra):
+    """The compiler's predefined macros with pysofie's flags plus `extra`."""
+    from pysofie.build.compiler import find_cxx, opt_flags
+    r = subprocess.run(find_cxx().split() + opt_flags() + list(extra) + ["-dM", "-E", "-x", "c++", os.devnull],
+                       capture_output=True, text=True, check=True)
+    return {line.split()[1] for line in r.stdout.splitlines() if line.startswith("#define ")}
+
+
+def _isa(macros):
+    if "__AVX512F__" in macros and "__AVX2__" in macros and "__FMA__" in macros:
+        return "avx512"
+    return "avx2" if "__AVX2__" in macros and "__FMA__" in macros else "scalar"
+
+
+@pytest.fixture(scope="module")
+def builds():
+    """{variant: (isa it targets, {model id: session}) } for the variants that differ from each other."""
+    from pysofie.api import generate_code
+    from pysofie.build.batch import sessions_for
+    out, seen = {}, set()
+    for name, extra in VARIANTS.items():
+        isa = _isa(_macros(extra))
+        if isa in seen:  # e.g. no AVX-512 here: the native build is already the AVX2 one
+            continue
+        seen.add(isa)
+        gms = [generate_code(MODELS[i][0], namespace=f"isa_{name}_{k}") for k, i in enumerate(MODELS)]
+        out[name] = (isa, dict(zip(MODELS, sessions_for(gms, extra_flags=extra))), gms)
+    return out
+
+
+def test_variants_target_what_they_say(builds):
+    isas = {name: isa for name, (isa, _, _) in builds.items()}
+    assert isas.get("scalar") == "scalar", isas  # the fallbacks always run
+    if "avx2" in isas:
+        assert isas["avx2"] == "avx2"
+    if "native" in isas and isas["native"] != "scalar":
+        assert isas["native"] in ("avx512", "avx2")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("id_", list(MODELS))
+def test_variant_matches_onnxruntime(builds, variant, id_):
+    if variant not in builds:
+        pytest.skip(f"{variant}: this CPU / build gives no distinct {variant} kernels")
+    isa, sessions, gms = builds[variant]
+    model, feeds, rtol, atol, needle = MODELS[id_]
+    gm = gms[list(MODELS).index(id_)]
+    assert needle in gm.header, f"{id_}: the generated code no longer uses {needle}"
+    sess = sessions[id_]
+    if isinstance(sess, Exception):
+        raise sess
+    assert_close(sess.run(None, feeds), ort(model, feeds), rtol, atol, what=f"{id_} ({variant}: {isa}) vs onnxruntime")
