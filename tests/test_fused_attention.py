@@ -172,3 +172,46 @@ def test_portable_build():
             raise sess
         model, feeds = cases[case]
         assert_close(sess.run(None, feeds), ort(model, feeds), 1e-4, 1e-5, what=f"{case} (portable)")
+
+
+# -- Transposes that swap two axis groups (runtime/pysofie_transpose.h): exact copies -----------------------------
+def transpose_model(shape, perm, elem=TensorProto.FLOAT, seed=0):
+    rng = np.random.default_rng(seed)
+    np_t = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64, TensorProto.BOOL: np.bool_,
+            TensorProto.UINT8: np.uint8}[elem]
+    x = (rng.normal(0, 10, shape) if np_t is not np.bool_ else rng.normal(0, 1, shape) > 0).astype(np_t)
+    g = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=list(perm))], "tr",
+                          [helper.make_tensor_value_info("x", elem, list(shape))],
+                          [helper.make_tensor_value_info("y", elem, [shape[p] for p in perm])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m, {"x": x}
+
+
+TRANSPOSES = {
+    "nchw-nhwc": transpose_model((2, 19, 13, 11), (0, 2, 3, 1)),           # 8x8 blocks and odd edges
+    "nhwc-nchw": transpose_model((1, 16, 16, 48), (0, 3, 1, 2), seed=1),   # whole blocks
+    "heads": transpose_model((2, 7, 3, 5), (0, 2, 1, 3), seed=2),          # runs of 5 elements
+    "2d-int64": transpose_model((9, 17), (1, 0), TensorProto.INT64, seed=3),
+    "bool": transpose_model((3, 10, 9), (0, 2, 1), TensorProto.BOOL, seed=4),
+    "uint8-inner": transpose_model((4, 6, 2, 3), (2, 0, 1, 3), TensorProto.UINT8, seed=5),
+    "two-swaps-generic": transpose_model((2, 3, 4, 5), (1, 0, 3, 2), seed=6),
+}
+
+
+def test_transposes():
+    """Against onnxruntime, exactly, with 1 and 3 threads; native and portable builds."""
+    from pysofie.build.batch import compile_many
+    ids = list(TRANSPOSES)
+    models = [TRANSPOSES[i][0] for i in ids]
+    for native, sessions in ((True, compile_many(models)), (False, compile_many(models[:3], native=False))):
+        for case, sess in zip(ids, sessions):
+            if isinstance(sess, Exception):
+                raise sess
+            model, feeds = TRANSPOSES[case]
+            expected = ort(model, feeds)
+            assert_close(sess.run(None, feeds), expected, 0, 0, what=f"{case} (native={native})")
+            if native:
+                s3 = InferenceSession(None, _generated=sess._gm, _library=sess._native.lib._name,
+                                      intra_op_num_threads=3)
+                assert_close(s3.run(None, feeds), expected, 0, 0, what=f"{case}, 3 threads")
