@@ -1,4 +1,5 @@
-"""passes.transformer.FuseAttention and runtime/pysofie_attn.h against onnxruntime: attention as exporters write it
+"""passes.transformer.FuseAttention and runtime/pysofie_attn.h, and passes.transformer.FuseRMSNorm with the
+RMSNormalization row kernel, against onnxruntime: attention as exporters write it
 (head Reshape + Transpose, MatMul(Q, K^T), scale, Where / Add masks in either order, Softmax, MatMul(., V), the
 Transpose back) at odd sizes (head sizes not multiples of 8 or 16, sequence lengths not multiples of 8), with 1, 2
 and 3 threads (bitwise equal: every task writes its own rows), and compiled without -march=native (the scalar
@@ -91,11 +92,43 @@ add("k-bhtd-no-out-transpose", B=2, H=1, S=5, T=40, D=8, Dv=33, k_layout="bhtd",
 add("k-transposed-input", fused=False, B=1, H=2, S=7, T=7, D=8, Dv=8, k_layout="given", seed=11)
 
 
+def rmsnorm(shape, form, weight=True, opset=17, seed=0):
+    """x / sqrt(mean(x^2, -1) + eps) [* w] as exporters write it: form "pow-div1" (Pow, Div(1, .), Mul by x),
+    "mul-recip" (x * x, Reciprocal, Mul), "div-x" (Div(x, sqrt))."""
+    x = rand(*shape, seed=seed) * 3
+    nodes = [_scalar("two", 2.0), _scalar("eps", 1e-6), _scalar("one", 1.0)]
+    nodes.append(helper.make_node("Pow", ["x", "two"], ["sq"]) if form == "pow-div1"
+                 else helper.make_node("Mul", ["x", "x"], ["sq"]))
+    if opset >= 18:
+        nodes += [_shape("axes", [-1]), helper.make_node("ReduceMean", ["sq", "axes"], ["ms"], keepdims=1)]
+    else:
+        nodes.append(helper.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1], keepdims=1))
+    nodes += [helper.make_node("Add", ["ms", "eps"], ["a"]), helper.make_node("Sqrt", ["a"], ["r"])]
+    out = "n" if weight else "y"
+    if form == "pow-div1":
+        nodes += [helper.make_node("Div", ["one", "r"], ["inv"]), helper.make_node("Mul", ["x", "inv"], [out])]
+    elif form == "mul-recip":
+        nodes += [helper.make_node("Reciprocal", ["r"], ["inv"]), helper.make_node("Mul", ["inv", "x"], [out])]
+    else:
+        nodes.append(helper.make_node("Div", ["x", "r"], [out]))
+    inits = {}
+    if weight:
+        inits["w"] = 1 + 0.1 * rand(shape[-1], seed=seed + 1)
+        nodes.append(helper.make_node("Mul", ["w", "n"], ["y"]))
+    return graph_model(nodes, {"x": x}, inits, ["y"], opset=opset), {"x": x}
+
+
+RMS = {"rms-pow-div1-w": rmsnorm((2, 5, 37), "pow-div1"),
+       "rms-mul-recip": rmsnorm((3, 8), "mul-recip", weight=False, seed=3),
+       "rms-div-x-opset18": rmsnorm((4, 256), "div-x", opset=18, seed=5)}
+
+
 @pytest.fixture(scope="module")
 def sessions():
     from pysofie.build.batch import compile_many
-    ids = list(MODELS)
-    return dict(zip(ids, compile_many([MODELS[i][0] for i in ids])))
+    ids = list(MODELS) + list(RMS)
+    models = [MODELS[i][0] for i in MODELS] + [RMS[i][0] for i in RMS]
+    return dict(zip(ids, compile_many(models)))
 
 
 @pytest.mark.parametrize("case", list(MODELS))
@@ -118,12 +151,67 @@ def test_fused_attention(case, sessions):
         assert_close(s.run(None, feeds), one, 0, 0, what=f"{case}, {n} threads against 1")
 
 
+@pytest.mark.parametrize("case", list(RMS))
+def test_rmsnorm(case, sessions):
+    model, feeds = RMS[case]
+    sess = sessions[case]
+    if isinstance(sess, Exception):
+        raise sess
+    ops = [n.op_type for n in sess._gm.emitter.graph.nodes]
+    assert ops == ["RMSNormalization"], ops
+    assert_close(sess.run(None, feeds), ort(model, feeds), 1e-5, 1e-6, what=case)
+
+
 def test_portable_build():
     """Compiled without -march=native: the scalar fallbacks of runtime/pysofie_attn.h."""
     from pysofie.build.batch import compile_many
-    ids = ["causal-then-bias", "k-bhtd-no-out-transpose"]
-    for case, sess in zip(ids, compile_many([MODELS[i][0] for i in ids], native=False)):
+    cases = {**{i: MODELS[i][:2] for i in ("causal-then-bias", "k-bhtd-no-out-transpose")},
+             "rms-pow-div1-w": RMS["rms-pow-div1-w"]}
+    for case, sess in zip(cases, compile_many([m for m, _ in cases.values()], native=False)):
         if isinstance(sess, Exception):
             raise sess
-        model, feeds, _ = MODELS[case]
+        model, feeds = cases[case]
         assert_close(sess.run(None, feeds), ort(model, feeds), 1e-4, 1e-5, what=f"{case} (portable)")
+
+
+# -- Transposes that swap two axis groups (runtime/pysofie_transpose.h): exact copies -----------------------------
+def transpose_model(shape, perm, elem=TensorProto.FLOAT, seed=0):
+    rng = np.random.default_rng(seed)
+    np_t = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64, TensorProto.BOOL: np.bool_,
+            TensorProto.UINT8: np.uint8}[elem]
+    x = (rng.normal(0, 10, shape) if np_t is not np.bool_ else rng.normal(0, 1, shape) > 0).astype(np_t)
+    g = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=list(perm))], "tr",
+                          [helper.make_tensor_value_info("x", elem, list(shape))],
+                          [helper.make_tensor_value_info("y", elem, [shape[p] for p in perm])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m, {"x": x}
+
+
+TRANSPOSES = {
+    "nchw-nhwc": transpose_model((2, 19, 13, 11), (0, 2, 3, 1)),           # 8x8 blocks and odd edges
+    "nhwc-nchw": transpose_model((1, 16, 16, 48), (0, 3, 1, 2), seed=1),   # whole blocks
+    "heads": transpose_model((2, 7, 3, 5), (0, 2, 1, 3), seed=2),          # runs of 5 elements
+    "2d-int64": transpose_model((9, 17), (1, 0), TensorProto.INT64, seed=3),
+    "bool": transpose_model((3, 10, 9), (0, 2, 1), TensorProto.BOOL, seed=4),
+    "uint8-inner": transpose_model((4, 6, 2, 3), (2, 0, 1, 3), TensorProto.UINT8, seed=5),
+    "two-swaps-generic": transpose_model((2, 3, 4, 5), (1, 0, 3, 2), seed=6),
+}
+
+
+def test_transposes():
+    """Against onnxruntime, exactly, with 1 and 3 threads; native and portable builds."""
+    from pysofie.build.batch import compile_many
+    ids = list(TRANSPOSES)
+    models = [TRANSPOSES[i][0] for i in ids]
+    for native, sessions in ((True, compile_many(models)), (False, compile_many(models[:3], native=False))):
+        for case, sess in zip(ids, sessions):
+            if isinstance(sess, Exception):
+                raise sess
+            model, feeds = TRANSPOSES[case]
+            expected = ort(model, feeds)
+            assert_close(sess.run(None, feeds), expected, 0, 0, what=f"{case} (native={native})")
+            if native:
+                s3 = InferenceSession(None, _generated=sess._gm, _library=sess._native.lib._name,
+                                      intra_op_num_threads=3)
+                assert_close(s3.run(None, feeds), expected, 0, 0, what=f"{case}, 3 threads")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.shapes import cpp_dim, numel
 from ..emitter import VIEW_OPS, generates
-from .common import loop_nest, strides
+from .common import loop_nest, strides, use_runtime_header
 
 
 @generates(*VIEW_OPS)
@@ -12,11 +12,46 @@ def gen_copy(cx):
     cx.w.line(f"std::copy_n({cx.i(0)}, {cx.osize(0)}, {cx.o(0)});")
 
 
+PLAIN_CTYPES = {"float", "double", "int64_t", "int32_t", "int16_t", "int8_t", "uint64_t", "uint32_t", "uint16_t",
+                "uint8_t", "bool"}
+
+
+def swapped_groups(shape, perm):
+    """(outer, A, B, inner) when the transpose swaps two neighbouring axis groups (after merging the axes that
+    stay adjacent and dropping those of size 1): y[o][b][a][i] = x[o][a][b][i]; else None."""
+    keep = [k for k in range(len(shape)) if not (isinstance(shape[k], int) and shape[k] == 1)]
+    perm = [p for p in perm if p in keep]
+    groups = []  # runs of input axes that stay consecutive in the output, in output order
+    for p in perm:
+        if groups and groups[-1][-1] + 1 == p:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    order = sorted(range(len(groups)), key=lambda g: groups[g][0])  # input order of the groups
+    # output order must be input order with exactly one neighbouring pair swapped
+    if len(groups) < 2:
+        return None
+    for k in range(len(groups) - 1):
+        if order[:k] == list(range(k)) and order[k:k + 2] == [k + 1, k] and order[k + 2:] == list(range(k + 2,
+                                                                                                     len(groups))):
+            ins = sorted(groups, key=lambda g: g[0])  # groups in input order: ..., a-group, b-group, ...
+            size = lambda gs: numel([shape[a] for g in gs for a in g])  # noqa: E731
+            return size(ins[:k]), size(ins[k:k + 1]), size(ins[k + 1:k + 2]), size(ins[k + 2:])
+    return None
+
+
 @generates("Transpose")
 def gen_transpose(cx):
     w = cx.w
     perm = cx.op.permutation(cx.node)
     in_shape = list(cx.vin(0).shape)
+    plain = cx.vin(0).dtype is not None and cx.vin(0).dtype.ctype in PLAIN_CTYPES
+    sw = swapped_groups(in_shape, list(perm)) if plain else None
+    if sw is not None:  # runtime/pysofie_transpose.h
+        use_runtime_header(cx, "pysofie_transpose.h")
+        o, a, b, i = (cpp_dim(d) for d in sw)
+        w.line(f"pysofie_tr::swap_axes({cx.i(0)}, {cx.o(0)}, {o}, {a}, {b}, {i}, &{cx.pool()});")
+        return
     st = strides(in_shape)
     out_dims = [cpp_dim(in_shape[p]) for p in perm]
     w.line("size_t pos = 0;")

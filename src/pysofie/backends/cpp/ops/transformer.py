@@ -288,6 +288,14 @@ def gen_rmsnorm(cx):
     X, W, Y = cx.i(0), cx.i(1), cx.o(0)
     ex, ew, ey = _Elem(cx, x.dtype), _Elem(cx, cx.vin(1).dtype), _Elem(cx, cx.vout(0).dtype)
     sv = cx.vin(1)
+    if x.dtype is DType.FLOAT and sv.dtype is DType.FLOAT and cx.vout(0).dtype is DType.FLOAT \
+            and len(sv.shape) == len(nshape) and all(str(p) == str(q) for p, q in zip(sv.shape, nshape)):
+        # the vectorized row kernel (runtime/pysofie_vmath.h), rows spread over the threads
+        from .common import use_runtime_header
+        use_runtime_header(cx, "pysofie_vmath.h")
+        w.line(f"{cx.pool()}.run_range({outer}, 1, [&](long r0, long r1, int) {{ pysofie_vm::rmsnorm_rows({X}, {W}, "
+               f"{Y}, r0, r1, {n}, {lit(eps, 'double')}); }});")
+        return
     if numel(sv.shape) == 1 and all(isinstance(dd, int) for dd in sv.shape):
         sidx = "0"
     elif len(sv.shape) == len(nshape) and all(str(p) == str(q) for p, q in zip(sv.shape, nshape)):

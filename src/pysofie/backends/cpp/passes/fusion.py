@@ -197,8 +197,8 @@ def optimization_passes() -> list:
     # Every float Conv with constant weights runs the indirect kernel of runtime/pysofie_conv.h (faster than
     # im2col + OpenBLAS on every measured layer: benchmarks/README.md); pointwise stride-1 ones stay a BLAS call.
     from .gemm_pack import PackGemmWeights  # dense layers with constant weights (passes/gemm_pack.py)
-    from .transformer import FuseAttention, FuseDenseEpilogue, FuseGelu  # transformer graphs (passes/transformer.py)
+    from .transformer import FuseAttention, FuseDenseEpilogue, FuseGelu, FuseRMSNorm  # passes/transformer.py
     from .winograd import WinogradConv
-    return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseActivation(),
-            PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(), PackGemmWeights(),
-            FuseDenseEpilogue()]
+    return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
+            FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
+            PackGemmWeights(), FuseDenseEpilogue()]

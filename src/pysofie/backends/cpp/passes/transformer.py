@@ -5,6 +5,7 @@
   become one Gelu node (approximate "none" / "tanh").
 - ``FuseAttention``: MatMul(Q, K^T), scale, Where / Add masks, Softmax and MatMul(., V) of every head, with the
   Transposes around them, become one PysofieAttention node (runtime/pysofie_attn.h).
+- ``FuseRMSNorm``: the elementwise chain of an RMS norm becomes one RMSNormalization node.
 - ``FuseDenseEpilogue``: a dense layer run by the packed matrix kernel (a MatMul of any rank, or a Gemm, by a
   constant matrix: passes/gemm_pack.py) takes the Add of a constant bias over its last axis, then a following
   activation (Relu, LeakyRelu, Sigmoid, Tanh, Gelu), into the kernel's store (``fused_act``); both nodes go.
@@ -393,10 +394,99 @@ class FuseAttention(Pass):
             attrs["y_layout"] = "bshd"
         else:
             attrs["y_layout"] = "bhsd"
-        last = max(graph.nodes.index(n) for n in removed)
-        after = graph.nodes[last + 1] if last + 1 < len(graph.nodes) else None
-        for n in removed:
-            graph.remove_node(n)
-        index = graph.nodes.index(after) if after is not None else None
-        graph.add_node(attention_op(**attrs), srcs + [add, cond], [out], sm.name, index=index)
+        _replace_last(graph, removed, attention_op(**attrs), srcs + [add, cond], out, sm.name)
+        return True
+
+
+def _replace_last(graph: Graph, removed: list, op, inputs: list, out: Value, name: str) -> None:
+    """Remove `removed` and put one node computing `out` where the last of them was (after every producer of
+    their inputs)."""
+    last = max(graph.nodes.index(n) for n in removed)
+    after = graph.nodes[last + 1] if last + 1 < len(graph.nodes) else None
+    for n in removed:
+        graph.remove_node(n)
+    index = graph.nodes.index(after) if after is not None else None
+    graph.add_node(op, inputs, [out], name, index=index)
+
+
+class FuseRMSNorm(Pass):
+    """x * 1 / sqrt(mean(x^2 over the last axis) + eps) [* w], as exporters write T5's / LLaMA's RMS norm
+    (Pow(x, 2) or x * x, ReduceMean keepdims, Add eps, Sqrt, then Div(1, .) or Reciprocal and Mul by x, or Div(x,
+    .)), then an optional Mul by a constant weight over the last axis, becomes one RMSNormalization node (its
+    vectorized row kernel: backends/cpp/ops/transformer.py)."""
+    name = "fuse-rmsnorm"
+
+    def __call__(self, graph: Graph) -> bool:
+        changed = False
+        for n in list(graph.nodes):
+            if n in graph.nodes and n.op_type == "ReduceMean":
+                changed |= self._fuse(graph, n)
+        return changed
+
+    @staticmethod
+    def _axes(rm):
+        axes = rm.op.attrs.get("axes")
+        if axes is None and len(rm.inputs) > 1 and rm.inputs[1] is not None and rm.inputs[1].const is not None:
+            axes = [int(a) for a in np.asarray(rm.inputs[1].const).reshape(-1)]
+        return axes
+
+    def _fuse(self, graph: Graph, rm) -> bool:
+        sq = rm.inputs[0]
+        p = sq.producer if sq is not None else None
+        if p is None or not _single_internal_use(graph, sq) or not _is_f32(sq) or sq.rank < 1:
+            return False
+        if p.op_type == "Pow" and _near(_scalar(p.inputs[1]), 2.0):
+            x = p.inputs[0]
+        elif p.op_type == "Mul" and p.inputs[0] is p.inputs[1]:
+            x = p.inputs[0]
+        else:
+            return False
+        r = x.rank
+        axes = self._axes(rm)
+        if axes is None or [a % r for a in axes] != [r - 1] or int(rm.op.attrs.get("keepdims", 1)) != 1 \
+                or not isinstance(x.shape[-1], int):
+            return False
+        add = _sole_user(graph, rm.outputs[0], "Add")
+        eps = _scalar(_other(add, rm.outputs[0])) if add is not None else None
+        if eps is None or eps < 0:
+            return False
+        sqrt = _sole_user(graph, add.outputs[0], "Sqrt")
+        if sqrt is None:
+            return False
+        s = sqrt.outputs[0]
+        nxt = _only_user(graph, s)
+        removed = [p, rm, add, sqrt]
+        if nxt is not None and nxt.op_type == "Div" and nxt.inputs[1] is s and nxt.inputs[0] is x:
+            removed.append(nxt)
+            y = nxt.outputs[0]
+        else:
+            if nxt is not None and nxt.op_type == "Div" and nxt.inputs[1] is s and _near(_scalar(nxt.inputs[0]), 1.0):
+                pass
+            elif nxt is None or nxt.op_type != "Reciprocal":
+                return False
+            removed.append(nxt)
+            mul = _sole_user(graph, nxt.outputs[0], "Mul")
+            if mul is None or _other(mul, nxt.outputs[0]) is not x:
+                return False
+            removed.append(mul)
+            y = mul.outputs[0]
+        if tuple(y.shape) != tuple(x.shape):
+            return False
+        N = int(x.shape[-1])
+        weight = None
+        wm = _sole_user(graph, y, "Mul")
+        if wm is not None:
+            c = _other(wm, y)
+            if c is not None and c.const is not None and _is_f32(c) and c.rank <= r \
+                    and all(int(d) == 1 for d in c.shape[:-1]) and c.rank >= 1 and int(c.shape[-1]) == N \
+                    and tuple(wm.outputs[0].shape) == tuple(x.shape):
+                weight = _const(graph, c.name + "_rms", np.asarray(c.const, np.float32).reshape(N))
+                removed.append(wm)
+                y = wm.outputs[0]
+        if weight is None:
+            weight = _const(graph, rm.name + "_rms_ones", np.ones(N, np.float32))
+        from ..ops.transformer import RMSNormalization
+        op = RMSNormalization(axis=-1, epsilon=float(eps))
+        op.opset = 23
+        _replace_last(graph, removed, op, [x, weight], y, rm.name)
         return True

@@ -186,6 +186,40 @@ inline void layernorm_rows(const float* x, const float* scale, const float* bias
    }
 }
 
+// y[r][k] = x[r][k] / sqrt(mean_k(x[r][k]^2) + eps) * scale[k] over rows r0 <= r < r1 of n (RMSNormalization),
+// the sum of squares accumulated in double.
+inline void rmsnorm_rows(const float* x, const float* scale, float* y, long r0, long r1, long n, double eps) {
+   for (long r = r0; r < r1; ++r) {
+      const float* xr = x + r * n;
+      float* yr = y + r * n;
+      long k = 0;
+      double sq = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+      __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+      for (; k + 8 <= n; k += 8) {
+         const __m256 v = _mm256_loadu_ps(xr + k);
+         const __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+         const __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+         s0 = _mm256_fmadd_pd(d0, d0, s0);
+         s1 = _mm256_fmadd_pd(d1, d1, s1);
+      }
+      alignas(32) double t[4];
+      _mm256_store_pd(t, _mm256_add_pd(s0, s1));
+      sq = (t[0] + t[1]) + (t[2] + t[3]);
+#endif
+      for (; k < n; ++k) sq += double(xr[k]) * double(xr[k]);
+      const float inv = static_cast<float>(1.0 / std::sqrt(sq / double(n) + eps));
+      k = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+      const __m256 vi = _mm256_set1_ps(inv);
+      for (; k + 8 <= n; k += 8)
+         _mm256_storeu_ps(yr + k,
+                          _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + k), vi), _mm256_loadu_ps(scale + k)));
+#endif
+      for (; k < n; ++k) yr[k] = xr[k] * inv * scale[k];
+   }
+}
+
 }  // namespace pysofie_vm
 
 #endif  // PYSOFIE_VMATH_H
