@@ -93,7 +93,14 @@ def ort_cuda_available() -> bool:
         import onnxruntime as ort
     except ImportError:
         return False
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21: CUDA / cuDNN from the nvidia-* wheels
+        try:
+            ort.preload_dlls()
+        except Exception as e:
+            print(f"onnxruntime.preload_dlls: {e}", flush=True)
+    return True
 
 
 def ort_cuda_runner(model, feeds: dict):
@@ -253,6 +260,46 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+LAUNCH_TARGET_S = 30e-6  # issue 12: Linear_64 at batch 1 below 30 µs per call
+VERDICT_BATCH = 64  # issue 12: pysofie CUDA at or below ONNX Runtime CUDA for every model at batch >= this
+
+
+def verdict(rows: list[dict]) -> dict:
+    """What issue 12 asks, from the rows: every model at batch >= 64 at or below ORT CUDA's time (best of
+    cuda_device / cuda_graph), and Linear_64's time per call at batch 1."""
+    big = [r for r in rows if r["batch"] >= VERDICT_BATCH or (r["model"] not in {q["model"] for q in rows
+                                                                                 if q["batch"] >= VERDICT_BATCH})]
+    compared = [r for r in big if r.get("ort_cuda") and best_cuda(r)]
+    slower = [f"{r['model']}@{r['batch']}: {fmt(best_cuda(r))} vs ORT CUDA {fmt(r['ort_cuda'])}"
+              for r in compared if best_cuda(r) > r["ort_cuda"]]
+    missing = sorted({r["model"] for r in big if not (r.get("ort_cuda") and best_cuda(r))})
+    lin = next((r for r in rows if r["model"] == "Linear_64" and r["batch"] == 1 and best_cuda(r)), None)
+    return {"batch_ge_64_compared": len(compared), "batch_ge_64_slower_than_ort_cuda": slower,
+            "batch_ge_64_not_compared": missing,
+            "linear64_b1_s": best_cuda(lin) if lin else None,
+            "linear64_b1_below_30us": (best_cuda(lin) < LAUNCH_TARGET_S) if lin else None}
+
+
+def verdict_md(v: dict) -> str:
+    lines = ["## Issue 12's targets", ""]
+    if v["batch_ge_64_compared"]:
+        ok = not v["batch_ge_64_slower_than_ort_cuda"]
+        lines.append(f"- batch >= {VERDICT_BATCH} (models with a fixed batch: their own): {v['batch_ge_64_compared']} "
+                     f"rows compared with ORT CUDA, pysofie CUDA at or below it in "
+                     f"{'all' if ok else 'not all'} of them"
+                     + ("" if ok else ": " + "; ".join(v["batch_ge_64_slower_than_ort_cuda"])))
+    else:
+        lines.append(f"- batch >= {VERDICT_BATCH}: no row compared with ORT CUDA (onnxruntime-gpu missing?)")
+    if v["batch_ge_64_not_compared"]:
+        lines.append(f"- not compared (a column missing): {', '.join(v['batch_ge_64_not_compared'])}")
+    if v["linear64_b1_s"] is not None:
+        lines.append(f"- Linear_64 at batch 1: {fmt(v['linear64_b1_s'])} per call "
+                     f"({'below' if v['linear64_b1_below_30us'] else 'NOT below'} the 30 µs target)")
+    else:
+        lines.append("- Linear_64 at batch 1: not measured")
+    return "\n".join(lines) + "\n"
+
+
 def plots(rows: list[dict], out_dir: str) -> list[str]:
     plt = pyplot(quiet=True)
     if plt is None:
@@ -281,6 +328,14 @@ def plots(rows: list[dict], out_dir: str) -> list[str]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+        return onnxruntime.__version__
+    except ImportError:
+        return "not installed"
 
 
 def gpu_name() -> str:
@@ -314,10 +369,11 @@ def main(argv=None) -> int:
     except Exception as e:
         nvcc = f"unavailable ({e})"
     meta = {"gpu": gpu_name(), "cpu": _cpu_name(), "machine": platform.machine(), "nvcc": nvcc,
-            "ort_cuda": ort_cuda_available(), "dry_run": args.dry_run,
+            "ort_cuda": ort_cuda_available(), "onnxruntime": _ort_version(), "dry_run": args.dry_run,
             "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    meta["verdict"] = v = verdict(rows)
     md = (f"# pysofie CUDA benchmark\n\nGPU: {meta['gpu']}; CPU: {meta['cpu']}; {nvcc}; onnxruntime CUDA EP: "
-          f"{'yes' if meta['ort_cuda'] else 'not installed'}; {meta['time']}\n\n{table(rows)}\n")
+          f"{'yes' if meta['ort_cuda'] else 'not installed'}; {meta['time']}\n\n{table(rows)}\n\n{verdict_md(v)}")
     common.write_results(os.path.join(args.out, tag), {"meta": meta, "rows": rows}, md)
     print(md)
     if not args.dry_run:

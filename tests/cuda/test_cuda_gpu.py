@@ -1,6 +1,6 @@
 """Numerical GPU tests: every GPU operator family, a small network over several batch sizes (the arena grows),
-device-resident inputs and outputs (__cuda_array_interface__), ResNet-18 and the rootbench models, against
-onnxruntime on the CPU. Marked gpu; skipped without a CUDA GPU (and nvcc + cuBLAS)."""
+device-resident inputs and outputs (__cuda_array_interface__), ResNet-18, the rootbench models and the recurrent
+layers, against onnxruntime on the CPU. Marked gpu; skipped without a CUDA GPU (and nvcc + cuBLAS)."""
 from __future__ import annotations
 
 import glob
@@ -118,3 +118,31 @@ def test_rootbench_and_resnet18():
         src = model if isinstance(model, str) else model
         tol = 1e-3 if name == "resnet18" else GPU_RTOL
         assert_close(s.run(None, feeds), ort(src, feeds), tol, tol, what=name)
+
+
+REC_GPU = ("-lens", "act-bidir", "lbr", "peep", "input_forget", "batch6", "symbolic-seq", "clip", "layout1",
+           "batch1-long", "hidden1")
+
+
+def test_recurrent_matches_onnxruntime():
+    """RNN / GRU / LSTM on the GPU (real blocks of threads meeting at barriers): the float cases of
+    tests/ops/test_recurrent.py with sequence_lens, layouts, mixed activations, both GRU variants, peepholes,
+    input_forget, clip and symbolic sizes (the emulation runs all of them), built as four libraries at once, with the
+    GPU tolerances; a sequence length out of range is reported as an error."""
+    need_gpu()
+    import concurrent.futures
+    from pysofie.cuda_session import compile_many_cuda
+    from ..ops.test_recurrent import CASES as REC
+    cases = [c for c in REC if c.inputs["X"].dtype == np.float32 and any(k in c.id for k in REC_GPU)]
+    assert len(cases) > 40
+    chunks = [cases[k::4] for k in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        built = list(ex.map(lambda cs: compile_many_cuda([c.model for c in cs], [c.id for c in cs], opt_level=1),
+                            chunks))
+    for cs, sessions in zip(chunks, built):
+        for c, s in zip(cs, sessions):
+            assert_close(s.run(None, c.feeds()), c.expected(), max(c.rtol, GPU_RTOL), max(c.atol, GPU_ATOL),
+                         what=c.id)
+            if c.id == "LSTM-forward-lens-h0":
+                with pytest.raises(PysofieError, match="out of range"):
+                    s.run(None, dict(c.feeds(), sequence_lens=np.array([5, 6, 0, 1], np.int32)))

@@ -265,6 +265,53 @@ class _Layer:
             w.line(call)
 
 
+# The gate arithmetic of hidden unit j, shared with the CUDA back end (backends/cuda/ops/recurrent.py): xw and g
+# point to the step's input and recurrent projections of the entry, h (and c) to its state.
+def rnn_unit(L: _Layer, d: int, w) -> None:
+    w.line(f"const {L.T} a = {L.clip('xw[j] + g[j]')};")
+    w.line(f"h[j] = {L.act(d, 0, 'a')};")
+
+
+def gru_zr(L: _Layer, d: int, w, g: str = "g") -> None:
+    """The update and reset gates z and r."""
+    T, H = L.T, L.H
+    w.line(f"const {T} az = {L.clip(f'xw[j] + {g}[j]')};")
+    w.line(f"const {T} ar = {L.clip(f'xw[{H} + j] + {g}[{H} + j]')};")
+    w.line(f"const {T} z = {L.act(d, 0, 'az')};")
+    w.line(f"const {T} r = {L.act(d, 0, 'ar')};")
+
+
+def gru_update(L: _Layer, d: int, w, hh_pre: str) -> None:
+    """h = (1 - z) hh + z h, hh the candidate from its pre-activation hh_pre."""
+    T = L.T
+    w.line(f"const {T} ah = {L.clip(hh_pre)};")
+    w.line(f"const {T} hh = {L.act(d, 1, 'ah')};")
+    w.line(f"h[j] = ({T}(1) - z) * hh + z * h[j];")
+
+
+def lstm_unit(L: _Layer, d: int, w, peep=None) -> None:
+    """Gates i, o, f, c; peep(k): the C++ expression of peephole k (0: i, 1: o, 2: f) of unit j, or None."""
+    T, H = L.T, L.H
+    w.line(f"const {T} c_prev = c[j];")
+    pi = f" + {peep(0)} * c_prev" if peep else ""
+    pf = f" + {peep(2)} * c_prev" if peep else ""
+    po = f" + {peep(1)} * c_new" if peep else ""
+    w.line(f"const {T} ai = {L.clip(f'xw[j] + g[j]{pi}')};")
+    w.line(f"const {T} i = {L.act(d, 0, 'ai')};")
+    if L.op.input_forget:
+        # coupled input and forget gates
+        w.line(f"const {T} f = {T}(1) - i;")
+    else:
+        w.line(f"const {T} af = {L.clip(f'xw[{2 * H} + j] + g[{2 * H} + j]{pf}')};")
+        w.line(f"const {T} f = {L.act(d, 0, 'af')};")
+    w.line(f"const {T} ac = {L.clip(f'xw[{3 * H} + j] + g[{3 * H} + j]')};")
+    w.line(f"const {T} c_new = f * c_prev + i * ({L.act(d, 1, 'ac')});")
+    w.line(f"const {T} ao = {L.clip(f'xw[{H} + j] + g[{H} + j]{po}')};")
+    w.line(f"const {T} o = {L.act(d, 0, 'ao')};")
+    w.line("c[j] = c_new;")
+    w.line(f"h[j] = o * ({L.act(d, 2, 'c_new')});")
+
+
 def _direction_comment(layer: _Layer, d: int) -> str:
     name = layer.op.direction if layer.D == 1 else ("forward" if d == 0 else "reverse")
     return f"// direction {d}: {name}"
@@ -291,8 +338,7 @@ def gen_rnn(cx):
                     w.line(f"const {T}* g = {Gt} + b * {H};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
                     with w.loop("j", H):
-                        w.line(f"const {T} a = {L.clip('xw[j] + g[j]')};")
-                        w.line(f"h[j] = {L.act(d, 0, 'a')};")
+                        rnn_unit(L, d, w)
                     L.write_y(d, "h")
 
                 L.batch_step(d, body)
@@ -338,15 +384,10 @@ def gen_gru(cx):
             rbh = _at(cx.i(3), d * 2 * GH + GH + 2 * H) if cx.has(3) else None  # Rbh of direction d
             with w.loop("s", L.seq):
                 def gates_zr(g: str):
-                    w.line(f"const {T} az = {L.clip(f'xw[j] + {g}[j]')};")
-                    w.line(f"const {T} ar = {L.clip(f'xw[{H} + j] + {g}[{H} + j]')};")
-                    w.line(f"const {T} z = {L.act(d, 0, 'az')};")
-                    w.line(f"const {T} r = {L.act(d, 0, 'ar')};")
+                    gru_zr(L, d, w, g)
 
                 def update(hh_pre: str):
-                    w.line(f"const {T} ah = {L.clip(hh_pre)};")
-                    w.line(f"const {T} hh = {L.act(d, 1, 'ah')};")
-                    w.line(f"h[j] = ({T}(1) - z) * hh + z * h[j];")
+                    gru_update(L, d, w, hh_pre)
 
                 def row_ptrs():
                     w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
@@ -426,24 +467,7 @@ def gen_lstm(cx):
                     w.line(f"{T}* h = {Hs} + b * {H};")
                     w.line(f"{T}* c = {Cs} + b * {H};")
                     with w.loop("j", H):
-                        w.line(f"const {T} c_prev = c[j];")
-                        pi = " + Pd[j] * c_prev" if peep else ""
-                        pf = f" + Pd[{2 * H} + j] * c_prev" if peep else ""
-                        po = f" + Pd[{H} + j] * c_new" if peep else ""
-                        w.line(f"const {T} ai = {L.clip(f'xw[j] + g[j]{pi}')};")
-                        w.line(f"const {T} i = {L.act(d, 0, 'ai')};")
-                        if cx.op.input_forget:
-                            # coupled input and forget gates
-                            w.line(f"const {T} f = {T}(1) - i;")
-                        else:
-                            w.line(f"const {T} af = {L.clip(f'xw[{2 * H} + j] + g[{2 * H} + j]{pf}')};")
-                            w.line(f"const {T} f = {L.act(d, 0, 'af')};")
-                        w.line(f"const {T} ac = {L.clip(f'xw[{3 * H} + j] + g[{3 * H} + j]')};")
-                        w.line(f"const {T} c_new = f * c_prev + i * ({L.act(d, 1, 'ac')});")
-                        w.line(f"const {T} ao = {L.clip(f'xw[{H} + j] + g[{H} + j]{po}')};")
-                        w.line(f"const {T} o = {L.act(d, 0, 'ao')};")
-                        w.line("c[j] = c_new;")
-                        w.line(f"h[j] = o * ({L.act(d, 2, 'c_new')});")
+                        lstm_unit(L, d, w, (lambda k: f"Pd[{k * H} + j]" if k else "Pd[j]") if peep else None)
                     L.write_y(d, "h")
 
                 L.batch_step(d, body)

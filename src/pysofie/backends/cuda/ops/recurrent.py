@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ....ir import DType
 from ....ir.shapes import cpp_dim
-from ...cpp.ops.recurrent import _Layer
+from ...cpp.ops.recurrent import _Layer, gru_update, gru_zr, lstm_unit, rnn_unit
 from ..emitter import generates
 
 
@@ -159,8 +159,7 @@ def gen_rnn(cx):
         def step(w, d=d):
             G.matvec(w, "h", 0, 1)
             with G.units(w):
-                w.line(f"const {G.T} a = {L.clip('xw[j] + g[j]')};")
-                w.line(f"h[j] = {L.act(d, 0, 'a')};")
+                rnn_unit(L, d, w)
                 G.write_y(w, d)
             w.line("__syncthreads();")
 
@@ -175,15 +174,10 @@ def gen_gru(cx):
     G.input_projection(2 if lbr else 3)  # Rbh stays inside the reset product when linear_before_reset is set
     for d in range(G.D):
         def zr(w, d=d):
-            w.line(f"const {T} az = {L.clip('xw[j] + g[j]')};")
-            w.line(f"const {T} ar = {L.clip(f'xw[{H} + j] + g[{H} + j]')};")
-            w.line(f"const {T} z = {L.act(d, 0, 'az')};")
-            w.line(f"const {T} r = {L.act(d, 0, 'ar')};")
+            gru_zr(L, d, w)
 
         def update(w, pre: str, d=d):
-            w.line(f"const {T} ah = {L.clip(pre)};")
-            w.line(f"const {T} hh = {L.act(d, 1, 'ah')};")
-            w.line(f"h[j] = ({T}(1) - z) * hh + z * h[j];")
+            gru_update(L, d, w, pre)
             G.write_y(w, d)
 
         def step(w, d=d):
@@ -212,31 +206,15 @@ def gen_gru(cx):
 @generates("LSTM", check=_check)
 def gen_lstm(cx):
     G = _GpuLayer(cx, ("h", "c"))
-    L, T, H = G.L, G.T, G.H
+    L, H = G.L, G.H
     peep = cx.has(7)
     G.input_projection(4)
     for d in range(G.D):
         def step(w, d=d):
             G.matvec(w, "h", 0, 4)
-            P = f"{cx.i(7)}[{d * 3 * H} + " if peep else None
+            P = cx.i(7) if peep else None
             with G.units(w):
-                w.line(f"const {T} c_prev = c[j];")
-                pi = f" + {P}j] * c_prev" if peep else ""
-                pf = f" + {P}{2 * H} + j] * c_prev" if peep else ""
-                po = f" + {P}{H} + j] * c_new" if peep else ""
-                w.line(f"const {T} ai = {L.clip(f'xw[j] + g[j]{pi}')};")
-                w.line(f"const {T} i = {L.act(d, 0, 'ai')};")
-                if cx.op.input_forget:  # coupled input and forget gates
-                    w.line(f"const {T} f = {T}(1) - i;")
-                else:
-                    w.line(f"const {T} af = {L.clip(f'xw[{2 * H} + j] + g[{2 * H} + j]{pf}')};")
-                    w.line(f"const {T} f = {L.act(d, 0, 'af')};")
-                w.line(f"const {T} ac = {L.clip(f'xw[{3 * H} + j] + g[{3 * H} + j]')};")
-                w.line(f"const {T} c_new = f * c_prev + i * ({L.act(d, 1, 'ac')});")
-                w.line(f"const {T} ao = {L.clip(f'xw[{H} + j] + g[{H} + j]{po}')};")
-                w.line(f"const {T} o = {L.act(d, 0, 'ao')};")
-                w.line("c[j] = c_new;")
-                w.line(f"h[j] = o * ({L.act(d, 2, 'c_new')});")
+                lstm_unit(L, d, w, (lambda k: f"{P}[{d * 3 * H + k * H} + j]") if peep else None)
                 G.write_y(w, d)
             w.line("__syncthreads();")
 
