@@ -231,7 +231,7 @@ class FuseDenseEpilogue(Pass):
 
 # -- attention ----------------------------------------------------------------------------------------------
 def _attention_op_class():
-    from ..ops.base import Op
+    from ....ops.base import Op
 
     class FusedAttention(Op):
         """Y = softmax(masks(scale * Q K^T)) V over the last two axes of each (batch, head), created by
@@ -281,7 +281,7 @@ def _only_user(graph: Graph, v: Value):
 
 
 def _is_f32(v: Value) -> bool:
-    from ..ir import DType
+    from ....ir import DType
     return v is not None and v.dtype is DType.FLOAT
 
 
@@ -336,7 +336,7 @@ class FuseAttention(Pass):
                 order.append("add")
             elif p.op_type == "Where" and cond is None and not order[-1:] == ["scale"]:
                 c, f, s = p.inputs
-                from ..ir import DType
+                from ....ir import DType
                 if c is None or c.dtype is not DType.BOOL or not _broadcasts(c, full) or _scalar(f) is None \
                         or tuple(s.shape) != tuple(full):
                     return False
@@ -485,7 +485,7 @@ class FuseRMSNorm(Pass):
                 y = wm.outputs[0]
         if weight is None:
             weight = _const(graph, rm.name + "_rms_ones", np.ones(N, np.float32))
-        from ..ops.transformer import RMSNormalization
+        from ....ops.transformer import RMSNormalization
         op = RMSNormalization(axis=-1, epsilon=float(eps))
         op.opset = 23
         _replace_last(graph, removed, op, [x, weight], y, rm.name)
