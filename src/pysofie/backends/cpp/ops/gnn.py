@@ -141,10 +141,12 @@ def gen_row_mlp(cx):
         b0 = B[0]
     RB = ROW_BLOCK
     with w.block(f"{cx.pool()}.run_range(static_cast<long>({M}), {ROW_GRAIN}, [&](long r0, long r1, int)", close="});"):
-        w.line(f"alignas(64) float buf0[{RB * wmax}], buf1[{RB * wmax}];")
+        nl = len(layers)
+        used = sorted({("buf0", "buf1")[k % 2] for k in range(nl) if k < nl - 1 or ln})
+        if used:
+            w.line("alignas(64) float " + ", ".join(f"{b}[{RB * wmax}]" for b in used) + ";")
         with w.block(f"for (long i0 = r0; i0 < r1; i0 += {RB})"):
             w.line(f"const long m = std::min<long>({RB}, r1 - i0);")
-            nl = len(layers)
             bufs = ["buf0", "buf1"]
 
             def dst(k):  # where layer k writes: the output for the last layer without LayerNorm
