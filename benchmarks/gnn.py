@@ -35,6 +35,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the standard library's `profile` (torch._dynamo, imported by PyG, needs it) before benchmarks/profile.py can
+# shadow it: run.py puts this folder first on the path
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import cProfile  # noqa: E402,F401
 sys.path.insert(0, HERE)
 from run import _cpu_name, cxx_flags, interleaved, ort_session, sgemm_gflops  # noqa: E402
 
