@@ -204,7 +204,8 @@ def main(argv=None) -> int:
 def markdown(meta, rows) -> str:
     r0 = rows[0] if rows else {"nodes": 0, "edges": 0, "features": 0}
     out = [f"Single PyG layers, one graph of {r0['nodes']} nodes and {r0['edges']} edges, {r0['features']} features, "
-           f"one thread, {meta['cpu']}. Medians per call, ms. Load average during the run: "
+           f"one thread, {meta['cpu']}. Medians per call, ms of wall time, repetitions interleaved. "
+           f"Load average during the run: "
            f"{meta['load_average_1min_at_start_end'][0]:.1f} at the start, "
            f"{meta['load_average_1min_at_start_end'][1]:.1f} at the end, on {meta['cpus']} CPUs.", "",
            "| layer | pysofie | torch (PyG eager) | ONNX Runtime | pysofie / ORT | pysofie / torch |",
