@@ -184,7 +184,8 @@ def main(argv=None) -> int:
                              "onnxruntime": lambda: ort.run(None, feed)}, reps=31, budget_s=args.budget)
         row = {"layer": name, "nodes": n, "edges": e, "features": args.features,
                **{f"{t}_s": v for t, v in times.items()}, "rel_error_vs_torch": err,
-               "ratio_vs_ort": times["pysofie"] / times["onnxruntime"], "ratio_vs_torch": times["pysofie"] / times["torch"]}
+               "ratio_vs_ort": times["pysofie"] / times["onnxruntime"],
+               "ratio_vs_torch": times["pysofie"] / times["torch"]}
         rows.append(row)
         print(f"{name:14s} pysofie {times['pysofie'] * 1e3:8.3f} ms  torch {times['torch'] * 1e3:8.3f} ms  "
               f"ORT {times['onnxruntime'] * 1e3:8.3f} ms  pysofie/ORT {row['ratio_vs_ort']:.2f}  err {err:.1e}",

@@ -179,5 +179,6 @@ def gen_row_mlp(cx):
                        f"false, {B[k]}, {kind}, {slope}, nullptr);")
             if ln:
                 N = int(layers[-1]["N"])
-                w.line(f"pysofie_vm::layernorm_rows({bufs[(nl - 1) % 2]}, {cx.i(pos)}, {cx.i(pos + 1)}, {Y} + i0 * {N}, "
+                w.line(f"pysofie_vm::layernorm_rows({bufs[(nl - 1) % 2]}, {cx.i(pos)}, {cx.i(pos + 1)}, "
+                       f"{Y} + i0 * {N}, "
                        f"0, m, {N}, {lit(float(s['ln_eps']), 'double')}, nullptr, nullptr);")
