@@ -436,3 +436,18 @@ def test_sofie_shim_several_graphs(sessions, tmp_path):
             np.testing.assert_allclose(got, want, rtol=0, atol=4e-5 * float(np.abs(want).max()), err_msg=f"{f}_{k}")
     np.testing.assert_array_equal(np.fromfile(tmp_path / "last.out", np.float32),
                                   np.fromfile(tmp_path / "nodes_2.out", np.float32))
+
+
+def test_bad_index_with_two_threads():
+    """The fused edge MLP checks the indices before its threads start: a clean error, not a crash."""
+    tf.random.set_seed(3)
+    model = gn.modules.GraphNetwork(mlp_ln([8, 8]), mlp_ln([8, 8]), mlp_ln([8, 4]))
+    example = graph_dicts([(4, 6)])
+    sess = pysofie.InferenceSession(model, example_graph=example, intra_op_num_threads=2)
+    g = graph_dicts([(300, 900)], seed=6)
+    check(sess, model, g)
+    feed = _feed(sess, g)
+    snd = feed["senders"].copy()
+    snd[700] = 300
+    with pytest.raises(InvalidInputError, match="senders.*index 300 is out of range"):
+        sess.run(None, dict(feed, senders=snd))

@@ -139,6 +139,10 @@ def gen_row_mlp(cx):
         b0 = "bias0"
     else:
         b0 = B[0]
+    if q:  # indices checked before the threads start (an exception must not leave a pool task)
+        with w.block(f"for (size_t e = 0; e < static_cast<size_t>({M}); ++e)"):
+            for j in range(q):
+                _index_check(w, f"k{j}", f"{I[j]}[e]", Tn[j], s["whats"][j], "rows")
     RB = ROW_BLOCK
     with w.block(f"{cx.pool()}.run_range(static_cast<long>({M}), {ROW_GRAIN}, [&](long r0, long r1, int)", close="});"):
         nl = len(layers)
@@ -158,10 +162,8 @@ def gen_row_mlp(cx):
             if q:
                 with w.block("for (long i = 0; i < m; ++i)"):
                     w.line("const size_t e = static_cast<size_t>(i0 + i);")
-                    for j in range(q):
-                        _index_check(w, f"k{j}", f"{I[j]}[e]", Tn[j], s["whats"][j], "rows")
                     w.line(f"float* __restrict d = {d0} + i * {H};")
-                    srcs = [f"{T[j]}[static_cast<size_t>(k{j}) * {H} + h]" for j in range(q)]
+                    srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[e]) * {H} + h]" for j in range(q)]
                     with w.loop("h", str(H)):
                         w.line(f"d[h] = {' + '.join(srcs)};")
             for k in range(p):
