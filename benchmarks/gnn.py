@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """GNN benchmark: ROOT's GNN tutorial model (encode-process-decode, graph_nets) at growing graph sizes, one core.
 
-    python benchmarks/gnn.py [--quick] [--steps 5] [--latent 100] [--no-plot]
+    python benchmarks/gnn.py [--quick] [--sizes 1000x4000,5000x20000] [--steps 5] [--latent 100] [--no-plot]
 
 The model (as ROOT's TMVA_SOFIE_GNN tutorial): an encoder and decoder and output transform (GraphIndependent,
 4-layer ReLU MLPs of width `latent`), and a core GraphNetwork (edge, node and global MLPs with LayerNorm) applied
@@ -11,7 +11,7 @@ repetitions interleaved, medians per call:
 - graph_nets under tf.function (the model itself);
 - the same model written in PyTorch with torch_geometric.utils.scatter (PyG eager), weights copied;
 - ONNX Runtime on the ONNX export of that PyTorch model (dynamic numbers of nodes and edges).
-The FLOP count of the MLPs gives the floor at the BLAS's single-thread sgemm speed. Writes
+The dense layers' FLOP count (from the model's weights) gives the floor at the BLAS's single-thread sgemm speed. Writes
 benchmarks/results/gnn.{json,md,png}.
 """
 from __future__ import annotations
@@ -35,6 +35,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the standard library's `profile` (torch._dynamo, imported by PyG, needs it) before benchmarks/profile.py can
+# shadow it: run.py puts this folder first on the path
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import cProfile  # noqa: E402,F401
 sys.path.insert(0, HERE)
 from common import cpu_name as _cpu_name, interleaved, isa as _isa  # noqa: E402
 from run import cxx_flags, ort_session, sgemm_gflops  # noqa: E402
@@ -144,16 +148,50 @@ def torch_model(tf_model, steps: int):
     return EPD().eval()
 
 
-def model_flops(latent: int, steps: int, n: int, e: int) -> float:
-    """Multiply-adds x2 of every MLP layer (the aggregation and LayerNorm are O((N+E) * latent), not counted)."""
-    F = FEATURES
+def model_flops(tf_model, steps: int, n: int, e: int) -> float:
+    """2 x the multiply-adds of every dense layer of the model as written, counted from its weights: each MLP's
+    (in x out) matrices times the rows it runs on (edges, nodes, 1 global row), the encoder once and the core,
+    decoder and output transform once per step. The aggregations and LayerNorms (O((N + E) x latent)) are not
+    counted."""
+    def mlp(module, rows):
+        return sum(2 * rows * int(v.shape[0]) * int(v.shape[1]) for v in module.trainable_variables
+                   if len(v.shape) == 2)
 
-    def mlp(rows, fin):
-        return 2 * rows * (fin * latent + (NUM_LAYERS - 1) * latent * latent)
-    enc = mlp(n, F["nodes"]) + mlp(e, F["edges"]) + mlp(1, F["globals"])
-    core = mlp(e, 2 * latent * 4) + mlp(n, 2 * latent * 2 + latent) + mlp(1, 2 * latent + 2 * latent)
-    dec = 2 * (mlp(n, latent) + mlp(e, latent) + mlp(1, latent))
-    return enc + steps * (core + dec)
+    def ind(g):  # a GraphIndependent
+        return mlp(g._edge_model, e) + mlp(g._node_model, n) + mlp(g._global_model, 1)
+    c = tf_model.core
+    core = mlp(c._edge_block, e) + mlp(c._node_block, n) + mlp(c._global_block, 1)
+    return ind(tf_model.encoder) + steps * (core + ind(tf_model.decoder) + ind(tf_model.output_transform))
+
+
+def executed_flops(graph, n: int, e: int) -> float:
+    """2 x the multiply-adds of the dense products pysofie's generated code runs (fewer than the model's: an edge
+    MLP's first layer over gathered node features runs once per node, not once per edge)."""
+    from pysofie.ir.shapes import Sym
+    env = {"n_nodes": n, "n_edges": e}
+
+    def rows(d):
+        if not isinstance(d, Sym):
+            return int(d)
+        total = 0
+        for mono, coef in d.terms.items():
+            t = coef
+            for v in mono:
+                t *= env[v]
+            total += t
+        return total
+    fl = 0
+    for node in graph.nodes:
+        if node.op_type == "RowMLP":
+            s = node.op.spec
+            m = rows(node.outputs[0].shape[0])
+            H = s["layers"][0]["N"]
+            fl += 2 * m * (sum(k * H for k in s["ks"]) + sum(a["N"] * b["N"] for a, b in zip(s["layers"],
+                                                                                              s["layers"][1:])))
+        elif node.op_type in ("Gemm", "MatMul") and node.op.__dict__.get("packed_gemm"):
+            info = node.op.__dict__["packed_gemm"]
+            fl += 2 * rows(node.outputs[0].shape[0]) * info["K"] * info["N"]
+    return float(fl)
 
 
 CPP_HARNESS = r"""
@@ -164,12 +202,20 @@ CPP_HARNESS = r"""
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <ctime>
+#include <vector>
 #include <vector>
 
 template <typename T> static std::vector<T> read_raw(const std::string& f, size_t n) {{
    std::vector<T> v(n);
    std::ifstream(f, std::ios::binary).read(reinterpret_cast<char*>(v.data()), std::streamsize(n * sizeof(T)));
    return v;
+}}
+
+static double cpu_now() {{  // this thread's CPU time: robust when other processes share the cores
+   timespec t;
+   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }}
 
 int main(int argc, char** argv) {{
@@ -188,14 +234,17 @@ int main(int argc, char** argv) {{
       const double one = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const int inner = std::max(1, int(0.02 / std::max(one, 1e-9)));
       const int reps = std::max(5, std::min(31, int(1.5 / std::max(one * inner, 1e-9))));
-      std::vector<double> t;
+      std::vector<double> t, c;
       for (int r = 0; r < reps; ++r) {{
          auto t1 = std::chrono::steady_clock::now();
+         const double c1 = cpu_now();
          for (int i = 0; i < inner; ++i) run();
+         c.push_back((cpu_now() - c1) / inner);
          t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() / inner);
       }}
       std::sort(t.begin(), t.end());
-      std::printf("%zu %zu %.9g\n", n, e, t[t.size() / 2]);
+      std::sort(c.begin(), c.end());
+      std::printf("%zu %zu %.9g %.9g\n", n, e, t[t.size() / 2], c[c.size() / 2]);
    }}
    return 0;
 }}
@@ -223,9 +272,35 @@ def cpp_times(gm, sizes, graphs, workdir) -> dict:
                          text=True).stdout
     res = {}
     for line in out.strip().split("\n"):
-        n, e, t = line.split()
-        res[(int(n), int(e))] = float(t)
+        n, e, t, c = line.split()
+        res[(int(n), int(e))] = (float(t), float(c))  # wall, this thread's CPU time
     return res
+
+
+def interleaved_cpu(fns: dict, reps: int, budget_s: float = 8.0) -> dict:
+    """As run.interleaved, timing the process's CPU time (every thread of it) instead of wall time."""
+    import statistics
+    for f in fns.values():
+        f()
+        f()
+    inner, total = {}, 0.0
+    for k, f in fns.items():
+        t0 = time.perf_counter()
+        f()
+        one = max(time.perf_counter() - t0, 1e-7)
+        inner[k] = max(1, min(1000, int(0.02 / one)))
+        total += one * inner[k]
+    reps = max(5, min(reps, int(budget_s / total)))
+    times: dict = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(reps):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            f, n = fns[k], inner[k]
+            t0 = time.process_time()
+            for _ in range(n):
+                f()
+            times[k].append((time.process_time() - t0) / n)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv=None) -> int:
@@ -234,12 +309,17 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--latent", type=int, default=100)
     ap.add_argument("--budget", type=float, default=4.0, help="seconds of Python timing per size")
+    ap.add_argument("--sizes", default="", help="e.g. 1000x4000,5000x20000 (default: all six)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: the process's CPU time per call (all its threads; robust on a shared machine)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--out", default=os.path.join(RESULTS, "gnn"))
     args = ap.parse_args(argv)
     latent, steps, sizes = args.latent, args.steps, SIZES
     if args.quick:
         latent, steps, sizes = 32, 2, SIZES[:4]
+    if args.sizes:
+        sizes = [tuple(int(v) for v in x.split("x")) for x in args.sizes.split(",")]
 
     import tensorflow as tf
     import torch
@@ -294,18 +374,22 @@ def main(argv=None) -> int:
             def run_torch():
                 with torch.no_grad():
                     tm(*targs)
-            times = interleaved({"pysofie": lambda: sess.run(None, feed), "graph_nets_tf_function": lambda: tf_fn(g),
-                                 "pyg_eager": run_torch, "onnxruntime": lambda: ort.run(None, ofeed)},
-                                reps=31, budget_s=args.budget)
-            flops = model_flops(latent, steps, n, e)
+            timer = interleaved if args.clock == "wall" else interleaved_cpu
+            times = timer({"pysofie": lambda: sess.run(None, feed), "graph_nets_tf_function": lambda: tf_fn(g),
+                           "pyg_eager": run_torch, "onnxruntime": lambda: ort.run(None, ofeed)},
+                          reps=31, budget_s=args.budget)
+            flops = model_flops(model, steps, n, e)
             row = {"nodes": n, "edges": e, **{f"{k}_s": v for k, v in times.items()},
-                   "pysofie_cpp_s": cpp[(n, e)], "flops": flops, "floor_s": flops / (sg * 1e9),
+                   "pysofie_cpp_s": cpp[(n, e)][0], "pysofie_cpp_cpu_s": cpp[(n, e)][1], "flops": flops,
+                   "floor_s": flops / (sg * 1e9),
+                   "executed_flops": executed_flops(gm.emitter.graph, n, e),
                    "rel_error_vs_graph_nets": err, "rel_error_torch_vs_graph_nets": terr}
             row["ratio_vs_ort"] = times["pysofie"] / times["onnxruntime"]
             row["ratio_vs_tf"] = times["pysofie"] / times["graph_nets_tf_function"]
-            row["cpp_vs_floor"] = cpp[(n, e)] / row["floor_s"]
+            row["cpp_vs_floor"] = cpp[(n, e)][1] / row["floor_s"]  # CPU time: other work inflates wall time
             rows.append(row)
-            print(f"({n:5d},{e:6d})  pysofie {times['pysofie'] * 1e3:8.3f} ms  C++ {cpp[(n, e)] * 1e3:8.3f} ms  "
+            print(f"({n:5d},{e:6d})  pysofie {times['pysofie'] * 1e3:8.3f} ms  C++ {cpp[(n, e)][0] * 1e3:8.3f} ms "
+                  f"(CPU {cpp[(n, e)][1] * 1e3:8.3f} ms)  "
                   f"tf.function {times['graph_nets_tf_function'] * 1e3:8.3f} ms  PyG {times['pyg_eager'] * 1e3:8.3f} ms"
                   f"  ORT {times['onnxruntime'] * 1e3:8.3f} ms  floor {row['floor_s'] * 1e3:7.3f} ms  err {err:.1e}",
                   flush=True)
@@ -313,7 +397,7 @@ def main(argv=None) -> int:
             "latent": latent, "steps": steps, "layers": NUM_LAYERS, "sgemm_gflops": sg, "threads": 1,
             "generate_and_compile_s": gen_s, "tensorflow": tf.__version__, "torch": torch.__version__,
             "isa_flags": _isa(), "load_average_1min_at_start_end": [load0, os.getloadavg()[0]],
-            "cpus": os.cpu_count()}
+            "cpus": os.cpu_count(), "clock": args.clock}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
@@ -328,21 +412,32 @@ def main(argv=None) -> int:
 def markdown(meta, rows) -> str:
     out = [f"GNN benchmark (ROOT's encode-process-decode tutorial model, latent {meta['latent']}, "
            f"{meta['layers']}-layer MLPs, {meta['steps']} processing steps), one thread, {meta['cpu']} "
-           f"({', '.join(meta['isa_flags'])}); sgemm {meta['sgemm_gflops']:.1f} GFLOP/s. Medians per call, ms. "
+           f"({', '.join(meta['isa_flags'])}); sgemm {meta['sgemm_gflops']:.1f} GFLOP/s. Medians per call, ms"
+           + (" of the process's CPU time (all its threads)" if meta.get("clock") == "cpu" else " (wall time)")
+           + ", repetitions interleaved. "
            f"Load average during the run: {meta['load_average_1min_at_start_end'][0]:.1f} at the start, "
-           f"{meta['load_average_1min_at_start_end'][1]:.1f} at the end, on {meta['cpus']} CPUs.", "",
-           "| nodes | edges | pysofie (Python) | pysofie C++ | graph_nets tf.function | PyG eager | ONNX Runtime "
-           "| pysofie / ORT | pysofie / TF | C++ / FLOP floor |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           f"{meta['load_average_1min_at_start_end'][1]:.1f} at the end, on {meta['cpus']} CPUs. "
+           "FLOP floor: the model's dense-layer FLOPs (counted from its weights and the rows each MLP runs on) at "
+           "the BLAS's best single-thread sgemm speed; pysofie runs fewer (executed GFLOP: the edge MLPs' first "
+           "layers over gathered node features run per node). The C++ times are of the generated infer() in a "
+           "standalone program: wall time, and the thread's CPU time (what the floor ratio and the growth use: "
+           "other processes on the machine inflate wall time).", "",
+           "| nodes | edges | pysofie (Python) | pysofie C++ | C++ CPU time | graph_nets tf.function | PyG eager "
+           "| ONNX Runtime | pysofie / ORT | pysofie / TF | model GFLOP | executed GFLOP | C++ CPU / FLOP floor |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['nodes']} | {r['edges']} | {r['pysofie_s'] * 1e3:.3f} | {r['pysofie_cpp_s'] * 1e3:.3f} | "
+                   f"{r['pysofie_cpp_cpu_s'] * 1e3:.3f} | "
                    f"{r['graph_nets_tf_function_s'] * 1e3:.3f} | {r['pyg_eager_s'] * 1e3:.3f} | "
                    f"{r['onnxruntime_s'] * 1e3:.3f} | {r['ratio_vs_ort']:.2f} | {r['ratio_vs_tf']:.2f} | "
+                   f"{r['flops'] * 1e-9:.3f} | {r.get('executed_flops', float('nan')) * 1e-9:.3f} | "
                    f"{r['cpp_vs_floor']:.2f} |")
     big = {(r["nodes"], r["edges"]): r for r in rows}
     if (1000, 4000) in big and (5000, 20000) in big:
-        g = big[(5000, 20000)]["pysofie_cpp_s"] / big[(1000, 4000)]["pysofie_cpp_s"]
-        out += ["", f"Growth: C++ time(5000, 20000) / time(1000, 4000) = {g:.2f} (linear: 5)."]
+        g = big[(5000, 20000)]["pysofie_cpp_cpu_s"] / big[(1000, 4000)]["pysofie_cpp_cpu_s"]
+        gw = big[(5000, 20000)]["pysofie_cpp_s"] / big[(1000, 4000)]["pysofie_cpp_s"]
+        out += ["", f"Growth: C++ CPU time(5000, 20000) / time(1000, 4000) = {g:.2f} (wall time: {gw:.2f}; "
+                "linear: 5)."]
     return "\n".join(out) + "\n"
 
 

@@ -198,7 +198,7 @@ def twins(sessions):
     return out
 
 
-ONE_GRAPH_SIZES = [(4, 6), (1, 0), (1, 1), (7, 0), (30, 90), (200, 50)]
+ONE_GRAPH_SIZES = [(4, 6), (1, 0), (1, 1), (7, 0), (30, 90), (200, 50), (120, 300)]
 MANY_GRAPH_SIZES = [[(3, 4), (2, 0), (4, 5)], [(1, 0)], [(3, 4), (0, 0), (2, 1)], [(5, 9), (1, 0), (6, 2), (40, 100)], [(1, 1)] * 7]
 
 
@@ -355,3 +355,99 @@ def test_cpp_api_and_sofie_shim(sessions, tmp_path):
         for prefix in ("out", "sofie"):
             got = np.fromfile(tmp_path / f"{prefix}{k}.raw", np.float32).reshape(ref[f].shape)
             np.testing.assert_allclose(got, ref[f], rtol=0, atol=RTOL * float(np.abs(ref[f]).max()))
+
+
+CPP_MANY = r"""
+#include "epd.hxx"
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+template <typename T> static std::vector<T> read_raw(const std::string& f, size_t n) {
+   std::vector<T> v(n);
+   std::ifstream in(f, std::ios::binary);
+   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
+   return v;
+}
+static void write_raw(const std::string& f, const std::vector<float>& v) {
+   std::ofstream(f, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
+                                            static_cast<std::streamsize>(v.size() * sizeof(float)));
+}
+
+int main(int argc, char** argv) {
+   if (argc != 5) return 2;
+   const std::string dir = argv[1];
+   const size_t n = std::stoul(argv[2]), e = std::stoul(argv[3]), g = std::stoul(argv[4]);
+   epd::GNN_Data data;  // several graphs in one call: counts per graph, global indices in edge_index
+   data.node_data = read_raw<float>(dir + "/nodes.raw", n * 5);
+   data.edge_data = read_raw<float>(dir + "/edges.raw", e * 3);
+   data.global_data = read_raw<float>(dir + "/globals.raw", g * 2);
+   data.edge_index = read_raw<int>(dir + "/receivers.raw", e);
+   auto snd = read_raw<int>(dir + "/senders.raw", e);
+   data.edge_index.insert(data.edge_index.end(), snd.begin(), snd.end());
+   data.n_node = read_raw<int>(dir + "/n_node.raw", g);
+   data.n_edge = read_raw<int>(dir + "/n_edge.raw", g);
+   epd::Session s(dir + "/epd.bin");
+   auto all = s.infer_all(data);
+   for (size_t k = 0; k < all.size(); ++k) {
+      write_raw(dir + "/nodes_" + std::to_string(k) + ".out", all[k].node_data);
+      write_raw(dir + "/edges_" + std::to_string(k) + ".out", all[k].edge_data);
+      write_raw(dir + "/globals_" + std::to_string(k) + ".out", all[k].global_data);
+   }
+   s.infer(data);  // SOFIE's call: the last output graph replaces the data
+   write_raw(dir + "/last.out", data.node_data);
+   data.n_edge.pop_back();
+   try { s.infer(data); } catch (const std::invalid_argument& ex) { std::cout << "caught: " << ex.what() << "\n"; }
+   std::cout << all.size() << " graphs\n";
+   return 0;
+}
+"""
+
+
+def test_sofie_shim_several_graphs(sessions, tmp_path):
+    """GNN_Data with several graphs per call (n_node, n_edge) and a list of output graphs (infer_all)."""
+    import shlex
+    import subprocess
+
+    from pysofie.build.blas import find_blas
+    from pysofie.build.compiler import find_cxx
+    model, example, _ = sessions["encode_process_decode_many"]
+    pysofie.emit(model, str(tmp_path), example_graph=example, name="epd", namespace="epd")
+    (tmp_path / "main.cpp").write_text(CPP_MANY)
+    blas = find_blas()
+    exe = tmp_path / "main"
+    r = subprocess.run(shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror",
+                                                  f"-I{tmp_path}", str(tmp_path / "main.cpp"), "-o", str(exe),
+                                                  *blas.cflags, *blas.libs], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = graph_dicts([(5, 9), (1, 0), (40, 100)], seed=12)
+    for f in ("nodes", "edges", "globals", "senders", "receivers", "n_node", "n_edge"):
+        np.asarray(getattr(g, f).numpy()).astype(np.float32 if f in ("nodes", "edges", "globals")
+                                                  else np.int32).tofile(tmp_path / f"{f}.raw")
+    r = subprocess.run([str(exe), str(tmp_path), "46", "109", "3"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "caught: GNN_Data: n_node and n_edge differ in length" in r.stdout
+    assert "3 graphs" in r.stdout  # steps=3: one output graph per step
+    ref = _reference(model, g)
+    for k in range(3):
+        for f in ("nodes", "edges", "globals"):
+            want = ref[f"{f}_{k}"]
+            got = np.fromfile(tmp_path / f"{f}_{k}.out", np.float32).reshape(want.shape)
+            np.testing.assert_allclose(got, want, rtol=0, atol=4e-5 * float(np.abs(want).max()), err_msg=f"{f}_{k}")
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "last.out", np.float32),
+                                  np.fromfile(tmp_path / "nodes_2.out", np.float32))
+
+
+def test_bad_index_with_two_threads():
+    """The fused edge MLP checks the indices before its threads start: a clean error, not a crash."""
+    tf.random.set_seed(3)
+    model = gn.modules.GraphNetwork(mlp_ln([8, 8]), mlp_ln([8, 8]), mlp_ln([8, 4]))
+    example = graph_dicts([(4, 6)])
+    sess = pysofie.InferenceSession(model, example_graph=example, intra_op_num_threads=2)
+    g = graph_dicts([(300, 900)], seed=6)
+    check(sess, model, g)
+    feed = _feed(sess, g)
+    snd = feed["senders"].copy()
+    snd[700] = 300
+    with pytest.raises(InvalidInputError, match="senders.*index 300 is out of range"):
+        sess.run(None, dict(feed, senders=snd))

@@ -308,8 +308,8 @@ class Converter:
                 v.name = name
                 self._names.add(name)
             self.graph.outputs.append(v)
-        # one graph in, one graph out: the generated Session also takes SOFIE's GNN_Data (backends/cpp/gnn_shim.py)
-        self.graph.gnn_shim = not self.t.several and all(n in ("nodes", "edges", "globals") for n, _ in outs)
+        # graphs in, graphs out: the generated Session also takes SOFIE's GNN_Data (backends/cpp/gnn_shim.py)
+        self.graph.gnn_shim = True
 
 
 def _normalize(r):

@@ -89,3 +89,98 @@ def gen_segment_ids(cx):
     with w.block(f"if (pos != {total})"):
         w.line(f"throw std::out_of_range(std::string({c_string(what + ' sums to ')}) + std::to_string(pos) + "
                f"{c_string(' but there are ')} + std::to_string({total}) + {c_string(' ' + rows)});")
+
+
+ROW_BLOCK = 96  # rows per block: a multiple of the kernel's 6-row tiles; two blocks of width <= 128 stay in L2
+ROW_GRAIN = 24  # fewest rows per thread task (a few hundred rows still spread over the threads)
+
+
+@generates("RowMLP")
+def gen_row_mlp(cx):
+    """Every block of ROW_BLOCK rows goes through all the layers (and the LayerNorm) in two stack buffers."""
+    from .common import lit, use_runtime_header
+    from .gemm import ACT_CODES
+    w, s = cx.w, cx.op.spec
+    p, q, r = s["direct"], s["gather"], s["rows"]
+    layers, ks = s["layers"], s["ks"]
+    use_runtime_header(cx, "pysofie_gemm.h")
+    M = cpp_dim(cx.vin(0).shape[0] if p else cx.vin(p + q).shape[0])
+    X = [cx.i(k) for k in range(p)]
+    T = [cx.i(p + k) for k in range(q)]
+    Tn = [cpp_dim(cx.vin(p + k).shape[0]) for k in range(q)]
+    I = [cx.i(p + q + k) for k in range(q)]
+    R = [cx.i(p + 2 * q + k) for k in range(r)]
+    pos = p + 2 * q + r
+    W1 = [cx.i(pos + k) for k in range(p)]
+    pos += p
+    B = [cx.i(pos)]
+    pos += 1
+    W = [None]
+    for _ in layers[1:]:
+        W.append(cx.i(pos))
+        B.append(cx.i(pos + 1))
+        pos += 2
+    ln = s["ln_eps"] is not None
+    H = int(layers[0]["N"])
+    Hp = (H + 15) // 16 * 16
+    wmax = max((int(ly["N"]) + 15) // 16 * 16 for ly in layers)
+
+    def act(ly):
+        a = ly["act"]
+        return f"pysofie_gemm::{ACT_CODES[a[0] if a else None]}", lit(a[1] if a and a[1] is not None else 0.0,
+                                                                         "float")
+    Y = cx.o(0)
+    if r:
+        w.line(f"alignas(64) float bias0[{Hp}];")
+        with w.loop("h", str(Hp)):
+            w.line(f"bias0[h] = {B[0]}[h];")
+        with w.loop("h", str(H)):
+            w.line("bias0[h] += " + " + ".join(f"{x}[h]" for x in R) + ";")
+        b0 = "bias0"
+    else:
+        b0 = B[0]
+    if q:  # indices checked before the threads start (an exception must not leave a pool task)
+        with w.block(f"for (size_t e = 0; e < static_cast<size_t>({M}); ++e)"):
+            for j in range(q):
+                _index_check(w, f"k{j}", f"{I[j]}[e]", Tn[j], s["whats"][j], "rows")
+    RB = ROW_BLOCK
+    with w.block(f"{cx.pool()}.run_range(static_cast<long>({M}), {ROW_GRAIN}, [&](long r0, long r1, int)", close="});"):
+        nl = len(layers)
+        used = sorted({("buf0", "buf1")[k % 2] for k in range(nl) if k < nl - 1 or ln})
+        if used:
+            w.line("alignas(64) float " + ", ".join(f"{b}[{RB * wmax}]" for b in used) + ";")
+        with w.block(f"for (long i0 = r0; i0 < r1; i0 += {RB})"):
+            w.line(f"const long m = std::min<long>({RB}, r1 - i0);")
+            bufs = ["buf0", "buf1"]
+
+            def dst(k):  # where layer k writes: the output for the last layer without LayerNorm
+                if k == nl - 1 and not ln:
+                    return f"{Y} + i0 * {int(layers[k]['N'])}"
+                return bufs[k % 2]
+            kind, slope = act(layers[0])
+            d0 = dst(0)
+            if q:
+                with w.block("for (long i = 0; i < m; ++i)"):
+                    w.line("const size_t e = static_cast<size_t>(i0 + i);")
+                    w.line(f"float* __restrict d = {d0} + i * {H};")
+                    srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[e]) * {H} + h]" for j in range(q)]
+                    with w.loop("h", str(H)):
+                        w.line(f"d[h] = {' + '.join(srcs)};")
+            for k in range(p):
+                last = k == p - 1
+                w.line(f"pysofie_gemm::gemm_packed(m, {H}, {ks[k]}, {X[k]} + i0 * {ks[k]}, {ks[k]}, 1, {W1[k]}, {d0}, "
+                       f"{H}, {'true' if (q or k) else 'false'}, {b0 if last else 'nullptr'}, "
+                       f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, nullptr);")
+            if not p:
+                with w.block(f"for (long i = 0; i < m * {H}; ++i)"):
+                    w.line(f"{d0}[i] = pysofie_gemm::act_scalar({d0}[i] + {b0}[i % {H}], {kind}, {slope});")
+            for k in range(1, nl):
+                kind, slope = act(layers[k])
+                N, K = int(layers[k]["N"]), int(layers[k - 1]["N"])
+                w.line(f"pysofie_gemm::gemm_packed(m, {N}, {K}, {bufs[(k - 1) % 2]}, {K}, 1, {W[k]}, {dst(k)}, {N}, "
+                       f"false, {B[k]}, {kind}, {slope}, nullptr);")
+            if ln:
+                N = int(layers[-1]["N"])
+                w.line(f"pysofie_vm::layernorm_rows({bufs[(nl - 1) % 2]}, {cx.i(pos)}, {cx.i(pos + 1)}, "
+                       f"{Y} + i0 * {N}, "
+                       f"0, m, {N}, {lit(float(s['ln_eps']), 'double')}, nullptr, nullptr);")

@@ -198,7 +198,8 @@ def optimization_passes() -> list:
     # im2col + OpenBLAS on every measured layer: benchmarks/README.md); pointwise stride-1 ones stay a BLAS call.
     from .gemm_pack import PackGemmWeights  # dense layers with constant weights (passes/gemm_pack.py)
     from .transformer import FuseAttention, FuseDenseEpilogue, FuseGelu, FuseRMSNorm  # passes/transformer.py
+    from .row_mlp import FuseRowMLP  # chains of dense layers over many rows, by blocks of rows (GNN MLPs)
     from .winograd import WinogradConv
     return [FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
             FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
-            PackGemmWeights(), FuseDenseEpilogue()]
+            PackGemmWeights(), FuseDenseEpilogue(), FuseRowMLP()]
