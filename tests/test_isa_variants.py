@@ -53,7 +53,8 @@ add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "st
 add("conv-large-weights", *_conv((1, 128, 5, 5), (256, 128, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]},
                                  None, 20), "pysofie_conv::conv_indirect", atol=1e-4)
 # Winograd F(2x2, 3x3): 24 output channels, a partial tile row and column (19 x 31)
-add("conv-winograd", *_conv((1, 32, 19, 31), (24, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", 30), "conv_indirect(nt, pos")
+add("conv-winograd", *_conv((1, 32, 19, 31), (24, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", 30),
+    "conv_indirect(nt, pos")
 # depthwise 3x3 over 13 channels (8 on the vector lanes + 5)
 add("depthwise-13", *_conv((1, 13, 17, 19), (13, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 13}, "Relu", 40),
     "pysofie_conv::depthwise8<3>")

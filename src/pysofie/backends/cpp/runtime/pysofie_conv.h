@@ -22,6 +22,9 @@
 #ifndef PYSOFIE_VMATH_H
 #include "pysofie_vmath.h"
 #endif
+#ifndef PYSOFIE_CONV512_H
+#include "pysofie_conv512.h"  // the AVX-512 micro-kernel
+#endif
 
 // The micro-kernel stays a function of its own: inlined into its caller's loops, compilers run out of registers
 // for the six input pointers and reload them from the stack on every k.
@@ -103,51 +106,6 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
    std::copy(acc, acc + NP * NC, t);
 #endif
 }
-
-#if defined(__AVX512F__)
-#if defined(__clang__)
-#define PYSOFIE_CONV_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define PYSOFIE_CONV_UNROLL _Pragma("GCC unroll 32")
-#else
-#define PYSOFIE_CONV_UNROLL
-#endif
-// AVX-512: NPOS output positions x 16 * NB output channels (NB consecutive packed panels, the second at w + ws),
-// one 16-lane vector per position and panel. t[b * ts + j * NC + c] (+)= sum_k w[b * ws + k * NC + c] *
-// xb[j][off[k]]; `first` starts from zero. Two panels at once halve the broadcasts per FMA of the 6 x 16 AVX2
-// kernel (32 vector registers hold the 12 accumulators, the weights and the broadcasts).
-template <int NPOS, int NB>
-PYSOFIE_CONV_NOINLINE void micro_avx512(long K, const float* __restrict w, long ws, const int32_t* __restrict off,
-                                        const float* const* xb, float* __restrict t, long ts, bool first) {
-   __m512 c[NPOS][NB];
-   const float* x[NPOS];
-   PYSOFIE_CONV_UNROLL
-   for (int j = 0; j < NPOS; ++j) x[j] = xb[j];
-   PYSOFIE_CONV_UNROLL
-   for (int j = 0; j < NPOS; ++j) {
-      PYSOFIE_CONV_UNROLL
-      for (int b = 0; b < NB; ++b) c[j][b] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + b * ts + j * NC);
-   }
-   const float* w1 = w + ws;
-   for (long k = 0; k < K; ++k, w += NC, w1 += NC) {
-      const long o = off[k];
-      __m512 wv[NB];
-      wv[0] = _mm512_loadu_ps(w);
-      if constexpr (NB > 1) wv[NB - 1] = _mm512_loadu_ps(w1);
-      PYSOFIE_CONV_UNROLL
-      for (int j = 0; j < NPOS; ++j) {
-         const __m512 a = _mm512_set1_ps(x[j][o]);
-         PYSOFIE_CONV_UNROLL
-         for (int b = 0; b < NB; ++b) c[j][b] = _mm512_fmadd_ps(a, wv[b], c[j][b]);
-      }
-   }
-   PYSOFIE_CONV_UNROLL
-   for (int j = 0; j < NPOS; ++j) {
-      PYSOFIE_CONV_UNROLL
-      for (int b = 0; b < NB; ++b) _mm512_storeu_ps(t + b * ts + j * NC, c[j][b]);
-   }
-}
-#endif
 
 // Fused activations of the kernels' epilogues: a scalar call, and (with AVX) one on 8 lanes.
 struct ActNone {
