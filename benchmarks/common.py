@@ -11,7 +11,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from typing import Callable, Optional
 
@@ -97,22 +96,8 @@ def run_meta(script: str, argv=None, **extra) -> dict:
 
 def _write(path: str, text: str) -> None:
     """Write through a temporary file in the same directory, then rename (no half-written result file)."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from pysofie.build.fs import atomic_write
+    atomic_write(path, text)
 
 
 def write_json(path: str, obj) -> None:

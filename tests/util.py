@@ -63,6 +63,17 @@ def node_model(op_type: str, inputs: dict[str, np.ndarray], attrs: Optional[dict
     return model
 
 
+def graph_model(name: str, nodes: list, inputs: list[tuple], outputs: list[tuple], opset: int = 18
+                ) -> onnx.ModelProto:
+    """A checked model of `nodes`; inputs and outputs as make_tensor_value_info argument tuples."""
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info(*i) for i in inputs],
+                          [helper.make_tensor_value_info(*o) for o in outputs])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    onnx.checker.check_model(m)
+    return m
+
+
 def feeds_of(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     init = {i.name for i in model.graph.initializer}
     return {k: v for k, v in inputs.items() if v is not None and k not in init}

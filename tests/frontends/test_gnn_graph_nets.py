@@ -284,9 +284,8 @@ def test_unsupported_listed():
     assert any("Cumsum" in p for p in problems) and any("Cumprod" in p for p in problems)
 
 
-CPP_MAIN = r"""
-#include "gnet.hxx"
-#include <cstdio>
+# raw float files in and out, for the C++ programs below
+CPP_IO = r"""#include <cstdio>
 #include <fstream>
 #include <iostream>
 
@@ -300,7 +299,11 @@ static void write_raw(const std::string& f, const std::vector<float>& v) {
    std::ofstream(f, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
                                             static_cast<std::streamsize>(v.size() * sizeof(float)));
 }
+"""
 
+CPP_MAIN = r"""
+#include "gnet.hxx"
+""" + CPP_IO + r"""
 int main(int argc, char** argv) {
    if (argc != 4) return 2;
    const std::string dir = argv[1];
@@ -359,21 +362,7 @@ def test_cpp_api_and_sofie_shim(sessions, tmp_path):
 
 CPP_MANY = r"""
 #include "epd.hxx"
-#include <cstdio>
-#include <fstream>
-#include <iostream>
-
-template <typename T> static std::vector<T> read_raw(const std::string& f, size_t n) {
-   std::vector<T> v(n);
-   std::ifstream in(f, std::ios::binary);
-   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
-   return v;
-}
-static void write_raw(const std::string& f, const std::vector<float>& v) {
-   std::ofstream(f, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
-                                            static_cast<std::streamsize>(v.size() * sizeof(float)));
-}
-
+""" + CPP_IO + r"""
 int main(int argc, char** argv) {
    if (argc != 5) return 2;
    const std::string dir = argv[1];

@@ -10,18 +10,12 @@ import onnx
 import pytest
 from onnx import TensorProto as T, helper
 
-from ..util import ATOL, RTOL
+from ..util import ATOL, RTOL, graph_model
 
 ort = pytest.importorskip("onnxruntime")
 
 
-def _model(name, nodes, inputs, outputs, opset=18):
-    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info(*i) for i in inputs],
-                          [helper.make_tensor_value_info(*o) for o in outputs])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 9
-    onnx.checker.check_model(m)
-    return m
+_model = graph_model
 
 
 def _const(name, value, dtype=np.int64):

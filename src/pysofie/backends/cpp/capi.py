@@ -520,25 +520,21 @@ def wrapper_source(models: list[GeneratedModel]) -> str:
         if _grown_outputs(em):
             _grown_entries(w, m, holder, args)  # {p}_run_grown; {p}_run, {p}_run_unlocked and {p}_run_rt refuse
         else:
-            with w.block(f"PYSOFIE_API int {p}_run(void* session, const int64_t* sizes, const void* const* ins, "
-                         "void* const* outs, char* err, size_t errlen)"):
-                w.line("(void)sizes; (void)ins; (void)outs;")
-                with w.block("try"):
-                    w.line(f"auto* h = static_cast<{holder}*>(session);")
-                    w.line("std::lock_guard<std::mutex> lock(h->mutex);")
-                    w.line(f"h->session.infer({', '.join(args)});")
-                    w.line("return 0;")
-                _run_error_returns(w)
-            # the same without the mutex, for callers that give each thread its own session (pysofie.root's Session
-            # wrapper in cling, used one thread at a time like the generated Session): a locked atomic per event
-            # costs little in a tight loop but stalls on the stores of whatever ran before (an RDataFrame event loop)
-            with w.block(f"PYSOFIE_API int {p}_run_unlocked(void* session, const int64_t* sizes, "
-                         "const void* const* ins, void* const* outs, char* err, size_t errlen)"):
-                w.line("(void)sizes; (void)ins; (void)outs;")
-                with w.block("try"):
-                    w.line(f"static_cast<{holder}*>(session)->session.infer({', '.join(args)});")
-                    w.line("return 0;")
-                _run_error_returns(w)
+            # {p}_run locks the Session's mutex; {p}_run_unlocked does not, for callers that give each thread its
+            # own session (pysofie.root's Session wrapper in cling, used one thread at a time like the generated
+            # Session): a locked atomic per event costs little in a tight loop but stalls on the stores of whatever
+            # ran before (an RDataFrame event loop)
+            for entry, locked in (("run", True), ("run_unlocked", False)):
+                with w.block(f"PYSOFIE_API int {p}_{entry}(void* session, const int64_t* sizes, "
+                             "const void* const* ins, void* const* outs, char* err, size_t errlen)"):
+                    w.line("(void)sizes; (void)ins; (void)outs;")
+                    with w.block("try"):
+                        w.line(f"auto* h = static_cast<{holder}*>(session);")
+                        if locked:
+                            w.line("std::lock_guard<std::mutex> lock(h->mutex);")
+                        w.line(f"h->session.infer({', '.join(args)});")
+                        w.line("return 0;")
+                    _run_error_returns(w)
         with w.block(f"PYSOFIE_API void {p}_set_threads(void* session, int n)"):
             w.line(f"auto* h = static_cast<{holder}*>(session);")
             w.line("std::lock_guard<std::mutex> lock(h->mutex);")
