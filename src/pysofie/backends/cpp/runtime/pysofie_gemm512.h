@@ -201,18 +201,24 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
    }
 }
 
+// mr <= MR512 rows: tiles of 12, 8, 4, 2 and 1 rows (few instantiations: the compile time of every model with a
+// dense layer). The split depends only on mr, which depends only on M (see tile512).
 template <int NB>
 inline void tile512_rows(long mr, long kc, const float* a, long rs, long cs, const float* b0, const float* b1,
                          long w1, float* c, long ldc, long nv, bool load, bool epi, const float* bias, int act,
                          float slope) {
-#define PG5_CASE(n) \
-   case n: tile512<n, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope); break;
-   switch (mr) {
-      PG5_CASE(12) PG5_CASE(11) PG5_CASE(10) PG5_CASE(9) PG5_CASE(8) PG5_CASE(7) PG5_CASE(6) PG5_CASE(5)
-      PG5_CASE(4) PG5_CASE(3) PG5_CASE(2)
-      default: tile512<1, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope); break;
+   if (mr == 12) {
+      tile512<12, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope);
+      return;
    }
-#undef PG5_CASE
+#define PG5_PART(n) \
+   if (mr & n) { \
+      tile512<n, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope); \
+      a += n * rs; \
+      c += n * ldc; \
+   }
+   PG5_PART(8) PG5_PART(4) PG5_PART(2) PG5_PART(1)
+#undef PG5_PART
 }
 
 }  // namespace pysofie_gemm
