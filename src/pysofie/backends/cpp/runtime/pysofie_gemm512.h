@@ -19,6 +19,9 @@ namespace pysofie_gemm {
 
 // activation codes of pysofie_gemm.h's Act (which is defined after this header; checked there)
 constexpr int ACT512_RELU = 1, ACT512_LEAKY = 2, ACT512_GELU = 5, ACT512_GELU_TANH = 6;
+// all 16 lanes: the maskz forms of max / min / scalef / roundscale / rcp14 are the same instructions as the plain
+// ones, whose undefined pass-through operand draws GCC 12's -Wmaybe-uninitialized (generated code builds -Wall clean)
+#define PG5_ALL __mmask16(0xFFFF)
 constexpr long MR512 = 12;  // rows of C per AVX-512 micro-tile
 
 // x[s] += a[r * rs + k * cs] * B's 16 * NB columns at k, for k = kb + s (mod S) < ke; one broadcast of A per row
@@ -60,8 +63,9 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
 // [-87.3, 88.3]; erf: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7). NaN stays NaN (each clamp keeps it:
 // min / max return their second operand when one is NaN).
 inline __m512 exp16(__m512 x) {
-   const __m512 c = _mm512_min_ps(_mm512_set1_ps(88.3f), _mm512_max_ps(_mm512_set1_ps(-87.3f), x));
-   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
+   const __m512 c =
+      _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(88.3f), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-87.3f), x));
+   const __m512 n = _mm512_maskz_roundscale_ps(PG5_ALL, _mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), c);
    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
@@ -72,12 +76,12 @@ inline __m512 exp16(__m512 x) {
    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-   return _mm512_scalef_ps(p, n);
+   return _mm512_maskz_scalef_ps(PG5_ALL, p, n);
 }
 
 // 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step)
 inline __m512 recip16(__m512 d) {
-   const __m512 t = _mm512_rcp14_ps(d);
+   const __m512 t = _mm512_maskz_rcp14_ps(PG5_ALL, d);
    return _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.f)), t);
 }
 
@@ -85,7 +89,7 @@ inline __m512 gelu16(__m512 x) {  // x / 2 * (1 + erf(x / sqrt(2)))
    const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
    const __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
    // |u| clamped to 8 (erf = 1 in float beyond ~3.9) so that 1 + 0.33 |u| stays finite for the reciprocal
-   const __m512 a = _mm512_min_ps(_mm512_set1_ps(8.f), _mm512_abs_ps(u));
+   const __m512 a = _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(8.f), _mm512_abs_ps(u));
    const __m512 t = recip16(_mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, _mm512_set1_ps(1.f)));
    __m512 p = _mm512_set1_ps(1.061405429f);
    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
@@ -104,7 +108,8 @@ inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.
    const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
    const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
    __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
-   u = _mm512_min_ps(_mm512_set1_ps(9.f), _mm512_max_ps(_mm512_set1_ps(-9.f), u));  // tanh(9) = 1 in float
+   // tanh(9) = 1 in float
+   u = _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(9.f), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-9.f), u));
    const __m512 one = _mm512_set1_ps(1.f);
    const __m512 th = _mm512_fnmadd_ps(_mm512_set1_ps(2.f), recip16(_mm512_add_ps(one, exp16(_mm512_add_ps(u, u)))),
                                       one);  // 1 - 2 / (1 + e^{2u})
@@ -184,7 +189,7 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
          PYSOFIE_GEMM_UNROLL
          for (int v = 0; v < NB; ++v) {
             __m512& t = y[0][r][v];
-            if (act == ACT512_RELU) t = _mm512_max_ps(z, t);  // NaN stays NaN, as std::max(v, 0)
+            if (act == ACT512_RELU) t = _mm512_maskz_max_ps(PG5_ALL, z, t);  // NaN stays NaN, as std::max(v, 0)
             else if (act == ACT512_LEAKY) t = _mm512_mask_mul_ps(t, _mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, sl);
             else if (act == ACT512_GELU) t = gelu16(t);
             else if (act == ACT512_GELU_TANH) t = gelu_tanh16(t);
