@@ -46,6 +46,25 @@ m = graph_model([helper.make_node("Gemm", ["x", "w", "b"], ["c"], transB=1, alph
                  helper.make_node("Tanh", ["c"], ["y"])],
                 {"x": rand(13, 70, seed=4)}, {"w": rand(9, 70, seed=5), "b": rand(9, seed=6)}, ["y"])
 add("gemm-transB-n9", m, {"x": rand(13, 70, seed=4)}, "pysofie_gemm::gemm_packed")
+# the AVX-512 12 x 32 tiles: 26 rows (12 + 12 + 2: the 2-row tile's partial sums), K = 257 (two K blocks: the
+# second adds to the stored first), 75 columns (two 32-column pairs + a lone masked 11); bias + Gelu (erf)
+m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
+                 helper.make_node("Gelu", ["c"], ["y"])],
+                {"x": rand(26, 257, seed=7)}, {"w": rand(257, 75, seed=8) * 0.2, "b": rand(75, seed=9)}, ["y"],
+                opset=20)
+add("gemm-gelu-k257", m, {"x": rand(26, 257, seed=7)}, "pysofie_gemm::GELU,")
+# 25 rows (12 + 12 + 1: four partial sums), 24 columns (a pair whose second panel is 8 wide), tanh Gelu
+m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
+                 helper.make_node("Gelu", ["c"], ["y"], approximate="tanh")],
+                {"x": rand(25, 37, seed=10) * 2}, {"w": rand(37, 24, seed=11), "b": rand(24, seed=12)}, ["y"],
+                opset=20)
+add("gemm-gelutanh-n24", m, {"x": rand(25, 37, seed=10) * 2}, "pysofie_gemm::GELU_TANH")
+# transposed A (19 x 33 from a 33 x 19 input: strided rows), a full C added (the accumulate path), 40 columns
+# (a pair + an 8-wide panel), LeakyRelu
+m = graph_model([helper.make_node("Gemm", ["x", "w", "cc"], ["c"], transA=1, beta=0.5),
+                 helper.make_node("LeakyRelu", ["c"], ["y"], alpha=0.2)],
+                {"x": rand(33, 19, seed=13)}, {"w": rand(33, 40, seed=14), "cc": rand(19, 40, seed=15)}, ["y"])
+add("gemm-leaky-accumulate", m, {"x": rand(33, 19, seed=13)}, "pysofie_gemm::LEAKY")
 # indirect convolution: 40 output channels (a pair of 16-channel blocks + one), 77 positions (stride 2)
 add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", 10),
     "pysofie_conv::conv_indirect")

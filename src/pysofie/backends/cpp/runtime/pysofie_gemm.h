@@ -1,5 +1,6 @@
 // pysofie dense-layer kernel: C = A * B (+ bias, + activation) for a constant B packed at generation time
-// (passes.gemm_pack.PackGemmWeights), register-blocked for AVX2/FMA with a portable scalar fallback.
+// (passes.gemm_pack.PackGemmWeights), register-blocked for AVX2/FMA with a portable scalar fallback; with AVX-512F
+// the 12 x 32 tiles of pysofie_gemm512.h (same packed layout).
 //
 // Packed B: the K x N matrix cut into panels of NR = 16 columns (the last one 8 wide when at most 8 columns
 // remain), each panel k-major (row k of a panel: its columns at k); zeros pad the last panel. Panel p starts at
@@ -18,6 +19,9 @@
 #ifndef PYSOFIE_VMATH_H
 #include "pysofie_vmath.h"
 #endif
+#ifndef PYSOFIE_GEMM512_H
+#include "pysofie_gemm512.h"  // the AVX-512 micro-kernel (empty without AVX-512F)
+#endif
 
 namespace pysofie_gemm {
 
@@ -27,7 +31,17 @@ constexpr long KC = 256;  // reduction block: a 16-column panel block (16 KiB) s
 constexpr long NC = 512;  // column block: KC x NC of packed B (512 KiB) stays in L2 while A rows stream
 constexpr long MC = 96;   // row block: 96 x KC of A (96 KiB) stays in L2 while the panels of B pass
 
+#if defined(__AVX512F__)
+constexpr long MT = MR512;  // rows per tile of gemm_block: row blocks and thread chunks are multiples of it
+#else
+constexpr long MT = MR;
+#endif
+
 enum Act { NONE = 0, RELU = 1, LEAKY = 2, SIGMOID = 3, TANH = 4, GELU = 5, GELU_TANH = 6 };
+#if defined(__AVX512F__)
+static_assert(ACT512_RELU == RELU && ACT512_LEAKY == LEAKY && ACT512_GELU == GELU && ACT512_GELU_TANH == GELU_TANH,
+              "pysofie_gemm512.h's activation codes");
+#endif
 
 // One micro-tile: c[r * ldc + j] for r < R, j < nv <= 8 * NV (masked when nv < 8 * NV), from
 // kc steps of A (element (r, k) at a[r * rs + k * cs]) and a packed panel b (8 * NV floats per k). load: add to
@@ -234,6 +248,37 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
             const long i1 = std::min(i1b, i0 + MC);
             // a panel of B (KC x 16: 16 KiB) stays in L1 while the row tiles of A's block (in L2) pass; the other
             // order would need the whole KC x NC block of B in L2, and streams it from memory when it is not
+#if defined(__AVX512F__)
+            // AVX-512: two consecutive panels (32 columns) per tile when both lie in this column block
+            for (long j = j0; j < j1;) {
+               const long nv0 = std::min(NR, N - j);
+               const bool pair = nv0 == NR && j + NR < j1;
+               const long nv1 = pair ? std::min(NR, N - j - NR) : nv0;
+               const long w1 = nv1 <= 8 ? 8 : 16;  // packed width of the tile's last panel
+               const long nv = pair ? NR + nv1 : nv0;
+               const float* b0 = Bp + j * K + k0 * (pair ? NR : w1);
+               const float* b1 = pair ? Bp + (j + NR) * K + k0 * w1 : b0;
+               const float* bj = bias ? bias + j : nullptr;
+               for (long i = i0; i < i1; i += MT) {
+                  const long mr = std::min(MT, i1 - i);
+                  const float* a = A + i * rs + k0 * cs;
+                  float* c = C + i * ldc + j;
+                  if (pair) {
+                     tile512_rows<2>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope);
+                  } else if (w1 == 16) {
+                     tile512_rows<1>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope);
+                  } else {  // an 8 wide last panel: the 8-lane tiles do half the work of 16-lane ones
+                     for (long r = 0; r < mr; r += MR)
+                        tile_rows<1>(std::min(MR, mr - r), kc, a + r * rs, rs, cs, b0, c + r * ldc, ldc, nv, load,
+                                     epi, bj, vact, slope);
+                  }
+                  if (epi && (act == SIGMOID || act == TANH))
+                     for (long r = 0; r < mr; ++r)
+                        for (long t = 0; t < nv; ++t) c[r * ldc + t] = act_scalar(c[r * ldc + t], act, slope);
+               }
+               j += pair ? 2 * NR : NR;
+            }
+#else
             for (long j = j0; j < j1; j += NR) {
                const long nv = std::min(NR, N - j);  // valid columns of this panel
                const long wid = nv <= 8 ? 8 : 16;    // its packed width
@@ -250,6 +295,7 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                         for (long t = 0; t < nv; ++t) c[r * ldc + t] = act_scalar(c[r * ldc + t], act, slope);
                }
             }
+#endif
          }
       }
    }
@@ -274,7 +320,7 @@ inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs
       return;
    }
    // one block of rows reads every panel of B once: no reuse for K blocks to keep in L1, no C reloads then
-   const long kcb = M <= MR ? K : KC;
+   const long kcb = M <= MT ? K : KC;
    const long threads = pool ? pool->size() : 1;
    // tiny products are not worth waking the threads
    if (threads == 1 || M * N * K < (1L << 15)) {
@@ -288,11 +334,11 @@ inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs
       const long ncol = (want + rb - 1) / rb;
       cw = std::max(NR, ((N + ncol - 1) / ncol + NR - 1) / NR * NR);
    }
-   long rh = MC;  // row chunk (a multiple of MR), smaller when the columns still give too few tasks
+   long rh = MC;  // row chunk (a multiple of MT), smaller when the columns still give too few tasks
    const long cb = (N + cw - 1) / cw;
-   if (rb * cb < want && M > MR) {
+   if (rb * cb < want && M > MT) {
       const long nrow = (want + cb - 1) / cb;
-      rh = std::max(MR, ((M + nrow - 1) / nrow + MR - 1) / MR * MR);
+      rh = std::max(MT, ((M + nrow - 1) / nrow + MT - 1) / MT * MT);
    }
    const long nr = (M + rh - 1) / rh;
    pool->run(nr * cb, [&](long t, int) {

@@ -1,0 +1,233 @@
+// pysofie AVX-512 dense-layer micro-kernel, used by pysofie_gemm.h's gemm_block when the compile target has
+// AVX-512F. The packed B layout is the AVX2 kernel's (panels of 16 columns, k-major, the last one 8 wide when at
+// most 8 columns remain); a tile covers up to MR512 rows x 32 columns by reading two consecutive panels at once.
+#ifndef PYSOFIE_GEMM512_H
+#define PYSOFIE_GEMM512_H
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+namespace pysofie_gemm {
+
+#if defined(__clang__)
+#define PYSOFIE_GEMM_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PYSOFIE_GEMM_UNROLL _Pragma("GCC unroll 32")
+#else
+#define PYSOFIE_GEMM_UNROLL
+#endif
+
+// activation codes of pysofie_gemm.h's Act (which is defined after this header; checked there)
+constexpr int ACT512_RELU = 1, ACT512_LEAKY = 2, ACT512_GELU = 5, ACT512_GELU_TANH = 6;
+// all 16 lanes: the maskz forms of max / min / scalef / roundscale / rcp14 are the same instructions as the plain
+// ones, whose undefined pass-through operand draws GCC 12's -Wmaybe-uninitialized (generated code builds -Wall clean)
+#define PG5_ALL __mmask16(0xFFFF)
+constexpr long MR512 = 12;  // rows of C per AVX-512 micro-tile
+
+// x[s] += a[r * rs + k * cs] * B's 16 * NB columns at k, for k = kb + s (mod S) < ke; one broadcast of A per row
+// and k serves the NB FMAs (with NB == 1 it folds into the FMA: an embedded broadcast)
+template <int R, int NB, int S, bool UNIT>
+inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long cs, const float* __restrict b0,
+                      const float* __restrict b1, long w0, long w1, __mmask16 mb, __m512 (&x)[S][R][NB]) {
+   // rows r = 3q + t at aq[q] + t * rs: few address registers (base + index * {1, 2}), the bases step with k
+   constexpr int Q = (R + 2) / 3;
+   const long step = UNIT ? 1 : cs;
+   const float* aq[Q];
+   PYSOFIE_GEMM_UNROLL
+   for (int q = 0; q < Q; ++q) aq[q] = a + 3 * q * rs + kb * step;
+   for (long k = kb; k < ke; k += S) {
+      PYSOFIE_GEMM_UNROLL
+      for (int s = 0; s < S; ++s) {
+         __m512 bv[NB];
+         if constexpr (NB == 1) {
+            bv[0] = _mm512_maskz_loadu_ps(mb, b0 + (k + s) * w0);
+         } else {
+            bv[0] = _mm512_loadu_ps(b0 + (k + s) * 16);
+            bv[1] = _mm512_maskz_loadu_ps(mb, b1 + (k + s) * w1);
+         }
+         PYSOFIE_GEMM_UNROLL
+         for (int r = 0; r < R; ++r) {
+            const __m512 av = _mm512_set1_ps(aq[r / 3][(r % 3) * rs + s * step]);
+            PYSOFIE_GEMM_UNROLL
+            for (int v = 0; v < NB; ++v) x[s][r][v] = _mm512_fmadd_ps(av, bv[v], x[s][r][v]);
+         }
+      }
+      PYSOFIE_GEMM_UNROLL
+      for (int q = 0; q < Q; ++q) aq[q] += S * step;
+   }
+}
+
+// 16-lane exp / erf / GELU for the epilogue, with AVX-512's scalef (2^n) and rcp14 (+ one Newton step) instead
+// of integer exponent arithmetic and a division. Same formulas and accuracy as pysofie_vmath.h's 8-lane ones:
+// exp: 2^n * p(r), x = n ln2 + r, the degree-6 Taylor polynomial (relative error ~2e-7), x clamped to
+// [-87.3, 88.3]; erf: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7). NaN stays NaN (each clamp keeps it:
+// min / max return their second operand when one is NaN).
+inline __m512 exp16(__m512 x) {
+   const __m512 c =
+      _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(88.3f), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-87.3f), x));
+   const __m512 n = _mm512_maskz_roundscale_ps(PG5_ALL, _mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), c);
+   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+   __m512 p = _mm512_set1_ps(1.f / 720.f);
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+   return _mm512_maskz_scalef_ps(PG5_ALL, p, n);
+}
+
+// 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step)
+inline __m512 recip16(__m512 d) {
+   const __m512 t = _mm512_maskz_rcp14_ps(PG5_ALL, d);
+   return _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.f)), t);
+}
+
+inline __m512 gelu16(__m512 x) {  // x / 2 * (1 + erf(x / sqrt(2)))
+   const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
+   const __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+   // |u| clamped to 8 (erf = 1 in float beyond ~3.9) so that 1 + 0.33 |u| stays finite for the reciprocal
+   const __m512 a = _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(8.f), _mm512_abs_ps(u));
+   const __m512 t = recip16(_mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, _mm512_set1_ps(1.f)));
+   __m512 p = _mm512_set1_ps(1.061405429f);
+   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+   p = _mm512_mul_ps(p, t);
+   const __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+   const __m512 y = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.f));  // erf(|u|) = 1 - p e^{-u^2}
+   const __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(
+      _mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32(int(0x80000000u)))));
+   return _mm512_fmadd_ps(h, erf, h);
+}
+
+inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+   const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
+   const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+   __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
+   // tanh(9) = 1 in float
+   u = _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(9.f), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-9.f), u));
+   const __m512 one = _mm512_set1_ps(1.f);
+   const __m512 th = _mm512_fnmadd_ps(_mm512_set1_ps(2.f), recip16(_mm512_add_ps(one, exp16(_mm512_add_ps(u, u)))),
+                                      one);  // 1 - 2 / (1 + e^{2u})
+   return _mm512_fmadd_ps(h, th, h);
+}
+
+// One tile: c[r * ldc + j] for r < R, j < nv <= 16 * NB. Panel 0 at b0 (16 floats per k when NB == 2, else w1),
+// panel 1 (NB == 2) at b1 with w1 (8 or 16) floats per k. load: add to c; epi: add bias[j] and apply Relu /
+// LeakyRelu / GELU (Sigmoid / Tanh are left to the caller). Every output is summed in k order, except for R <= 2
+// rows where S = 4 / R partial sums over consecutive k are added at the end; the rows of a tile depend only on M
+// (tiles start at multiples of MR512), so each output's order does not depend on the thread count.
+template <int R, int NB>
+inline void tile512(long kc, const float* __restrict a, long rs, long cs, const float* __restrict b0,
+                    const float* __restrict b1, long w1, float* __restrict c, long ldc, long nv, bool load, bool epi,
+                    const float* __restrict bias, int act, float slope) {
+   const long w0 = NB == 1 ? w1 : 16;
+   const __mmask16 mb = w1 >= 16 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
+   __mmask16 ms[NB];
+   PYSOFIE_GEMM_UNROLL
+   for (int v = 0; v < NB; ++v) {
+      const long n = nv - 16 * v;
+      ms[v] = n >= 16 ? __mmask16(0xFFFF) : n > 0 ? __mmask16((1u << n) - 1) : __mmask16(0);
+   }
+   constexpr int S = R <= 2 ? 4 / R : 1;
+   __m512 y[1][R][NB];
+   PYSOFIE_GEMM_UNROLL
+   for (int r = 0; r < R; ++r) {
+      PYSOFIE_GEMM_UNROLL
+      for (int v = 0; v < NB; ++v) y[0][r][v] = _mm512_setzero_ps();
+   }
+   long k0 = 0;
+   if constexpr (S > 1) {
+      __m512 x[S][R][NB];
+      PYSOFIE_GEMM_UNROLL
+      for (int s = 0; s < S; ++s) {
+         PYSOFIE_GEMM_UNROLL
+         for (int r = 0; r < R; ++r) {
+            PYSOFIE_GEMM_UNROLL
+            for (int v = 0; v < NB; ++v) x[s][r][v] = _mm512_setzero_ps();
+         }
+      }
+      k0 = kc / S * S;
+      if (cs == 1) k_loop512<R, NB, S, true>(0, k0, a, rs, cs, b0, b1, w0, w1, mb, x);
+      else k_loop512<R, NB, S, false>(0, k0, a, rs, cs, b0, b1, w0, w1, mb, x);
+      PYSOFIE_GEMM_UNROLL
+      for (int s = 0; s < S; ++s) {
+         PYSOFIE_GEMM_UNROLL
+         for (int r = 0; r < R; ++r) {
+            PYSOFIE_GEMM_UNROLL
+            for (int v = 0; v < NB; ++v) y[0][r][v] = _mm512_add_ps(y[0][r][v], x[s][r][v]);
+         }
+      }
+   }
+   if (load) {
+      PYSOFIE_GEMM_UNROLL
+      for (int r = 0; r < R; ++r) {
+         PYSOFIE_GEMM_UNROLL
+         for (int v = 0; v < NB; ++v)
+            y[0][r][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(ms[v], c + r * ldc + 16 * v), y[0][r][v]);
+      }
+   }
+   if (cs == 1) k_loop512<R, NB, 1, true>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y);
+   else k_loop512<R, NB, 1, false>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y);
+   if (epi) {
+      if (bias) {
+         PYSOFIE_GEMM_UNROLL
+         for (int v = 0; v < NB; ++v) {
+            const __m512 bb = _mm512_maskz_loadu_ps(ms[v], bias + 16 * v);
+            PYSOFIE_GEMM_UNROLL
+            for (int r = 0; r < R; ++r) y[0][r][v] = _mm512_add_ps(y[0][r][v], bb);
+         }
+      }
+      const __m512 z = _mm512_setzero_ps();
+      const __m512 sl = _mm512_set1_ps(slope);
+      PYSOFIE_GEMM_UNROLL
+      for (int r = 0; r < R; ++r) {
+         PYSOFIE_GEMM_UNROLL
+         for (int v = 0; v < NB; ++v) {
+            __m512& t = y[0][r][v];
+            if (act == ACT512_RELU) t = _mm512_maskz_max_ps(PG5_ALL, z, t);  // NaN stays NaN, as std::max(v, 0)
+            else if (act == ACT512_LEAKY) t = _mm512_mask_mul_ps(t, _mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, sl);
+            else if (act == ACT512_GELU) t = gelu16(t);
+            else if (act == ACT512_GELU_TANH) t = gelu_tanh16(t);
+         }
+      }
+   }
+   PYSOFIE_GEMM_UNROLL
+   for (int r = 0; r < R; ++r) {
+      PYSOFIE_GEMM_UNROLL
+      for (int v = 0; v < NB; ++v) {
+         if (ms[v] == 0xFFFF) _mm512_storeu_ps(c + r * ldc + 16 * v, y[0][r][v]);
+         else _mm512_mask_storeu_ps(c + r * ldc + 16 * v, ms[v], y[0][r][v]);
+      }
+   }
+}
+
+// mr <= MR512 rows: tiles of 12, 8, 4, 2 and 1 rows (few instantiations: the compile time of every model with a
+// dense layer). The split depends only on mr, which depends only on M (see tile512).
+template <int NB>
+inline void tile512_rows(long mr, long kc, const float* a, long rs, long cs, const float* b0, const float* b1,
+                         long w1, float* c, long ldc, long nv, bool load, bool epi, const float* bias, int act,
+                         float slope) {
+   if (mr == 12) {
+      tile512<12, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope);
+      return;
+   }
+#define PG5_PART(n) \
+   if (mr & n) { \
+      tile512<n, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope); \
+      a += n * rs; \
+      c += n * ldc; \
+   }
+   PG5_PART(8) PG5_PART(4) PG5_PART(2) PG5_PART(1)
+#undef PG5_PART
+}
+
+}  // namespace pysofie_gemm
+
+#endif  // __AVX512F__
+
+#endif  // PYSOFIE_GEMM512_H
