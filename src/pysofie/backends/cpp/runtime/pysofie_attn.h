@@ -24,6 +24,9 @@
 #ifndef PYSOFIE_VMATH_H
 #include "pysofie_vmath.h"
 #endif
+#ifndef PYSOFIE_TRANSPOSE_H
+#include "pysofie_transpose.h"
+#endif
 
 namespace pysofie_attn {
 
@@ -209,20 +212,7 @@ inline void transpose_k(const float* k, long kj, long T, long D, float* kt) {
    if (D % 8 == 0) {
       for (; j0 + 8 <= T; j0 += 8)
          for (long e0 = 0; e0 < D; e0 += 8) {
-            __m256 r[8], t[8];
-            for (int a = 0; a < 8; ++a) r[a] = _mm256_loadu_ps(k + (j0 + a) * kj + e0);
-            t[0] = _mm256_unpacklo_ps(r[0], r[1]); t[1] = _mm256_unpackhi_ps(r[0], r[1]);
-            t[2] = _mm256_unpacklo_ps(r[2], r[3]); t[3] = _mm256_unpackhi_ps(r[2], r[3]);
-            t[4] = _mm256_unpacklo_ps(r[4], r[5]); t[5] = _mm256_unpackhi_ps(r[4], r[5]);
-            t[6] = _mm256_unpacklo_ps(r[6], r[7]); t[7] = _mm256_unpackhi_ps(r[6], r[7]);
-            r[0] = _mm256_shuffle_ps(t[0], t[2], 0x44); r[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-            r[2] = _mm256_shuffle_ps(t[1], t[3], 0x44); r[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-            r[4] = _mm256_shuffle_ps(t[4], t[6], 0x44); r[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-            r[6] = _mm256_shuffle_ps(t[5], t[7], 0x44); r[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-            for (int a = 0; a < 4; ++a) {
-               _mm256_storeu_ps(at(e0 + a, j0), _mm256_permute2f128_ps(r[a], r[a + 4], 0x20));
-               _mm256_storeu_ps(at(e0 + a + 4, j0), _mm256_permute2f128_ps(r[a], r[a + 4], 0x31));
-            }
+            pysofie_tr::transpose8x8(k + j0 * kj + e0, kj, at(e0, j0), 16);  // rows of kt: 16 apart
          }
    }
 #endif

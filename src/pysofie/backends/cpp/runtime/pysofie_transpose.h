@@ -17,6 +17,26 @@
 
 namespace pysofie_tr {
 
+#if defined(__AVX2__) && defined(__FMA__)
+// y[k * ys + a] = x[a * xs + k] for a, k < 8: an 8 x 8 float block transposed in registers (bit-exact moves)
+inline void transpose8x8(const float* x, long xs, float* y, long ys) {
+   __m256 r[8], t[8];
+   for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(x + k * xs);
+   t[0] = _mm256_unpacklo_ps(r[0], r[1]); t[1] = _mm256_unpackhi_ps(r[0], r[1]);
+   t[2] = _mm256_unpacklo_ps(r[2], r[3]); t[3] = _mm256_unpackhi_ps(r[2], r[3]);
+   t[4] = _mm256_unpacklo_ps(r[4], r[5]); t[5] = _mm256_unpackhi_ps(r[4], r[5]);
+   t[6] = _mm256_unpacklo_ps(r[6], r[7]); t[7] = _mm256_unpackhi_ps(r[6], r[7]);
+   r[0] = _mm256_shuffle_ps(t[0], t[2], 0x44); r[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
+   r[2] = _mm256_shuffle_ps(t[1], t[3], 0x44); r[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
+   r[4] = _mm256_shuffle_ps(t[4], t[6], 0x44); r[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
+   r[6] = _mm256_shuffle_ps(t[5], t[7], 0x44); r[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
+   for (int k = 0; k < 4; ++k) {
+      _mm256_storeu_ps(y + k * ys, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+      _mm256_storeu_ps(y + (k + 4) * ys, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+   }
+}
+#endif
+
 template <class T>
 inline void swap_block(const T* x, T* y, long A, long B, long inner, long a0, long a1) {
    if (inner == 1) {
@@ -27,20 +47,7 @@ inline void swap_block(const T* x, T* y, long A, long B, long inner, long a0, lo
             const float* xf = reinterpret_cast<const float*>(x);
             float* yf = reinterpret_cast<float*>(y);
             for (; b0 + 8 <= B; b0 += 8) {
-               __m256 r[8], t[8];
-               for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(xf + (a0 + k) * B + b0);
-               t[0] = _mm256_unpacklo_ps(r[0], r[1]); t[1] = _mm256_unpackhi_ps(r[0], r[1]);
-               t[2] = _mm256_unpacklo_ps(r[2], r[3]); t[3] = _mm256_unpackhi_ps(r[2], r[3]);
-               t[4] = _mm256_unpacklo_ps(r[4], r[5]); t[5] = _mm256_unpackhi_ps(r[4], r[5]);
-               t[6] = _mm256_unpacklo_ps(r[6], r[7]); t[7] = _mm256_unpackhi_ps(r[6], r[7]);
-               r[0] = _mm256_shuffle_ps(t[0], t[2], 0x44); r[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-               r[2] = _mm256_shuffle_ps(t[1], t[3], 0x44); r[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-               r[4] = _mm256_shuffle_ps(t[4], t[6], 0x44); r[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-               r[6] = _mm256_shuffle_ps(t[5], t[7], 0x44); r[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-               for (int k = 0; k < 4; ++k) {
-                  _mm256_storeu_ps(yf + (b0 + k) * A + a0, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-                  _mm256_storeu_ps(yf + (b0 + k + 4) * A + a0, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-               }
+               transpose8x8(xf + a0 * B + b0, B, yf + b0 * A + a0, A);
             }
          }
       }
