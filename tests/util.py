@@ -74,6 +74,34 @@ def graph_model(name: str, nodes: list, inputs: list[tuple], outputs: list[tuple
     return m
 
 
+def compile_cpp_main(tmp_path, src: str):
+    """Writes src to tmp_path/main.cpp and compiles it against the headers in tmp_path and pysofie's BLAS with
+    -Wall -Wextra -Werror (generated headers must compile warning-free); the executable's path."""
+    import shlex
+    import subprocess
+    from pysofie.build.blas import find_blas
+    from pysofie.build.compiler import find_cxx
+    (tmp_path / "main.cpp").write_text(src)
+    blas = find_blas()
+    exe = tmp_path / "main"
+    cmd = (shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}",
+                                      str(tmp_path / "main.cpp"), "-o", str(exe), *blas.cflags, *blas.libs])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return exe
+
+
+def run_emitted_cpp(models: dict, main_src: str, tmp_path) -> list[str]:
+    """Emits every model of {name: model} (embedded weights) into tmp_path, compiles main_src after their
+    headers (compile_cpp_main), runs it; its stdout lines."""
+    import subprocess
+    import pysofie
+    for name, m in models.items():
+        pysofie.emit(m, str(tmp_path), weights="embed", name=name)
+    exe = compile_cpp_main(tmp_path, "".join(f'#include "{n}.hxx"\n' for n in models) + main_src)
+    return subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout.split("\n")
+
+
 def feeds_of(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     init = {i.name for i in model.graph.initializer}
     return {k: v for k, v in inputs.items() if v is not None and k not in init}

@@ -25,6 +25,8 @@ import pysofie  # noqa: E402
 from pysofie.build.batch import compile_many  # noqa: E402
 from pysofie.errors import InvalidInputError  # noqa: E402
 
+from tests.util import compile_cpp_main  # noqa: E402
+
 RTOL = 1e-5
 FEAT = {"nodes": 5, "edges": 3, "globals": 2}
 
@@ -332,21 +334,12 @@ int main(int argc, char** argv) {
 
 def test_cpp_api_and_sofie_shim(sessions, tmp_path):
     """The emitted header in a plain C++ program: infer(n_nodes, n_edges, ...) and infer(GNN_Data&)."""
-    import shlex
     import subprocess
 
-    from pysofie.build.blas import find_blas
-    from pysofie.build.compiler import find_cxx
     model = sessions["graph_network"][0]
     example = sessions["graph_network"][1]
     pysofie.emit(model, str(tmp_path), example_graph=example, name="gnet", namespace="gnet")
-    (tmp_path / "main.cpp").write_text(CPP_MAIN)
-    blas = find_blas()
-    exe = tmp_path / "main"
-    r = subprocess.run(shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror",
-                                                  f"-I{tmp_path}", str(tmp_path / "main.cpp"), "-o", str(exe),
-                                                  *blas.cflags, *blas.libs], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
+    exe = compile_cpp_main(tmp_path, CPP_MAIN)
     g = graph_dicts([(40, 120)], seed=9)
     for f in ("nodes", "edges", "globals", "senders", "receivers"):
         np.asarray(getattr(g, f).numpy()).tofile(tmp_path / f"{f}.raw")
@@ -395,20 +388,11 @@ int main(int argc, char** argv) {
 
 def test_sofie_shim_several_graphs(sessions, tmp_path):
     """GNN_Data with several graphs per call (n_node, n_edge) and a list of output graphs (infer_all)."""
-    import shlex
     import subprocess
 
-    from pysofie.build.blas import find_blas
-    from pysofie.build.compiler import find_cxx
     model, example, _ = sessions["encode_process_decode_many"]
     pysofie.emit(model, str(tmp_path), example_graph=example, name="epd", namespace="epd")
-    (tmp_path / "main.cpp").write_text(CPP_MANY)
-    blas = find_blas()
-    exe = tmp_path / "main"
-    r = subprocess.run(shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror",
-                                                  f"-I{tmp_path}", str(tmp_path / "main.cpp"), "-o", str(exe),
-                                                  *blas.cflags, *blas.libs], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
+    exe = compile_cpp_main(tmp_path, CPP_MANY)
     g = graph_dicts([(5, 9), (1, 0), (40, 100)], seed=12)
     for f in ("nodes", "edges", "globals", "senders", "receivers", "n_node", "n_edge"):
         np.asarray(getattr(g, f).numpy()).astype(np.float32 if f in ("nodes", "edges", "globals")

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto as T, helper
 
-from ..util import ATOL, RTOL, graph_model
+from ..util import ATOL, RTOL, graph_model, run_emitted_cpp
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -226,21 +226,7 @@ def test_cpp_allocating_infer_and_last_sizes(tmp_path):
     """Plain C++ (no Python): the allocating infer returns vectors of the true length, the caller-buffer infer
     learns it from last_sizes(); every header of this file (zero-size axes too) compiles with -Wall -Wextra
     -Werror. Reference: numpy (x[x > t])."""
-    import shlex
-    import subprocess
-    import pysofie
-    from pysofie.build.blas import find_blas
-    from pysofie.build.compiler import find_cxx
-    for name, m in MODELS.items():  # every model's header must compile warning-free; main runs one
-        pysofie.emit(m, str(tmp_path), weights="embed", name=name)
-    (tmp_path / "main.cpp").write_text("".join(f'#include "{n}.hxx"\n' for n in MODELS) + CPP_MAIN)
-    blas = find_blas()
-    exe = tmp_path / "main"
-    cmd = (shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}",
-                                      str(tmp_path / "main.cpp"), "-o", str(exe), *blas.cflags, *blas.libs])
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout.split("\n")
+    out = run_emitted_cpp(MODELS, CPP_MAIN, tmp_path)
     x = np.array([0.1, 0.9, -2, 0.7, 0, 3, 0.2, 0.6, 0.5, 0.51, -1, 2], np.float32)
     sel = x[x > 0.5]
     alloc = out[0].split()

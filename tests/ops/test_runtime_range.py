@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto as T, helper
 
-from ..util import ATOL, RTOL, graph_model
+from ..util import ATOL, RTOL, graph_model, run_emitted_cpp
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -200,21 +200,7 @@ def test_cpp_vectors_grow_and_shrink(tmp_path):
     """Plain C++ (no Python): the allocating infer returns vectors of the true lengths; the caller-buffer infer
     takes such outputs as std::vector and resizes them; last_sizes() gives the length. Every header of this file
     compiles with -Wall -Wextra -Werror. Reference: numpy."""
-    import shlex
-    import subprocess
-    import pysofie
-    from pysofie.build.blas import find_blas
-    from pysofie.build.compiler import find_cxx
-    for name, m in MODELS.items():
-        pysofie.emit(m, str(tmp_path), weights="embed", name=name)
-    (tmp_path / "main.cpp").write_text("".join(f'#include "{n}.hxx"\n' for n in MODELS) + CPP_MAIN)
-    blas = find_blas()
-    exe = tmp_path / "main"
-    cmd = (shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}",
-                                      str(tmp_path / "main.cpp"), "-o", str(exe), *blas.cflags, *blas.libs])
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout.split("\n")
+    out = run_emitted_cpp(MODELS, CPP_MAIN, tmp_path)
     table = 0.5 * np.arange(64 * 3, dtype=np.float32).reshape(64, 3)
     assert out[0].split() == ["alloc", "6", "6", "18", str(np.arange(6).sum()), f"{table[5, 1]:g}"]
     assert out[1].split() == ["buffers", "9", "9", "9", "27", str(np.arange(9).sum()), "9"]
