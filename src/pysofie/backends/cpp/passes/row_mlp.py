@@ -25,20 +25,16 @@ from ....ir import DType, Graph, Value
 from ....ir.shapes import dims_equal
 from ....passes.manager import Pass
 from ....passes.rewrites import ACTIVATIONS, _const, _single_internal_use
+from . import gemm_pack
 
 MIN_ROWS = 512  # fixed row counts below this (a graph's global MLP: 1 row, small batches) keep the plain layers
 MAX_WIDTH = 256  # layer widths up to this: two blocks of rows of the widest layer on the stack (<= 192 KiB)
 LAYER_ACTS = (None, "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "GeluTanh")
 
 
-def _gemm_pack():
-    from . import gemm_pack
-    return gemm_pack
-
-
 def unpack_panels(p: np.ndarray, K: int, N: int) -> np.ndarray:
     """The inverse of gemm_pack.pack_panels: (K, N) from its panels."""
-    NR = _gemm_pack().NR
+    NR = gemm_pack.NR
     out = np.zeros((K, N), np.float32)
     pos = 0
     for j in range(0, N, NR):
@@ -235,7 +231,6 @@ class FuseRowMLP(Pass):
                 chain = chain[1:]
         if len(chain) + (ln is not None) + (first is not None) < 2:
             return False
-        gp = _gemm_pack()
         spec = {"layers": [], "ln_eps": None, "whats": []}
         inputs: list = []
         if first is not None:
@@ -243,9 +238,9 @@ class FuseRowMLP(Pass):
             xs = list(t.direct.values())
             spec.update(direct=len(xs), gather=len(t.gather), rows=len(t.rows), ks=[int(x.shape[1]) for x, _ in xs])
             inputs += [x for x, _ in xs] + [g[0] for g in t.gather] + [g[1] for g in t.gather] + t.rows
-            inputs += [_const(graph, f"{head.name}_rowmlp_w{k}", gp.pack_panels(np.ascontiguousarray(
+            inputs += [_const(graph, f"{head.name}_rowmlp_w{k}", gemm_pack.pack_panels(np.ascontiguousarray(
                 w.astype(np.float32)))) for k, (_, w) in enumerate(xs)]
-            inputs.append(_const(graph, f"{head.name}_rowmlp_b0", gp.padded_bias(t.bias.astype(np.float32), t.H)))
+            inputs.append(_const(graph, f"{head.name}_rowmlp_b0", gemm_pack.padded_bias(t.bias.astype(np.float32), t.H)))
             spec["whats"] = [g[2] for g in t.gather]
             spec["layers"].append({"N": t.H, "act": act})
             old = list(t.nodes)
@@ -260,7 +255,7 @@ class FuseRowMLP(Pass):
                 inputs.append(n.inputs[1])
             b = n.input(2) if info["bias"] else None
             if b is None:
-                b = _const(graph, f"{n.name}_rowmlp_zero_bias", gp.padded_bias(np.zeros(1, np.float32), info["N"]))
+                b = _const(graph, f"{n.name}_rowmlp_zero_bias", gemm_pack.padded_bias(np.zeros(1, np.float32), info["N"]))
             inputs.append(b)
             spec["layers"].append({"N": info["N"], "act": _act(n.op)})
         old += chain
