@@ -240,7 +240,8 @@ class FuseRowMLP(Pass):
             inputs += [x for x, _ in xs] + [g[0] for g in t.gather] + [g[1] for g in t.gather] + t.rows
             inputs += [_const(graph, f"{head.name}_rowmlp_w{k}", gemm_pack.pack_panels(np.ascontiguousarray(
                 w.astype(np.float32)))) for k, (_, w) in enumerate(xs)]
-            inputs.append(_const(graph, f"{head.name}_rowmlp_b0", gemm_pack.padded_bias(t.bias.astype(np.float32), t.H)))
+            b0 = gemm_pack.padded_bias(t.bias.astype(np.float32), t.H)
+            inputs.append(_const(graph, f"{head.name}_rowmlp_b0", b0))
             spec["whats"] = [g[2] for g in t.gather]
             spec["layers"].append({"N": t.H, "act": act})
             old = list(t.nodes)
@@ -255,7 +256,8 @@ class FuseRowMLP(Pass):
                 inputs.append(n.inputs[1])
             b = n.input(2) if info["bias"] else None
             if b is None:
-                b = _const(graph, f"{n.name}_rowmlp_zero_bias", gemm_pack.padded_bias(np.zeros(1, np.float32), info["N"]))
+                zero = gemm_pack.padded_bias(np.zeros(1, np.float32), info["N"])
+                b = _const(graph, f"{n.name}_rowmlp_zero_bias", zero)
             inputs.append(b)
             spec["layers"].append({"N": info["N"], "act": _act(n.op)})
         old += chain
