@@ -37,12 +37,13 @@ def compiler_info(cxx: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _supports_native(cxx: str) -> bool:
+def _accepts(cxx: str, flag: str) -> bool:
+    """Whether the compiler builds a trivial program with this flag (-march=native; x86-only options)."""
     with tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "t.cpp")
         with open(src, "w") as f:
             f.write("int main() { return 0; }\n")
-        r = subprocess.run(cxx.split() + ["-march=native", src, "-o", os.path.join(d, "t")], capture_output=True)
+        r = subprocess.run(cxx.split() + [flag, src, "-o", os.path.join(d, "t")], capture_output=True)
         return r.returncode == 0
 
 
@@ -53,11 +54,13 @@ def opt_flags(level: str | int | None = None, native: bool | None = None) -> lis
     flags = [f"-O{lvl}"]
     if native is None:
         native = os.environ.get("PYSOFIE_NATIVE", "1") != "0"
-    if native and _supports_native(find_cxx()):
+    if native and _accepts(find_cxx(), "-march=native"):
         # Loops the compiler vectorizes itself stay 256 bits wide: with GCC 12 on an AVX-512 AMD EPYC (Zen 4,
         # which runs 512-bit operations as two halves) 512-bit loops made DDB_B1 25-30 % slower; pysofie's own
         # kernels choose their width with intrinsics, and this is already the default tuning on Intel CPUs.
-        flags += ["-march=native", "-mprefer-vector-width=256"]
+        flags.append("-march=native")
+        if _accepts(find_cxx(), "-mprefer-vector-width=256"):  # an x86 option
+            flags.append("-mprefer-vector-width=256")
     if lvl in ("2", "3"):
         flags.append("-fno-math-errno")
     return flags
