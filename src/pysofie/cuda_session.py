@@ -74,7 +74,7 @@ class CudaInferenceSession(InferenceSession):
     def __init__(self, model, sess_options=None, providers=None, *, weights: Optional[str] = None,
                  input_shapes=None, name: Optional[str] = None, namespace: Optional[str] = None,
                  optimize: bool = True, opt_level=None, constant_inputs=None, cuda_graphs: bool = False,
-                 _generated=None, _library=None, **cpu_options):
+                 epilogues: Optional[bool] = None, _generated=None, _library=None, **cpu_options):
         problem = None if cuda_available() else "no CUDA GPU is available"
         if problem is None:
             try:
@@ -106,6 +106,8 @@ class CudaInferenceSession(InferenceSession):
                                               constant_inputs=constant_inputs)
         lib_path = _library or build_cuda_library([gm], opt_level=opt_level)
         self._open(gm, lib_path)
+        if epilogues is not None:
+            self.set_epilogues(epilogues)
 
     def _open(self, gm, lib_path: str) -> None:
         """Bind the model's entry points in the library at lib_path and create its Session."""
@@ -159,6 +161,33 @@ class CudaInferenceSession(InferenceSession):
         if not handle:
             raise PysofieError(f"model '{gm.name}': {err.value.decode(errors='replace')}")
         self._handle = handle
+
+    def set_epilogues(self, on: bool) -> None:
+        """cuBLASLt epilogues (a Gemm / MatMul's bias and activation inside the product, where ops/gemm.py's table
+        has one) on or off; off, every product is a cuBLAS call followed by a bias / activation kernel. The
+        default is on unless the environment has PYSOFIE_CUDA_EPILOGUES=0 when the session is made."""
+        if self._epilogues_call(1 if on else 0) != int(bool(on)):
+            raise PysofieError(f"model '{self._gm.name}': could not switch cuBLASLt epilogues")
+
+    @property
+    def epilogues(self) -> bool:
+        """Whether cuBLASLt epilogues are on."""
+        return self._epilogues_call(-1) == 1
+
+    @property
+    def epilogue_products(self) -> int:
+        """How many matrix products this session ran as one cuBLASLt call with their epilogue (graph replays of
+        infer_graph are not counted: the count is taken when the host issues the calls)."""
+        fn = getattr(self._lib, f"{self._prefix}_epilogue_products")
+        fn.restype = ctypes.c_longlong
+        fn.argtypes = [ctypes.c_void_p]
+        return int(fn(self._handle))
+
+    def _epilogues_call(self, on: int) -> int:
+        fn = getattr(self._lib, f"{self._prefix}_epilogues")
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        return fn(self._handle, on)
 
     def __del__(self):
         h = getattr(self, "_handle", None)

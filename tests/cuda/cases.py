@@ -3,10 +3,12 @@ BatchNorm/LayerNorm, binary/unary ops, Reshape/Flatten/Concat/Reduce/Gather/Tran
 shared by the nvcc compile check (CI, no GPU) and the numerical GPU tests against onnxruntime."""
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from ..util import Cases, rand
+from ..util import Case, Cases, rand
 
 
 def _cases() -> Cases:
@@ -101,7 +103,79 @@ def _cases() -> Cases:
     return c
 
 
+def _dense(id_, *, matmul: bool, a_shape, n: int, bias_shape=None, act=None, trans_b=False, alpha=1.0, beta=1.0,
+           c_input=False, epilogue=None, opset=21) -> Case:
+    """A product then a bias (Gemm's C, or an Add after a MatMul) then an activation node, as exports write
+    them: the CUDA passes fuse what they can, ops/gemm.py's table picks a cuBLASLt epilogue or the cuBLAS path.
+    `epilogue`: the cublasLtEpilogue_t the generated code should name (None: the cuBLAS path only)."""
+    k = a_shape[-1]
+    rng = np.random.default_rng(zlib.crc32(id_.encode()))
+    w = rng.uniform(-1, 1, (n, k) if trans_b else (k, n)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "W")]
+    inputs = {"A": rng.uniform(-1, 1, a_shape).astype(np.float32)}
+    vin = [helper.make_tensor_value_info("A", TensorProto.FLOAT, list(a_shape))]
+    nodes, y = [], "P"
+    if bias_shape is not None:
+        c = rng.uniform(-1, 1, bias_shape).astype(np.float32)
+        if c_input:
+            inputs["C"] = c
+            vin.append(helper.make_tensor_value_info("C", TensorProto.FLOAT, list(bias_shape)))
+        else:
+            inits.append(numpy_helper.from_array(c, "C"))
+    if matmul:
+        nodes.append(helper.make_node("MatMul", ["A", "W"], ["P"]))
+        if bias_shape is not None:
+            nodes.append(helper.make_node("Add", ["P", "C"], ["Q"]))
+            y = "Q"
+    else:
+        ins = ["A", "W"] + (["C"] if bias_shape is not None else [])
+        nodes.append(helper.make_node("Gemm", ins, ["P"], transB=int(trans_b), alpha=alpha, beta=beta))
+    if act is not None:
+        kind, attrs = act
+        nodes.append(helper.make_node(kind, [y], ["Y"], **attrs))
+        y = "Y"
+    out_shape = list(a_shape[:-1]) + [n]
+    g = helper.make_graph(nodes, id_, vin, [helper.make_tensor_value_info(y, TensorProto.FLOAT, out_shape)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    case = Case(id_, m, inputs, oracle="ort")
+    case.epilogue = epilogue
+    return case
+
+
+def _epilogue_cases() -> list:
+    """Products with a bias and / or activation: each cuBLASLt epilogue of ops/gemm.py's EPILOGUES, and cases the
+    table sends to the cuBLAS path (other activations, exact Gelu, beta != 1, a [M, 1] C, a batch-varying B)."""
+    tanh = ("Gelu", {"approximate": "tanh"})
+    return [
+        _dense("ep_gemm_bias", matmul=False, a_shape=(6, 9), n=5, bias_shape=(5,), trans_b=True, alpha=0.5,
+               epilogue="CUBLASLT_EPILOGUE_BIAS"),
+        _dense("ep_gemm_relu_bias", matmul=False, a_shape=(7, 4), n=6, bias_shape=(1, 6), act=("Relu", {}),
+               epilogue="CUBLASLT_EPILOGUE_RELU_BIAS"),
+        _dense("ep_gemm_gelu_tanh_bias", matmul=False, a_shape=(5, 8), n=7, bias_shape=(7,), act=tanh,
+               epilogue="CUBLASLT_EPILOGUE_GELU_BIAS"),
+        _dense("ep_gemm_relu_bias_input", matmul=False, a_shape=(3, 8), n=4, bias_shape=(4,), act=("Relu", {}),
+               c_input=True, epilogue="CUBLASLT_EPILOGUE_RELU_BIAS"),
+        _dense("ep_matmul3d_bias", matmul=True, a_shape=(2, 3, 8), n=6, bias_shape=(6,),
+               epilogue="CUBLASLT_EPILOGUE_BIAS"),
+        _dense("ep_matmul3d_bias_gelu_tanh", matmul=True, a_shape=(2, 5, 8), n=12, bias_shape=(1, 1, 12),
+               act=tanh, epilogue="CUBLASLT_EPILOGUE_GELU_BIAS"),
+        _dense("ep_matmul3d_relu", matmul=True, a_shape=(3, 2, 5), n=4, act=("Relu", {}),
+               epilogue="CUBLASLT_EPILOGUE_RELU"),
+        _dense("ep_matmul2d_gelu_tanh", matmul=True, a_shape=(4, 5), n=3, act=tanh,
+               epilogue="CUBLASLT_EPILOGUE_GELU"),
+        # the cuBLAS path: activations without a cuBLASLt epilogue, the exact Gelu, beta != 1, a per-row C
+        _dense("ep_gemm_sigmoid_bias", matmul=False, a_shape=(5, 6), n=4, bias_shape=(4,), act=("Sigmoid", {})),
+        _dense("ep_matmul3d_bias_gelu_erf", matmul=True, a_shape=(2, 3, 8), n=5, bias_shape=(5,), act=("Gelu", {})),
+        _dense("ep_matmul3d_bias_leaky", matmul=True, a_shape=(2, 3, 4), n=5, bias_shape=(5,),
+               act=("LeakyRelu", {"alpha": 0.1})),
+        _dense("ep_gemm_beta2_relu", matmul=False, a_shape=(4, 6), n=5, bias_shape=(5,), beta=2.0, act=("Relu", {})),
+        _dense("ep_gemm_rowbias_relu", matmul=False, a_shape=(4, 6), n=5, bias_shape=(4, 1), act=("Relu", {})),
+    ]
+
+
 CASES = _cases()
+EPILOGUE_CASES = _epilogue_cases()
 
 
 def chain_model():

@@ -13,7 +13,7 @@ import pytest
 from pysofie.api import check, generate_cuda_code
 
 from ..util import ROOTBENCH, assert_close, ort
-from .cases import CASES, chain_model
+from .cases import CASES, EPILOGUE_CASES, chain_model
 from .toolchain import need_toolchain
 
 
@@ -41,7 +41,8 @@ def _groups():
     return {
         "families_a": lambda: [generate_cuda_code(c.model, name=c.id) for c in CASES[:half]],
         "families_b": lambda: ([generate_cuda_code(c.model, name=c.id) for c in CASES[half:]]
-                               + [generate_cuda_code(chain_model(), name="chain")]),
+                               + [generate_cuda_code(chain_model(), name="chain")]
+                               + [generate_cuda_code(c.model, name=c.id) for c in EPILOGUE_CASES]),
         "rootbench": lambda: [generate_cuda_code(f) for f in _rootbench()],
         "resnet18": lambda: [generate_cuda_code(_resnet18(), name="resnet18")],
         "recurrent": _recurrent,
@@ -152,3 +153,25 @@ def test_library_builds_and_fails_cleanly_without_gpu():
     err = ctypes.create_string_buffer(512)
     assert not create(b"missing.bin", None, err, 512)
     assert err.value  # the CUDA runtime's reason, e.g. no driver / no device
+
+
+def test_epilogue_table_choices():
+    """ops/gemm.py's EPILOGUES decides each product: the cuBLASLt epilogue named in the generated code (with the
+    cuBLAS path kept behind it), or the cuBLAS path alone."""
+    import re
+    for c in EPILOGUE_CASES:
+        code = generate_cuda_code(c.model, name=c.id).header.split("namespace detail", 1)[1]
+        named = set(re.findall(r"CUBLASLT_EPILOGUE_\w+", code))
+        assert named == ({c.epilogue} if c.epilogue else set()), (c.id, named)
+        assert "pysofie_cuda::sgemm(blas" in code  # the fallback
+        assert code.count("sgemm_epilogue(") == (1 if c.epilogue else 0)
+
+
+def test_cublaslt_is_found_and_linked():
+    """The cuBLAS found (the nvidia-cublas wheel here) ships cublasLt.h and libcublasLt; the library links it."""
+    need_toolchain()
+    from pysofie.build.cuda import find_cublas, link_flags
+    inc, libdir = find_cublas()
+    assert os.path.exists(os.path.join(inc, "cublasLt.h"))
+    flags = link_flags(libdir)
+    assert any("cublasLt" in f for f in flags) and any(f.endswith("cublas.so.13") or f == "-lcublas" for f in flags)

@@ -20,7 +20,7 @@ import pytest
 from pysofie.api import check, generate_cuda_code
 
 from ..util import ROOTBENCH, assert_close, ort
-from .cases import CASES, chain_model
+from .cases import CASES, EPILOGUE_CASES, chain_model
 
 EMU = os.path.join(os.path.dirname(__file__), "emu")
 LAUNCH = re.compile(r"(\w+)<<<[^;]*?>>>\(")  # kernel<<<grid, block, 0, stream>>>(args) -> kernel(args)
@@ -42,7 +42,7 @@ def _emulated_library(models: list, workdir: str) -> str:
     return lib
 
 
-def _sessions(models: list, names: list, workdir: str) -> dict:
+def _sessions(models: list, names: list, workdir: str, with_lib: bool = False):
     from pysofie.cuda_session import CudaInferenceSession
     gms = [generate_cuda_code(m, name=n, namespace=f"pysofie_emu_{k}") for k, (m, n) in
            enumerate(zip(models, names))]
@@ -52,7 +52,7 @@ def _sessions(models: list, names: list, workdir: str) -> dict:
         s = CudaInferenceSession.__new__(CudaInferenceSession)
         s._open(gm, lib)  # the emulated library in place of nvcc's
         out[n] = s
-    return out
+    return (out, lib) if with_lib else out
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,53 @@ def test_device_pointer_path(family_sessions):
     y = np.full((3, 10), np.nan, np.float32)
     s._call({"N": 3}, [x.ctypes.data], [1], [y.ctypes.data], [1])
     assert_close([y], ort(m, {"x": x}), what="device pointers")
+
+
+@pytest.fixture(scope="module")
+def epilogue_sessions(tmp_path_factory):
+    return _sessions([c.model for c in EPILOGUE_CASES], [c.id for c in EPILOGUE_CASES],
+                     str(tmp_path_factory.mktemp("emu_epilogues")), with_lib=True)
+
+
+@pytest.mark.parametrize("c", EPILOGUE_CASES, ids=[c.id for c in EPILOGUE_CASES])
+def test_epilogue_paths_match_onnxruntime(c, epilogue_sessions, monkeypatch):
+    """Gemm / MatMul + bias + activation through cuBLASLt's epilogue (emulated with its documented meaning: the
+    bias along D's rows, i.e. one value per output column of the row-major product), through cuBLAS + kernel
+    with epilogues off, and through the run-time fallback when cuBLASLt offers no algorithm; the stand-in's
+    call counter shows which path ran."""
+    import ctypes
+    sessions, lib = epilogue_sessions
+    calls = ctypes.CDLL(lib).pysofie_emu_lt_calls
+    calls.restype = ctypes.c_long
+    s, feeds = sessions[c.id], c.feeds()
+    expected = ort(c.model, feeds)
+    assert s.epilogues  # the default
+    for on in (True, False):
+        s.set_epilogues(on)
+        before, done = calls(), s.epilogue_products
+        assert_close(s.run(None, feeds), expected, what=f"{c.id} epilogues={on}")
+        assert calls() - before == (1 if on and c.epilogue else 0), (c.id, on)
+        assert s.epilogue_products - done == calls() - before
+    # no cuBLASLt algorithm (plans are made per session and shape: a fresh session sees the variable)
+    monkeypatch.setenv("PYSOFIE_EMU_LT_NO_ALGO", "1")
+    from pysofie.cuda_session import CudaInferenceSession
+    s2 = CudaInferenceSession.__new__(CudaInferenceSession)
+    s2._open(s._gm, s._lib_path)
+    before = calls()
+    assert_close(s2.run(None, feeds), expected, what=f"{c.id} without a cuBLASLt algorithm")
+    assert calls() == before and s2.epilogue_products == 0
+
+
+def test_epilogues_environment_switch(epilogue_sessions, monkeypatch):
+    """PYSOFIE_CUDA_EPILOGUES=0 when a Session is made turns the epilogues off (the GPU script's comparison)."""
+    from pysofie.cuda_session import CudaInferenceSession
+    sessions, _ = epilogue_sessions
+    base = sessions["ep_gemm_relu_bias"]
+    monkeypatch.setenv("PYSOFIE_CUDA_EPILOGUES", "0")
+    s = CudaInferenceSession.__new__(CudaInferenceSession)
+    s._open(base._gm, base._lib_path)
+    assert not s.epilogues
+    monkeypatch.setenv("PYSOFIE_CUDA_EPILOGUES", "1")
+    s = CudaInferenceSession.__new__(CudaInferenceSession)
+    s._open(base._gm, base._lib_path)
+    assert s.epilogues

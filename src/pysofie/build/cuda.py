@@ -34,8 +34,9 @@ def nvcc_version(nvcc: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def find_cublas() -> tuple[str, str]:
-    """(include dir with cublas_v2.h, lib dir with libcublas.so.13 / libcublas.so). PYSOFIE_CUBLAS_INCLUDE and
-    PYSOFIE_CUBLAS_LIB override; else the nvidia-cublas wheel (pip install nvidia-cublas), else the toolkit."""
+    """(include dir with cublas_v2.h and cublasLt.h, lib dir with libcublas and libcublasLt, .so.13 or .so).
+    PYSOFIE_CUBLAS_INCLUDE and PYSOFIE_CUBLAS_LIB override; else the nvidia-cublas wheel (pip install
+    nvidia-cublas), else the toolkit."""
     inc, lib = os.environ.get("PYSOFIE_CUBLAS_INCLUDE"), os.environ.get("PYSOFIE_CUBLAS_LIB")
     if inc and lib:
         return inc, lib
@@ -53,11 +54,25 @@ def find_cublas() -> tuple[str, str]:
     for r in roots:
         i = os.path.join(r, "include")
         for libdir in (os.path.join(r, "lib"), os.path.join(r, "lib64")):
-            if os.path.exists(os.path.join(i, "cublas_v2.h")) and any(
-                    os.path.exists(os.path.join(libdir, f)) for f in ("libcublas.so.13", "libcublas.so")):
+            if all(os.path.exists(os.path.join(i, h)) for h in ("cublas_v2.h", "cublasLt.h")) and all(
+                    _lib_flag(libdir, n) for n in ("cublas", "cublasLt")):
                 return i, libdir
     raise CompileError("cuBLAS not found: pip install nvidia-cublas, or set PYSOFIE_CUBLAS_INCLUDE and "
                        "PYSOFIE_CUBLAS_LIB")
+
+
+def _lib_flag(libdir: str, name: str):
+    """The linker flag for lib<name> in libdir (the wheel ships only the versioned .so.13), or None."""
+    for f in (f"lib{name}.so.13", f"lib{name}.so"):
+        if os.path.exists(os.path.join(libdir, f)):
+            return f"-l:{f}"
+    return None
+
+
+def link_flags(libdir: str) -> list[str]:
+    """Linking cuBLAS and cuBLASLt from libdir, found again at run time through the rpath."""
+    return [f"-L{libdir}", _lib_flag(libdir, "cublasLt") or "-lcublasLt", _lib_flag(libdir, "cublas") or "-lcublas",
+            "-Xlinker", f"-rpath,{libdir}"]
 
 
 def _cuda_driver():
@@ -156,9 +171,7 @@ def build_cuda_library(models: list, *, opt_level=None) -> str:
     atomic_write(os.path.join(src, "pysofie_cuda_capi.cu"), wrapper)
     fd, tmp = tempfile.mkstemp(dir=lib_dir, prefix=".tmp-", suffix=".so")
     os.close(fd)
-    libname = "-l:libcublas.so.13" if os.path.exists(os.path.join(libdir, "libcublas.so.13")) else "-lcublas"
-    cmd = nvcc.split() + flags + ["-shared", "-I", inc, "pysofie_cuda_capi.cu", "-o", tmp, f"-L{libdir}", libname,
-                                  "-Xlinker", f"-rpath,{libdir}"]
+    cmd = nvcc.split() + flags + ["-shared", "-I", inc, "pysofie_cuda_capi.cu", "-o", tmp] + link_flags(libdir)
     try:
         _run_nvcc(cmd, src, "the CUDA models")
         os.replace(tmp, lib)

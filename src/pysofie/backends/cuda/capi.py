@@ -135,6 +135,19 @@ def _entries(w: CodeWriter, m) -> None:
 
         guarded(timed)
         w.line("return -1.0;")
+    # cuBLASLt epilogues on (1) / off (0); a negative value only reads the setting. Returns it, or -1 on error.
+    with w.block(f"PYSOFIE_API int {p}_epilogues(void* session, int on)"):
+        with w.block("try"):
+            w.line(f"auto* pysofie_h = static_cast<{holder}*>(session);")
+            w.line("std::lock_guard<std::mutex> lock(pysofie_h->mutex);")
+            w.line("if (on >= 0) pysofie_h->session.set_epilogues(on != 0);")
+            w.line("return pysofie_h->session.epilogues() ? 1 : 0;")
+        with w.block("catch (...)"):
+            w.line("return -1;")
+    with w.block(f"PYSOFIE_API long long {p}_epilogue_products(void* session)"):
+        w.line(f"auto* pysofie_h = static_cast<{holder}*>(session);")
+        w.line("std::lock_guard<std::mutex> lock(pysofie_h->mutex);")
+        w.line("return static_cast<long long>(pysofie_h->session.epilogue_products());")
     with w.block(f"PYSOFIE_API void {p}_destroy(void* session)"):
         w.line(f"delete static_cast<{holder}*>(session);")
     w.line()

@@ -149,7 +149,7 @@ class CudaEmitter(CppEmitter):
                     f"({', '.join(comment_text(repr(v)) if v else '-' for v in n.inputs)}) -> "
                     f"{', '.join(comment_text(repr(v)) for v in n.outputs)}")
             with fw.block(f"inline void {fname}([[maybe_unused]] cudaStream_t stream, "
-                          f"[[maybe_unused]] cublasHandle_t blas, "
+                          f"[[maybe_unused]] pysofie_cuda::Blas& blas, "
                           + ", ".join(d if d.startswith("[[") else f"[[maybe_unused]] {d}" for d in decl) + ")"):
                 fw.line(cx.w.text().rstrip("\n").replace("@ARGS@", ", ".join(pnames)))
             funcs.append(fw.text())

@@ -14,7 +14,7 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
     chk = "pysofie_cuda::check"
     with w.block("struct Session", close="};"):
         w.line("cudaStream_t fStream = nullptr;")
-        w.line("cublasHandle_t fBlas = nullptr;")
+        w.line("pysofie_cuda::Blas fBlas;  // cuBLAS, cuBLASLt and their plans")
         w.line("pysofie_cuda::DeviceBuffer fWeights;  // every constant, uploaded once")
         w.line("pysofie_cuda::DeviceBuffer fArena;  // intermediate values and scratch, grown with the sizes")
         w.line("pysofie_cuda::DeviceBuffer fIO;  // device copies of host inputs and outputs (infer_host)")
@@ -36,11 +36,10 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
         sig = ["std::string weight_file = " + _cstr(default_file)] + [f"size_t {p} = 1" for p in P]
         with w.block(f"explicit Session({', '.join(sig)})"):
             w.line(f"{chk}(cudaStreamCreateWithFlags(&fStream, cudaStreamNonBlocking), \"cudaStreamCreate\");")
-            w.line(f"{chk}(cublasCreate(&fBlas), \"cublasCreate\");")
-            w.line(f"{chk}(cublasSetStream(fBlas, fStream), \"cublasSetStream\");")
             # a workspace of its own, so that cuBLAS allocates nothing while a CUDA graph is captured
             w.line("fBlasWork.reserve(size_t(32) << 20);")
-            w.line(f"{chk}(cublasSetWorkspace(fBlas, fBlasWork.get(), fBlasWork.bytes()), \"cublasSetWorkspace\");")
+            w.line("fBlas.create(fStream, fBlasWork.get(), fBlasWork.bytes());")
+            w.line("fBlas.epilogues = pysofie_cuda::env_flag(\"PYSOFIE_CUDA_EPILOGUES\", true);")
             w.line("fFlags.reserve(sizeof(int));")
             w.line("fErr = reinterpret_cast<int*>(fFlags.get());")
             w.line(f"{chk}(cudaMemset(fErr, 0, sizeof(int)), \"cudaMemset\");")
@@ -69,8 +68,19 @@ def write_session(em, w: CodeWriter, calls: list[str]) -> None:
         w.line("Session& operator=(const Session&) = delete;")
         with w.block("~Session()"):
             w.line("if (fStream) cudaStreamSynchronize(fStream);")
-            w.line("if (fBlas) cublasDestroy(fBlas);")
+            w.line("fBlas.release();")
             w.line("if (fStream) cudaStreamDestroy(fStream);")
+        w.line()
+        w.line("// cuBLASLt epilogues (bias and activation in the product) on or off; off: cuBLAS and a kernel. The")
+        w.line("// default is on unless PYSOFIE_CUDA_EPILOGUES=0 when the Session is made. Drops captured graphs.")
+        with w.block("void set_epilogues(bool on)"):
+            w.line("if (on == fBlas.epilogues) return;")
+            w.line("cudaStreamSynchronize(fStream);")
+            w.line("fGraphs.clear();")
+            w.line("fBlas.epilogues = on;")
+        w.line("bool epilogues() const { return fBlas.epilogues; }")
+        w.line("// How many products ran as one cuBLASLt call with their epilogue so far.")
+        w.line("size_t epilogue_products() const { return fBlas.epilogue_products; }")
         w.line()
         w.line("// The stream every kernel of this Session runs on.")
         w.line("cudaStream_t stream() const { return fStream; }")

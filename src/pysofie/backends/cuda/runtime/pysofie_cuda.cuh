@@ -4,10 +4,14 @@
 #define PYSOFIE_CUDA_CUH
 
 #include <cuda_runtime.h>
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <array>
+#include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -57,6 +61,14 @@ class DeviceBuffer {
    size_t bytes_ = 0;
 };
 
+// An on/off environment variable: unset or empty gives `dflt`; "0", "off", "false", "no" give false.
+inline bool env_flag(const char* name, bool dflt) {
+   const char* v = std::getenv(name);
+   if (!v || !*v) return dflt;
+   const std::string s(v);
+   return !(s == "0" || s == "off" || s == "false" || s == "no" || s == "OFF" || s == "FALSE" || s == "NO");
+}
+
 // Offsets of the arena's parts are aligned to 256 bytes (cudaMalloc's alignment, good for vector loads).
 inline size_t align_up(size_t bytes) { return (bytes + 255) & ~size_t(255); }
 
@@ -92,6 +104,147 @@ inline void sgemm_batched(cublasHandle_t h, bool transA, bool transB, size_t M, 
                                    int(N), int(M), int(K), &alpha, B, int(ldb), strideB, A, int(lda), strideA,
                                    &beta, C, int(ldc), strideC, int(count)),
          "cublasSgemmStridedBatched");
+}
+
+// The matrix-product libraries of a Session: a cuBLAS handle, a cuBLASLt handle (products with a bias and
+// activation epilogue), their shared workspace and the cuBLASLt plans (descriptors and the chosen algorithm) per
+// shape. Converts to the cuBLAS handle, so generated cuBLAS calls take it as they are.
+class Blas {
+ public:
+   struct Plan {
+      bool ok = false;
+      cublasLtMatmulDesc_t desc = nullptr;
+      cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+      cublasLtMatmulAlgo_t algo{};
+   };
+   using Key = std::array<long long, 12>;
+
+   cublasHandle_t h = nullptr;
+   cublasLtHandle_t lt = nullptr;
+   void* work = nullptr;
+   size_t work_bytes = 0;
+   bool epilogues = true;  // false: every product through cuBLAS, bias and activation by a kernel
+   size_t epilogue_products = 0;  // products done by cublasLtMatmul with an epilogue (tests see which path ran)
+
+   Blas() = default;
+   Blas(const Blas&) = delete;
+   Blas& operator=(const Blas&) = delete;
+   ~Blas() { release(); }
+   // Destroys the plans and handles (before the stream and the workspace go).
+   void release() {
+      clear_plans();
+      if (lt) cublasLtDestroy(lt);
+      if (h) cublasDestroy(h);
+      lt = nullptr;
+      h = nullptr;
+   }
+   operator cublasHandle_t() const { return h; }
+
+   void create(cudaStream_t stream, void* workspace, size_t bytes) {
+      check(cublasCreate(&h), "cublasCreate");
+      check(cublasSetStream(h, stream), "cublasSetStream");
+      check(cublasSetWorkspace(h, workspace, bytes), "cublasSetWorkspace");
+      check(cublasLtCreate(&lt), "cublasLtCreate");
+      work = workspace;
+      work_bytes = bytes;
+   }
+   void clear_plans() {
+      for (auto& kv : plans_) destroy(kv.second);
+      plans_.clear();
+   }
+   // The plan of a key, made on first use (host work only: safe while a CUDA graph is captured).
+   Plan& plan(const Key& k, cublasLtEpilogue_t epi) {
+      auto it = plans_.find(k);
+      if (it != plans_.end()) return it->second;
+      if (plans_.size() >= 256) clear_plans();
+      Plan& p = plans_[k];
+      make(p, k, epi);
+      return p;
+   }
+
+ private:
+   std::map<Key, Plan> plans_;
+
+   static void destroy(Plan& p) {
+      if (p.desc) cublasLtMatmulDescDestroy(p.desc);
+      if (p.a) cublasLtMatrixLayoutDestroy(p.a);
+      if (p.b) cublasLtMatrixLayoutDestroy(p.b);
+      if (p.c) cublasLtMatrixLayoutDestroy(p.c);
+      p = Plan{};
+   }
+   // Key: m, n, k (column major: D is m x n), lda, ldb, ldc, opA, opB, epilogue, alignments of A, B and C/D.
+   void make(Plan& p, const Key& k, cublasLtEpilogue_t epi) {
+      const cublasOperation_t ta = k[6] ? CUBLAS_OP_T : CUBLAS_OP_N, tb = k[7] ? CUBLAS_OP_T : CUBLAS_OP_N;
+      const long long m = k[0], n = k[1], kk = k[2];
+      bool ok = cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS;
+      ok = ok && cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)) == 0;
+      ok = ok && cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)) == 0;
+      ok = ok && cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)) == 0;
+      // stored shapes: op(A) is m x kk, op(B) is kk x n
+      ok = ok && cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, k[6] ? kk : m, k[6] ? m : kk, k[3]) == 0;
+      ok = ok && cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, k[7] ? n : kk, k[7] ? kk : n, k[4]) == 0;
+      ok = ok && cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, m, n, k[5]) == 0;
+      cublasLtMatmulPreference_t pref = nullptr;
+      ok = ok && cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS;
+      const uint64_t ws = work_bytes;
+      const uint32_t al[3] = {uint32_t(k[9]), uint32_t(k[10]), uint32_t(k[11])};
+      ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                      sizeof(ws)) == 0;
+      ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0],
+                                                      sizeof(uint32_t)) == 0;
+      ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1],
+                                                      sizeof(uint32_t)) == 0;
+      ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2],
+                                                      sizeof(uint32_t)) == 0;
+      ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2],
+                                                      sizeof(uint32_t)) == 0;
+      cublasLtMatmulHeuristicResult_t res{};
+      int found = 0;
+      ok = ok && cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.a, p.b, p.c, p.c, pref, 1, &res, &found) ==
+                     CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS &&
+           res.workspaceSize <= work_bytes;
+      if (pref) cublasLtMatmulPreferenceDestroy(pref);
+      if (!ok) {
+         destroy(p);  // no algorithm for this case: the cuBLAS path
+         return;
+      }
+      p.algo = res.algo;
+      p.ok = true;
+   }
+};
+
+// The largest power of two (up to 256) that divides the address: the alignment cuBLASLt may assume.
+inline long long alignment(const void* p) {
+   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+   return a == 0 ? 256 : static_cast<long long>(std::min<uintptr_t>(a & (~a + 1), 256));
+}
+
+// Row-major C[M, N] = act(alpha * op(A) op(B) + bias[N] on every row) in one cublasLtMatmul whose epilogue adds
+// the bias (none: bias == nullptr) and applies the activation (`epi`: CUBLASLT_EPILOGUE_BIAS, RELU_BIAS, ...).
+// Returns false, having done nothing, when epilogues are off or cuBLASLt has no algorithm for the case: the
+// caller then takes the cuBLAS path (sgemm and its bias / activation kernel). Column major, as sgemm:
+// C^T (N x M) = op(B)^T op(A)^T, so the bias runs along D's rows as cuBLASLt's bias epilogue requires.
+inline bool sgemm_epilogue(Blas& b, cudaStream_t stream, cublasLtEpilogue_t epi, bool transA, bool transB,
+                           size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda, const float* B,
+                           size_t ldb, const float* bias, float* C, size_t ldc) {
+   if (!b.epilogues || !b.lt || M == 0 || N == 0 || K == 0) return false;
+   const size_t big = size_t(INT_MAX);
+   if (M > big || N > big || K > big || lda > big || ldb > big || ldc > big) return false;
+   if (bias && reinterpret_cast<uintptr_t>(bias) % 16) return false;
+   const Blas::Key key{(long long)N, (long long)M, (long long)K, (long long)ldb, (long long)lda, (long long)ldc,
+                       transB ? 1 : 0, transA ? 1 : 0, (long long)epi, alignment(B), alignment(A), alignment(C)};
+   Blas::Plan& p = b.plan(key, epi);
+   if (!p.ok) return false;
+   if (bias && cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) != 0)
+      return false;
+   const float zero = 0.f;
+   if (cublasLtMatmul(b.lt, p.desc, &alpha, B, p.a, A, p.b, &zero, C, p.c, C, p.c, &p.algo, b.work, b.work_bytes,
+                      stream) != CUBLAS_STATUS_SUCCESS) {
+      p.ok = false;  // not again for this shape
+      return false;
+   }
+   ++b.epilogue_products;
+   return true;
 }
 
 // Column-major product for the convolutions: C (m x n, ldc) = A (m x k, lda) * B (k x n, ldb), `count` times.
