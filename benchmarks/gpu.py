@@ -3,13 +3,16 @@
 batch sizes 1, 16, 64, 256, 1024.
 
     python benchmarks/gpu.py [--batches 1 16 64 256 1024] [--models Linear_64 resnet18 ...] [--quick] [--dry-run]
-                             [--out DIR]
+                             [--out DIR] [--deadline SECONDS] [--report DIR/gpu.json]
 
 Per model and batch size, in one process, repetitions interleaved, medians:
   cuda_device  pysofie CUDA, inputs and outputs on the device: the C++ ``infer`` timed in C++ (back-to-back runs,
                one wait at the end), so Python is not in it
   cuda_graph   the same, replaying a CUDA graph captured once (Session::infer_graph)
   cuda_host    pysofie CUDA from Python with numpy inputs and outputs (copies in and out, a wait per call)
+  cuda_device_noepi, cuda_graph_noepi  the first two with cuBLASLt epilogues off (every product a cuBLAS call
+               and a bias / activation kernel), for models with products that take an epilogue; measured
+               interleaved with the two above (the "cuBLASLt epilogues" table compares them)
   cpu          pysofie C++ on the CPU (single thread, as benchmarks/run.py), where one call takes < 1 s
   ort_cuda     onnxruntime-gpu's CUDAExecutionProvider with I/O binding (device inputs and outputs), if installed
   ort_cpu      onnxruntime on the CPU (all cores), where one call takes < 1 s
@@ -17,6 +20,8 @@ The batch axis of every model input becomes a symbol, so one pysofie library ser
 whose graph fixes its batch (a Reshape to a constant shape) runs at its own batch only. Writes DIR/gpu.json,
 gpu.md, gpu_batch.png (speed-up of cuda_device over the peers against batch size) and gpu_flops.png (against
 model FLOPs). --dry-run: no GPU needed; checks the model preparation, FLOPs and the CPU columns at batch 1.
+--deadline: no new measurement starts that many seconds after the start (the report is still written: a GPU
+session's budget). --report: only write gpu.md and the plots again from a (partial) gpu.json.
 """
 from __future__ import annotations
 
@@ -188,10 +193,14 @@ def bench(args) -> list[dict]:
     def cpu_ok(model, col, batch):
         prev = last.get((model, col))
         return prev is None or prev[1] * batch / prev[0] < CPU_LIMIT_S
+    skipped = []
     for (name, sym, model, own), gs, cs in zip(prepared, gpu_sessions, cpu_sessions):
         from pysofie.api import load
         flops1, kind = model_flops(load(sym if sym is not None else model, target="cuda"))
         for b in (args.batches if sym is not None else [own]):
+            if args.deadline and time.monotonic() - args.t_start > args.deadline:
+                skipped.append(f"{name}@{b}")
+                continue
             row = {"model": name, "batch": b, "flops": flops1 * (b if sym is not None else 1), "kind": kind}
             m = sym if sym is not None else model
             feeds = feeds_for(m, b, rng)
@@ -222,13 +231,8 @@ def bench(args) -> list[dict]:
                     fns["ort_cuda"] = r
             timed = {}
             # cuda_device returns its own C++-timed seconds per run; the others are timed here
-            for col in ("cuda_device", "cuda_graph"):
-                if col in fns:
-                    f = fns.pop(col)
-                    try:
-                        timed[col] = statistics.median(f() for _ in range(7))
-                    except Exception as e:  # recorded, the other columns still run
-                        row[f"{col}_error"] = str(e)[:300]
+            if gs is not None:
+                timed.update(device_columns(gs, feeds, fns, row))
             if fns:
                 timed.update(interleaved(fns, budget_s=args.budget))
             row.update({k: v for k, v in timed.items()})
@@ -236,12 +240,72 @@ def bench(args) -> list[dict]:
             print(json.dumps(row), flush=True)
             if args.partial:  # a run cut short still leaves what it measured
                 write_json(args.partial, {"meta": {"partial": True, "gpu": gpu_name()}, "rows": rows})
+    if skipped:
+        print(f"deadline ({args.deadline:.0f} s) reached: not measured: {', '.join(skipped)}", flush=True)
+    args.skipped = skipped
     return rows
 
 
-def best_cuda(r: dict):
-    """pysofie CUDA's device-resident time: with or without graphs, whichever is faster."""
-    ts = [r[c] for c in ("cuda_device", "cuda_graph") if r.get(c)]
+def device_columns(gs, feeds, fns: dict, row: dict, reps: int = 7) -> dict:
+    """Median seconds of the C++-timed device columns (taken out of fns): cuda_device and cuda_graph, and, where
+    products of the model run with a cuBLASLt epilogue, the same with epilogues off; the columns alternate
+    run by run. Errors go into row[col + "_error"]; epilogues are left on."""
+    base = {c: fns.pop(c) for c in ("cuda_device", "cuda_graph") if c in fns}
+    cols = [(c, c, True) for c in base]
+    row["epilogue_products"] = epilogue_products_per_call(gs, feeds)
+    if row["epilogue_products"]:
+        cols += [(c + "_noepi", c, False) for c in base]
+    samples: dict = {col: [] for col, _, _ in cols}
+    for _ in range(reps):
+        for col, fn, on in cols:
+            if col not in samples:
+                continue
+            try:
+                if row["epilogue_products"]:
+                    gs.set_epilogues(on)
+                samples[col].append(base[fn]())
+            except Exception as e:  # recorded, the other columns still run
+                row[f"{col}_error"] = str(e)[:300]
+                samples.pop(col)
+    gs.set_epilogues(True)
+    return {col: statistics.median(v) for col, v in samples.items() if v}
+
+
+def epilogue_products_per_call(gs, feeds) -> int:
+    """How many of the model's products run as one cuBLASLt call with their epilogue (0: none take one, or
+    cuBLASLt offered no algorithm for them)."""
+    try:
+        gs.set_epilogues(True)
+        before = gs.epilogue_products
+        gs.run(None, feeds)
+        return gs.epilogue_products - before
+    except Exception as e:
+        print(f"epilogue count: {e}", flush=True)
+        return 0
+
+
+def epilogue_table(rows: list[dict]) -> str:
+    """Best device-resident time with cuBLASLt epilogues and without, for the rows that measured both."""
+    both = [r for r in rows if best_cuda(r) and best_cuda(r, "_noepi")]
+    if not both:
+        return ("## cuBLASLt epilogues\n\nNo row measured both (no model product took an epilogue, or no GPU).\n")
+    out = ["## cuBLASLt epilogues", "",
+           "Best of infer / CUDA graph, device-resident; epilogues off: cuBLAS + a bias / activation kernel.", "",
+           "| model | batch | products with epilogue per call | on | off | off / on |", "|---|---:|---:|---:|---:|---:|"]
+    for r in both:
+        on, off = best_cuda(r), best_cuda(r, "_noepi")
+        out.append(f"| {r['model']} | {r['batch']} | {r['epilogue_products']} | {fmt(on)} | {fmt(off)} | "
+                   f"{off / on:.2f} |")
+    ratios = [best_cuda(r, "_noepi") / best_cuda(r) for r in both]
+    gm = float(np.exp(np.mean(np.log(ratios))))
+    out += ["", f"Geometric mean of off / on: {gm:.3f} over {len(both)} rows (> 1: the epilogues help)."]
+    return "\n".join(out) + "\n"
+
+
+def best_cuda(r: dict, suffix: str = ""):
+    """pysofie CUDA's device-resident time: with or without graphs, whichever is faster (suffix "_noepi": with
+    cuBLASLt epilogues off)."""
+    ts = [r[c + suffix] for c in ("cuda_device", "cuda_graph") if r.get(c + suffix)]
     return min(ts) if ts else None
 
 
@@ -348,6 +412,31 @@ def gpu_name() -> str:
     return "no GPU"
 
 
+def markdown(meta: dict, rows: list[dict]) -> str:
+    v = meta.get("verdict") or verdict(rows)
+    head = (f"# pysofie CUDA benchmark\n\nGPU: {meta.get('gpu')}; CPU: {meta.get('cpu', '?')}; {meta.get('nvcc', '?')}; "
+            f"onnxruntime CUDA EP: {'yes' if meta.get('ort_cuda') else 'not installed'}; {meta.get('time', '?')}\n\n")
+    if meta.get("partial"):
+        head += "**Partial**: the run stopped early; these are the rows it measured.\n\n"
+    if meta.get("not_measured_deadline"):
+        head += f"Not measured (deadline): {', '.join(meta['not_measured_deadline'])}\n\n"
+    return f"{head}{table(rows)}\n\n{verdict_md(v)}\n{epilogue_table(rows)}"
+
+
+def report_only(path: str) -> int:
+    """gpu.md and the plots from a gpu.json (a partial one from a run cut short included)."""
+    with open(path) as f:
+        data = json.load(f)
+    rows, meta = data.get("rows", []), data.get("meta", {})
+    out_dir = os.path.dirname(os.path.abspath(path))
+    md = markdown(meta, rows)
+    common.write_results(os.path.join(out_dir, os.path.basename(path)[:-5]), {"meta": meta, "rows": rows}, md)
+    print(md)
+    for p in plots(rows, out_dir):
+        print("wrote", p)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
@@ -356,7 +445,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="no GPU: preparation, FLOPs and CPU columns, batch 1")
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of timing per model and batch size")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--deadline", type=float, default=0.0,
+                    help="seconds after the start when no new measurement begins (0: none)")
+    ap.add_argument("--report", metavar="JSON", help="only write the Markdown and plots from this gpu.json")
     args = ap.parse_args(argv)
+    args.t_start = time.monotonic()
+    if args.report:
+        return report_only(args.report)
     if args.dry_run:
         args.batches = [1]
     tag = "gpu_dry" if args.dry_run else "gpu"
@@ -371,9 +466,9 @@ def main(argv=None) -> int:
     meta = {"gpu": gpu_name(), "cpu": _cpu_name(), "machine": platform.machine(), "nvcc": nvcc,
             "ort_cuda": ort_cuda_available(), "onnxruntime": _ort_version(), "dry_run": args.dry_run,
             "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    meta["verdict"] = v = verdict(rows)
-    md = (f"# pysofie CUDA benchmark\n\nGPU: {meta['gpu']}; CPU: {meta['cpu']}; {nvcc}; onnxruntime CUDA EP: "
-          f"{'yes' if meta['ort_cuda'] else 'not installed'}; {meta['time']}\n\n{table(rows)}\n\n{verdict_md(v)}")
+    meta["verdict"] = verdict(rows)
+    meta["not_measured_deadline"] = getattr(args, "skipped", [])
+    md = markdown(meta, rows)
     common.write_results(os.path.join(args.out, tag), {"meta": meta, "rows": rows}, md)
     print(md)
     if not args.dry_run:
