@@ -164,12 +164,16 @@ def _epilogue_cases() -> list:
                epilogue="CUBLASLT_EPILOGUE_RELU"),
         _dense("ep_matmul2d_gelu_tanh", matmul=True, a_shape=(4, 5), n=3, act=tanh,
                epilogue="CUBLASLT_EPILOGUE_GELU"),
+        _dense("ep_matmul_vector_bias_relu", matmul=True, a_shape=(9,), n=6, bias_shape=(6,), act=("Relu", {}),
+               epilogue="CUBLASLT_EPILOGUE_RELU_BIAS"),
         # the cuBLAS path: activations without a cuBLASLt epilogue, the exact Gelu, beta != 1, a per-row C
         _dense("ep_gemm_sigmoid_bias", matmul=False, a_shape=(5, 6), n=4, bias_shape=(4,), act=("Sigmoid", {})),
         _dense("ep_matmul3d_bias_gelu_erf", matmul=True, a_shape=(2, 3, 8), n=5, bias_shape=(5,), act=("Gelu", {})),
         _dense("ep_matmul3d_bias_leaky", matmul=True, a_shape=(2, 3, 4), n=5, bias_shape=(5,),
                act=("LeakyRelu", {"alpha": 0.1})),
         _dense("ep_gemm_beta2_relu", matmul=False, a_shape=(4, 6), n=5, bias_shape=(5,), beta=2.0, act=("Relu", {})),
+        _dense("ep_matmul_vector_bias_leaky", matmul=True, a_shape=(7,), n=1, bias_shape=(1,),
+               act=("LeakyRelu", {"alpha": 0.01})),
         _dense("ep_gemm_rowbias_relu", matmul=False, a_shape=(4, 6), n=5, bias_shape=(4, 1), act=("Relu", {})),
     ]
 

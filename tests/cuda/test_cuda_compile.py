@@ -70,10 +70,14 @@ def test_generated_cuda_compiles(group, tmp_path):
 
 @needs_rootbench
 def test_rootbench_coverage():
-    """Every rootbench model (the recurrent ones included) has a GPU kernel for each node."""
+    """Every rootbench model (the recurrent ones included) and ResNet-18 has a GPU kernel for each node, and
+    `pysofie check --target cuda` says so."""
+    from pysofie.cli import main
     assert len(_rootbench()) == 17
     for f in _rootbench():
         assert check(f, target="cuda") == [], f
+    assert all(main(["-q", "check", "--target", "cuda", f]) == 0 for f in _rootbench())
+    assert check(_resnet18(), target="cuda") == []
 
 
 def test_check_lists_every_unsupported_node_at_once():

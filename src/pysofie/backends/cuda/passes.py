@@ -18,11 +18,12 @@ from ...passes.rewrites import ACTIVATIONS, _clone_op, _const, _float, _replace,
 
 
 def _one_b(n) -> bool:
-    """A float MatMul with A of rank >= 2 and one B matrix for the whole batch (B's batch axes all 1)."""
+    """A float MatMul with one B matrix (rank >= 2, its batch axes all 1) for every row of A (a vector or a
+    batch of matrices)."""
     if n.op_type != "MatMul" or len(n.outputs) != 1 or len(n.inputs) < 2:
         return False
     a, b = n.inputs[0], n.inputs[1]
-    if a is None or b is None or a.rank < 2 or b.rank < 2 or numel(list(b.shape[:-2])) != 1:
+    if a is None or b is None or a.rank < 1 or b.rank < 2 or numel(list(b.shape[:-2])) != 1:
         return False
     return _float(n.outputs[0])
 
