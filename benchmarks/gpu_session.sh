@@ -32,7 +32,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 step="${1:-run}"
 PY="${PYTHON:-python3}"
-ORT_WHEEL_SPEC="onnxruntime-gpu==1.31.1"
+ORT_WHEEL_SPEC="${PYSOFIE_ORT_WHEEL:-onnxruntime-gpu==1.31.1}"  # the override: dry runs of the staging
 PARTS=/tmp/pysofie-ort-parts
 
 if [ "$step" = prepare ]; then
