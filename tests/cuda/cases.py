@@ -1,6 +1,7 @@
 """One model per GPU operator family (SOFIE's GPU table: Gemm, Conv/ConvTranspose 1-3D, activations, pooling,
-BatchNorm/LayerNorm, binary/unary ops, Reshape/Flatten/Concat/Reduce/Gather/Transpose/Slice/Squeeze/Unsqueeze),
-shared by the nvcc compile check (CI, no GPU) and the numerical GPU tests against onnxruntime."""
+BatchNorm/LayerNorm, binary/unary ops, Reshape/Flatten/Concat/Reduce/Gather/Transpose/Slice/Squeeze/Unsqueeze;
+Split, which the transformer exports need), shared by the nvcc compile check (CI, no GPU) and the numerical GPU
+tests against onnxruntime."""
 from __future__ import annotations
 
 import zlib
@@ -96,6 +97,10 @@ def _cases() -> Cases:
           oracle="ort")
     c.add("unsqueeze", "Unsqueeze", {"X": rand(3, 4, seed=69), "axes": np.array([0, 3], np.int64)},
           init=("axes",), oracle="ort")
+    c.add("split", "Split", {"X": rand(2, 7, 4, seed=72), "split": np.array([2, 5], np.int64)}, {"axis": 1},
+          init=("split",), n_outputs=2, oracle="ort")
+    c.add("split_equal_last", "Split", {"X": rand(3, 2, 9, seed=73)}, {"axis": -1, "num_outputs": 3}, n_outputs=3,
+          oracle="ort")
     c.add("cast", "Cast", {"X": rand(3, 4, low=-5, high=5, seed=70)}, {"to": TensorProto.INT32}, oracle="ort")
     for op in ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2"]:
         c.add(f"{op.lower()}", op, {"X": rand(3, 4, 5, seed=71), "axes": np.array([0, 2], np.int64)},

@@ -46,7 +46,18 @@ def _groups():
         "rootbench": lambda: [generate_cuda_code(f) for f in _rootbench()],
         "resnet18": lambda: [generate_cuda_code(_resnet18(), name="resnet18")],
         "recurrent": _recurrent,
+        "transformers": lambda: [generate_cuda_code(m, name=n) for n, m in transformer_models().items()],
     }
+
+
+def transformer_models() -> dict:
+    """The tiny BERT-, GPT-2-, T5-, ViT-, ConvNeXt- and depthwise-style exports of benchmarks/transformer_models.py
+    (torch; skipped without it)."""
+    pytest.importorskip("torch")
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    import transformer_models as t
+    return {n: t.build(n, tiny=True) for n in t.TINY}
 
 
 def _resnet18():

@@ -184,3 +184,18 @@ def test_epilogues_environment_switch(epilogue_sessions, monkeypatch):
     s = CudaInferenceSession.__new__(CudaInferenceSession)
     s._open(base._gm, base._lib_path)
     assert s.epilogues
+
+
+def test_transformer_exports(tmp_path):
+    """The tiny BERT-, GPT-2-, T5-, ViT-, ConvNeXt- and depthwise-style torch exports (attention, Split, LayerNorm,
+    products with cuBLASLt bias / ReLU epilogues), against onnxruntime."""
+    from .test_cuda_compile import transformer_models
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    import transformer_models as t
+    models = transformer_models()
+    sessions = _sessions(list(models.values()), list(models), str(tmp_path))
+    for n, m in models.items():
+        feeds = t.TINY[n].feeds()
+        assert_close(sessions[n].run(None, feeds), ort(m, feeds), 1e-4, 1e-4, what=n)
+    assert sum(s.epilogue_products for s in sessions.values()) >= 15  # the bias / ReLU products took the epilogue

@@ -54,7 +54,12 @@ def _groups() -> dict:
             return [c.model for c in cases], [c.id for c in cases]
         return f
 
-    groups = {"families": families, "epilogues": epilogues}
+    def transformers():
+        from .test_cuda_compile import transformer_models
+        models = transformer_models()
+        return list(models.values()), list(models)
+
+    groups = {"families": families, "epilogues": epilogues, "transformers": transformers}
     groups.update({f"rootbench{k}": rootbench(k) for k in range(4)})
     groups.update({f"recurrent{k}": recurrent(k) for k in range(4)})
     return groups
@@ -237,3 +242,20 @@ def test_epilogues_match_onnxruntime():
             assert_close(g.run(None, feeds), expected, tol, tol, what=f"{c.id} graph")
     print("cuBLASLt had no algorithm (cuBLAS path taken) for:", fell_back or "none")
     assert len(fell_back) < len([c for c in cases if c.epilogue]), "cuBLASLt epilogues never ran"
+
+
+def test_transformer_exports():
+    """The tiny BERT-, GPT-2-, T5-, ViT-, ConvNeXt- and depthwise-style torch exports, epilogues on and off."""
+    need_gpu()
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    import transformer_models as t
+    from .test_cuda_compile import transformer_models
+    models = transformer_models()
+    sessions = built("transformers")
+    for n, m in models.items():
+        feeds = t.TINY[n].feeds()
+        expected = ort(m, feeds)
+        for on in (True, False):
+            sessions[n].set_epilogues(on)
+            assert_close(sessions[n].run(None, feeds), expected, 1e-3, 1e-3, what=f"{n} epilogues={on}")

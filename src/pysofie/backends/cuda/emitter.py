@@ -24,7 +24,7 @@ GENERATORS: dict[str, Callable] = {}
 CHECKS: dict[str, Callable] = {}
 
 # Ops that only move elements: correct on the low-precision types held as bit patterns (as in the C++ back end).
-LOWP_OPS = set(VIEW_OPS) | {"Transpose", "Concat", "Slice", "Gather"}
+LOWP_OPS = set(VIEW_OPS) | {"Transpose", "Concat", "Slice", "Gather", "Split"}
 
 # The dialect: what the C++ target spells differently (the element expressions themselves are shared).
 RESTRICT = "__restrict__"

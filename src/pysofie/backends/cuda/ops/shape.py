@@ -114,3 +114,20 @@ def _cast_check(node):
 @generates("Cast", "CastLike", check=_cast_check)
 def gen_cast(cx):
     cx.launch(cx.osize(0), f"{cx.o(0)}[i] = static_cast<{cx.octype(0)}>({cx.i(0)}[i]);")
+
+
+@generates("Split")
+def gen_split(cx):
+    """One kernel per output: output k's element i of row o (the axes before the split axis) reads row o of the
+    input from the start of its part on."""
+    x = cx.vin(0)
+    a = cx.op.axis + x.rank if cx.op.axis < 0 else cx.op.axis
+    in_inner = cpp_dim(numel(x.shape[a:]))
+    after = numel(x.shape[a + 1:])
+    off = 0
+    for k, (s, v) in enumerate(zip(cx.op.sizes(cx.node), cx.node.outputs)):
+        if v is not None:
+            inner = cpp_dim(numel(v.shape[a:]))
+            start = cpp_dim(off * after) if off else "0"
+            cx.launch(cx.osize(k), f"{cx.o(k)}[i] = {cx.i(0)}[(i / {inner}) * {in_inner} + {start} + i % {inner}];")
+        off = off + s
