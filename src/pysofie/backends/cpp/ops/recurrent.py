@@ -18,6 +18,7 @@ from ..emitter import generates
 from ..names import c_string
 from .common import lit
 from .gemm import gemm_call
+from . import recurrent_vec as vec
 
 
 def activation_expr(act: Activation, x: str, T: str) -> str:
@@ -337,33 +338,15 @@ def gen_rnn(cx):
                     w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
                     w.line(f"const {T}* g = {Gt} + b * {H};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
-                    with w.loop("j", H):
-                        rnn_unit(L, d, w)
+                    if vec.vectorized(L):
+                        vec.rnn_step(L, d)
+                    else:
+                        with w.loop("j", H):
+                            rnn_unit(L, d, w)
                     L.write_y(d, "h")
 
                 L.batch_step(d, body)
             L.final_state(d, Hs, 1)
-
-
-def _tanh_update_avx(cx, L, d: int, H: int, pre_a: str, pre_b: str) -> str:
-    """GRU state update h = (1 - z) hh + z h with hh = tanh(pre_a[j] + pre_b[j]) and z = g[j], 8 lanes at a time
-    (runtime/pysofie_vmath.h's tanh8) for float GRUs with the default Tanh and no clip; returns the first j left
-    to the scalar loop (a C++ expression). std::tanh per element was most of a small GRU's step."""
-    if L.T != "float" or L.op.clip is not None or L.acts[d][1].name != "Tanh" or H < 8:
-        return "0"
-    from .common import use_runtime_header
-    use_runtime_header(cx, "pysofie_vmath.h")
-    w = cx.w
-    w.line("size_t jv = 0;")
-    w.line("#if defined(__AVX2__) && defined(__FMA__)")
-    with w.block(f"for (; jv + 8 <= {H}; jv += 8)"):
-        w.line("const __m256 z = _mm256_loadu_ps(g + jv), hv = _mm256_loadu_ps(h + jv);")
-        w.line(f"const __m256 hh = pysofie_vm::tanh8(_mm256_add_ps(_mm256_loadu_ps({pre_a} + jv), "
-               f"_mm256_loadu_ps({pre_b} + jv)));")
-        w.line("_mm256_storeu_ps(h + jv, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), z), hh), "
-               "_mm256_mul_ps(z, hv)));")
-    w.line("#endif")
-    return "jv"
 
 
 @generates("GRU")
@@ -398,13 +381,16 @@ def gen_gru(cx):
 
                     def body():
                         row_ptrs()
-                        w.line(f"const {T}* g = {Gt} + b * {GH};")
+                        w.line(f"{'' if vec.vectorized(L) else 'const '}{T}* g = {Gt} + b * {GH};")
                         if rbh:
                             w.line(f"const {T}* rbh = {rbh};")
-                        rb = " + rbh[j]" if rbh else ""
-                        with w.loop("j", H):
-                            gates_zr("g")
-                            update(f"xw[{2 * H} + j] + r * (g[{2 * H} + j]{rb})")
+                        if vec.vectorized(L):
+                            vec.gru_step_lbr(L, d, bool(rbh))
+                        else:
+                            rb = " + rbh[j]" if rbh else ""
+                            with w.loop("j", H):
+                                gates_zr("g")
+                                update(f"xw[{2 * H} + j] + r * (g[{2 * H} + j]{rb})")
                         L.write_y(d, "h")
 
                     L.batch_step(d, body)
@@ -419,6 +405,11 @@ def gen_gru(cx):
                         row_ptrs()
                         w.line(f"{T}* g = {Gt} + b * {GH};")
                         w.line(f"{T}* rh = {RH} + b * {H};")
+                        if vec.vectorized(L):
+                            vec.gru_zr(L, d)
+                            with w.loop("j", H):
+                                w.line(f"rh[j] = g[{H} + j] * h[j];")
+                            return
                         with w.loop("j", H):
                             gates_zr("g")
                             w.line("g[j] = z;")
@@ -426,11 +417,14 @@ def gen_gru(cx):
 
                     def body_h():
                         row_ptrs()
-                        w.line(f"const {T}* g = {Gt} + b * {GH};")
-                        j0 = _tanh_update_avx(cx, L, d, H, f"xw + {2 * H}", f"g + {2 * H}")
-                        with w.block(f"for (size_t j = {j0}; j < {H}; ++j)"):
-                            w.line("const auto z = g[j];")
-                            update(f"xw[{2 * H} + j] + g[{2 * H} + j]")
+                        if vec.vectorized(L):
+                            w.line(f"{T}* g = {Gt} + b * {GH};")
+                            vec.gru_update(L, d, f"xw[{2 * H} + j] + g[{2 * H} + j]")
+                        else:
+                            w.line(f"const {T}* g = {Gt} + b * {GH};")
+                            with w.loop("j", H):
+                                w.line("const auto z = g[j];")
+                                update(f"xw[{2 * H} + j] + g[{2 * H} + j]")
                         L.write_y(d, "h")
 
                     with scope(w):
@@ -463,11 +457,14 @@ def gen_lstm(cx):
 
                 def body():
                     w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
-                    w.line(f"const {T}* g = {Gt} + b * {GH};")
+                    w.line(f"{'' if vec.vectorized(L) else 'const '}{T}* g = {Gt} + b * {GH};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
                     w.line(f"{T}* c = {Cs} + b * {H};")
-                    with w.loop("j", H):
-                        lstm_unit(L, d, w, (lambda k: f"Pd[{k * H} + j]" if k else "Pd[j]") if peep else None)
+                    if vec.vectorized(L):
+                        vec.lstm_step(L, d, peep)
+                    else:
+                        with w.loop("j", H):
+                            lstm_unit(L, d, w, (lambda k: f"Pd[{k * H} + j]" if k else "Pd[j]") if peep else None)
                     L.write_y(d, "h")
 
                 L.batch_step(d, body)
