@@ -1,7 +1,9 @@
 """The float recurrent layers' vector gate arithmetic (runtime/pysofie_rnn.h: 8 AVX2 lanes and a zero-padded
 tail, or the scalar std::exp / std::tanh forms) in every build this machine gives (tests/test_isa_variants.py's
-variants: native, -mno-avx512f, no AVX2 / FMA), against onnxruntime. Hidden sizes 13 (one 8-lane block and a
-tail of 5; an LSTM's 3 * 13 Sigmoid gates: four blocks and a tail of 7) and 8 (no tail), with peepholes,
+variants: native, -mno-avx512f, no AVX2 / FMA), against onnxruntime, and the per-step product matvec (8 rows of
+R at a time over 8-wide chunks of the hidden size, a masked last chunk, left-over rows one by one). Hidden sizes
+13 (one 8-lane block and a tail of 5; an LSTM's 3 * 13 Sigmoid gates: four blocks and a tail of 7), 19, 5 and
+8 (no tail), with peepholes,
 clip, input_forget, sequence_lens and linear_before_reset, where the vector path splits its gate blocks
 differently. Tolerance rtol 1e-4 / atol 1e-5 (the vector exp / tanh are within ~2e-7 of the library's)."""
 import numpy as np
@@ -45,6 +47,8 @@ add("lstm-h13-input_forget-peep-clip", "LSTM", 13, peep=True, input_forget=1, cl
 add("lstm-h5-acts", "LSTM", 5, activations=["Sigmoid", "Tanh", "Relu"], seed=40)
 add("gru-h13-lbr1-bidir", "GRU", 13, D=2, linear_before_reset=1, seed=50)
 add("gru-h8-lbr0-clip", "GRU", 8, clip=0.6, seed=60)
+add("gru-h19-lbr0-bidir-hardsigmoid", "GRU", 19, D=2, activations=["HardSigmoid", "Tanh"] * 2,
+    activation_alpha=[0.2, 0.2], activation_beta=[0.5, 0.5], seed=90)
 add("rnn-h13-bidir", "RNN", 13, D=2, seed=70)
 add("rnn-h8-sigmoid-lens", "RNN", 8, B=3, lens=[6, 3, 1], activations=["Sigmoid"], seed=80)
 

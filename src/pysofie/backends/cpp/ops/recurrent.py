@@ -3,8 +3,9 @@
 First the input projections of all time steps and directions in one matrix product (X * W^T, onto the biases
 that can be added outside the recurrence). Then, per direction and time step, one product H_{t-1} * R^T for the
 whole batch (two for a GRU with linear_before_reset=0, whose candidate gate needs r (.) H_{t-1} first) and the
-gate arithmetic. The per-step product is a BLAS call for batches above SMALL_BATCH and plain loops over R^T
-below (a BLAS call per step costs more than it computes there); with a symbolic batch size, both, chosen at
+gate arithmetic. The per-step product is a BLAS call for batches above SMALL_BATCH and, below (a BLAS call per
+step costs more than it computes there), runtime/pysofie_rnn.h's matvec over the rows of R for float layers
+and plain loops over R^T for the others; with a symbolic batch size, both, chosen at
 run time. With sequence_lens, batch entry b runs its own time index: forward t = s, reverse
 t = len_b - 1 - s; steps at or beyond len_b leave its state alone and write zeros to Y.
 """
@@ -53,7 +54,7 @@ def scope(w):
     w.line("}")
 
 
-# Up to this batch size the per-step recurrent products are loops over R^T instead of BLAS calls.
+# Up to this batch size the per-step recurrent products are loops (over R, or R^T) instead of BLAS calls.
 SMALL_BATCH = 4
 
 
@@ -132,7 +133,7 @@ class _Layer:
         sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.D * self.GH])),
                                         ("Gt", numel([d.batch, self.GH]))]
         sizes += [(nm, numel([d.batch, self.H])) for nm in states]
-        if self.mode != "gemm":
+        if self.mode != "gemm" and not vec.vectorized(self):
             sizes.append(("RT", self.GH * self.H))
         total: Dim = 0
         for _, s in sizes:
@@ -226,8 +227,8 @@ class _Layer:
             self.cx.w.line(f"std::copy_n({src}, {self.H}, {self.out[0]} + {self.y_at('t', d, 'b')});")
 
     def transpose_r(self, d: int) -> None:
-        """RT = R_d^T (H x G*H), for the small-batch path of recurrent_gemm."""
-        if self.mode == "gemm":
+        """RT = R_d^T (H x G*H), for the small-batch path of recurrent_gemm (not float: their matvec reads R)."""
+        if self.mode == "gemm" or vec.vectorized(self):
             return
         w, H, GH = self.cx.w, self.H, self.GH
         w.line("// R transposed: a small batch's per-step products run as vectorizable loops (a BLAS call per "
@@ -247,6 +248,9 @@ class _Layer:
             return
 
         def loops():
+            if vec.vectorized(self):
+                vec.matvec(self, Rd, gates * H, Hs, Gt, ldc)
+                return
             with w.loop("b", self.batch):
                 w.line(f"{T}* gb = {Gt} + b * {ldc};")
                 w.line(f"const {T}* hb = {Hs} + b * {H};")

@@ -47,6 +47,14 @@ def _clip(L, ptr: str, n: int) -> None:
 
 
 
+def matvec(L, R: str, n: int, Hs: str, Gt: str, ldc: int) -> None:
+    """Gt[b, 0:n) = Hs[b, :] * R^T for each batch entry (R: n rows of H), a small batch's per-step product."""
+    w, H = L.cx.w, L.H
+    use_runtime_header(L.cx, "pysofie_rnn.h")
+    with w.loop("b", L.batch):
+        w.line(f"pysofie_rnn::matvec({R}, {n}, {H}, {Hs} + b * {H}, {Gt} + b * {ldc});")
+
+
 def rnn_step(L, d: int) -> None:
     """h = f(clip(xw + g)) for the entry whose xw, g and h pointers are in scope."""
     w, H = L.cx.w, L.H
