@@ -90,6 +90,15 @@ inline void matvec(const float* __restrict R, long N, long K, const float* __res
       _mm256_storeu_ps(y + n, _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
                                             _mm256_permute2f128_ps(s0123, s4567, 0x31)));
    }
+   for (; n < N; ++n) {  // left-over rows: one vector accumulator each (a scalar sum would be one long chain)
+      const float* r = R + n * K;
+      __m256 a = _mm256_setzero_ps();
+      for (long k = 0; k < kf; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(x + k), a);
+      if (kf < K) a = _mm256_fmadd_ps(_mm256_maskload_ps(r + kf, tail), _mm256_maskload_ps(x + kf, tail), a);
+      __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+      q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+      y[n] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+   }
 #endif
    for (; n < N; ++n) {
       const float* r = R + n * K;
