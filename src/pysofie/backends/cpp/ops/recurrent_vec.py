@@ -55,6 +55,43 @@ def matvec(L, R: str, n: int, Hs: str, Gt: str, ldc: int) -> None:
         w.line(f"pysofie_rnn::matvec({R}, {n}, {H}, {Hs} + b * {H}, {Gt} + b * {ldc});")
 
 
+def input_projection(L, XW: str, rbias_gates: int, blas_call: str) -> None:
+    """XW = X * W^T + Wb + Rb (Rb only for the first rbias_gates gates) for a small batch: one matvec per row of
+    X (a BLAS call costs more than such a product); with a symbolic batch size, blas_call (beta 0, the biases
+    added after it) above SMALL_BATCH."""
+    from .recurrent import SMALL_BATCH
+    cx, w, T = L.cx, L.cx.w, L.T
+    GH, I, DGH = L.GH, L.d.input, L.D * L.GH
+    rows = f"{L.seq} * {L.batch}"
+    bias = "nullptr"
+    if cx.has(3):
+        Bi = cx.i(3)
+        with w.loop("d", str(L.D)):
+            with w.loop("k", str(GH)):
+                rb = f"{Bi}[d * {2 * GH} + {GH} + k]"
+                if rbias_gates != L.G:
+                    rb = f"(k < {rbias_gates * L.H} ? {rb} : {T}(0))"
+                w.line(f"Bc[d * {GH} + k] = {Bi}[d * {2 * GH} + k] + {rb};")
+        bias = "Bc"
+    use_runtime_header(cx, "pysofie_rnn.h")
+
+    def loops():
+        with w.loop("r", rows):
+            w.line(f"pysofie_rnn::matvec({cx.i(1)}, {DGH}, {I}, {cx.i(0)} + r * {I}, {XW} + r * {DGH}, {bias});")
+
+    if L.mode == "loop":
+        loops()
+        return
+    with w.block(f"if ({L.batch} <= {SMALL_BATCH})"):
+        loops()
+    with w.block("else"):
+        w.line(blas_call)
+        if bias != "nullptr":
+            with w.loop("r", rows):
+                with w.loop("k", str(DGH)):
+                    w.line(f"{XW}[r * {DGH} + k] += Bc[k];")
+
+
 def rnn_step(L, d: int) -> None:
     """h = f(clip(xw + g)) for the entry whose xw, g and h pointers are in scope."""
     w, H = L.cx.w, L.H

@@ -49,10 +49,12 @@ inline void tanh(float* x, long n) {
 #endif
 }
 
-// y[n] = R[n, 0:K) . x[0:K) for n < N (R row-major with row stride K): a step's recurrent projections
-// h_{t-1} R^T of one batch entry, straight from R (no per-call transposed copy). AVX2: 8 rows at a time, one
+// y[n] = R[n, 0:K) . x[0:K) (+ add[n] when add is given) for n < N (R row-major with row stride K): a step's
+// recurrent projections h_{t-1} R^T of one batch entry, straight from R (no per-call transposed copy), or the
+// input projection W x_t + b of one time step. AVX2: 8 rows at a time, one
 // accumulator per row over 8-wide chunks of K (a masked last chunk), the 8 sums reduced into one vector.
-inline void matvec(const float* __restrict R, long N, long K, const float* __restrict x, float* __restrict y) {
+inline void matvec(const float* __restrict R, long N, long K, const float* __restrict x, float* __restrict y,
+                   const float* __restrict add = nullptr) {
    long n = 0;
 #if defined(__AVX2__) && defined(__FMA__)
    alignas(32) static const int kMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -87,8 +89,10 @@ inline void matvec(const float* __restrict R, long N, long K, const float* __res
       // lanes of s0123: partial sums of rows 0..3 from the low halves, then from the high halves
       const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
       const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
-      _mm256_storeu_ps(y + n, _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
-                                            _mm256_permute2f128_ps(s0123, s4567, 0x31)));
+      __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
+                                 _mm256_permute2f128_ps(s0123, s4567, 0x31));
+      if (add) sum = _mm256_add_ps(sum, _mm256_loadu_ps(add + n));
+      _mm256_storeu_ps(y + n, sum);
    }
    for (; n < N; ++n) {  // left-over rows: one vector accumulator each (a scalar sum would be one long chain)
       const float* r = R + n * K;
@@ -97,14 +101,14 @@ inline void matvec(const float* __restrict R, long N, long K, const float* __res
       if (kf < K) a = _mm256_fmadd_ps(_mm256_maskload_ps(r + kf, tail), _mm256_maskload_ps(x + kf, tail), a);
       __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
       q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-      y[n] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+      y[n] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q))) + (add ? add[n] : 0.f);
    }
 #endif
    for (; n < N; ++n) {
       const float* r = R + n * K;
       float s = 0.f;
       for (long k = 0; k < K; ++k) s += r[k] * x[k];
-      y[n] = s;
+      y[n] = s + (add ? add[n] : 0.f);
    }
 }
 
