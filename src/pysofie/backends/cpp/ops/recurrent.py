@@ -135,7 +135,7 @@ class _Layer:
         sizes += [(nm, numel([d.batch, self.H])) for nm in states]
         if self.mode != "gemm" and not vec.vectorized(self):
             sizes.append(("RT", self.GH * self.H))
-        if self.mode != "gemm" and vec.vectorized(self) and self.cx.has(3):
+        if vec.small_projection(self) and self.cx.has(3):
             sizes.append(("Bc", self.D * self.GH))  # the combined biases (recurrent_vec.input_projection)
         total: Dim = 0
         for _, s in sizes:
@@ -168,7 +168,7 @@ class _Layer:
         GH, I, DGH = self.GH, self.d.input, self.D * self.GH
         rows = f"{self.seq} * {self.batch}"
         beta = 0.0
-        if vec.vectorized(self) and self.mode != "gemm":
+        if vec.small_projection(self):
             vec.input_projection(self, XW, rbias_gates, gemm_call(T, False, True, rows, DGH, I, 1.0, cx.i(0), I,
                                                                   cx.i(1), I, 0.0, XW, DGH))
             return

@@ -55,6 +55,17 @@ def matvec(L, R: str, n: int, Hs: str, Gt: str, ldc: int) -> None:
         w.line(f"pysofie_rnn::matvec({R}, {n}, {H}, {Hs} + b * {H}, {Gt} + b * {ldc});")
 
 
+# Input projections of up to this many multiply-adds per batch entry (seq * D*G*H * input) run as matvecs; larger
+# ones through the BLAS, which was ~10 % faster at DDB_B1's 60 x 150 x 32 (CPU time, AMD EPYC Zen 4).
+SMALL_PROJECTION = 65536
+
+
+def small_projection(L) -> bool:
+    """Whether input_projection below does the layer's X * W^T (float, a small batch, a small product)."""
+    return (vectorized(L) and L.mode != "gemm" and isinstance(L.d.seq, int)
+            and L.d.seq * L.D * L.GH * L.d.input <= SMALL_PROJECTION)
+
+
 def input_projection(L, XW: str, rbias_gates: int, blas_call: str) -> None:
     """XW = X * W^T + Wb + Rb (Rb only for the first rbias_gates gates) for a small batch: one matvec per row of
     X (a BLAS call costs more than such a product); with a symbolic batch size, blas_call (beta 0, the biases
