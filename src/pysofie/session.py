@@ -233,6 +233,10 @@ class InferenceSession:
             self._fast = self._native.py_runner(handle, tuple(v.name for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.inputs),
                                                 tuple(v.dtype.np for v in g.outputs), (PysofieError, InvalidInputError), gm.name)
+            py_run = getattr(self._native, "py_run", None)
+            if py_run is not None and self._profile is None and type(self).run is InferenceSession.run:
+                # run(None, feed) without a Python frame: a C builtin that calls run_fast, else this class's run
+                self.run = py_run(self._fast, InferenceSession.run.__get__(self))
         meta = getattr(g, "metadata", None) or {}
         self._meta = ModelMetadata(meta, gm.name)
         self._overridable = [NodeArg(n, shape, _ort_type(dt)) for n, dt, shape in meta.get("overridable_initializers", [])]

@@ -146,9 +146,14 @@ class NativeModel:
             self.py_runner = getattr(pylib, f"{p}_py_runner")
         except (AttributeError, OSError):
             pass  # built without those headers: the ctypes path is used
+        self.py_run = None  # {p}_py_run(run_fast, fallback) -> a C InferenceSession.run (see capi.py)
         if self.py_runner is not None:
             self.py_runner.restype = ctypes.py_object
             self.py_runner.argtypes = [ctypes.c_void_p] + [ctypes.py_object] * 5
+            self.py_run = getattr(pylib, f"{p}_py_run", None)  # absent from libraries built before it existed
+            if self.py_run is not None:
+                self.py_run.restype = ctypes.py_object
+                self.py_run.argtypes = [ctypes.py_object, ctypes.py_object]
         self.run_rt = None  # models with sizes decided by the data at run time (see capi.py)
         self.run_grown = self.free_grown = None  # ... and outputs sized by the run, with no bound before it
         from ..backends.cpp.capi import _grown_outputs

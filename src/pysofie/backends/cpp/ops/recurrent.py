@@ -3,8 +3,9 @@
 First the input projections of all time steps and directions in one matrix product (X * W^T, onto the biases
 that can be added outside the recurrence). Then, per direction and time step, one product H_{t-1} * R^T for the
 whole batch (two for a GRU with linear_before_reset=0, whose candidate gate needs r (.) H_{t-1} first) and the
-gate arithmetic. The per-step product is a BLAS call for batches above SMALL_BATCH and plain loops over R^T
-below (a BLAS call per step costs more than it computes there); with a symbolic batch size, both, chosen at
+gate arithmetic. The per-step product is a BLAS call for batches above SMALL_BATCH and, below (a BLAS call per
+step costs more than it computes there), runtime/pysofie_rnn.h's matvec over the rows of R for float layers
+and plain loops over R^T for the others; with a symbolic batch size, both, chosen at
 run time. With sequence_lens, batch entry b runs its own time index: forward t = s, reverse
 t = len_b - 1 - s; steps at or beyond len_b leave its state alone and write zeros to Y.
 """
@@ -18,6 +19,7 @@ from ..emitter import generates
 from ..names import c_string
 from .common import lit
 from .gemm import gemm_call
+from . import recurrent_vec as vec
 
 
 def activation_expr(act: Activation, x: str, T: str) -> str:
@@ -52,7 +54,7 @@ def scope(w):
     w.line("}")
 
 
-# Up to this batch size the per-step recurrent products are loops over R^T instead of BLAS calls.
+# Up to this batch size the per-step recurrent products are loops (over R, or R^T) instead of BLAS calls.
 SMALL_BATCH = 4
 
 
@@ -131,8 +133,10 @@ class _Layer:
         sizes: list[tuple[str, Dim]] = [("XW", numel([d.seq, d.batch, self.D * self.GH])),
                                         ("Gt", numel([d.batch, self.GH]))]
         sizes += [(nm, numel([d.batch, self.H])) for nm in states]
-        if self.mode != "gemm":
+        if self.mode != "gemm" and not vec.vectorized(self):
             sizes.append(("RT", self.GH * self.H))
+        if vec.small_projection(self) and self.cx.has(3):
+            sizes.append(("Bc", self.D * self.GH))  # the combined biases (recurrent_vec.input_projection)
         total: Dim = 0
         for _, s in sizes:
             total = total + s
@@ -164,6 +168,10 @@ class _Layer:
         GH, I, DGH = self.GH, self.d.input, self.D * self.GH
         rows = f"{self.seq} * {self.batch}"
         beta = 0.0
+        if vec.small_projection(self):
+            vec.input_projection(self, XW, rbias_gates, gemm_call(T, False, True, rows, DGH, I, 1.0, cx.i(0), I,
+                                                                  cx.i(1), I, 0.0, XW, DGH))
+            return
         if cx.has(3):
             # the combined biases in row 0, then copied to every row; the product accumulates onto them
             Bi = cx.i(3)
@@ -225,8 +233,8 @@ class _Layer:
             self.cx.w.line(f"std::copy_n({src}, {self.H}, {self.out[0]} + {self.y_at('t', d, 'b')});")
 
     def transpose_r(self, d: int) -> None:
-        """RT = R_d^T (H x G*H), for the small-batch path of recurrent_gemm."""
-        if self.mode == "gemm":
+        """RT = R_d^T (H x G*H), for the small-batch path of recurrent_gemm (not float: their matvec reads R)."""
+        if self.mode == "gemm" or vec.vectorized(self):
             return
         w, H, GH = self.cx.w, self.H, self.GH
         w.line("// R transposed: a small batch's per-step products run as vectorizable loops (a BLAS call per "
@@ -246,6 +254,9 @@ class _Layer:
             return
 
         def loops():
+            if vec.vectorized(self):
+                vec.matvec(self, Rd, gates * H, Hs, Gt, ldc)
+                return
             with w.loop("b", self.batch):
                 w.line(f"{T}* gb = {Gt} + b * {ldc};")
                 w.line(f"const {T}* hb = {Hs} + b * {H};")
@@ -337,33 +348,15 @@ def gen_rnn(cx):
                     w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
                     w.line(f"const {T}* g = {Gt} + b * {H};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
-                    with w.loop("j", H):
-                        rnn_unit(L, d, w)
+                    if vec.vectorized(L):
+                        vec.rnn_step(L, d)
+                    else:
+                        with w.loop("j", H):
+                            rnn_unit(L, d, w)
                     L.write_y(d, "h")
 
                 L.batch_step(d, body)
             L.final_state(d, Hs, 1)
-
-
-def _tanh_update_avx(cx, L, d: int, H: int, pre_a: str, pre_b: str) -> str:
-    """GRU state update h = (1 - z) hh + z h with hh = tanh(pre_a[j] + pre_b[j]) and z = g[j], 8 lanes at a time
-    (runtime/pysofie_vmath.h's tanh8) for float GRUs with the default Tanh and no clip; returns the first j left
-    to the scalar loop (a C++ expression). std::tanh per element was most of a small GRU's step."""
-    if L.T != "float" or L.op.clip is not None or L.acts[d][1].name != "Tanh" or H < 8:
-        return "0"
-    from .common import use_runtime_header
-    use_runtime_header(cx, "pysofie_vmath.h")
-    w = cx.w
-    w.line("size_t jv = 0;")
-    w.line("#if defined(__AVX2__) && defined(__FMA__)")
-    with w.block(f"for (; jv + 8 <= {H}; jv += 8)"):
-        w.line("const __m256 z = _mm256_loadu_ps(g + jv), hv = _mm256_loadu_ps(h + jv);")
-        w.line(f"const __m256 hh = pysofie_vm::tanh8(_mm256_add_ps(_mm256_loadu_ps({pre_a} + jv), "
-               f"_mm256_loadu_ps({pre_b} + jv)));")
-        w.line("_mm256_storeu_ps(h + jv, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), z), hh), "
-               "_mm256_mul_ps(z, hv)));")
-    w.line("#endif")
-    return "jv"
 
 
 @generates("GRU")
@@ -398,13 +391,16 @@ def gen_gru(cx):
 
                     def body():
                         row_ptrs()
-                        w.line(f"const {T}* g = {Gt} + b * {GH};")
+                        w.line(f"{'' if vec.vectorized(L) else 'const '}{T}* g = {Gt} + b * {GH};")
                         if rbh:
                             w.line(f"const {T}* rbh = {rbh};")
-                        rb = " + rbh[j]" if rbh else ""
-                        with w.loop("j", H):
-                            gates_zr("g")
-                            update(f"xw[{2 * H} + j] + r * (g[{2 * H} + j]{rb})")
+                        if vec.vectorized(L):
+                            vec.gru_step_lbr(L, d, bool(rbh))
+                        else:
+                            rb = " + rbh[j]" if rbh else ""
+                            with w.loop("j", H):
+                                gates_zr("g")
+                                update(f"xw[{2 * H} + j] + r * (g[{2 * H} + j]{rb})")
                         L.write_y(d, "h")
 
                     L.batch_step(d, body)
@@ -419,6 +415,11 @@ def gen_gru(cx):
                         row_ptrs()
                         w.line(f"{T}* g = {Gt} + b * {GH};")
                         w.line(f"{T}* rh = {RH} + b * {H};")
+                        if vec.vectorized(L):
+                            vec.gru_zr(L, d)
+                            with w.loop("j", H):
+                                w.line(f"rh[j] = g[{H} + j] * h[j];")
+                            return
                         with w.loop("j", H):
                             gates_zr("g")
                             w.line("g[j] = z;")
@@ -426,11 +427,14 @@ def gen_gru(cx):
 
                     def body_h():
                         row_ptrs()
-                        w.line(f"const {T}* g = {Gt} + b * {GH};")
-                        j0 = _tanh_update_avx(cx, L, d, H, f"xw + {2 * H}", f"g + {2 * H}")
-                        with w.block(f"for (size_t j = {j0}; j < {H}; ++j)"):
-                            w.line("const auto z = g[j];")
-                            update(f"xw[{2 * H} + j] + g[{2 * H} + j]")
+                        if vec.vectorized(L):
+                            w.line(f"{T}* g = {Gt} + b * {GH};")
+                            vec.gru_update(L, d, f"xw[{2 * H} + j] + g[{2 * H} + j]")
+                        else:
+                            w.line(f"const {T}* g = {Gt} + b * {GH};")
+                            with w.loop("j", H):
+                                w.line("const auto z = g[j];")
+                                update(f"xw[{2 * H} + j] + g[{2 * H} + j]")
                         L.write_y(d, "h")
 
                     with scope(w):
@@ -463,11 +467,14 @@ def gen_lstm(cx):
 
                 def body():
                     w.line(f"const {T}* xw = {L.xw_row(d, XW)};")
-                    w.line(f"const {T}* g = {Gt} + b * {GH};")
+                    w.line(f"{'' if vec.vectorized(L) else 'const '}{T}* g = {Gt} + b * {GH};")
                     w.line(f"{T}* h = {Hs} + b * {H};")
                     w.line(f"{T}* c = {Cs} + b * {H};")
-                    with w.loop("j", H):
-                        lstm_unit(L, d, w, (lambda k: f"Pd[{k * H} + j]" if k else "Pd[j]") if peep else None)
+                    if vec.vectorized(L):
+                        vec.lstm_step(L, d, peep)
+                    else:
+                        with w.loop("j", H):
+                            lstm_unit(L, d, w, (lambda k: f"Pd[{k * H} + j]" if k else "Pd[j]") if peep else None)
                     L.write_y(d, "h")
 
                 L.batch_step(d, body)
