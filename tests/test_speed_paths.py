@@ -146,7 +146,9 @@ def _residual_model(xs, ws, attrs, act="Relu", swap=False):
 RESIDUAL = [((1, 32, 20, 31), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd, vector
             ((2, 32, 20, 32), (20, 32, 3, 3), {"pads": [1, 1, 1, 1]}, None, True),  # Winograd, partial rows
             ((1, 16, 21, 20), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", True),  # indirect
-            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False)]  # indirect, 20 channels
+            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False),  # indirect, 20 channels
+            ((1, 32, 12, 15), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd F(2x2), vector
+            ((1, 256, 5, 7), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, None, False)]  # Winograd, one tile at a time
 for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
     add(f"residual-{k}", _residual_model(xs, ws, attrs, act, swap), {"x": rand(*xs, seed=k + 5)}, atol=1e-4)
 
@@ -224,7 +226,7 @@ def test_small_gemm_kernel_is_used():
     assert "small_gemm_nn<float>(" not in header9 and "pysofie_rt::sgemm(false, true, 9, 11, 37" in header9
 
 
-@pytest.mark.parametrize("m,r", [(2, 3), (2, 5)])
+@pytest.mark.parametrize("m,r", [(2, 3), (2, 5), (4, 3)])
 def test_winograd_transforms(m, r):
     """A^T [(G g) * (B^T d)] is the correlation of d with g, for random data (float64)."""
     AT, G, BT = winograd_matrices(m, r)
@@ -241,7 +243,9 @@ def test_winograd_eligibility():
         g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
                              {"w": rand(*ws)}, ["y"]), optimize=False)
         return eligible(g.nodes[0])
-    assert conv((1, 32, 9, 16), (16, 32, 3, 3))
+    assert conv((1, 32, 9, 16), (16, 32, 3, 3)) == ("rows", 2)  # 7 tiles of 2 as 8 (F(4x4): 4 as 8)
+    assert conv((1, 32, 9, 33), (16, 32, 3, 3)) == ("rows", 4)  # 8 tiles of 4: F(4x4, 3x3)
+    assert conv((1, 256, 9, 9), (256, 256, 3, 3)) == ("tiles", 2)  # narrow, many channels: one tile at a time
     assert not conv((1, 32, 9, 9), (16, 32, 3, 3))  # 4 tiles per row, computed as 8
     assert not conv((1, 32, 9, 13), (16, 32, 3, 3))  # 6 tiles as 8: too many for 3x3...
     assert conv((1, 32, 9, 15), (16, 32, 5, 5), pads=[1, 1, 1, 1])  # ... and 7 as 8 are few enough for 5x5

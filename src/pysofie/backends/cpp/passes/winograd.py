@@ -51,36 +51,58 @@ def winograd_matrices(m: int, r: int):
 
 
 def tile_size(r: int) -> int:
-    """Output tile edge m for a kernel edge r (n = m + r - 1 transform points)."""
+    """Output tile edge m for a kernel edge r (n = m + r - 1 transform points), where F(4x4) is not chosen."""
     return 2
 
 
-def eligible(node) -> bool:
+# F(4x4, 3x3) (36 products per 16 outputs instead of 16 per 4) where the output rows fill groups of 8 tiles
+F4 = True
+
+
+def _fills(ow: int, m: int, slack: float) -> bool:
+    """The tile rows of an output ow wide, padded to groups of 8 tiles of m columns, waste at most `slack`."""
+    tw = -(-ow // m)
+    return -(-tw // 8) * 8 <= slack * tw
+
+
+def eligible(node):
+    """(mode, m) of a Conv node, or None: mode "rows": the AVX2 transforms on 8 tiles of a tile row at once;
+    "tiles": one tile at a time, for narrow outputs with many channels; m: the output tile edge."""
     op = node.op
     if node.op_type != "Conv" or op.__dict__.get("packed") or op.__dict__.get("winograd"):
-        return False
+        return None
     x, w = node.inputs[0], node.inputs[1]
     if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype or x.rank != 4:
-        return False
+        return None
     if not all(isinstance(d, int) for d in x.shape[2:]):
-        return False  # a symbolic spatial size: the general path
+        return None  # a symbolic spatial size: the general path
     if int(op.group) != 1:
-        return False
+        return None
     ks, strides, dil, pads = op.geometry(node)
     if ks[0] != ks[1] or ks[0] not in (3, 5) or any(s != 1 for s in strides) or any(d != 1 for d in dil):
-        return False
+        return None
     M, C = int(w.shape[0]), int(w.shape[1])
     # small channel counts: the transforms cost more than the products they save (measured: 5x5 layers of
     # 8 -> 16 and 16 -> 32 channels ran slower than the direct kernel, 32 -> 64 faster)
     if M < 16 or C < 32:
-        return False
+        return None
     # the vectorized transforms take tile rows in groups of 8 tiles: narrow outputs (e.g. 7 columns = 4 tiles
     # padded to 8) would waste more products than Winograd saves
     y = node.outputs[0]
     if len(y.shape) != 4 or not isinstance(y.shape[3], int):
-        return False
-    tw = -(-y.shape[3] // tile_size(ks[0]))
-    return (-(-tw // 8) * 8) <= (1.15 if ks[0] == 3 else 1.3) * tw  # 5x5 saves more (2.8x) than 3x3 (2.25x)
+        return None
+    ow = y.shape[3]
+    if ks[0] == 3 and F4 and _fills(ow, 4, 1.15):
+        return "rows", 4
+    if _fills(ow, tile_size(ks[0]), 1.15 if ks[0] == 3 else 1.3):  # 5x5 saves more (2.8x) than 3x3 (2.25x)
+        return "rows", tile_size(ks[0])
+    # one tile at a time: scalar transforms, worth it where the products dominate them (many channels)
+    if ks[0] == 3 and min(M, C) >= TILES_MIN_CHANNELS:
+        return "tiles", tile_size(ks[0])
+    return None
+
+
+TILES_MIN_CHANNELS = 256
 
 
 class WinogradConv(Pass):
@@ -89,11 +111,12 @@ class WinogradConv(Pass):
     def __call__(self, graph: Graph) -> bool:
         changed = False
         for n in list(graph.nodes):
-            if not eligible(n):
+            choice = eligible(n)
+            if choice is None:
                 continue
+            mode, m = choice
             w = n.inputs[1]
             r = int(w.shape[2])
-            m = tile_size(r)
             AT, G, BT = winograd_matrices(m, r)
             a = m + r - 1
             M, C = int(w.shape[0]), int(w.shape[1])
@@ -108,7 +131,7 @@ class WinogradConv(Pass):
             ks, _, _, _ = n.op.geometry(n)
             op = _clone_op(n.op)
             op.attrs["kernel_shape"] = list(ks)
-            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C, "Mp": Mp}
+            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C, "Mp": Mp, "mode": mode}
             n.op = op
             graph.set_input(n, 1, _const(graph, w.name + "_winograd", Up))
             changed = True
