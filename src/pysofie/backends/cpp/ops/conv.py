@@ -386,7 +386,7 @@ def winograd_tiles(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TB, acc,
                                 w.line(f"d[i][j] = (ih >= 0 && ih < {H} && iw >= 0 && iw < {W}) ? xc[ih * {W} + iw] "
                                        ": 0.f;")
                     _input_transform(w, BT, n, C, "float", _lincomb, lambda k, j: f"d[{k}][{j}]",
-                                     lambda xi, e: f"V[({xi} * {C} + c) * nt + tt] = {e};")
+                                     lambda xi, e: f"V[(c * {A2} + {xi}) * nt + tt] = {e};")
             if pool:
                 w.close("});")
             _winograd_products(w, C, M, Mp, A2, U, acc[0], pool, acc[1])
@@ -401,7 +401,7 @@ def winograd_tiles(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TB, acc,
                     w.line(f"const float bm = {cx.i(2)}[mc];")
                 with w.block("for (long tt = 0; tt < nt; ++tt)"):
                     w.line(f"const long t = t0 + tt, oh0 = (t / {TW}) * {m}, ow0 = (t % {TW}) * {m};")
-                    _output_columns(w, AT, m, n, "float", _lincomb, lambda xi: f"P[({xi} * {M} + mc) * nt + tt]")
+                    _output_columns(w, AT, m, n, "float", _lincomb, lambda xi: f"P[(mc * {A2} + {xi}) * nt + tt]")
                     for i in range(m):
                         for j in range(m):
                             e = _lincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
@@ -444,15 +444,17 @@ def _output_columns(w, AT, m, n, T, lincomb, load) -> None:
 
 
 def _winograd_products(w, C, M, Mp, A2, U, acc, pool=None, stride=None) -> None:
-    """The n^2 products P[xi] (M x nt) = U[xi] (M x C) * V[xi] (C x nt) by the indirect kernel: output position tt
-    reads V[xi][c][tt] at pos[tt] + off[c] = tt + c * nt. With a pool, one product per task (acc per thread)."""
+    """The n^2 products P[.][xi][.] (M x nt) = U[xi] (M x C) * V[.][xi][.] (C x nt) by the indirect kernel, V laid
+    out [c][xi][tt] and P [m][xi][tt] (the transforms of a channel walk one contiguous region, not n^2 streams):
+    output position tt reads V[c][xi][tt] at xi * nt + pos[tt] + off[c] = tt + c * n^2 * nt. With a pool, one
+    product per task (acc per thread)."""
     w.line("for (long tt = 0; tt < nt; ++tt) pos[tt] = int32_t(tt);")
-    w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * nt);")
+    w.line(f"for (long c = 0; c < {C}; ++c) off[c] = int32_t(c * {A2} * nt);")
     head = (f"{pool}.run({A2}, [&](long xi, int tid)" if pool else f"for (long xi = 0; xi < {A2}; ++xi)")
     w.open(head)
     a = f"{acc} + tid * {stride}" if pool else acc
-    w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * {C} * nt, {C}, off, {U} + xi * {Mp * C}, "
-           f"{M}, {Mp}, nullptr, P + xi * {M} * nt, nt, {a}, pysofie_conv::ActNone{{}});")
+    w.line(f"pysofie_conv::conv_indirect(nt, pos, nullptr, V + xi * nt, {C}, off, {U} + xi * {Mp * C}, "
+           f"{M}, {Mp}, nullptr, P + xi * nt, {A2} * nt, {a}, pysofie_conv::ActNone{{}});")
     w.close("});" if pool else "}")
 
 
@@ -526,7 +528,7 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                     w.line(f"const __m256 d{i}_{jj + 1} = _mm256_castpd_ps(_mm256_permute4x64_pd("
                                            f"_mm256_castps_pd(_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0xDD)), 0xD8));")
                         _input_transform(w, BT, n, C, "__m256", _vlincomb, lambda k, j: f"d{k}_{j}",
-                                         lambda xi, e: f"_mm256_storeu_ps(V + ({xi} * {C} + c) * nt + tt, {e});")
+                                         lambda xi, e: f"_mm256_storeu_ps(V + (c * {A2} + {xi}) * nt + tt, {e});")
             w.close("});")
             _winograd_products(w, C, M, Mp, A2, U, acc[0], pool, acc[1])
             # output transform, bias, activation; two output rows of 16 columns per 8 tiles
@@ -538,9 +540,9 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                 w.line(f"const __m256 bm = _mm256_set1_ps({cx.i(2) + '[mc]' if cx.has(2) else '0.f'});")
                 with w.block("for (long ty = ty0; ty < ty1; ++ty)"):
                     with w.block(f"for (long tx0 = 0; tx0 < {TWv}; tx0 += 8)"):
-                        w.line(f"const float* pq = P + mc * nt + (ty - ty0) * {TWv} + tx0;")
+                        w.line(f"const float* pq = P + mc * {A2} * nt + (ty - ty0) * {TWv} + tx0;")
                         _output_columns(w, AT, m, n, "__m256", _vlincomb,
-                                        lambda xi: f"_mm256_loadu_ps(pq + {xi * M} * nt)")
+                                        lambda xi: f"_mm256_loadu_ps(pq + {xi} * nt)")
                         for i in range(m):
                             for j in range(m):
                                 e = _vlincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
