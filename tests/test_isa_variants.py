@@ -80,6 +80,13 @@ add("conv-winograd-f2", *_conv((1, 32, 11, 15), (16, 32, 3, 3), {"pads": [1, 1, 
 # Winograd one tile at a time (narrow output, 256 channels; the transforms are scalar code on every target)
 add("conv-winograd-tiles", *_conv((1, 256, 5, 6), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, None, 32),
     "conv_indirect(nt, pos", atol=1e-4)
+# stride-1 ConvTranspose 4x4 as the equivalent Conv by Winograd F(4x4, 4x4) (n = 7: patch columns 4-6 from the
+# second transposes), Sigmoid fused
+m = graph_model([helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], pads=[1, 0, 2, 1]),
+                 helper.make_node("Sigmoid", ["c"], ["y"])],
+                {"x": rand(1, 40, 7, 30, seed=33)}, {"w": rand(40, 18, 4, 4, seed=34) * 0.5, "b": rand(18, seed=35)},
+                ["y"])
+add("convtranspose-winograd", m, {"x": rand(1, 40, 7, 30, seed=33)}, "conv_indirect(nt, pos")
 # depthwise 3x3 over 13 channels (8 on the vector lanes + 5)
 add("depthwise-13", *_conv((1, 13, 17, 19), (13, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 13}, "Relu", 40),
     "pysofie_conv::depthwise8<3>")

@@ -525,8 +525,10 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                            f"h{i}_{jj} = _mm256_loadu_ps(base + {i * Wq + jj + 8});")
                                     w.line(f"const __m256 d{i}_{jj} = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd("
                                            f"_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0x88)), 0xD8));")
-                                    w.line(f"const __m256 d{i}_{jj + 1} = _mm256_castpd_ps(_mm256_permute4x64_pd("
-                                           f"_mm256_castps_pd(_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0xDD)), 0xD8));")
+                                    if jj + 1 < n:
+                                        w.line(f"const __m256 d{i}_{jj + 1} = _mm256_castpd_ps(_mm256_permute4x64_pd("
+                                               f"_mm256_castps_pd(_mm256_shuffle_ps(l{i}_{jj}, h{i}_{jj}, 0xDD)), "
+                                               "0xD8));")
                         _input_transform(w, BT, n, C, "__m256", _vlincomb, lambda k, j: f"d{k}_{j}",
                                          lambda xi, e: f"_mm256_storeu_ps(V + (c * {A2} + {xi}) * nt + tt, {e});")
             w.close("});")
@@ -584,9 +586,9 @@ def _transpose4(w, r, o) -> None:
 
 
 def _load_patches4(w, n, Wq) -> None:
-    """d{i}_{j} (i, j < 6): element (i, j) of the 6 x 6 patches of 8 tiles (stride 4) starting at base, the tiles
-    on the lanes in the order 0 2 4 6 1 3 5 7: per patch row, the 32 floats from base and from base + 4 by
-    lane-wise 4 x 4 transposes (columns 0-3, then 4-5)."""
+    """d{i}_{j} (i, j < n <= 8): element (i, j) of the n x n patches of 8 tiles (stride 4) starting at base, the
+    tiles on the lanes in the order 0 2 4 6 1 3 5 7: per patch row, the 32 floats from base and from base + 4 by
+    lane-wise 4 x 4 transposes (columns 0-3, then 4-7)."""
     w.line("__m256 " + ", ".join(f"d{i}_{j}" for i in range(n) for j in range(n)) + ";")
     for i in range(n):
         with w.block(""):
@@ -596,10 +598,8 @@ def _load_patches4(w, n, Wq) -> None:
                        f"a{h}2 = _mm256_loadu_ps(base + {i * Wq + sh + 16}), "
                        f"a{h}3 = _mm256_loadu_ps(base + {i * Wq + sh + 24});")
                 _transpose4(w, [f"a{h}{k}" for k in range(4)], f"e{h}")
-            for j in range(4):
-                w.line(f"d{i}_{j} = e0{j};")
-            w.line(f"d{i}_4 = e10;")
-            w.line(f"d{i}_5 = e11;")
+            for j in range(n):  # columns 0-3 from the first transposes, 4-7 from the second
+                w.line(f"d{i}_{j} = e{j // 4}{j % 4};")
 
 
 def _store_rows4(w, OH, OW, residual) -> None:
