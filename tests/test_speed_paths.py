@@ -152,7 +152,9 @@ RESIDUAL = [((1, 32, 20, 31), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", Fa
             ((1, 16, 21, 20), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", True),  # indirect
             ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False),  # indirect, 20 channels
             ((1, 32, 12, 15), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd F(2x2), vector
-            ((1, 256, 5, 7), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, None, False)]  # Winograd, one tile at a time
+            # Winograd one tile at a time, blocks of 64 tiles over the 3 x 25 tiles of the batch (a block ends
+            # inside an image)
+            ((3, 256, 9, 9), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, None, False)]
 for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
     add(f"residual-{k}", _residual_model(xs, ws, attrs, act, swap), {"x": rand(*xs, seed=k + 5)}, atol=1e-4)
 

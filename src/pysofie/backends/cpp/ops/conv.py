@@ -323,9 +323,10 @@ def winograd_conv(cx, wino, ins, outs, pads):
     pt, pl = pads[0], pads[1]
     TH, TW = -(-OH // m), -(-OW // m)
     T = TH * TW
+    N0 = cx.vin(0).shape[0]
     budget = WINO_BUDGET_SMALL if A2 * C * wino["Mp"] < WINO_SMALL_U else WINO_BUDGET
     TB = max(16, budget // (A2 * (C + M)))
-    TB = min(T, TB)
+    TB = min(T * (N0 if isinstance(N0, int) else 1), TB)
     act = fused_act(cx.op)
     residual = bool(cx.op.__dict__.get("residual"))
     buf = cx.scratch(A2 * (C + M) * TB, cx.vin(0).dtype, "wino")
@@ -352,7 +353,7 @@ def winograd_conv(cx, wino, ins, outs, pads):
 
 
 def winograd_tiles(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TB, acc, buf, tabs, act, threaded):
-    """Winograd by blocks of TB tiles, one patch at a time (scalar transforms): the path of targets without AVX2,
+    """Winograd by blocks of TB tiles (of all the images of the batch), one patch at a time (scalar transforms): the path of targets without AVX2,
     and of narrow outputs (passes.winograd: mode "tiles"), where the products dominate. threaded: the transforms
     spread over the channels, the products over the n^2 planes, on the Session's pool (acc per thread)."""
     w = cx.w
@@ -367,20 +368,20 @@ def winograd_tiles(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TB, acc,
     pool = cx.pool() if threaded else None
     w.line(f"int32_t* pos = {tabs};")
     w.line(f"int32_t* off = {tabs} + {TB};")
-    with w.loop("b", N):
-        w.line(f"const float* xb = {X} + b * {C * H * W};")
-        w.line(f"float* yb = {Y} + b * {M * OH * OW};")
-        with w.block(f"for (long t0 = 0; t0 < {T}; t0 += {TB})"):
-            w.line(f"const long nt = std::min<long>({TB}, {T} - t0);")
+    with w.block(""):  # the tiles of all the images of the batch, in blocks of TB (the weights read per block)
+        w.line(f"const long ntiles = long({N}) * {T};")
+        with w.block(f"for (long t0 = 0; t0 < ntiles; t0 += {TB})"):
+            w.line(f"const long nt = std::min<long>({TB}, ntiles - t0);")
             w.line(f"float* V = {buf};")
             w.line(f"float* P = {buf} + {A2 * C} * nt;")
             # input transform
             if pool:
                 w.open(f"{pool}.run_range({C}, 1, [&](long c0, long c1, int)")
             with w.block(f"for (long c = {'c0' if pool else 0}; c < {'c1' if pool else C}; ++c)"):
-                w.line(f"const float* xc = xb + c * {H * W};")
                 with w.block("for (long tt = 0; tt < nt; ++tt)"):
-                    w.line(f"const long t = t0 + tt, ih0 = (t / {TW}) * {m} - {pt}, iw0 = (t % {TW}) * {m} - {pl};")
+                    w.line(f"const long b = (t0 + tt) / {T}, t = (t0 + tt) % {T};")
+                    w.line(f"const float* xc = {X} + (b * {C} + c) * {H * W};")
+                    w.line(f"const long ih0 = (t / {TW}) * {m} - {pt}, iw0 = (t % {TW}) * {m} - {pl};")
                     w.line(f"float d[{n}][{n}];")
                     with w.block(f"if (ih0 >= 0 && iw0 >= 0 && ih0 + {n} <= {H} && iw0 + {n} <= {W})"):
                         with w.block(f"for (long i = 0; i < {n}; ++i)"):
@@ -400,13 +401,14 @@ def winograd_tiles(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TB, acc,
             if pool:
                 w.open(f"{pool}.run_range({M}, 1, [&](long m0, long m1, int)")
             with w.block(f"for (long mc = {'m0' if pool else 0}; mc < {'m1' if pool else M}; ++mc)"):
-                w.line(f"float* ym = yb + mc * {OH * OW};")
-                if residual:
-                    w.line(f"const float* rm = {cx.i(3)} + (b * {M} + mc) * {OH * OW};")
                 if cx.has(2):
                     w.line(f"const float bm = {cx.i(2)}[mc];")
                 with w.block("for (long tt = 0; tt < nt; ++tt)"):
-                    w.line(f"const long t = t0 + tt, oh0 = (t / {TW}) * {m}, ow0 = (t % {TW}) * {m};")
+                    w.line(f"const long b = (t0 + tt) / {T}, t = (t0 + tt) % {T};")
+                    w.line(f"float* ym = {Y} + (b * {M} + mc) * {OH * OW};")
+                    if residual:
+                        w.line(f"const float* rm = {cx.i(3)} + (b * {M} + mc) * {OH * OW};")
+                    w.line(f"const long oh0 = (t / {TW}) * {m}, ow0 = (t % {TW}) * {m};")
                     _output_columns(w, AT, m, n, "float", _lincomb, lambda xi: f"P[(mc * {A2} + {xi}) * nt + tt]")
                     for i in range(m):
                         for j in range(m):
