@@ -71,9 +71,22 @@ add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "st
 # weights of 128 * 9 * 256 floats (1.1 MiB): the AVX-512 path's channel-blocks-outermost order; K = 1152
 add("conv-large-weights", *_conv((1, 128, 5, 5), (256, 128, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]},
                                  None, 20), "pysofie_conv::conv_indirect", atol=1e-4)
-# Winograd F(2x2, 3x3): 24 output channels, a partial tile row and column (19 x 31)
+# Winograd F(4x4, 3x3): 24 output channels, a partial tile row and column (19 x 31)
 add("conv-winograd", *_conv((1, 32, 19, 31), (24, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", 30),
+    "conv_indirect(nt, pos", atol=1e-4)
+# Winograd F(2x2, 3x3): 11 x 15 outputs (8 tiles of 2 per row, the last partial)
+add("conv-winograd-f2", *_conv((1, 32, 11, 15), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", 31),
     "conv_indirect(nt, pos")
+# Winograd one tile at a time (narrow output, 256 channels; the transforms are scalar code on every target)
+add("conv-winograd-tiles", *_conv((1, 256, 5, 6), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, None, 32),
+    "conv_indirect(nt, pos", atol=1e-4)
+# stride-1 ConvTranspose 4x4 as the equivalent Conv by Winograd F(4x4, 4x4) (n = 7: patch columns 4-6 from the
+# second transposes), Sigmoid fused
+m = graph_model([helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], pads=[1, 0, 2, 1]),
+                 helper.make_node("Sigmoid", ["c"], ["y"])],
+                {"x": rand(1, 40, 7, 30, seed=33)}, {"w": rand(40, 18, 4, 4, seed=34) * 0.5, "b": rand(18, seed=35)},
+                ["y"])
+add("convtranspose-winograd", m, {"x": rand(1, 40, 7, 30, seed=33)}, "conv_indirect(nt, pos")
 # depthwise 3x3 over 13 channels (8 on the vector lanes + 5)
 add("depthwise-13", *_conv((1, 13, 17, 19), (13, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 13}, "Relu", 40),
     "pysofie_conv::depthwise8<3>")

@@ -68,6 +68,10 @@ CONVT = [
     ((1, 12, 9, 8), (12, 6, 3, 3), {"strides": [2, 3], "dilations": [2, 1], "group": 3, "output_padding": [1, 2]}),
     ((1, 6, 4, 5, 3), (6, 9, 3, 2, 3), {"strides": [2, 2, 1], "pads": [1, 0, 1, 0, 1, 1]}),
     ((1, 16, 30, 30), (16, 20, 3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 0]}),  # large: by phases
+    # stride 1, 4x4, enough channels: the equivalent Conv by Winograd F(4x4, 4x4) (8 tiles of 4 per row, the last
+    # partial; asymmetric pads) and F(2x2, 4x4) (15 columns)
+    ((1, 40, 9, 29), (40, 20, 4, 4), {"pads": [1, 2, 0, 1]}),
+    ((1, 32, 8, 12), (32, 16, 4, 4), {}),
 ]
 for k, (xs, ws, attrs) in enumerate(CONVT):
     nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])]
@@ -146,7 +150,11 @@ def _residual_model(xs, ws, attrs, act="Relu", swap=False):
 RESIDUAL = [((1, 32, 20, 31), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd, vector
             ((2, 32, 20, 32), (20, 32, 3, 3), {"pads": [1, 1, 1, 1]}, None, True),  # Winograd, partial rows
             ((1, 16, 21, 20), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", True),  # indirect
-            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False)]  # indirect, 20 channels
+            ((1, 16, 9, 9), (20, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Sigmoid", False),  # indirect, 20 channels
+            ((1, 32, 12, 15), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", False),  # Winograd F(2x2), vector
+            # Winograd one tile at a time, blocks of 64 tiles over the 3 x 25 tiles of the batch (a block ends
+            # inside an image)
+            ((3, 256, 9, 9), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, None, False)]
 for k, (xs, ws, attrs, act, swap) in enumerate(RESIDUAL):
     add(f"residual-{k}", _residual_model(xs, ws, attrs, act, swap), {"x": rand(*xs, seed=k + 5)}, atol=1e-4)
 
@@ -224,7 +232,7 @@ def test_small_gemm_kernel_is_used():
     assert "small_gemm_nn<float>(" not in header9 and "pysofie_rt::sgemm(false, true, 9, 11, 37" in header9
 
 
-@pytest.mark.parametrize("m,r", [(2, 3), (2, 5)])
+@pytest.mark.parametrize("m,r", [(2, 3), (2, 5), (4, 3), (2, 4), (4, 4)])
 def test_winograd_transforms(m, r):
     """A^T [(G g) * (B^T d)] is the correlation of d with g, for random data (float64)."""
     AT, G, BT = winograd_matrices(m, r)
@@ -241,7 +249,9 @@ def test_winograd_eligibility():
         g = load(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], {"x": rand(*xs)},
                              {"w": rand(*ws)}, ["y"]), optimize=False)
         return eligible(g.nodes[0])
-    assert conv((1, 32, 9, 16), (16, 32, 3, 3))
+    assert conv((1, 32, 9, 16), (16, 32, 3, 3)) == ("rows", 2)  # 7 tiles of 2 as 8 (F(4x4): 4 as 8)
+    assert conv((1, 32, 9, 33), (16, 32, 3, 3)) == ("rows", 4)  # 8 tiles of 4: F(4x4, 3x3)
+    assert conv((1, 256, 9, 9), (256, 256, 3, 3)) == ("tiles", 2)  # narrow, many channels: one tile at a time
     assert not conv((1, 32, 9, 9), (16, 32, 3, 3))  # 4 tiles per row, computed as 8
     assert not conv((1, 32, 9, 13), (16, 32, 3, 3))  # 6 tiles as 8: too many for 3x3...
     assert conv((1, 32, 9, 15), (16, 32, 5, 5), pads=[1, 1, 1, 1])  # ... and 7 as 8 are few enough for 5x5
@@ -306,6 +316,9 @@ def test_conv_transpose_paths():
         return [n.op.__dict__["packed"].get("gemm", False) for n in g.nodes if n.op_type == "ConvTranspose"]
     assert uses_gemm(0) == [True] and uses_gemm(1) == [True]
     assert uses_gemm(2) == [False] and uses_gemm(5) == [False]
+    for k, m in ((6, 4), (7, 2)):  # stride 1: the equivalent Conv, Winograd F(m x m, 4x4)
+        g = load(MODELS[f"convtranspose-{k}"][0])
+        assert [(n.op_type, n.op.__dict__["winograd"]["m"]) for n in g.nodes] == [("Conv", m)]
 
 
 def test_residual_add_is_fused():

@@ -43,6 +43,8 @@ def conv(xs, ws, attrs, act=None, seed=0):
 add("conv-bands", *conv((1, 16, 40, 40), (32, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [1, 2]}, "Relu"))
 add("conv-channels", *conv((2, 64, 7, 7), (200, 64, 3, 3), {"pads": [1, 1, 1, 1]}))
 add("conv-winograd", *conv((2, 32, 30, 29), (48, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", seed=3))
+# Winograd one tile at a time (narrow output, 256 channels), tiles of both images in one block
+add("conv-winograd-tiles", *conv((2, 256, 5, 5), (256, 256, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", seed=8))
 add("conv-rows-plane", *conv((1, 6, 50, 50), (3, 6, 5, 5), {"pads": [2, 2, 2, 2]}, seed=4))
 add("conv-rows-strided", *conv((1, 6, 50, 50), (4, 6, 3, 3), {"strides": [2, 1]}, "Relu", seed=5))
 add("conv-depthwise", *conv((2, 24, 30, 30), (24, 1, 7, 7), {"pads": [3, 3, 3, 3], "group": 24}, seed=6))

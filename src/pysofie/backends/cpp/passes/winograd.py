@@ -17,9 +17,12 @@ import numpy as np
 
 from ....ir import Graph
 from ....passes.manager import Pass
-from ....passes.rewrites import _clone_op, _const
+from ....ops.base import lookup
+from ....passes.rewrites import _clone_op, _const, _replace
 
-POINTS = {4: [0.0, 1.0, -1.0], 6: [0.0, 1.0, -1.0, 2.0, -2.0]}  # finite points per n; infinity is the last
+# finite points per n; infinity is the last
+POINTS = {4: [0.0, 1.0, -1.0], 5: [0.0, 1.0, -1.0, 0.5], 6: [0.0, 1.0, -1.0, 2.0, -2.0],
+          7: [0.0, 1.0, -1.0, 2.0, -2.0, 0.5]}
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,36 +54,98 @@ def winograd_matrices(m: int, r: int):
 
 
 def tile_size(r: int) -> int:
-    """Output tile edge m for a kernel edge r (n = m + r - 1 transform points)."""
+    """Output tile edge m for a kernel edge r (n = m + r - 1 transform points), where F(4x4) is not chosen."""
     return 2
 
 
-def eligible(node) -> bool:
+# F(4x4, 3x3) (36 products per 16 outputs instead of 16 per 4) where the output rows fill groups of 8 tiles
+F4 = True
+
+
+def _fills(ow: int, m: int, slack: float) -> bool:
+    """The tile rows of an output ow wide, padded to groups of 8 tiles of m columns, waste at most `slack`."""
+    tw = -(-ow // m)
+    return -(-tw // 8) * 8 <= slack * tw
+
+
+def eligible(node):
+    """(mode, m) of a Conv node, or None: mode "rows": the AVX2 transforms on 8 tiles of a tile row at once;
+    "tiles": one tile at a time, for narrow outputs with many channels; m: the output tile edge."""
     op = node.op
     if node.op_type != "Conv" or op.__dict__.get("packed") or op.__dict__.get("winograd"):
-        return False
+        return None
     x, w = node.inputs[0], node.inputs[1]
     if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype or x.rank != 4:
-        return False
+        return None
     if not all(isinstance(d, int) for d in x.shape[2:]):
-        return False  # a symbolic spatial size: the general path
+        return None  # a symbolic spatial size: the general path
     if int(op.group) != 1:
-        return False
+        return None
     ks, strides, dil, pads = op.geometry(node)
-    if ks[0] != ks[1] or ks[0] not in (3, 5) or any(s != 1 for s in strides) or any(d != 1 for d in dil):
-        return False
-    M, C = int(w.shape[0]), int(w.shape[1])
-    # small channel counts: the transforms cost more than the products they save (measured: 5x5 layers of
-    # 8 -> 16 and 16 -> 32 channels ran slower than the direct kernel, 32 -> 64 faster)
-    if M < 16 or C < 32:
-        return False
-    # the vectorized transforms take tile rows in groups of 8 tiles: narrow outputs (e.g. 7 columns = 4 tiles
-    # padded to 8) would waste more products than Winograd saves
+    if ks[0] != ks[1] or ks[0] not in (3, 4, 5) or any(s != 1 for s in strides) or any(d != 1 for d in dil):
+        return None
     y = node.outputs[0]
     if len(y.shape) != 4 or not isinstance(y.shape[3], int):
-        return False
-    tw = -(-y.shape[3] // tile_size(ks[0]))
-    return (-(-tw // 8) * 8) <= (1.15 if ks[0] == 3 else 1.3) * tw  # 5x5 saves more (2.8x) than 3x3 (2.25x)
+        return None
+    return choose(int(w.shape[0]), int(w.shape[1]), ks[0], y.shape[3])
+
+
+def choose(M: int, C: int, r: int, ow: int):
+    """(mode, m) for an r x r stride-1 convolution of C -> M channels and outputs ow wide, or None."""
+    # small channel counts: the transforms cost more than the products they save (measured: 5x5 layers of
+    # 8 -> 16 and 16 -> 32 channels ran slower than the direct kernel, 32 -> 64 faster)
+    if r not in (3, 4, 5) or M < 16 or C < 32:
+        return None
+    # the vectorized transforms take tile rows in groups of 8 tiles: narrow outputs (e.g. 7 columns = 4 tiles
+    # padded to 8) would waste more products than Winograd saves. F(4x4, 4x4) saves 5.2x, F(4x4, 3x3) 4x,
+    # F(2x2, 5x5) 2.8x, F(2x2, 4x4) 2.6x, F(2x2, 3x3) 2.25x
+    if r in (3, 4) and F4 and _fills(ow, 4, 1.15 if r == 3 else 1.3):
+        return "rows", 4
+    if _fills(ow, tile_size(r), 1.15 if r == 3 else 1.3):
+        return "rows", tile_size(r)
+    # one tile at a time: scalar transforms, worth it where the products dominate them (many channels)
+    if r == 3 and min(M, C) >= TILES_MIN_CHANNELS:
+        return "tiles", tile_size(r)
+    return None
+
+
+TILES_MIN_CHANNELS = 256
+
+
+TRANSPOSE_AS_CONV = True  # stride-1 ConvTranspose as the equivalent Conv where that runs Winograd
+
+
+def transpose_as_conv(graph: Graph, n):
+    """A 2-D ConvTranspose of stride 1 (no dilation, group or output padding; constant float weights) whose
+    equivalent Conv -- weights with input and output channels swapped and the kernel flipped, pads k - 1 - p --
+    would run Winograd: replaced by that Conv (same output, bias and fused activation). Returns the new node or
+    None."""
+    op = n.op
+    x, w, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    if op.__dict__.get("packed") or op.__dict__.get("residual") or int(op.group) != 1 or x.rank != 4:
+        return None
+    if w.const is None or w.const.dtype != np.float32 or x.dtype is not w.dtype or len(n.outputs) != 1:
+        return None
+    if not all(isinstance(d, int) for d in list(x.shape[2:]) + list(y.shape[2:])):
+        return None
+    ks, strides, dil, pads = op.geometry(n)
+    k = ks[0]
+    if ks[0] != ks[1] or any(s != 1 for s in strides) or any(d != 1 for d in dil):
+        return None
+    if any(p < 0 or p > k - 1 for p in pads):
+        return None
+    for i in range(2):  # the output the pads give (no output_padding / output_shape beyond them)
+        if y.shape[2 + i] != x.shape[2 + i] + k - 1 - pads[i] - pads[2 + i]:
+            return None
+    M, C = int(w.shape[1]), int(w.shape[0])
+    if choose(M, C, k, y.shape[3]) is None:
+        return None
+    wc = np.ascontiguousarray(w.const.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    conv = lookup("Conv")(kernel_shape=list(ks), pads=[k - 1 - p for p in pads], strides=[1, 1],
+                          dilations=[1, 1], group=1)
+    conv.__dict__["fused_act"] = op.__dict__.get("fused_act")
+    inputs = [x, _const(graph, w.name + "_as_conv", wc)] + list(n.inputs[2:3])
+    return _replace(graph, [n], conv, inputs, y, n.name)
 
 
 class WinogradConv(Pass):
@@ -89,11 +154,17 @@ class WinogradConv(Pass):
     def __call__(self, graph: Graph) -> bool:
         changed = False
         for n in list(graph.nodes):
-            if not eligible(n):
+            if n.op_type == "ConvTranspose":
+                n = transpose_as_conv(graph, n) if TRANSPOSE_AS_CONV else None
+                if n is None:
+                    continue
+                changed = True
+            choice = eligible(n)
+            if choice is None:
                 continue
+            mode, m = choice
             w = n.inputs[1]
             r = int(w.shape[2])
-            m = tile_size(r)
             AT, G, BT = winograd_matrices(m, r)
             a = m + r - 1
             M, C = int(w.shape[0]), int(w.shape[1])
@@ -108,7 +179,7 @@ class WinogradConv(Pass):
             ks, _, _, _ = n.op.geometry(n)
             op = _clone_op(n.op)
             op.attrs["kernel_shape"] = list(ks)
-            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C, "Mp": Mp}
+            op.__dict__["winograd"] = {"m": m, "r": r, "M": M, "C": C, "Mp": Mp, "mode": mode}
             n.op = op
             graph.set_input(n, 1, _const(graph, w.name + "_winograd", Up))
             changed = True
