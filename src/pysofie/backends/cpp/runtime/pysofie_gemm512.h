@@ -6,6 +6,9 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#ifndef PYSOFIE_VMATH_H  // generated files inline it before this header
+#include "pysofie_vmath.h"  // gelu_rat, the GELU's coefficients
+#endif
 
 namespace pysofie_gemm {
 
@@ -79,29 +82,34 @@ inline __m512 exp16(__m512 x) {
    return _mm512_maskz_scalef_ps(PG5_ALL, p, n);
 }
 
-// 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step)
+// 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step; rcp14: 2^-14)
 inline __m512 recip16(__m512 d) {
    const __m512 t = _mm512_maskz_rcp14_ps(PG5_ALL, d);
    return _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.f)), t);
 }
 
-inline __m512 gelu16(__m512 x) {  // x / 2 * (1 + erf(x / sqrt(2)))
+inline __m512 gelu16(__m512 x) {  // x / 2 * (1 + erf(x / sqrt(2))), pysofie_vmath.h's gelu8 on 16 lanes
+   using namespace pysofie_vm::gelu_rat;
    const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
-   const __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
-   // |u| clamped to 8 (erf = 1 in float beyond ~3.9) so that 1 + 0.33 |u| stays finite for the reciprocal
-   const __m512 a = _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(8.f), _mm512_abs_ps(u));
-   const __m512 t = recip16(_mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, _mm512_set1_ps(1.f)));
-   __m512 p = _mm512_set1_ps(1.061405429f);
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-   p = _mm512_mul_ps(p, t);
-   const __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
-   const __m512 y = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.f));  // erf(|u|) = 1 - p e^{-u^2}
-   const __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(
-      _mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32(int(0x80000000u)))));
-   return _mm512_fmadd_ps(h, erf, h);
+   const __m512 xc =
+      _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(XMAX), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-XMAX), x));
+   const __m512 s = _mm512_mul_ps(xc, xc);
+   __m512 p = _mm512_set1_ps(P5);
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P4));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P3));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P2));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P1));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P0));
+   __m512 q = _mm512_set1_ps(Q5);
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q4));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q3));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q2));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q1));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(1.f));
+   __m512 erf = _mm512_mul_ps(_mm512_mul_ps(xc, p), recip16(q));
+   // below -XMAX, 1 + erf is under the fit's error: erf = -1 there (GELU 0; NaN for -inf, as the formula)
+   erf = _mm512_mask_mov_ps(erf, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-XMAX), _CMP_LT_OQ), _mm512_set1_ps(-1.f));
+   return _mm512_fmadd_ps(h, erf, h);  // NaN stays NaN (through h)
 }
 
 inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
