@@ -63,7 +63,8 @@ m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node
                  helper.make_node("Gelu", ["c"], ["y"]), helper.make_node("Gelu", ["x"], ["z"])],
                 {"x": GX}, {"w": GW, "b": np.zeros(40, np.float32)}, ["y", "z"], opset=20)
 add("gelu-range", m, {"x": GX}, "pysofie_gemm::GELU,")
-# 25 rows (12 + 12 + 1: four partial sums), 24 columns (a pair whose second panel is 8 wide), tanh Gelu
+# 25 rows (12 + 12 + 1: four partial sums), 24 columns (a 16-lane tile, then the 8 wide last panel on 8-lane tiles),
+# tanh Gelu
 m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
                  helper.make_node("Gelu", ["c"], ["y"], approximate="tanh")],
                 {"x": rand(25, 37, seed=10) * 2}, {"w": rand(37, 24, seed=11), "b": rand(24, seed=12)}, ["y"],
