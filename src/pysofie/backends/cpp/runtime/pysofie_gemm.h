@@ -267,7 +267,11 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                   const float* a = A + i * rs + k0 * cs;
                   float* c = C + i * ldc + j;
                   if (pair) {
-                     tile512_rows<2>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope);
+                     // the first row tile pulls the next pair's k block into L1 while B streams from memory / L3
+                     // (a weight matrix larger than the caches, e.g. a language-model head: ~4 % faster there)
+                     const float* pf = i == i0 && j + 3 * NR < N ? Bp + (j + 2 * NR) * K + k0 * NR : nullptr;
+                     tile512_rows<2>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope, pf,
+                                     NR * K);
                   } else if (w1 == 16) {
                      tile512_rows<1>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope);
                   } else {  // an 8 wide last panel: the 8-lane tiles do half the work of 16-lane ones
