@@ -27,17 +27,26 @@ def _scalar(name, v):
 
 
 def attention(B, H, S, T, D, Dv, scale="div", masks=(), k_layout="bthd", out_transpose=True, seed=0,
-              fill=float("-inf")):
+              fill=float("-inf"), split=None, k_out=False):
     """An exporter-style attention graph; masks: sequence of "add" (constant (1, H, S, T)), "add-input" (input
-    (B, 1, 1, T)), "where" (constant bool (S, T): `fill`), applied in that order after the scale."""
+    (B, 1, 1, T)), "where" (constant bool (S, T): `fill`), applied in that order after the scale. split: the
+    order (e.g. "vqk") of Q, K, V as slices of the last axis of one (B, S, 2 H D + H Dv) input x (a fused
+    projection's Split); k_out: K's slice is a graph output too."""
     rng = np.random.default_rng(seed)
     feeds = {"q": rand(B, S, H * D, seed=seed + 1), "v": rand(B, T, H * Dv, seed=seed + 3)}
-    nodes = [_shape("sq", [B, S, H, D]), _shape("sv", [B, T, H, Dv]), _shape("sy", [B, S, H * Dv]),
+    nodes = []
+    if split:
+        width = {"q": H * D, "k": H * D, "v": H * Dv}
+        feeds = {"x": rand(B, S, sum(width.values()), seed=seed + 1)}
+        nodes += [_shape("sizes", [width[c] for c in split]),
+                  helper.make_node("Split", ["x", "sizes"], list(split), axis=-1)]
+    nodes += [_shape("sq", [B, S, H, D]), _shape("sv", [B, T, H, Dv]), _shape("sy", [B, S, H * Dv]),
              helper.make_node("Reshape", ["q", "sq"], ["q4"]), helper.make_node("Reshape", ["v", "sv"], ["v4"]),
              helper.make_node("Transpose", ["q4"], ["qh"], perm=[0, 2, 1, 3]),
              helper.make_node("Transpose", ["v4"], ["vh"], perm=[0, 2, 1, 3])]
     if k_layout == "bthd":
-        feeds["k"] = rand(B, T, H * D, seed=seed + 2)
+        if not split:
+            feeds["k"] = rand(B, T, H * D, seed=seed + 2)
         nodes += [_shape("sk", [B, T, H, D]), helper.make_node("Reshape", ["k", "sk"], ["k4"]),
                   helper.make_node("Transpose", ["k4"], ["kt"], perm=[0, 2, 3, 1])]
     elif k_layout == "bhtd":
@@ -75,7 +84,7 @@ def attention(B, H, S, T, D, Dv, scale="div", masks=(), k_layout="bthd", out_tra
                   helper.make_node("Reshape", ["ot", "sy"], ["y"])]
     else:
         nodes.append(helper.make_node("Identity", ["o"], ["y"]))
-    return graph_model(nodes, feeds, inits, ["y"]), feeds
+    return graph_model(nodes, feeds, inits, ["y", "k"] if k_out else ["y"]), feeds
 
 
 def add(id_, fused=True, **kw):
@@ -90,6 +99,12 @@ add("bias-then-causal", B=1, H=2, S=9, T=21, D=16, Dv=40, scale="mul", masks=("a
 add("no-scale-bias", B=1, H=4, S=32, T=32, D=64, Dv=64, scale=None, masks=("add",), seed=7)
 add("k-bhtd-no-out-transpose", B=2, H=1, S=5, T=40, D=8, Dv=33, k_layout="bhtd", out_transpose=False, seed=9)
 add("k-transposed-input", fused=False, B=1, H=2, S=7, T=7, D=8, Dv=8, k_layout="given", seed=11)
+# Q, K, V sliced from one fused projection (Split of the last axis): read in place, the Split and Reshapes go
+add("split-qkv", B=2, H=3, S=19, T=19, D=12, Dv=12, masks=("add-input",), split="qkv", seed=15)
+add("split-vqk-dv", B=1, H=2, S=23, T=23, D=16, Dv=24, masks=("where",), split="vqk", seed=17)
+# K's slice also a graph output: the Split stays (attention still fused)
+add("split-k-output", B=1, H=2, S=9, T=9, D=8, Dv=8, split="qkv", k_out=True, seed=19)
+SPLIT_FOLDED = {"split-qkv": True, "split-vqk-dv": True, "split-k-output": False}
 
 
 def rmsnorm(shape, form, weight=True, opset=17, seed=0):
@@ -142,6 +157,9 @@ def test_fused_attention(case, sessions):
         assert ops.count("PysofieAttention") == 1 and "Softmax" not in ops and "Transpose" not in ops, ops
     else:
         assert "PysofieAttention" not in ops and "Softmax" in ops, ops
+    if case in SPLIT_FOLDED:
+        # folded: only the attention and the output's Reshape are left
+        assert (ops == ["PysofieAttention", "Reshape"]) == SPLIT_FOLDED[case], ops
     expected = ort(model, feeds)
     one = sess.run(None, feeds)
     assert_close(one, expected, 1e-4, 1e-5, what=case)

@@ -53,7 +53,18 @@ m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node
                 {"x": rand(26, 257, seed=7)}, {"w": rand(257, 75, seed=8) * 0.2, "b": rand(75, seed=9)}, ["y"],
                 opset=20)
 add("gemm-gelu-k257", m, {"x": rand(26, 257, seed=7)}, "pysofie_gemm::GELU,")
-# 25 rows (12 + 12 + 1: four partial sums), 24 columns (a pair whose second panel is 8 wide), tanh Gelu
+# Gelu over a wide range (the rational erf's clamp at +-5.52 and its 0 below; large negative inputs must give ~0),
+# fused into a dense layer (x3 and x0.5 copies of the inputs: 40 columns) and alone
+GX = np.concatenate([np.linspace(-45, 45, 96), [-5.5154, -5.5153, 5.5153, 5.5154, -1e30, 1e30, -3.3e38, 0, -0.0,
+                                                  1e-30, -1e-30, -7, 7, -3, 3, 0.5]]).astype(np.float32).reshape(7, 16)
+GW = np.zeros((16, 40), np.float32)
+GW[:, :16], GW[:, 16:32] = 3 * np.eye(16), 0.5 * np.eye(16)
+m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
+                 helper.make_node("Gelu", ["c"], ["y"]), helper.make_node("Gelu", ["x"], ["z"])],
+                {"x": GX}, {"w": GW, "b": np.zeros(40, np.float32)}, ["y", "z"], opset=20)
+add("gelu-range", m, {"x": GX}, "pysofie_gemm::GELU,")
+# 25 rows (12 + 12 + 1: four partial sums), 24 columns (a 16-lane tile, then the 8 wide last panel on 8-lane tiles),
+# tanh Gelu
 m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
                  helper.make_node("Gelu", ["c"], ["y"], approximate="tanh")],
                 {"x": rand(25, 37, seed=10) * 2}, {"w": rand(37, 24, seed=11), "b": rand(24, seed=12)}, ["y"],

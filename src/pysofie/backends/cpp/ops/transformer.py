@@ -455,9 +455,12 @@ def gen_fused_attention(cx):
     d = op.dims(node)
     dims = {k: cpp_dim(v) for k, v in d.items()}
 
-    def st(layout, rows, e):
-        """(batch, head, row) strides of a tensor laid out as `layout` with `rows` rows per head"""
+    def st(layout, rows, e, width=None):
+        """(batch, head, row) strides of a tensor laid out as `layout` with `rows` rows per head (rows of
+        `width` elements: a slice of a wider tensor's last axis)"""
         H = dims["H"]
+        if width is not None:
+            return f"{rows} * {width}", f"{e}", f"{width}"
         if layout == "bshd":
             return f"{rows} * {H} * {e}", f"{e}", f"{H} * {e}"
         return f"{H} * {rows} * {e}", f"{rows} * {e}", f"{e}"
@@ -472,8 +475,10 @@ def gen_fused_attention(cx):
     for name, idx, layout, rows, e in (("q", 0, op.q_layout, dims["S"], dims["D"]),
                                        ("k", 1, op.k_layout, dims["T"], dims["D"]),
                                        ("v", 2, op.v_layout, dims["T"], dims["Dv"])):
-        sb, sh, si = st(layout, rows, e)
-        w.line(f"{a}.{name} = {cx.i(idx)};")
+        width = cpp_dim(cx.vin(idx).shape[2]) if int(op.heads) else None
+        sb, sh, si = st(layout, rows, e, width)
+        off = int(getattr(op, name + "_off")) if int(op.heads) else 0
+        w.line(f"{a}.{name} = {cx.i(idx)}{f' + {off}' if off else ''};")
         w.line(f"{a}.{name}b = static_cast<long>({sb}); {a}.{name}h = static_cast<long>({sh}); "
                f"{a}.{name}{'i' if name == 'q' else 'j'} = static_cast<long>({si});")
     sb, sh, si = st(op.y_layout, dims["S"], dims["Dv"])

@@ -237,16 +237,20 @@ def _attention_op_class():
         """Y = softmax(masks(scale * Q K^T)) V over the last two axes of each (batch, head), created by
         FuseAttention. Layouts: "bshd" (batch, sequence, head, element: the tensor before an exporter's
         Transpose) or "bhsd". Inputs: Q, K, V, additive mask (float, broadcast to (B, H, S, T)) or none, Where
-        condition (bool, broadcast likewise; true: the score becomes `fill`) or none."""
+        condition (bool, broadcast likewise; true: the score becomes `fill`) or none. With `heads` set, Q, K and
+        V are (B, S, W) tensors (one fused projection's output, all three the same) read from element q_off /
+        k_off / v_off of each row: `heads` heads of dk (Q, K) and dv (V) elements."""
         op_type = "PysofieAttention"
         domain = "pysofie"
         ATTRS = {"q_layout": "bhsd", "k_layout": "bhsd", "v_layout": "bhsd", "y_layout": "bhsd", "scale": 1.0,
-                 "fill": 0.0, "where_first": 1}
+                 "fill": 0.0, "where_first": 1, "heads": 0, "dk": 0, "dv": 0, "q_off": 0, "k_off": 0, "v_off": 0}
         INPUTS = ("Q", "K", "V", "mask", "cond")
         OUTPUTS = ("Y",)
 
         def dims(self, node) -> dict:
             q, k, v = (node.inputs[i].shape for i in range(3))
+            if self.heads:  # Q, K, V are slices of the last axis of (B, S, W) tensors ("bshd" rows of W)
+                return dict(B=q[0], H=self.heads, S=q[1], T=k[1], D=self.dk, Dv=self.dv)
             B, S, H, D = (q[0], q[1], q[2], q[3]) if self.q_layout == "bshd" else (q[0], q[2], q[1], q[3])
             T = k[1] if self.k_layout == "bshd" else k[2]
             Dv = v[3]
@@ -297,7 +301,8 @@ class FuseAttention(Pass):
     """MatMul(Q, K^T) [* or / scalar] [Where(cond, fill, s)] [+ mask] -> Softmax(last axis) -> MatMul(., V), as
     exporters write attention (4-D (batch, head, sequence, element) tensors), becomes one PysofieAttention node
     run by runtime/pysofie_attn.h; Transposes that make the heads axis (perm 0,2,1,3 on Q, V and the output,
-    0,2,3,1 on K) are folded into its strides when nothing else reads their outputs."""
+    0,2,3,1 on K) are folded into its strides when nothing else reads their outputs; so are a fused q/k/v
+    projection's Split (last axis) and the head Reshapes after it (the kernel reads the slices in place)."""
     name = "fuse-attention"
 
     def __call__(self, graph: Graph) -> bool:
@@ -386,6 +391,8 @@ class FuseAttention(Pass):
             else:
                 srcs.append(t)
                 attrs[name + "_layout"] = "bhsd"
+        if all(attrs[n + "_layout"] == "bshd" for n in "qkv"):
+            self._fold_split(graph, srcs, removed, attrs, H, D, vh.shape[3])
         out = mm2.outputs[0]
         tr = _only_user(graph, out)
         if self._perm(tr, (0, 2, 1, 3)):
@@ -396,6 +403,45 @@ class FuseAttention(Pass):
             attrs["y_layout"] = "bhsd"
         _replace_last(graph, removed, attention_op(**attrs), srcs + [add, cond], out, sm.name)
         return True
+
+
+    @staticmethod
+    def _fold_split(graph: Graph, srcs: list, removed: list, attrs: dict, H, D, Dv) -> None:
+        """Q, K and V (B, S, H, d) as Reshapes of the outputs of one Split of a (B, S, W) tensor along its last
+        axis (a fused q/k/v projection), nothing else reading them: the attention reads the slices in place
+        (offsets into rows of W), the Split and Reshapes go."""
+        reshapes = [t.producer for t in srcs]
+        if any(r is None or r.op_type != "Reshape" for r in reshapes):
+            return
+        parts = [r.inputs[0] for r in reshapes]
+        sp = parts[0].producer
+        if sp is None or sp.op_type != "Split" or any(p.producer is not sp for p in parts) \
+                or len({id(p) for p in parts}) != 3 or len(sp.outputs) != 3:
+            return
+        x = sp.inputs[0]
+        if not _is_f32(x) or x.rank != 3 or not all(isinstance(o.shape[2], int) for o in sp.outputs) \
+                or not isinstance(x.shape[2], int):
+            return
+        if any(not _single_internal_use(graph, t) for t in srcs + parts):
+            return
+        for o in sp.outputs:  # a split of the last axis only
+            if o.rank != 3 or str(o.shape[0]) != str(x.shape[0]) or str(o.shape[1]) != str(x.shape[1]):
+                return
+        offs, acc = {}, 0
+        for o in sp.outputs:
+            offs[id(o)] = acc
+            acc += o.shape[2]
+        if acc != x.shape[2]:
+            return
+        for t, p, d in zip(srcs, parts, (D, D, Dv)):
+            if t.rank != 4 or str(t.shape[0]) != str(x.shape[0]) or str(t.shape[1]) != str(x.shape[1]) \
+                    or t.shape[2] != H or t.shape[3] != d or p.shape[2] != H * d:
+                return
+        for n, p in zip("qkv", parts):
+            attrs[n + "_off"] = offs[id(p)]
+        attrs.update(heads=int(H), dk=int(D), dv=int(Dv))
+        removed += reshapes + [sp]
+        srcs[:] = [x, x, x]
 
 
 def _replace_last(graph: Graph, removed: list, op, inputs: list, out: Value, name: str) -> None:

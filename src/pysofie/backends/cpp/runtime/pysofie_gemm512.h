@@ -6,6 +6,9 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#ifndef PYSOFIE_VMATH_H  // generated files inline it before this header
+#include "pysofie_vmath.h"  // gelu_rat, the GELU's coefficients
+#endif
 
 namespace pysofie_gemm {
 
@@ -26,9 +29,11 @@ constexpr long MR512 = 12;  // rows of C per AVX-512 micro-tile
 
 // x[s] += a[r * rs + k * cs] * B's 16 * NB columns at k, for k = kb + s (mod S) < ke; one broadcast of A per row
 // and k serves the NB FMAs (with NB == 1 it folds into the FMA: an embedded broadcast)
-template <int R, int NB, int S, bool UNIT>
+// PF: also prefetch the lines at k of two panels at pf and pf + pfs (the next pair of gemm_block's row of tiles)
+template <int R, int NB, int S, bool UNIT, bool PF = false>
 inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long cs, const float* __restrict b0,
-                      const float* __restrict b1, long w0, long w1, __mmask16 mb, __m512 (&x)[S][R][NB]) {
+                      const float* __restrict b1, long w0, long w1, __mmask16 mb, __m512 (&x)[S][R][NB],
+                      const float* pf = nullptr, long pfs = 0) {
    // rows r = 3q + t at aq[q] + t * rs: few address registers (base + index * {1, 2}), the bases step with k
    constexpr int Q = (R + 2) / 3;
    const long step = UNIT ? 1 : cs;
@@ -38,6 +43,10 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
    for (long k = kb; k < ke; k += S) {
       PYSOFIE_GEMM_UNROLL
       for (int s = 0; s < S; ++s) {
+         if constexpr (PF) {  // 16 floats: one line of each panel
+            _mm_prefetch(reinterpret_cast<const char*>(pf + (k + s) * 16), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(pf + pfs + (k + s) * 16), _MM_HINT_T0);
+         }
          __m512 bv[NB];
          if constexpr (NB == 1) {
             bv[0] = _mm512_maskz_loadu_ps(mb, b0 + (k + s) * w0);
@@ -79,29 +88,34 @@ inline __m512 exp16(__m512 x) {
    return _mm512_maskz_scalef_ps(PG5_ALL, p, n);
 }
 
-// 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step)
+// 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step; rcp14: 2^-14)
 inline __m512 recip16(__m512 d) {
    const __m512 t = _mm512_maskz_rcp14_ps(PG5_ALL, d);
    return _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.f)), t);
 }
 
-inline __m512 gelu16(__m512 x) {  // x / 2 * (1 + erf(x / sqrt(2)))
+inline __m512 gelu16(__m512 x) {  // x / 2 * (1 + erf(x / sqrt(2))), pysofie_vmath.h's gelu8 on 16 lanes
+   using namespace pysofie_vm::gelu_rat;
    const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
-   const __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
-   // |u| clamped to 8 (erf = 1 in float beyond ~3.9) so that 1 + 0.33 |u| stays finite for the reciprocal
-   const __m512 a = _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(8.f), _mm512_abs_ps(u));
-   const __m512 t = recip16(_mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, _mm512_set1_ps(1.f)));
-   __m512 p = _mm512_set1_ps(1.061405429f);
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-   p = _mm512_mul_ps(p, t);
-   const __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
-   const __m512 y = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.f));  // erf(|u|) = 1 - p e^{-u^2}
-   const __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(
-      _mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32(int(0x80000000u)))));
-   return _mm512_fmadd_ps(h, erf, h);
+   const __m512 xc =
+      _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(XMAX), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-XMAX), x));
+   const __m512 s = _mm512_mul_ps(xc, xc);
+   __m512 p = _mm512_set1_ps(P5);
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P4));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P3));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P2));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P1));
+   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(P0));
+   __m512 q = _mm512_set1_ps(Q5);
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q4));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q3));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q2));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(Q1));
+   q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(1.f));
+   __m512 erf = _mm512_mul_ps(_mm512_mul_ps(xc, p), recip16(q));
+   // below -XMAX, 1 + erf is under the fit's error: erf = -1 there (GELU 0; NaN for -inf, as the formula)
+   erf = _mm512_mask_mov_ps(erf, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-XMAX), _CMP_LT_OQ), _mm512_set1_ps(-1.f));
+   return _mm512_fmadd_ps(h, erf, h);  // NaN stays NaN (through h)
 }
 
 inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
@@ -121,10 +135,10 @@ inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.
 // LeakyRelu / GELU (Sigmoid / Tanh are left to the caller). Every output is summed in k order, except for R <= 2
 // rows where S = 4 / R partial sums over consecutive k are added at the end; the rows of a tile depend only on M
 // (tiles start at multiples of MR512), so each output's order does not depend on the thread count.
-template <int R, int NB>
+template <int R, int NB, bool PF = false>
 inline void tile512(long kc, const float* __restrict a, long rs, long cs, const float* __restrict b0,
                     const float* __restrict b1, long w1, float* __restrict c, long ldc, long nv, bool load, bool epi,
-                    const float* __restrict bias, int act, float slope) {
+                    const float* __restrict bias, int act, float slope, const float* pf = nullptr, long pfs = 0) {
    const long w0 = NB == 1 ? w1 : 16;
    const __mmask16 mb = w1 >= 16 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
    __mmask16 ms[NB];
@@ -171,8 +185,8 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
             y[0][r][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(ms[v], c + r * ldc + 16 * v), y[0][r][v]);
       }
    }
-   if (cs == 1) k_loop512<R, NB, 1, true>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y);
-   else k_loop512<R, NB, 1, false>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y);
+   if (cs == 1) k_loop512<R, NB, 1, true, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf, pfs);
+   else k_loop512<R, NB, 1, false, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf, pfs);
    if (epi) {
       if (bias) {
          PYSOFIE_GEMM_UNROLL
@@ -211,8 +225,14 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
 template <int NB>
 inline void tile512_rows(long mr, long kc, const float* a, long rs, long cs, const float* b0, const float* b1,
                          long w1, float* c, long ldc, long nv, bool load, bool epi, const float* bias, int act,
-                         float slope) {
+                         float slope, const float* pf = nullptr, long pfs = 0) {
    if (mr == 12) {
+      if constexpr (NB == 2) {  // pf: the first full row tile of a pair prefetches the next pair
+         if (pf) {
+            tile512<12, 2, true>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope, pf, pfs);
+            return;
+         }
+      }
       tile512<12, NB>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope);
       return;
    }

@@ -17,6 +17,16 @@ inline float gelu_tanh(float x) {
    return 0.5f * x * (1.f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
 }
 
+// coefficients of the vector GELUs (gelu8 below, pysofie_gemm512.h's gelu16): erf(x / sqrt(2)) ~ xc P(s) / Q(s),
+// s = xc^2, xc = x clamped to +-XMAX
+namespace gelu_rat {
+constexpr float XMAX = 5.51543289f;  // 3.9 sqrt(2)
+constexpr float P0 = 7.978844656e-01f, P1 = 6.786119786e-02f, P2 = 9.363302465e-03f, P3 = 3.391324928e-04f,
+                P4 = 1.270385654e-05f, P5 = 4.530740613e-08f;
+constexpr float Q1 = 2.517172883e-01f, Q2 = 2.868949065e-02f, Q3 = 1.888643872e-03f, Q4 = 7.385779705e-05f,
+                Q5 = 1.194704963e-06f;
+}  // namespace gelu_rat
+
 #if defined(__AVX2__) && defined(__FMA__)
 // exp on 8 lanes: 2^n * p(r), x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial (relative error
 // ~2e-7); inputs clamped to [-87.3, 88.3] (exp underflows to ~1e-38 below, like expf's normal range). NaN stays
@@ -64,9 +74,35 @@ inline __m256 tanh8(__m256 x) {
    return _mm256_sub_ps(one, _mm256_div_ps(_mm256_add_ps(one, one), _mm256_add_ps(one, e)));
 }
 
+// GELU on 8 lanes: x / 2 * (1 + erf(x / sqrt(2))) with erf(x / sqrt(2)) = xc P(xc^2) / Q(xc^2), xc = x clamped to
+// +-XMAX (erf(3.9) = 1 - 3.5e-8), P and Q of degree 5 (gelu_rat: a rational least-squares fit made for pysofie, by
+// iterated reweighting towards equal ripple; |error| of the erf 1.5e-8 in exact arithmetic), -1 below -XMAX. In
+// float: GELU's |error| <= 1.3e-6 (relative to max(|GELU|, 1): the rounding of the terms), about 22 vector
+// operations against ~35 for erf8's exp-based form; NaN stays NaN, GELU(-inf) = NaN as the formula gives.
 inline __m256 gelu8(__m256 x) {
+   using namespace gelu_rat;
    const __m256 h = _mm256_mul_ps(_mm256_set1_ps(0.5f), x);
-   return _mm256_fmadd_ps(h, erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f))), h);
+   const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-XMAX)), _mm256_set1_ps(XMAX));
+   const __m256 s = _mm256_mul_ps(xc, xc);
+   __m256 p = _mm256_set1_ps(P5);
+   p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(P4));
+   p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(P3));
+   p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(P2));
+   p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(P1));
+   p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(P0));
+   __m256 q = _mm256_set1_ps(Q5);
+   q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(Q4));
+   q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(Q3));
+   q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(Q2));
+   q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(Q1));
+   q = _mm256_fmadd_ps(q, s, _mm256_set1_ps(1.f));
+   // 1 / q (q in [1, 7]): rcp's 12 bits and one Newton step (relative error ~1.5e-7)
+   const __m256 t = _mm256_rcp_ps(q);
+   const __m256 r = _mm256_fmadd_ps(t, _mm256_fnmadd_ps(q, t, _mm256_set1_ps(1.f)), t);
+   __m256 erf = _mm256_mul_ps(_mm256_mul_ps(xc, p), r);
+   // below -XMAX, 1 + erf is under the fit's error: erf = -1 there (GELU 0; NaN for -inf, as the formula)
+   erf = _mm256_blendv_ps(erf, _mm256_set1_ps(-1.f), _mm256_cmp_ps(x, _mm256_set1_ps(-XMAX), _CMP_LT_OQ));
+   return _mm256_fmadd_ps(h, erf, h);  // NaN stays NaN (through h)
 }
 
 inline __m256 gelu_tanh8(__m256 x) {
