@@ -96,18 +96,20 @@ class SegmentIds(_GnnOp):
 @register("RowMLP", domain="pysofie")
 class RowMLP(_GnnOp):
     """A chain of dense layers run by blocks of rows (backends/cpp/passes/row_mlp.py): ``spec`` = {direct: p, gather: q,
-    rows: r, ks: [K of each direct input], layers: [{N, act}], ln_eps: float or None, whats: [index names]}.
-    Inputs: X_1..X_p [M, K_i], tables T_1..T_q [*, N_1], indices I_1..I_q [M], rows R_1..R_r [1, N_1], packed
-    W_1..W_p, bias_1 (padded), then (packed W, padded bias) of every further layer, then LayerNorm scale and bias
-    when ln_eps is set. Layer 1 = act(sum_i X_i W_i + sum_j T_j[I_j] + sum_k R_k + bias_1); Y [M, N_last]."""
+    rows: r, adds: a (0 when absent), ks: [K of each direct input], layers: [{N, act}], ln_eps: float or None,
+    whats: [index names]}. Inputs: X_1..X_p [M, K_i], tables T_1..T_q [*, N_1], indices I_1..I_q [M], rows
+    R_1..R_r [1, N_1], addends A_1..A_a [M, N_1], packed W_1..W_p, bias_1 (padded), then (packed W, padded bias) of
+    every further layer, then LayerNorm scale and bias when ln_eps is set.
+    Layer 1 = act(sum_i X_i W_i + sum_j T_j[I_j] + sum_k R_k + sum_l A_l + bias_1); Y [M, N_last]."""
     ATTRS = {"spec": REQUIRED}
     INPUTS = ("inputs*",)
     OUTPUTS = ("Y",)
 
     def infer(self, node):
         s = self.spec
-        p, q = s["direct"], s["gather"]
-        if p + q < 1:
-            raise self.fail(node, "needs a row input or a gathered table")
-        rows = node.inputs[0].shape[0] if p else node.inputs[p + q].shape[0]
+        p, q, a = s["direct"], s["gather"], s.get("adds", 0)
+        if p + q + a < 1:
+            raise self.fail(node, "needs a row input, a gathered table or an addend")
+        rows = node.inputs[0].shape[0] if p else node.inputs[p + q].shape[0] if q else \
+            node.inputs[p + 2 * q + s["rows"]].shape[0]
         return [(DType.FLOAT, (_dim(rows), int(s["layers"][-1]["N"])))]

@@ -101,16 +101,17 @@ def gen_row_mlp(cx):
     from .common import lit, use_runtime_header
     from .gemm import ACT_CODES
     w, s = cx.w, cx.op.spec
-    p, q, r = s["direct"], s["gather"], s["rows"]
+    p, q, r, a = s["direct"], s["gather"], s["rows"], s.get("adds", 0)
     layers, ks = s["layers"], s["ks"]
     use_runtime_header(cx, "pysofie_gemm.h")
-    M = cpp_dim(cx.vin(0).shape[0] if p else cx.vin(p + q).shape[0])
+    M = cpp_dim(cx.vout(0).shape[0])
     X = [cx.i(k) for k in range(p)]
     T = [cx.i(p + k) for k in range(q)]
     Tn = [cpp_dim(cx.vin(p + k).shape[0]) for k in range(q)]
     I = [cx.i(p + q + k) for k in range(q)]
     R = [cx.i(p + 2 * q + k) for k in range(r)]
-    pos = p + 2 * q + r
+    A = [cx.i(p + 2 * q + r + k) for k in range(a)]
+    pos = p + 2 * q + r + a
     W1 = [cx.i(pos + k) for k in range(p)]
     pos += p
     B = [cx.i(pos)]
@@ -159,17 +160,18 @@ def gen_row_mlp(cx):
                 return bufs[k % 2]
             kind, slope = act(layers[0])
             d0 = dst(0)
-            if q:
+            if q or a:
                 with w.block("for (long i = 0; i < m; ++i)"):
                     w.line("const size_t e = static_cast<size_t>(i0 + i);")
                     w.line(f"float* __restrict d = {d0} + i * {H};")
                     srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[e]) * {H} + h]" for j in range(q)]
+                    srcs += [f"{A[j]}[e * {H} + h]" for j in range(a)]
                     with w.loop("h", str(H)):
                         w.line(f"d[h] = {' + '.join(srcs)};")
             for k in range(p):
                 last = k == p - 1
                 w.line(f"pysofie_gemm::gemm_packed(m, {H}, {ks[k]}, {X[k]} + i0 * {ks[k]}, {ks[k]}, 1, {W1[k]}, {d0}, "
-                       f"{H}, {'true' if (q or k) else 'false'}, {b0 if last else 'nullptr'}, "
+                       f"{H}, {'true' if (q or a or k) else 'false'}, {b0 if last else 'nullptr'}, "
                        f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, nullptr);")
             if not p:
                 with w.block(f"for (long i = 0; i < m * {H}; ++i)"):
