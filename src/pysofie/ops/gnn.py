@@ -54,7 +54,8 @@ class GatherRows(_GnnOp):
 
 @register("SegmentReduce", domain="pysofie")
 class SegmentReduce(_GnnOp):
-    ATTRS = {"reduction": "sum", "num_segments": REQUIRED, "what": "segment_ids"}
+    # negative: "error" (TensorFlow's segment ops) or "wrap" (ONNX ScatterElements: -1 is the last segment)
+    ATTRS = {"reduction": "sum", "num_segments": REQUIRED, "what": "segment_ids", "negative": "error"}
     INPUTS = ("data", "segment_ids")
     OUTPUTS = ("output",)
 
@@ -64,6 +65,8 @@ class SegmentReduce(_GnnOp):
             p += check_types(node, [node.inputs[1].dtype], INT3264)
         if self.reduction not in REDUCTIONS:
             p.append(f"{node.describe()}: reduction '{self.reduction}' is not one of {REDUCTIONS}")
+        if self.negative not in ("error", "wrap"):
+            p.append(f"{node.describe()}: negative='{self.negative}' is not 'error' or 'wrap'")
         return p
 
     def infer(self, node):

@@ -7,9 +7,14 @@ from ..emitter import generates
 from ..names import c_string
 
 
-def _index_check(w, var: str, expr: str, n: str, what: str, unit: str) -> None:
-    """long long var = expr, checked against [0, n) with a message naming the input, the value and the row."""
-    w.line(f"const long long {var} = static_cast<long long>({expr});")
+def _index_check(w, var: str, expr: str, n: str, what: str, unit: str, wrap: bool = False) -> None:
+    """long long var = expr, checked against [0, n) with a message naming the input, the value and the row;
+    wrap: a negative index counts from the end first (ONNX's Gather / Scatter)."""
+    if wrap:
+        w.line(f"const long long {var}_raw = static_cast<long long>({expr});")
+        w.line(f"const long long {var} = {var}_raw < 0 ? {var}_raw + static_cast<long long>({n}) : {var}_raw;")
+    else:
+        w.line(f"const long long {var} = static_cast<long long>({expr});")
     with w.block(f"if ({var} < 0 || {var} >= static_cast<long long>({n}))"):
         w.line(f"throw std::out_of_range(std::string({c_string(what + ': index ')}) + std::to_string({var}) + "
                f"\" is out of range for \" + std::to_string({n}) + {c_string(' ' + unit + ' (at position ')} + "
@@ -55,7 +60,7 @@ def gen_segment_reduce(cx):
         w.line(f"std::fill_n({count}, {S}, T(0));")
     with w.loop("e", E):
         if cx.has(1):
-            _index_check(w, "k", f"{cx.i(1)}[e]", S, cx.op.what, "segments")
+            _index_check(w, "k", f"{cx.i(1)}[e]", S, cx.op.what, "segments", wrap=cx.op.negative == "wrap")
         else:
             w.line("const long long k = 0;")
         w.line(f"const T* __restrict src = {cx.i(0)} + e * {F};")

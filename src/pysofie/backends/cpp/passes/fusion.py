@@ -200,7 +200,8 @@ def optimization_passes() -> list:
     from .transformer import FuseAttention, FuseDenseEpilogue, FuseGelu, FuseRMSNorm  # passes/transformer.py
     from .row_mlp import FuseRowMLP  # chains of dense layers over many rows, by blocks of rows (GNN MLPs)
     from .shared_products import ShareRowProducts  # a product several layers compute alike, computed once
+    from .segment import ScatterAddToSegmentSum  # PyG's scatter-add exports: one pass over the rows
     from .winograd import WinogradConv
-    return [ShareRowProducts(), FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
+    return [ShareRowProducts(), ScatterAddToSegmentSum(), FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
             FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
             PackGemmWeights(), FuseDenseEpilogue(), FuseRowMLP()]
