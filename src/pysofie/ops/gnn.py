@@ -55,14 +55,18 @@ class GatherRows(_GnnOp):
 @register("SegmentReduce", domain="pysofie")
 class SegmentReduce(_GnnOp):
     # negative: "error" (TensorFlow's segment ops) or "wrap" (ONNX ScatterElements: -1 is the last segment)
-    ATTRS = {"reduction": "sum", "num_segments": REQUIRED, "what": "segment_ids", "negative": "error"}
-    INPUTS = ("data", "segment_ids")
+    # rows (optional): data[rows[e]] is row e (a gather fused in: backends/cpp/passes/segment.py), negative rows
+    # counted from the end as ONNX's Gather does; rows_what names that index in errors
+    ATTRS = {"reduction": "sum", "num_segments": REQUIRED, "what": "segment_ids", "negative": "error",
+             "rows_what": "rows"}
+    INPUTS = ("data", "segment_ids", "rows")
     OUTPUTS = ("output",)
 
     def check(self, node):
         p = check_types(node, [node.inputs[0].dtype], NUMERIC)
-        if node.input(1) is not None:
-            p += check_types(node, [node.inputs[1].dtype], INT3264)
+        for k in (1, 2):
+            if node.input(k) is not None:
+                p += check_types(node, [node.inputs[k].dtype], INT3264)
         if self.reduction not in REDUCTIONS:
             p.append(f"{node.describe()}: reduction '{self.reduction}' is not one of {REDUCTIONS}")
         if self.negative not in ("error", "wrap"):
@@ -75,6 +79,9 @@ class SegmentReduce(_GnnOp):
             raise self.fail(node, "data must have rank >= 1")
         if ids is not None and (ids.rank != 1):
             raise self.fail(node, f"segment_ids must be 1-D, got shape {ids.shape}")
+        rows = node.input(2)
+        if rows is not None and (rows.rank != 1 or ids is None or not dims_equal(rows.shape[0], ids.shape[0])):
+            raise self.fail(node, f"rows must be 1-D with one index per segment id, got {rows.shape}")
         if ids is None and not (isinstance(self.num_segments, int) and self.num_segments == 1):
             raise self.fail(node, "without segment_ids there is one segment")
         return [(x.dtype, (_dim(self.num_segments),) + tuple(x.shape[1:]))]

@@ -52,7 +52,7 @@ def gen_segment_reduce(cx):
     red = cx.op.reduction
     F = cpp_dim(numel(x.shape[1:]))
     S = cx.odims(0)[0]
-    E = cx.dims(0)[0]
+    E = cx.dims(2)[0] if cx.has(2) else cx.dims(0)[0]
     w.line(f"using T = {cx.ctype(0)};")
     w.line(f"std::fill_n({cx.o(0)}, {cx.osize(0)}, {_INIT[red]});")
     count = cx.scratch(cx.vout(0).shape[0], cx.vout(0).dtype, "count") if red == "mean" else None
@@ -63,7 +63,11 @@ def gen_segment_reduce(cx):
             _index_check(w, "k", f"{cx.i(1)}[e]", S, cx.op.what, "segments", wrap=cx.op.negative == "wrap")
         else:
             w.line("const long long k = 0;")
-        w.line(f"const T* __restrict src = {cx.i(0)} + e * {F};")
+        if cx.has(2):  # a gather fused in: row e is data[rows[e]]
+            _index_check(w, "g", f"{cx.i(2)}[e]", cx.dims(0)[0], cx.op.rows_what, "rows", wrap=True)
+            w.line(f"const T* __restrict src = {cx.i(0)} + static_cast<size_t>(g) * {F};")
+        else:
+            w.line(f"const T* __restrict src = {cx.i(0)} + e * {F};")
         w.line(f"T* __restrict dst = {cx.o(0)} + static_cast<size_t>(k) * {F};")
         with w.loop("f", F):
             w.line(_ACC[red])

@@ -4,16 +4,22 @@
   axis=0, reduction='add')`` -> ``SegmentReduce(updates, idx, num_segments=S, reduction='sum')``
   (ops/gnn.py): one index read and checked per row instead of per element, and neither the [E, F] index tensor
   (Expand) nor the zeros are materialized. Negative indices keep ONNX's meaning (counted from the end).
+- ``SegmentReduce(Gather(x, rows, axis=0), ids)`` whose gathered rows are read only there ->
+  ``SegmentReduce(x, ids, rows)``: each message row is read from x where it lies, never copied into an [E, F]
+  tensor (negative rows keep Gather's meaning).
 - ``Slice`` that keeps every element (start 0, step 1, stop the axis's size: PyG's ``src.narrow`` to the
   index length) -> its input (no copy).
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
 from ....ir import Graph
 from ....ir.shapes import dims_equal
 from ....passes.manager import Pass
+from ....passes.rewrites import _single_internal_use
 
 
 def _zeros(v) -> bool:
@@ -57,6 +63,9 @@ class ScatterAddToSegmentSum(Pass):
             if n.op_type == "Slice":
                 changed |= self._identity_slice(graph, n)
                 continue
+            if n.op_type == "SegmentReduce":
+                changed |= self._fuse_gather(graph, n)
+                continue
             if n.op_type != "ScatterElements" or n.op.reduction != "add" or len(n.inputs) != 3:
                 continue
             data, ind, upd = n.inputs
@@ -78,6 +87,26 @@ class ScatterAddToSegmentSum(Pass):
             graph.add_node(op, [upd, idx], [y], n.name + "_segment_sum", index=index)
             changed = True
         return changed
+
+    @staticmethod
+    def _fuse_gather(graph, n) -> bool:
+        data = n.inputs[0]
+        g = data.producer
+        if n.input(1) is None or n.input(2) is not None or g is None or g.op_type != "Gather" \
+                or not _single_internal_use(graph, data):
+            return False
+        x, rows = g.inputs
+        if x is None or rows is None or rows.rank != 1 or x.rank < 1 or x.rank != data.rank \
+                or (g.op.axis + x.rank if g.op.axis < 0 else g.op.axis) != 0:
+            return False
+        op = copy.copy(n.op)
+        op.__dict__["attrs"] = dict(n.op.attrs, rows_what=f"{g.name}: indices")
+        y = n.outputs[0]
+        index = graph.nodes.index(n)
+        graph.remove_node(n)
+        graph.remove_node(g)
+        graph.add_node(op, [x, n.inputs[1], rows], [y], n.name, index=index - 1)
+        return True
 
     @staticmethod
     def _identity_slice(graph, n) -> bool:

@@ -121,7 +121,8 @@ class ShareRowProducts(Pass):
             y = n.outputs[0]
             if len(parts) == 1:
                 p = products.get(keys[0])
-                if p is not None and p is not y and n.inputs[0] is parts[0][0]:  # the same product twice
+                if p is not None and p is not y and n.inputs[0] is parts[0][0] and not graph.is_output(y):
+                    # the same product twice
                     graph.replace_all_uses_with(y, p)
                     graph.remove_node(n)
                     changed = True
