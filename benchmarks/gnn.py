@@ -166,7 +166,8 @@ def model_flops(tf_model, steps: int, n: int, e: int) -> float:
 
 def executed_flops(graph, n: int, e: int) -> float:
     """2 x the multiply-adds of the dense products pysofie's generated code runs (fewer than the model's: an edge
-    MLP's first layer over gathered node features runs once per node, not once per edge)."""
+    MLP's first layer over gathered node features runs once per node, not once per edge; the products of the
+    encoded graph with the core's shared first-layer weights run once, not once per step)."""
     from pysofie.ir.shapes import Sym
     env = {"n_nodes": n, "n_edges": e}
 
@@ -417,9 +418,10 @@ def markdown(meta, rows) -> str:
            + ", repetitions interleaved. "
            f"Load average during the run: {meta['load_average_1min_at_start_end'][0]:.1f} at the start, "
            f"{meta['load_average_1min_at_start_end'][1]:.1f} at the end, on {meta['cpus']} CPUs. "
-           "FLOP floor: the model's dense-layer FLOPs (counted from its weights and the rows each MLP runs on) at "
-           "the BLAS's best single-thread sgemm speed; pysofie runs fewer (executed GFLOP: the edge MLPs' first "
-           "layers over gathered node features run per node). The C++ times are of the generated infer() in a "
+           "FLOP floor: the model's dense-layer FLOPs as written (counted from its weights and the rows each MLP "
+           "runs on: what ONNX Runtime runs on the export) at the BLAS's best single-thread sgemm speed; pysofie "
+           "runs fewer (executed GFLOP: the edge MLPs' first layers over gathered node features run per node, and "
+           "the products of the encoded graph with the core's first layers run once, not once per step). The C++ times are of the generated infer() in a "
            "standalone program: wall time, and the thread's CPU time (what the floor ratio and the growth use: "
            "other processes on the machine inflate wall time).", "",
            "| nodes | edges | pysofie (Python) | pysofie C++ | C++ CPU time | graph_nets tf.function | PyG eager "

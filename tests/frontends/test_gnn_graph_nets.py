@@ -51,15 +51,16 @@ def mlp_ln(sizes, act=tf.nn.relu):
 
 class EncodeProcessDecode(snt.Module):
     """ROOT's GNN tutorial model (small): encoder, a core looped in Python on concat(latent0, latent), decoder
-    and output transform; returns one GraphsTuple per processing step."""
+    and output transform; returns one GraphsTuple per processing step (node_out: the output transform's node
+    features, default latent)."""
 
-    def __init__(self, latent=6, steps=2):
+    def __init__(self, latent=6, steps=2, node_out=None):
         super().__init__(name="encode_process_decode")
-        ind = lambda: gn.modules.GraphIndependent(  # noqa: E731
+        ind = lambda nout=latent: gn.modules.GraphIndependent(  # noqa: E731
             edge_model_fn=lambda: snt.nets.MLP([latent, latent], activate_final=True),
-            node_model_fn=lambda: snt.nets.MLP([latent, latent], activate_final=True),
+            node_model_fn=lambda: snt.nets.MLP([latent, nout], activate_final=True),
             global_model_fn=lambda: snt.nets.MLP([latent, latent], activate_final=True))
-        self.encoder, self.decoder, self.transform = ind(), ind(), ind()
+        self.encoder, self.decoder, self.transform = ind(), ind(), ind(node_out or latent)
         self.core = gn.modules.GraphNetwork(mlp_ln([latent, latent]), mlp_ln([latent, latent]),
                                             mlp_ln([latent, latent]))
         self.steps = steps
@@ -120,7 +121,8 @@ def _models():
     m["reducers"] = (Reducers(), many)
     epd = EncodeProcessDecode()
     m["encode_process_decode"] = (epd, one)
-    m["encode_process_decode_many"] = (EncodeProcessDecode(latent=5, steps=3), many)
+    # latent 8: the encoded part's products with the core's first layers are shared by the steps
+    m["encode_process_decode_many"] = (EncodeProcessDecode(latent=8, steps=3, node_out=5), many)
     return m
 
 
@@ -132,11 +134,15 @@ def sessions():
         graphs.append(pysofie.load(model, example_graph=example, name=name))
     built = compile_many(graphs)
     out = {}
-    for (name, (model, example)), s in zip(models.items(), built):
+    for (name, (model, example)), s, g in zip(models.items(), built, graphs):
         if isinstance(s, Exception):
             raise s
         out[name] = (model, example, s)
+        GRAPHS[name] = g
     return out
+
+
+GRAPHS: dict = {}  # the optimized graphs of the sessions fixture
 
 
 def _feed(sess, g):
@@ -182,7 +188,7 @@ def _as_float64(g):
     return g.replace(**cast)
 
 
-_EPD = {"encode_process_decode": dict(), "encode_process_decode_many": dict(latent=5, steps=3)}
+_EPD = {"encode_process_decode": dict(), "encode_process_decode_many": dict(latent=8, steps=3, node_out=5)}
 
 
 @pytest.fixture(scope="module")
@@ -424,3 +430,15 @@ def test_bad_index_with_two_threads():
     snd[700] = 300
     with pytest.raises(InvalidInputError, match="senders.*index 300 is out of range"):
         sess.run(None, dict(feed, senders=snd))
+
+
+def test_encoded_products_computed_once(sessions):
+    """Encode-process-decode: every step's core reads concat(encoded, latent) with the same weights; the products
+    of the encoded edges and nodes with the edge and node blocks' first layers are computed once
+    (backends/cpp/passes/shared_products.py) and added into each step's first layer (RowMLP addends). The
+    numbers are checked against graph_nets by test_several_graphs."""
+    sessions["encode_process_decode_many"]
+    g = GRAPHS["encode_process_decode_many"]
+    mlps = [n for n in g.nodes if n.op_type == "RowMLP" and ("edge_block" in n.name or "node_block" in n.name)]
+    assert len(mlps) == 6, [n.name for n in mlps]  # edge and node blocks, 3 steps
+    assert all(n.op.spec.get("adds", 0) >= 1 for n in mlps), [n.op.spec for n in mlps]

@@ -77,3 +77,48 @@ def test_row_mlp_two_threads():
     for k, n in enumerate([1, 30, 250, 1000]):
         feeds = {"X": rand(n, 20, seed=k)}
         assert_close(sess.run(None, feeds), ort(model, feeds), RTOL, ATOL, what=f"two threads, {n} rows")
+
+
+def shared_model():
+    """Two steps of one MLP (Relu(Relu(concat(E, h) @ W1 + b1) @ W2 + b2), weights shared as byte-identical
+    copies in the second step) on concat(E, L) then concat(E, step 1): E @ W1's rows for E is the same product in
+    both steps (passes/shared_products.py computes it once); a third reader, the plain MatMul E @ W1[:12], is that
+    same product too."""
+    rng = np.random.default_rng(1)
+    w1, b1 = rng.normal(0, .3, (22, 10)), rng.normal(0, .3, 10)
+    w2, b2 = rng.normal(0, .3, (10, 10)), rng.normal(0, .3, 10)
+    inits = {"w1": w1, "b1": b1, "w2": w2, "b2": b2, "w1b": w1.copy(), "b1b": b1, "w2b": w2, "b2b": b2,
+             "w1e": w1[:12]}
+    nodes = []
+    h = "L"
+    for k, sfx in enumerate(("", "b")):
+        nodes += [helper.make_node("Concat", ["E", h], [f"c{k}"], axis=1),
+                  helper.make_node("MatMul", [f"c{k}", f"w1{sfx}"], [f"m{k}"]),
+                  helper.make_node("Add", [f"m{k}", f"b1{sfx}"], [f"a{k}"]), helper.make_node("Relu", [f"a{k}"], [f"r{k}"]),
+                  helper.make_node("Gemm", [f"r{k}", f"w2{sfx}", f"b2{sfx}"], [f"g{k}"]),
+                  helper.make_node("Relu", [f"g{k}"], [f"y{k}"])]
+        h = f"y{k}"
+    nodes.append(helper.make_node("MatMul", ["E", "w1e"], ["z"]))
+    ins = [helper.make_tensor_value_info("E", TensorProto.FLOAT, ["N", 12]),
+           helper.make_tensor_value_info("L", TensorProto.FLOAT, ["N", 10])]
+    outs = [helper.make_tensor_value_info(v, TensorProto.FLOAT, ["N", 10]) for v in ("y1", "z")]
+    g = helper.make_graph(nodes, "shared", ins, outs,
+                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_shared_partial_product_computed_once():
+    model = shared_model()
+    graph = load(model)
+    (sess,) = compile_many([graph])
+    if isinstance(sess, Exception):
+        raise sess
+    mlps = [n for n in graph.nodes if n.op_type == "RowMLP"]
+    assert len(mlps) == 2 and all(n.op.spec["adds"] == 1 for n in mlps), [n.op.spec for n in mlps]
+    readers_of_e = [n for n in graph.nodes if any(v is not None and v.name == "E" for v in n.inputs)]
+    assert len(readers_of_e) == 1 and readers_of_e[0].op_type in ("MatMul", "Gemm"), readers_of_e
+    for k, n in enumerate([0, 1, 95, 97, 250]):
+        feeds = {"E": rand(n, 12, seed=k), "L": rand(n, 10, seed=k + 10)}
+        assert_close(sess.run(None, feeds), ort(model, feeds), RTOL, ATOL, what=f"shared product at {n} rows")

@@ -54,16 +54,23 @@ class GatherRows(_GnnOp):
 
 @register("SegmentReduce", domain="pysofie")
 class SegmentReduce(_GnnOp):
-    ATTRS = {"reduction": "sum", "num_segments": REQUIRED, "what": "segment_ids"}
-    INPUTS = ("data", "segment_ids")
+    # negative: "error" (TensorFlow's segment ops) or "wrap" (ONNX ScatterElements: -1 is the last segment)
+    # rows (optional): data[rows[e]] is row e (a gather fused in: backends/cpp/passes/segment.py), negative rows
+    # counted from the end as ONNX's Gather does; rows_what names that index in errors
+    ATTRS = {"reduction": "sum", "num_segments": REQUIRED, "what": "segment_ids", "negative": "error",
+             "rows_what": "rows"}
+    INPUTS = ("data", "segment_ids", "rows")
     OUTPUTS = ("output",)
 
     def check(self, node):
         p = check_types(node, [node.inputs[0].dtype], NUMERIC)
-        if node.input(1) is not None:
-            p += check_types(node, [node.inputs[1].dtype], INT3264)
+        for k in (1, 2):
+            if node.input(k) is not None:
+                p += check_types(node, [node.inputs[k].dtype], INT3264)
         if self.reduction not in REDUCTIONS:
             p.append(f"{node.describe()}: reduction '{self.reduction}' is not one of {REDUCTIONS}")
+        if self.negative not in ("error", "wrap"):
+            p.append(f"{node.describe()}: negative='{self.negative}' is not 'error' or 'wrap'")
         return p
 
     def infer(self, node):
@@ -72,6 +79,9 @@ class SegmentReduce(_GnnOp):
             raise self.fail(node, "data must have rank >= 1")
         if ids is not None and (ids.rank != 1):
             raise self.fail(node, f"segment_ids must be 1-D, got shape {ids.shape}")
+        rows = node.input(2)
+        if rows is not None and (rows.rank != 1 or ids is None or not dims_equal(rows.shape[0], ids.shape[0])):
+            raise self.fail(node, f"rows must be 1-D with one index per segment id, got {rows.shape}")
         if ids is None and not (isinstance(self.num_segments, int) and self.num_segments == 1):
             raise self.fail(node, "without segment_ids there is one segment")
         return [(x.dtype, (_dim(self.num_segments),) + tuple(x.shape[1:]))]
@@ -96,18 +106,20 @@ class SegmentIds(_GnnOp):
 @register("RowMLP", domain="pysofie")
 class RowMLP(_GnnOp):
     """A chain of dense layers run by blocks of rows (backends/cpp/passes/row_mlp.py): ``spec`` = {direct: p, gather: q,
-    rows: r, ks: [K of each direct input], layers: [{N, act}], ln_eps: float or None, whats: [index names]}.
-    Inputs: X_1..X_p [M, K_i], tables T_1..T_q [*, N_1], indices I_1..I_q [M], rows R_1..R_r [1, N_1], packed
-    W_1..W_p, bias_1 (padded), then (packed W, padded bias) of every further layer, then LayerNorm scale and bias
-    when ln_eps is set. Layer 1 = act(sum_i X_i W_i + sum_j T_j[I_j] + sum_k R_k + bias_1); Y [M, N_last]."""
+    rows: r, adds: a (0 when absent), ks: [K of each direct input], layers: [{N, act}], ln_eps: float or None,
+    whats: [index names]}. Inputs: X_1..X_p [M, K_i], tables T_1..T_q [*, N_1], indices I_1..I_q [M], rows
+    R_1..R_r [1, N_1], addends A_1..A_a [M, N_1], packed W_1..W_p, bias_1 (padded), then (packed W, padded bias) of
+    every further layer, then LayerNorm scale and bias when ln_eps is set.
+    Layer 1 = act(sum_i X_i W_i + sum_j T_j[I_j] + sum_k R_k + sum_l A_l + bias_1); Y [M, N_last]."""
     ATTRS = {"spec": REQUIRED}
     INPUTS = ("inputs*",)
     OUTPUTS = ("Y",)
 
     def infer(self, node):
         s = self.spec
-        p, q = s["direct"], s["gather"]
-        if p + q < 1:
-            raise self.fail(node, "needs a row input or a gathered table")
-        rows = node.inputs[0].shape[0] if p else node.inputs[p + q].shape[0]
+        p, q, a = s["direct"], s["gather"], s.get("adds", 0)
+        if p + q + a < 1:
+            raise self.fail(node, "needs a row input, a gathered table or an addend")
+        rows = node.inputs[0].shape[0] if p else node.inputs[p + q].shape[0] if q else \
+            node.inputs[p + 2 * q + s["rows"]].shape[0]
         return [(DType.FLOAT, (_dim(rows), int(s["layers"][-1]["N"])))]

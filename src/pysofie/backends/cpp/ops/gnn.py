@@ -7,9 +7,14 @@ from ..emitter import generates
 from ..names import c_string
 
 
-def _index_check(w, var: str, expr: str, n: str, what: str, unit: str) -> None:
-    """long long var = expr, checked against [0, n) with a message naming the input, the value and the row."""
-    w.line(f"const long long {var} = static_cast<long long>({expr});")
+def _index_check(w, var: str, expr: str, n: str, what: str, unit: str, wrap: bool = False) -> None:
+    """long long var = expr, checked against [0, n) with a message naming the input, the value and the row;
+    wrap: a negative index counts from the end first (ONNX's Gather / Scatter)."""
+    if wrap:
+        w.line(f"const long long {var}_raw = static_cast<long long>({expr});")
+        w.line(f"const long long {var} = {var}_raw < 0 ? {var}_raw + static_cast<long long>({n}) : {var}_raw;")
+    else:
+        w.line(f"const long long {var} = static_cast<long long>({expr});")
     with w.block(f"if ({var} < 0 || {var} >= static_cast<long long>({n}))"):
         w.line(f"throw std::out_of_range(std::string({c_string(what + ': index ')}) + std::to_string({var}) + "
                f"\" is out of range for \" + std::to_string({n}) + {c_string(' ' + unit + ' (at position ')} + "
@@ -47,7 +52,7 @@ def gen_segment_reduce(cx):
     red = cx.op.reduction
     F = cpp_dim(numel(x.shape[1:]))
     S = cx.odims(0)[0]
-    E = cx.dims(0)[0]
+    E = cx.dims(2)[0] if cx.has(2) else cx.dims(0)[0]
     w.line(f"using T = {cx.ctype(0)};")
     w.line(f"std::fill_n({cx.o(0)}, {cx.osize(0)}, {_INIT[red]});")
     count = cx.scratch(cx.vout(0).shape[0], cx.vout(0).dtype, "count") if red == "mean" else None
@@ -55,10 +60,14 @@ def gen_segment_reduce(cx):
         w.line(f"std::fill_n({count}, {S}, T(0));")
     with w.loop("e", E):
         if cx.has(1):
-            _index_check(w, "k", f"{cx.i(1)}[e]", S, cx.op.what, "segments")
+            _index_check(w, "k", f"{cx.i(1)}[e]", S, cx.op.what, "segments", wrap=cx.op.negative == "wrap")
         else:
             w.line("const long long k = 0;")
-        w.line(f"const T* __restrict src = {cx.i(0)} + e * {F};")
+        if cx.has(2):  # a gather fused in: row e is data[rows[e]]
+            _index_check(w, "g", f"{cx.i(2)}[e]", cx.dims(0)[0], cx.op.rows_what, "rows", wrap=True)
+            w.line(f"const T* __restrict src = {cx.i(0)} + static_cast<size_t>(g) * {F};")
+        else:
+            w.line(f"const T* __restrict src = {cx.i(0)} + e * {F};")
         w.line(f"T* __restrict dst = {cx.o(0)} + static_cast<size_t>(k) * {F};")
         with w.loop("f", F):
             w.line(_ACC[red])
@@ -101,16 +110,17 @@ def gen_row_mlp(cx):
     from .common import lit, use_runtime_header
     from .gemm import ACT_CODES
     w, s = cx.w, cx.op.spec
-    p, q, r = s["direct"], s["gather"], s["rows"]
+    p, q, r, a = s["direct"], s["gather"], s["rows"], s.get("adds", 0)
     layers, ks = s["layers"], s["ks"]
     use_runtime_header(cx, "pysofie_gemm.h")
-    M = cpp_dim(cx.vin(0).shape[0] if p else cx.vin(p + q).shape[0])
+    M = cpp_dim(cx.vout(0).shape[0])
     X = [cx.i(k) for k in range(p)]
     T = [cx.i(p + k) for k in range(q)]
     Tn = [cpp_dim(cx.vin(p + k).shape[0]) for k in range(q)]
     I = [cx.i(p + q + k) for k in range(q)]
     R = [cx.i(p + 2 * q + k) for k in range(r)]
-    pos = p + 2 * q + r
+    A = [cx.i(p + 2 * q + r + k) for k in range(a)]
+    pos = p + 2 * q + r + a
     W1 = [cx.i(pos + k) for k in range(p)]
     pos += p
     B = [cx.i(pos)]
@@ -159,17 +169,18 @@ def gen_row_mlp(cx):
                 return bufs[k % 2]
             kind, slope = act(layers[0])
             d0 = dst(0)
-            if q:
+            if q or a:
                 with w.block("for (long i = 0; i < m; ++i)"):
                     w.line("const size_t e = static_cast<size_t>(i0 + i);")
                     w.line(f"float* __restrict d = {d0} + i * {H};")
                     srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[e]) * {H} + h]" for j in range(q)]
+                    srcs += [f"{A[j]}[e * {H} + h]" for j in range(a)]
                     with w.loop("h", str(H)):
                         w.line(f"d[h] = {' + '.join(srcs)};")
             for k in range(p):
                 last = k == p - 1
                 w.line(f"pysofie_gemm::gemm_packed(m, {H}, {ks[k]}, {X[k]} + i0 * {ks[k]}, {ks[k]}, 1, {W1[k]}, {d0}, "
-                       f"{H}, {'true' if (q or k) else 'false'}, {b0 if last else 'nullptr'}, "
+                       f"{H}, {'true' if (q or a or k) else 'false'}, {b0 if last else 'nullptr'}, "
                        f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, nullptr);")
             if not p:
                 with w.block(f"for (long i = 0; i < m * {H}; ++i)"):

@@ -14,8 +14,9 @@ What is fused, for a row count that is symbolic or at least MIN_ROWS:
   ``act(X1 @ W1 + X2 @ W2 + ... + T1[idx1] + T2[idx2] + ... + row terms + constant bias)`` where the X are
   2-D row inputs (a Concat of several is split into its parts, each with its rows of W; the same tensor twice has
   its weights summed), T[idx] a GatherRows of per-node products (indices range-checked as GatherRows does), and
-  row terms runtime [1, H] rows (per-graph products) added to every row. The concatenation, the adds and the
-  activation pass are not materialized.
+  row terms runtime [1, H] rows (per-graph products) added to every row, and A terms runtime [rows, H] read by
+  other nodes too (a product computed once for several layers, passes/shared_products.py) added row by row. The
+  concatenation, the adds and the activation pass are not materialized.
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ class _Terms:
         self.direct: dict[str, list] = {}  # value name -> [value, W (K x H)]
         self.gather: list = []             # (table, indices, what)
         self.rows: list = []               # runtime [1, H]
+        self.adds: list = []               # runtime [rows, H] read by other nodes too (shared_products.py)
         self.bias = np.zeros(H, np.float64)
         self.nodes: list = []              # the nodes the fused node replaces
 
@@ -107,7 +109,9 @@ def _collect(graph: Graph, v: Value, t: _Terms, rows) -> bool:
             elif u.rank == 2 and u.shape[0] == 1 and u.shape[1] == t.H and not dims_equal(rows, 1):
                 t.rows.append(u)
             elif u.rank == 2 and dims_equal(u.shape[0], rows) and u.shape[1] == t.H:
-                if not _single_internal_use(graph, u) or not _collect(graph, u, t, rows):
+                if not _single_internal_use(graph, u):
+                    t.adds.append(u)  # a product computed once for several layers: added as it is
+                elif not _collect(graph, u, t, rows):
                     return False
             else:
                 return False
@@ -159,7 +163,7 @@ def _first_layer(graph: Graph, head) -> tuple | None:
     if s.producer is None or s.rank != 2 or not isinstance(s.shape[1], int) or not 0 < s.shape[1] <= MAX_WIDTH:
         return None
     t = _Terms(int(s.shape[1]))
-    if not _collect(graph, s, t, s.shape[0]) or not (t.direct or t.gather):
+    if not _collect(graph, s, t, s.shape[0]) or not (t.direct or t.gather or t.adds):
         return None
     t.nodes += nodes
     return t, act
@@ -236,8 +240,9 @@ class FuseRowMLP(Pass):
         if first is not None:
             t, act = first
             xs = list(t.direct.values())
-            spec.update(direct=len(xs), gather=len(t.gather), rows=len(t.rows), ks=[int(x.shape[1]) for x, _ in xs])
-            inputs += [x for x, _ in xs] + [g[0] for g in t.gather] + [g[1] for g in t.gather] + t.rows
+            spec.update(direct=len(xs), gather=len(t.gather), rows=len(t.rows), adds=len(t.adds),
+                        ks=[int(x.shape[1]) for x, _ in xs])
+            inputs += [x for x, _ in xs] + [g[0] for g in t.gather] + [g[1] for g in t.gather] + t.rows + t.adds
             inputs += [_const(graph, f"{head.name}_rowmlp_w{k}", gemm_pack.pack_panels(np.ascontiguousarray(
                 w.astype(np.float32)))) for k, (_, w) in enumerate(xs)]
             b0 = gemm_pack.padded_bias(t.bias.astype(np.float32), t.H)
