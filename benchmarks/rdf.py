@@ -6,14 +6,17 @@
 For two MLPs (small: 8-16-1, medium: 8-64-64-1), in one process, repetitions interleaved, medians:
 - read:      RDataFrame reading the 8 columns (a typed Define summing them, then Sum), 1 and 2 slots;
 - noop:      pysofie::SofieFunctor over the same columns with a Session that does nothing (RDataFrame's own cost
-             of a functor returning an RVec), 1 and 2 slots;
+             of a functor returning an RVec), 1 and 2 slots, declared by the same code as define's (pysofie.root's
+             _define_slots, so compiled alike);
 - define:    pysofie.root.define (compiled library, SofieFunctor, one Session per slot), 1 and 2 slots;
 - define_jit: the same with the header compiled by cling (jit=True), 1 slot;
 - loop:      a plain C++ loop calling the same compiled Session for one event at a time over the same inputs
              (already in memory: the model's cost alone);
 - functor_loop: the same loop through pysofie::SofieFunctor (the functor's own cost, outside RDataFrame);
 - asnumpy:   RDataFrame.AsNumpy of the columns + one batched InferenceSession.run over all events.
-Each RDataFrame graph is built by C++ functions declared once (no jitting inside the timed region). The targets
+Each RDataFrame graph is built by C++ functions declared once (no jitting inside the timed region), all of them
+(the helpers below as pysofie.root's declarations) compiled by cling with `#pragma cling optimize(2)`: without
+it cling compiles at -O0. The targets
 (issue #11): (define - noop) per event <= 1.25 x loop per event; for the small model, define beats asnumpy.
 Interference table (--no-synthetic skips it): the same functor over two sessions that are not models, one doing
 arithmetic on registers only, one reading 320 cache lines (20 KB, the size of the medium model's weights), each
@@ -66,12 +69,14 @@ def mlp(name: str, widths: list[int], seed: int = 0) -> onnx.ModelProto:
 MODELS = {"small": [16, 1], "medium": [64, 64, 1]}
 
 HELPERS = r"""
+#pragma cling optimize(2)
 #include "ROOT/RDataFrame.hxx"
 #include "pysofie/SofieFunctor.hxx"
 #include <chrono>
 namespace pysofie_bench {
 // A Session that does nothing: the functor's own cost (reading the columns, the RVec of outputs).
 struct NullSession {
+   NullSession() {}
    explicit NullSession(const std::string&) {}
    void infer(std::size_t, const float*, float*) {}
 };
@@ -84,12 +89,6 @@ double Read(ROOT::RDF::RNode df, const Cols& c) {
       return double(a) + b + d + e + g + h + i + j; };
    return df.Define("s", f, c).Sum<double>("s").GetValue();
 }
-template <class S>
-double Functor(ROOT::RDF::RNode df, const Cols& c, unsigned nslots) {
-   pysofie::SofieFunctor<S, float, float, float, float, float, float, float, float, float, float> f(nslots, 1, "");
-   return SumFirst(df.DefineSlot("score", f, c));
-}
-double Noop(ROOT::RDF::RNode df, const Cols& c, unsigned nslots) { return Functor<NullSession>(df, c, nslots); }
 // Synthetic sessions (not models) for the interference table: Registers works on registers only; Touch20K reads
 // one float from each of the 320 cache lines of a 20 KB array (about the medium model's weights).
 struct Registers {
@@ -175,13 +174,30 @@ def main(argv=None) -> int:
     def frame():
         return AsRNode(RDataFrame("events", path))
 
+    def loops(session_class):
+        """Loop and FunctorLoop for a Session class, instantiated where cling optimizes them (a template that cppyy
+        instantiates on first use, B.Loop[cls], is compiled at -O0)"""
+        ok = ROOT.gInterpreter.Declare("#pragma cling optimize(2)\n" + "".join(
+            f"template double pysofie_bench::{f}<{session_class}>{sig};\n"
+            for f, sig in (("Loop", "(const float*, std::size_t, float*)"),
+                           ("FunctorLoop", "(const float*, std::size_t, const std::string&)"))))
+        if not ok:
+            raise SystemExit(f"the loops over {session_class} did not compile")
+        return B.Loop[session_class], B.FunctorLoop[session_class]
+
+    def functor(df, session_class, nslots):
+        """SumFirst of pysofie.root.define's node with another Session class (the same C++ code path, compiled
+        alike: the do-nothing baseline and the synthetic sessions)"""
+        return B.SumFirst(AsRNode(pr._define_slots(ROOT, df, "score", session_class, "float", "float", COLS,
+                                                   ["float"] * NCOL, nslots, 1, "")))
+
     rows = []
     synthetic = {}
     if not args.no_synthetic:  # RDataFrame's interference with what a functor does, on sessions that are not models
-        syn_fns = {"noop_1": lambda: B.Noop(frame(), cols, 1)}
+        syn_fns = {"noop_1": lambda: functor(frame(), "pysofie_bench::NullSession", 1)}
         for sname, cls in (("registers", "pysofie_bench::Registers"), ("touch20k", "pysofie_bench::Touch20K")):
-            syn_fns[f"{sname}_rdf"] = (lambda c=B.Functor[cls]: c(frame(), cols, 1))
-            syn_fns[f"{sname}_loop"] = (lambda c=B.Loop[cls]: c(X, args.events, np.zeros(args.events, np.float32)))
+            syn_fns[f"{sname}_rdf"] = (lambda c=cls: functor(frame(), c, 1))
+            syn_fns[f"{sname}_loop"] = (lambda c=loops(cls)[0]: c(X, args.events, np.zeros(args.events, np.float32)))
         threads(1)
         _, scpu = interleaved(syn_fns, args.reps, target_s=0, budget_s=None, warmup=1, cpu_time=True)
         sper = {k: v / args.events for k, v in scpu.items()}
@@ -198,8 +214,7 @@ def main(argv=None) -> int:
         jsess = pysofie.InferenceSession(model, name=f"rdf_{mname}_jit")
         pr.declare(jsess, jit=True)
         y = np.zeros(args.events, np.float32)
-        loop_fn = B.Loop[dm.session_class]
-        functor_loop_fn = B.FunctorLoop[dm.session_class]
+        loop_fn, functor_loop_fn = loops(dm.session_class)
         expected = float(sess.run(None, {"x": X})[0].astype(np.float64).sum())
 
         def run_define(n, s=sess, jit=False):
@@ -214,7 +229,7 @@ def main(argv=None) -> int:
         def run_noop(n):
             threads(n)
             df = frame()
-            return B.Noop(df, cols, df.GetNSlots())
+            return functor(df, "pysofie_bench::NullSession", df.GetNSlots())
 
         def run_asnumpy():
             threads(1)
