@@ -162,8 +162,8 @@ ROOT::RDF::RNode rootwide_twice(ROOT::RDF::RNode df, const std::string& weights)
    pysofie::SofieFunctor<{dm.session_class}, float, float, float, float, double, float> f(df.GetNSlots(), 20,
                                                                                               weights);
    return df.DefineSlot("score", f, {{"a", "b", "c", "d"}}).DefineSlot("rev", f, {{"b", "a", "c", "d"}})
-            .Define("both", [](const ROOT::RVecF& s, const ROOT::RVecF& r) {{ return ROOT::VecOps::Concatenate(s, r); }},
-                    {{"score", "rev"}});
+            .Define("both", [](const ROOT::RVecF& s, const ROOT::RVecF& r) {{
+               return ROOT::VecOps::Concatenate(s, r); }}, {{"score", "rev"}});
 }}""")
     df = ROOT.rootwide_twice(ROOT.RDF.AsRNode(ROOT.RDataFrame("events", tree)), dm.weight_file)
     out = df.AsNumpy(["both", "idx"] + COLS)
