@@ -115,6 +115,65 @@ def test_define_with_one_and_two_threads(declared, model, tree):
     np.testing.assert_allclose(one, ort(model, {"x": x})[0], rtol=RTOL, atol=ATOL)
 
 
+@pytest.fixture(scope="module")
+def wide():
+    """A model with 20 outputs per event: more than an RVec's own storage (12 floats)."""
+    m = mlp(4, 16, 20, name="rootwide", seed=3)
+    return m, pr.declare(m)
+
+
+def test_define_views_are_copied_by_take_cache_and_snapshot(wide, tree, tmp_path):
+    """SofieFunctor's RVec is a view of the slot's buffer, valid for the event: what keeps values past their event
+    (Take, Cache, Snapshot, AsNumpy) must hold each event's own values, with 1 and 2 threads."""
+    model, dm = wide
+    for threads in (1, 2):
+        if threads == 2:
+            ROOT.EnableImplicitMT(2)
+        try:
+            df = pr.define(ROOT.RDataFrame("events", tree), "score", model, columns=COLS)
+            taken = df.Take["ROOT::RVec<float>"]("score")
+            idx = df.Take["unsigned long long"]("idx")
+            cached = df.Cache(["score", "idx"] + COLS)
+            out = str(tmp_path / f"snap{threads}.root")
+            df.Snapshot("scored", out, ["score", "idx"] + COLS)
+            scores, x = _scores(cached)
+        finally:
+            if threads == 2:
+                ROOT.DisableImplicitMT()
+        ref = dm.session.run(None, {"x": x})[0]
+        assert scores.shape == (4000, 20)
+        np.testing.assert_array_equal(scores, _per_event(dm.session, x))
+        np.testing.assert_allclose(scores, ort(model, {"x": x})[0], rtol=RTOL, atol=ATOL)
+        order = np.argsort(np.asarray(idx.GetValue()))
+        t = np.stack([np.asarray(r) for r in taken.GetValue()])[order]
+        np.testing.assert_array_equal(t, scores)
+        snap, _ = _scores(ROOT.RDataFrame("scored", out))
+        np.testing.assert_array_equal(snap, scores)
+        np.testing.assert_allclose(ref, scores, rtol=1e-5, atol=1e-6)
+
+
+def test_one_functor_in_two_defines_keeps_both_columns(wide, tree):
+    """A copy of the functor gets buffers of its own: one functor given to two Defines (inputs in another order)
+    gives two columns that each hold their own values."""
+    model, dm = wide
+    pr._functor_prelude(ROOT)
+    assert ROOT.gInterpreter.Declare(f"""
+ROOT::RDF::RNode rootwide_twice(ROOT::RDF::RNode df, const std::string& weights) {{
+   pysofie::SofieFunctor<{dm.session_class}, float, float, float, float, double, float> f(df.GetNSlots(), 20,
+                                                                                              weights);
+   return df.DefineSlot("score", f, {{"a", "b", "c", "d"}}).DefineSlot("rev", f, {{"b", "a", "c", "d"}})
+            .Define("both", [](const ROOT::RVecF& s, const ROOT::RVecF& r) {{
+               return ROOT::VecOps::Concatenate(s, r); }}, {{"score", "rev"}});
+}}""")
+    df = ROOT.rootwide_twice(ROOT.RDF.AsRNode(ROOT.RDataFrame("events", tree)), dm.weight_file)
+    out = df.AsNumpy(["both", "idx"] + COLS)
+    order = np.argsort(out["idx"])
+    both = np.stack([np.asarray(r) for r in out["both"]])[order]
+    x = np.stack([out[c][order] for c in COLS], 1).astype(np.float32)
+    np.testing.assert_array_equal(both[:, :20], _per_event(dm.session, x))
+    np.testing.assert_array_equal(both[:, 20:], _per_event(dm.session, np.ascontiguousarray(x[:, [1, 0, 2, 3]])))
+
+
 def test_define_errors(declared, model, tree):
     df = ROOT.RDataFrame("events", tree)
     with pytest.raises(pysofie.InvalidInputError, match="4 values per event, 3 columns"):

@@ -9,8 +9,9 @@
 // converted to the model's input type In) filling the model's single input for one event, and the values of the
 // model's output for that event as an RVec<Out>. The Session's infer is called for a batch of one: infer(1, x, y)
 // when the model has a batch size parameter, infer(x, y) when it has none. SofieFunction (below) does the same
-// without slots, for string expressions. Per event nothing is allocated for outputs that fit in an RVec's own
-// storage (up to 12 floats or 6 doubles); larger outputs take one allocation per event.
+// without slots, for string expressions. SofieFunctor allocates nothing per event: its RVec is a view of a buffer
+// of the slot, valid for the event (see below); SofieFunction returns an RVec of its own (one allocation per event
+// for outputs larger than an RVec's own storage of 12 floats or 6 doubles).
 #ifndef PYSOFIE_SOFIEFUNCTOR_HXX
 #define PYSOFIE_SOFIEFUNCTOR_HXX
 
@@ -18,7 +19,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <cstring>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -46,20 +49,74 @@ inline void InferOne(S& session, const In* x, Out* y) {
       session.infer(x, y);
 }
 
+// Per-slot output storage of one SofieFunctor: `nslots` buffers of `nout` values, each starting on its own cache line
+// (two slots never write to one line). Not shared between copies of the functor: see SofieFunctor.
+template <class Out>
+class SlotBuffers {
+   struct Free {
+      void operator()(Out* p) const noexcept { ::operator delete(p, std::align_val_t(64)); }
+   };
+   std::unique_ptr<Out, Free> fData;
+   std::size_t fStride = 0;  // values from one slot's buffer to the next's
+   unsigned fNSlots = 0;
+
+ public:
+   SlotBuffers() = default;
+   SlotBuffers(unsigned nslots, std::size_t nout) : fNSlots(nslots) {
+      static_assert(std::is_trivially_copyable<Out>::value, "pysofie::SofieFunctor: outputs of plain numbers");
+      constexpr std::size_t per_line = 64 / sizeof(Out) ? 64 / sizeof(Out) : 1;
+      fStride = (nout + per_line - 1) / per_line * per_line;
+      const std::size_t n = fStride * nslots;
+      if (n) {
+         fData.reset(static_cast<Out*>(::operator new(n * sizeof(Out), std::align_val_t(64))));
+         std::memset(static_cast<void*>(fData.get()), 0, n * sizeof(Out));
+      }
+   }
+   SlotBuffers(const SlotBuffers& o) : SlotBuffers(o.fNSlots, o.fStride) {}
+   SlotBuffers& operator=(const SlotBuffers& o) {
+      if (this != &o) *this = SlotBuffers(o.fNSlots, o.fStride);
+      return *this;
+   }
+   SlotBuffers(SlotBuffers&&) noexcept = default;
+   SlotBuffers& operator=(SlotBuffers&&) noexcept = default;
+   Out* operator[](unsigned slot) const { return fData.get() + slot * fStride; }
+};
+
 }  // namespace detail
 
 // Session: the model's Session class. Out / In: its output and input element types. Cols: the column types.
+//
+// The RVec returned for an event is a view of this functor's buffer for the slot (as the RVecs that RDataFrame
+// reads from a TTree's arrays are views of its buffers): no allocation and no copy per event, whatever the size of
+// the output. Like every RDataFrame value it is valid for its event: the slot's next call overwrites it. What keeps
+// values beyond their event copies them (Take, AsNumpy, Cache and Snapshot do: copying an RVec makes an owning
+// one), and so must a caller who calls the functor directly and keeps a result past the slot's next call
+// (`ROOT::RVec<float> kept = f(0, x...);` keeps the view; `ROOT::RVec<float> kept(view.begin(), view.end());`
+// copies). A copy of the functor (RDataFrame copies it; one functor given to two Defines) shares the Sessions but
+// gets buffers of its own, so two columns never view one buffer.
 template <class Session, class Out, class In, class... Cols>
 class SofieFunctor {
-   std::shared_ptr<std::vector<std::unique_ptr<Session>>> fSlots;  // shared: RDataFrame copies the functor
+   struct Sessions {
+      std::vector<std::unique_ptr<Session>> owned;
+      std::vector<Session*> raw;  // the same, without the indirection of unique_ptr
+   };
+   std::shared_ptr<const Sessions> fOwner;  // one Session per slot, shared by the copies of the functor
+   Session* const* fSessions = nullptr;     // fOwner->raw.data(), for the per-event path
+   detail::SlotBuffers<Out> fOut;           // this copy's output buffers
    std::size_t fNOut = 0;
 
    template <class... A>
    void Init(unsigned nslots, std::size_t nout, A&&... session_args) {
       if (nslots == 0) throw std::invalid_argument("pysofie::SofieFunctor: nslots must be at least 1");
       fNOut = nout;
-      fSlots = std::make_shared<std::vector<std::unique_ptr<Session>>>(nslots);
-      for (auto& s : *fSlots) s = std::make_unique<Session>(session_args...);
+      auto owner = std::make_shared<Sessions>();
+      for (unsigned i = 0; i < nslots; ++i) {
+         owner->owned.push_back(std::make_unique<Session>(session_args...));
+         owner->raw.push_back(owner->owned.back().get());
+      }
+      fSessions = owner->raw.data();
+      fOwner = std::move(owner);
+      fOut = detail::SlotBuffers<Out>(nslots, nout);
    }
 
  public:
@@ -70,18 +127,21 @@ class SofieFunctor {
    // Sessions constructed with their default weight file.
    SofieFunctor(unsigned nslots, std::size_t nout) { Init(nslots, nout); }
 
+   // The model's output for one event of `slot` (see above: a view, valid until the slot's next call).
    ROOT::RVec<Out> operator()(unsigned slot, Cols... cols) {
       const In x[sizeof...(Cols)] = {static_cast<In>(cols)...};
-      ROOT::RVec<Out> y(fNOut);
-      detail::InferOne(*(*fSlots)[slot], x, y.data());
-      return y;
+      Out* y = fOut[slot];
+      detail::InferOne(*fSessions[slot], x, y);
+      return ROOT::RVec<Out>(y, fNOut);
    }
 
-   unsigned GetNSlots() const { return static_cast<unsigned>(fSlots->size()); }
+   unsigned GetNSlots() const { return static_cast<unsigned>(fOwner->raw.size()); }
 };
 
 // The same evaluation without slots, for RDataFrame string expressions (distributed RDataFrame builds its graph
-// from them): one Session per calling thread, made on the thread's first call.
+// from them): one Session per calling thread, made on the thread's first call. Its RVecs own their values: one
+// function may serve several columns of one event (Define("a", "f(x, y)").Define("b", "f(y, x)")), so a view of a
+// per-thread buffer would change under the first column's feet.
 template <class Session, class Out, class In, class... Cols>
 class SofieFunction {
    struct State {
