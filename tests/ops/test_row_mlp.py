@@ -94,7 +94,8 @@ def shared_model():
     for k, sfx in enumerate(("", "b")):
         nodes += [helper.make_node("Concat", ["E", h], [f"c{k}"], axis=1),
                   helper.make_node("MatMul", [f"c{k}", f"w1{sfx}"], [f"m{k}"]),
-                  helper.make_node("Add", [f"m{k}", f"b1{sfx}"], [f"a{k}"]), helper.make_node("Relu", [f"a{k}"], [f"r{k}"]),
+                  helper.make_node("Add", [f"m{k}", f"b1{sfx}"], [f"a{k}"]),
+                  helper.make_node("Relu", [f"a{k}"], [f"r{k}"]),
                   helper.make_node("Gemm", [f"r{k}", f"w2{sfx}", f"b2{sfx}"], [f"g{k}"]),
                   helper.make_node("Relu", [f"g{k}"], [f"y{k}"])]
         h = f"y{k}"

@@ -1,7 +1,7 @@
 """backends/cpp/passes/segment.py: PyG's scatter-add as torch.onnx exports it (ScatterElements into zeros with
-an Expand'ed [E, 1] index, updates through a Slice that keeps every row) becomes one SegmentReduce; compared with
-onnxruntime at several sizes, a Gather of the messages read in place, negative indices included (ONNX counts them from the end), and an index out of
-range is a clean error."""
+an Expand'ed [E, 1] index, updates through a Slice that keeps every row) becomes one SegmentReduce, a Gather of
+the messages read in place; compared with onnxruntime at several sizes, negative indices included (ONNX counts
+them from the end), and an index out of range is a clean error."""
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper

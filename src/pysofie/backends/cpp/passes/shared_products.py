@@ -98,24 +98,28 @@ class ShareRowProducts(Pass):
             parts = _candidate(n)
             if parts is not None:
                 cands.append((n, parts))
+        # only products over a concatenation can share a part; a plain x @ W only with one of those (weights are
+        # hashed for these alone: a model without such concatenations pays nothing)
+        split = {u.name for _, parts in cands if len(parts) > 1 for u, _ in parts}
+        cands = [(n, parts) for n, parts in cands if len(parts) > 1 or parts[0][0].name in split]
+        keyed = []
         users: dict[tuple, set] = {}
         for n, parts in cands:
-            for u, w in parts:
-                if w.shape[0] >= MIN_K:
-                    users.setdefault(_key(u, w), set()).add(id(n))
+            keys = [_key(u, w) if w.shape[0] >= MIN_K else None for u, w in parts]
+            keyed.append((n, parts, keys))
+            for k in keys:
+                if k is not None:
+                    users.setdefault(k, set()).add(id(n))
         shared = {k for k, s in users.items() if len(s) >= 2}
         if not shared:
             return False
         products: dict[tuple, Value] = {}
-        for n, parts in cands:  # a plain x @ W_i that already exists is the product
-            if len(parts) == 1 and parts[0][1].shape[0] >= MIN_K:
-                k = _key(*parts[0])
-                if k in shared and k not in products and n.inputs[0] is parts[0][0]:
-                    products[k] = n.outputs[0]
+        for n, parts, keys in keyed:  # a plain x @ W_i that already exists is the product
+            if len(parts) == 1 and keys[0] in shared and keys[0] not in products and n.inputs[0] is parts[0][0]:
+                products[keys[0]] = n.outputs[0]
         changed = False
         names = _Names(graph)
-        for n, parts in cands:
-            keys = [_key(u, w) if w.shape[0] >= MIN_K else None for u, w in parts]
+        for n, parts, keys in keyed:
             if not any(k in shared for k in keys):
                 continue
             y = n.outputs[0]
