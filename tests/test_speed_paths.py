@@ -330,3 +330,22 @@ def test_residual_add_is_fused():
         fused = g.nodes[1]
         assert fused.op.__dict__.get("residual") and fused.inputs[3] is g.nodes[0].outputs[0]
         assert (fused.op.__dict__.get("fused_act") or (None,))[0] == act
+
+
+def test_winograd_headers_warning_free(tmp_path):
+    """The generated Winograd code (F(4x4) with 6- and 7-point patches, F(2x2) with 5, one tile at a time, residual)
+    compiles without warnings at -Wall -Wextra -Werror, with the target's vector code (-march=native) and without."""
+    import shlex
+    import subprocess
+    import pysofie
+    from pysofie.build.compiler import find_cxx
+    ids = ["winograd-3", "convtranspose-6", "convtranspose-7", "residual-0", "residual-5"]
+    for k, id_ in enumerate(ids):
+        pysofie.emit(MODELS[id_][0], str(tmp_path), weights="embed", name=f"m{k}")
+    (tmp_path / "main.cpp").write_text("".join(f'#include "m{k}.hxx"\n' for k in range(len(ids))) +
+                                       "int main() { return 0; }\n")
+    for march in (["-march=native"], []):
+        cmd = shlex.split(find_cxx()) + ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
+                                         f"-I{tmp_path}", str(tmp_path / "main.cpp")] + march
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]

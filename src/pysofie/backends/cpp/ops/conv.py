@@ -589,12 +589,16 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
             w.close("});")
 
 
-def _transpose4(w, r, o) -> None:
-    """o[k] (lanes) = r[0..3][k] within each 128-bit lane of the __m256 values named r (4 x 4 transposes)."""
-    w.line(f"const __m256 {o}t0 = _mm256_unpacklo_ps({r[0]}, {r[1]}), {o}t1 = _mm256_unpackhi_ps({r[0]}, {r[1]});")
-    w.line(f"const __m256 {o}t2 = _mm256_unpacklo_ps({r[2]}, {r[3]}), {o}t3 = _mm256_unpackhi_ps({r[2]}, {r[3]});")
-    w.line(f"__m256 {o}0 = _mm256_shuffle_ps({o}t0, {o}t2, 0x44), {o}1 = _mm256_shuffle_ps({o}t0, {o}t2, 0xEE);")
-    w.line(f"__m256 {o}2 = _mm256_shuffle_ps({o}t1, {o}t3, 0x44), {o}3 = _mm256_shuffle_ps({o}t1, {o}t3, 0xEE);")
+def _transpose4(w, r, o, need=4) -> None:
+    """o[k] (lanes) = r[0..3][k] within each 128-bit lane of the __m256 values named r (4 x 4 transposes), for the
+    first `need` outputs k."""
+    w.line(f"const __m256 {o}t0 = _mm256_unpacklo_ps({r[0]}, {r[1]}), {o}t2 = _mm256_unpacklo_ps({r[2]}, {r[3]});")
+    if need > 2:
+        w.line(f"const __m256 {o}t1 = _mm256_unpackhi_ps({r[0]}, {r[1]}), "
+               f"{o}t3 = _mm256_unpackhi_ps({r[2]}, {r[3]});")
+    for k in range(need):
+        a, b = (f"{o}t0", f"{o}t2") if k < 2 else (f"{o}t1", f"{o}t3")
+        w.line(f"__m256 {o}{k} = _mm256_shuffle_ps({a}, {b}, {'0x44' if k % 2 == 0 else '0xEE'});")
 
 
 def _load_patches4(w, n, Wq) -> None:
@@ -609,7 +613,7 @@ def _load_patches4(w, n, Wq) -> None:
                        f"a{h}1 = _mm256_loadu_ps(base + {i * Wq + sh + 8}), "
                        f"a{h}2 = _mm256_loadu_ps(base + {i * Wq + sh + 16}), "
                        f"a{h}3 = _mm256_loadu_ps(base + {i * Wq + sh + 24});")
-                _transpose4(w, [f"a{h}{k}" for k in range(4)], f"e{h}")
+                _transpose4(w, [f"a{h}{k}" for k in range(4)], f"e{h}", 4 if h == 0 else n - 4)
             for j in range(n):  # columns 0-3 from the first transposes, 4-7 from the second
                 w.line(f"d{i}_{j} = e{j // 4}{j % 4};")
 
