@@ -56,6 +56,18 @@ def _replace(graph: Graph, old_nodes: list, op, inputs: list, output: Value, nam
     return graph.add_node(op, inputs, [output], name, index=index)
 
 
+def _fuse_activation(graph: Graph, n, act) -> None:
+    """Replace n and the activation node act that reads its output by a copy of n's op whose `fused_act` is
+    (kind, alpha): Gelu as "Gelu" or "GeluTanh" (its `approximate`), LeakyRelu with its alpha, others by name."""
+    if act.op_type == "Gelu":
+        kind = ("GeluTanh" if getattr(act.op, "approximate", "none") == "tanh" else "Gelu", None)
+    else:
+        kind = (act.op_type, float(act.op.alpha) if act.op_type == "LeakyRelu" else None)
+    op = _clone_op(n.op)
+    op.__dict__["fused_act"] = kind
+    _replace(graph, [n, act], op, list(n.inputs), act.outputs[0], n.name)
+
+
 def _adds_after(graph: Graph, producer_type: str):
     """(Add, its operand made by a `producer_type` node, the other operand, that node) for every two-input Add
     still in the graph, trying both operand orders; stops trying an Add once it has been replaced."""

@@ -14,7 +14,7 @@ import numpy as np
 from ...ir import Graph
 from ...ir.shapes import numel
 from ...passes.manager import Pass
-from ...passes.rewrites import ACTIVATIONS, _clone_op, _const, _float, _replace, _single_internal_use
+from ...passes.rewrites import ACTIVATIONS, _clone_op, _const, _float, _fuse_activation, _replace, _single_internal_use
 
 
 def _one_b(n) -> bool:
@@ -78,13 +78,7 @@ class FuseMatMulEpilogue(Pass):
             return False
         if act.outputs[0].dtype is not y.dtype:
             return False
-        if act.op_type == "Gelu":
-            kind = ("GeluTanh" if getattr(act.op, "approximate", "none") == "tanh" else "Gelu", None)
-        else:
-            kind = (act.op_type, float(act.op.alpha) if act.op_type == "LeakyRelu" else None)
-        op = _clone_op(n.op)
-        op.__dict__["fused_act"] = kind
-        _replace(graph, [n, act], op, list(n.inputs), act.outputs[0], n.name)
+        _fuse_activation(graph, n, act)
         return True
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ....ir import Graph, Value
 from ....passes.manager import Pass
-from ....passes.rewrites import _clone_op, _const, _float, _replace, _single_internal_use
+from ....passes.rewrites import _clone_op, _const, _float, _fuse_activation, _replace, _single_internal_use
 
 DENSE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu")
 
@@ -219,13 +219,7 @@ class FuseDenseEpilogue(Pass):
         act = y.uses[0][0] if isinstance(y.uses[0], tuple) else y.uses[0]
         if act.op_type not in kinds or act.outputs[0].dtype is not y.dtype or act.inputs[0] is not y:
             return False
-        if act.op_type == "Gelu":
-            kind = ("GeluTanh" if act.op.approximate == "tanh" else "Gelu", None)
-        else:
-            kind = (act.op_type, float(act.op.alpha) if act.op_type == "LeakyRelu" else None)
-        op = _clone_op(n.op)
-        op.__dict__["fused_act"] = kind
-        _replace(graph, [n, act], op, list(n.inputs), act.outputs[0], n.name)
+        _fuse_activation(graph, n, act)
         return True
 
 
