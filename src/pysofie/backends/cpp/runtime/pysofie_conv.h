@@ -600,6 +600,35 @@ inline void transpose8(__m256 (&r)[8]) {
    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
+// One block of depthwise8: NP output pixels x 8 channels, acc[p] = bias + sum over kernel rows kh0 .. kh1 - 1 and
+// columns kw of w8[kh][kw] * xr[(kh - kh0) * Wp8 + p + kw]; Edge: only the packed columns j (relative to the
+// block) with jl <= j < jh are read (the others are zero padding). Each accumulator takes a chain of KH * KW
+// dependent FMAs: NP = 16 (AVX-512VL's 32 registers) leaves the FMA units slack over that latency, NP = 8 none.
+template <int KW, int NP, bool Edge>
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline void dw8_block(const float* xr, long Wp8, long kh0, long kh1, const float* w8, __m256 bv, long jl, long jh,
+                      __m256 (&acc)[NP]) {
+   PYSOFIE_UNROLL
+   for (int p = 0; p < NP; ++p) acc[p] = bv;
+   for (long kh = kh0; kh < kh1; ++kh, xr += Wp8 * 8) {
+      __m256 wk[KW];
+      PYSOFIE_UNROLL
+      for (int kw = 0; kw < KW; ++kw) wk[kw] = _mm256_loadu_ps(w8 + (kh * KW + kw) * 8);
+      PYSOFIE_UNROLL
+      for (int j = 0; j < NP + KW - 1; ++j) {
+         if (Edge && (j < jl || j >= jh)) continue;
+         const __m256 v = _mm256_loadu_ps(xr + j * 8);
+         PYSOFIE_UNROLL
+         for (int kw = 0; kw < KW; ++kw) {
+            const int p = j - kw;
+            if (p >= 0 && p < NP) acc[p] = _mm256_fmadd_ps(wk[kw], v, acc[p]);
+         }
+      }
+   }
+}
+
 // Depthwise convolution of 8 channels at once (stride 1, no dilation), channels on the vector lanes: the channels
 // c0 .. c0 + nc - 1 (nc <= 8) of x (C x H x W each, channel stride H * W) are packed, zero-padded, into
 // x8[Hp][Wp8][8] (Hp = OH + KH - 1, Wp8 = OW rounded up to 8, + KW - 1), the weights into w8[KH][KW][8]; then
@@ -638,38 +667,48 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
    alignas(32) float bl[8];
    for (long c = 0; c < 8; ++c) bl[c] = bias && c < nc ? bias[c] : 0.f;
    const __m256 bv = _mm256_load_ps(bl);
+   // the packed columns [cl, ch) hold the input, the others zeros: a block whose KW + 7 columns reach outside
+   // skips the products with those zeros (dw8_block<KW, true>), and each output row the kernel rows that fall
+   // in the top or bottom padding
+   const long cl = std::min(pl, Wp8), ch = cl + std::max(0L, std::min(W, Wp8 - cl));
+   // act, 8x8 transpose (a[c]: channel c's 8 pixels), store to the nc planes of y (the last block: OW - ow)
+   auto store8 = [&](const __m256* a, long oh, long ow) {
+      __m256 r[8];
+      for (int p = 0; p < 8; ++p) r[p] = act.vec(a[p]);
+      transpose8(r);
+      float* yr = y + oh * OW + ow;
+      if (ow + 8 <= OW) {
+         for (long c = 0; c < nc; ++c) _mm256_storeu_ps(yr + c * OH * OW, r[c]);
+      } else {
+         alignas(32) float t[8];
+         for (long c = 0; c < nc; ++c) {
+            _mm256_store_ps(t, r[c]);
+            std::copy(t, t + (OW - ow), yr + c * OH * OW);
+         }
+      }
+   };
    for (long oh = 0; oh < OH; ++oh) {
-      for (long ow = 0; ow < OWr; ow += 8) {
+      const long kh0 = std::max(0L, pt - oh), kh1 = std::min(KH, H + pt - oh);
+      const float* xr = x8 + (oh + kh0) * Wp8 * 8;
+      long ow = 0;
+#if defined(__AVX512VL__)
+      for (; ow + 16 <= OWr; ow += 16) {
+         __m256 acc[16];
+         if (ow >= cl && ow + 16 + KW - 1 <= ch)
+            dw8_block<KW, 16, false>(xr + ow * 8, Wp8, kh0, kh1, w8, bv, 0, 0, acc);
+         else
+            dw8_block<KW, 16, true>(xr + ow * 8, Wp8, kh0, kh1, w8, bv, cl - ow, ch - ow, acc);
+         store8(acc, oh, ow);
+         store8(acc + 8, oh, ow + 8);
+      }
+#endif
+      for (; ow < OWr; ow += 8) {
          __m256 acc[8];
-         PYSOFIE_UNROLL
-         for (int p = 0; p < 8; ++p) acc[p] = bv;
-         for (long kh = 0; kh < KH; ++kh) {
-            const float* xr = x8 + ((oh + kh) * Wp8 + ow) * 8;
-            __m256 wk[KW];
-            PYSOFIE_UNROLL
-            for (int kw = 0; kw < KW; ++kw) wk[kw] = _mm256_loadu_ps(w8 + (kh * KW + kw) * 8);
-            PYSOFIE_UNROLL
-            for (int j = 0; j < 8 + KW - 1; ++j) {
-               const __m256 v = _mm256_loadu_ps(xr + j * 8);
-               PYSOFIE_UNROLL
-               for (int kw = 0; kw < KW; ++kw) {
-                  const int p = j - kw;
-                  if (p >= 0 && p < 8) acc[p] = _mm256_fmadd_ps(wk[kw], v, acc[p]);
-               }
-            }
-         }
-         for (int p = 0; p < 8; ++p) acc[p] = act.vec(acc[p]);
-         transpose8(acc);  // acc[c]: channel c's 8 pixels
-         float* yr = y + oh * OW + ow;
-         if (ow + 8 <= OW) {
-            for (long c = 0; c < nc; ++c) _mm256_storeu_ps(yr + c * OH * OW, acc[c]);
-         } else {
-            alignas(32) float t[8];
-            for (long c = 0; c < nc; ++c) {
-               _mm256_store_ps(t, acc[c]);
-               std::copy(t, t + (OW - ow), yr + c * OH * OW);
-            }
-         }
+         if (ow >= cl && ow + 8 + KW - 1 <= ch)
+            dw8_block<KW, 8, false>(xr + ow * 8, Wp8, kh0, kh1, w8, bv, 0, 0, acc);
+         else
+            dw8_block<KW, 8, true>(xr + ow * 8, Wp8, kh0, kh1, w8, bv, cl - ow, ch - ow, acc);
+         store8(acc, oh, ow);
       }
    }
 }
