@@ -642,27 +642,33 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
    const long K = KH * KW;
    for (long k = 0; k < K; ++k)
       for (long c = 0; c < 8; ++c) w8[k * 8 + c] = c < nc ? w[c * K + k] : 0.f;
-   // pack: rows of 8 pixels x 8 channels transposed; borders and missing channels zero
-   const __m256 z = _mm256_setzero_ps();
-   for (long h = 0; h < Hp; ++h) {
+   // pack: rows of 8 pixels x 8 channels transposed. The zero padding is not written: the blocks below never
+   // read it (they skip the kernel rows and columns that fall in it)
+   for (long h = pt; h < pt + H && h < Hp; ++h) {
       float* row = x8 + h * Wp8 * 8;
       const long ih = h - pt;
-      if (ih < 0 || ih >= H) {
-         for (long q = 0; q < Wp8; ++q) _mm256_storeu_ps(row + q * 8, z);
-         continue;
-      }
       const long lo = std::min(pl, Wp8), n = std::max(0L, std::min(W, Wp8 - lo));
-      for (long q = 0; q < lo; ++q) _mm256_storeu_ps(row + q * 8, z);
       long iw = 0;
-      for (; iw + 8 <= n; iw += 8) {
-         __m256 r[8];
-         for (long c = 0; c < 8; ++c) r[c] = c < nc ? _mm256_loadu_ps(x + (c * H + ih) * W + iw) : z;
-         transpose8(r);
-         for (long q = 0; q < 8; ++q) _mm256_storeu_ps(row + (lo + iw + q) * 8, r[q]);
+      // the 8 channels' input rows; a missing channel (c >= nc) repeats channel 0: its lane is never stored
+      const float* xs[8];
+      for (long c = 0; c < 8; ++c) xs[c] = x + ((c < nc ? c : 0) * H + ih) * W;
+      for (; iw + 4 <= n; iw += 4) {
+         // 4 pixels: a[i] = channel i's 4 pixels | channel i + 4's (128-bit loads), then 4x4 transposes in the
+         // two lanes (8 shuffles instead of transpose8's 12 per 4 pixels)
+         __m256 a[4];
+         for (int i = 0; i < 4; ++i)
+            a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(xs[i] + iw)), _mm_loadu_ps(xs[i + 4] + iw),
+                                        1);
+         const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+         const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
+         float* o = row + (lo + iw) * 8;
+         _mm256_storeu_ps(o, _mm256_shuffle_ps(t0, t2, 0x44));
+         _mm256_storeu_ps(o + 8, _mm256_shuffle_ps(t0, t2, 0xEE));
+         _mm256_storeu_ps(o + 16, _mm256_shuffle_ps(t1, t3, 0x44));
+         _mm256_storeu_ps(o + 24, _mm256_shuffle_ps(t1, t3, 0xEE));
       }
       for (; iw < n; ++iw)
          for (long c = 0; c < 8; ++c) row[(lo + iw) * 8 + c] = c < nc ? x[(c * H + ih) * W + iw] : 0.f;
-      for (long q = lo + n; q < Wp8; ++q) _mm256_storeu_ps(row + q * 8, z);
    }
    alignas(32) float bl[8];
    for (long c = 0; c < 8; ++c) bl[c] = bias && c < nc ? bias[c] : 0.f;
@@ -671,12 +677,12 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
    // skips the products with those zeros (dw8_block<KW, true>), and each output row the kernel rows that fall
    // in the top or bottom padding
    const long cl = std::min(pl, Wp8), ch = cl + std::max(0L, std::min(W, Wp8 - cl));
-   // act, 8x8 transpose (a[c]: channel c's 8 pixels), store to the nc planes of y (the last block: OW - ow)
+   // act, 8x8 transpose, store to the nc planes of y (the last block: OW - ow)
    auto store8 = [&](const __m256* a, long oh, long ow) {
       __m256 r[8];
       for (int p = 0; p < 8; ++p) r[p] = act.vec(a[p]);
-      transpose8(r);
       float* yr = y + oh * OW + ow;
+      transpose8(r);  // r[c]: channel c's 8 pixels
       if (ow + 8 <= OW) {
          for (long c = 0; c < nc; ++c) _mm256_storeu_ps(yr + c * OH * OW, r[c]);
       } else {
