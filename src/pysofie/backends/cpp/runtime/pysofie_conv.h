@@ -630,21 +630,23 @@ inline void dw8_block(const float* xr, long Wp8, long kh0, long kh1, const float
 }
 
 // Depthwise convolution of 8 channels at once (stride 1, no dilation), channels on the vector lanes: the channels
-// c0 .. c0 + nc - 1 (nc <= 8) of x (C x H x W each, channel stride H * W) are packed, zero-padded, into
-// x8[Hp][Wp8][8] (Hp = OH + KH - 1, Wp8 = OW rounded up to 8, + KW - 1), the weights into w8[KH][KW][8]; then
-// per output row, 8 output pixels at a time: each packed input vector loaded serves the KW taps (pixels) it
-// reaches, the KW weight vectors of a kernel row stay in registers. y (the 8 channels' planes, stride OH * OW)
-// gets act(sum + bias) through 8x8 transposes. Scratch: x8 and w8 as above.
+// c0 .. c0 + nc - 1 (nc <= 8) of x (C x H x W each, channel stride H * W) are packed into x8[Hp][Wp8][8] (Hp =
+// OH + KH - 1, Wp8 = OW rounded up to 8, + KW - 1; the padding is left unwritten and never read), the weights
+// into w8[KH][KW][8]; then per output row, blocks of 8 (16 with AVX-512VL) output pixels: each packed input
+// vector loaded serves the KW taps (pixels) it reaches, the KW weight vectors of a kernel row stay in registers,
+// the products with the padding are skipped. y (the 8 channels' planes, stride OH * OW) gets act(sum + bias)
+// through 8x8 transposes. Scratch: x8 and w8 as above.
 template <int KW, class Act>
 void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long pl, long OH, long OW,
                 const float* w, const float* bias, float* y, float* x8, float* w8, Act act) {
-   const long Hp = OH + KH - 1, OWr = (OW + 7) / 8 * 8, Wp8 = OWr + KW - 1;
+   const long OWr = (OW + 7) / 8 * 8, Wp8 = OWr + KW - 1;
    const long K = KH * KW;
    for (long k = 0; k < K; ++k)
       for (long c = 0; c < 8; ++c) w8[k * 8 + c] = c < nc ? w[c * K + k] : 0.f;
-   // pack: rows of 8 pixels x 8 channels transposed. The zero padding is not written: the blocks below never
-   // read it (they skip the kernel rows and columns that fall in it)
-   for (long h = pt; h < pt + H && h < Hp; ++h) {
+   // pack row h (pt <= h < pt + H): 8 pixels x 8 channels transposed. The zero padding is not written: the
+   // blocks below never read it (they skip the kernel rows and columns that fall in it). Rows are packed just
+   // before the first output row that reads them (the KH rows in use stay in L1)
+   auto pack_row = [&](long h) {
       float* row = x8 + h * Wp8 * 8;
       const long ih = h - pt;
       const long lo = std::min(pl, Wp8), n = std::max(0L, std::min(W, Wp8 - lo));
@@ -669,11 +671,11 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
       }
       for (; iw < n; ++iw)
          for (long c = 0; c < 8; ++c) row[(lo + iw) * 8 + c] = c < nc ? x[(c * H + ih) * W + iw] : 0.f;
-   }
+   };
    alignas(32) float bl[8];
    for (long c = 0; c < 8; ++c) bl[c] = bias && c < nc ? bias[c] : 0.f;
    const __m256 bv = _mm256_load_ps(bl);
-   // the packed columns [cl, ch) hold the input, the others zeros: a block whose KW + 7 columns reach outside
+   // the packed columns [cl, ch) hold the input, the others padding: a block whose KW + 7 columns reach outside
    // skips the products with those zeros (dw8_block<KW, true>), and each output row the kernel rows that fall
    // in the top or bottom padding
    const long cl = std::min(pl, Wp8), ch = cl + std::max(0L, std::min(W, Wp8 - cl));
@@ -693,8 +695,10 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
          }
       }
    };
+   long next = pt;  // the next row to pack
    for (long oh = 0; oh < OH; ++oh) {
       const long kh0 = std::max(0L, pt - oh), kh1 = std::min(KH, H + pt - oh);
+      for (; next < oh + kh1; ++next) pack_row(next);
       const float* xr = x8 + (oh + kh0) * Wp8 * 8;
       long ow = 0;
 #if defined(__AVX512VL__)
