@@ -101,6 +101,25 @@ add("convtranspose-winograd", m, {"x": rand(1, 40, 7, 30, seed=33)}, "conv_indir
 # depthwise 3x3 over 13 channels (8 on the vector lanes + 5)
 add("depthwise-13", *_conv((1, 13, 17, 19), (13, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 13}, "Relu", 40),
     "pysofie_conv::depthwise8<3>")
+# depthwise 7x7 (convnext's): 20 channels (8 + 8 + 4), 45 output columns (AVX-512: blocks of 16 -- the first
+# and last reaching into the padding, the middle one not -- and a tail of 13; AVX2: blocks of 8, tail 5), pads
+# top 3, left 2, bottom 1, right 4 (the edge blocks and rows that skip the zero padding), bias, Relu
+add("depthwise7-asym", *_conv((1, 20, 13, 45), (20, 1, 7, 7), {"pads": [3, 2, 1, 4], "group": 20}, "Relu", 41),
+    "pysofie_conv::depthwise8<7>")
+# 1-D depthwise, kernel 7 over 37 samples, 10 channels
+m = graph_model([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[3, 3], group=10)],
+                {"x": rand(1, 10, 37, seed=45)}, {"w": rand(10, 1, 7, seed=46) * 0.5, "b": rand(10, seed=47)}, ["y"])
+add("depthwise7-1d", m, {"x": rand(1, 10, 37, seed=45)}, "pysofie_conv::depthwise8<7>")
+# a plane smaller than the kernel (5 x 6, pads 3 and 4: every block an edge block, rows with no input at all)
+add("depthwise7-small", *_conv((1, 9, 5, 6), (9, 1, 7, 7), {"pads": [3, 4, 4, 3], "group": 9}, None, 42),
+    "pysofie_conv::depthwise8<7>")
+# depthwise with stride 2 and dilation 2 (5x5: the indirect kernel), and with channel multiplier 2 (group = C,
+# 2 C outputs: the row kernel)
+add("depthwise5-s2-d2", *_conv((1, 12, 17, 23), (12, 1, 5, 5), {"pads": [4, 3, 4, 5], "group": 12,
+                                                                "strides": [2, 2], "dilations": [2, 2]}, None, 43),
+    "pysofie_conv::conv_indirect")
+add("depthwise3-mult2", *_conv((1, 6, 11, 13), (12, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 6}, None, 44),
+    "pysofie_conv::conv_rows")
 # vector math: Softmax and LayerNormalization rows of 37, Gelu (opset 20)
 m = graph_model([helper.make_node("Softmax", ["x"], ["s"], axis=-1),
                  helper.make_node("LayerNormalization", ["x", "g", "bb"], ["n"], axis=-1, epsilon=1e-5),
