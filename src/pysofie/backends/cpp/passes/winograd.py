@@ -1,4 +1,6 @@
-"""Winograd convolution F(m x m, r x r) for 2-D stride-1 convolutions with square kernels (3x3, 5x5).
+"""Winograd convolution F(m x m, r x r) for 2-D stride-1 convolutions with square kernels (3x3, 4x4, 5x5; m = 4
+for 3x3 and 4x4 where the output rows fill groups of 8 tiles of 4, else 2), and stride-1 ConvTranspose through
+the equivalent Conv.
 
 The transforms come from the modified Toom-Cook construction: with n = m + r - 1 evaluation points (finite ones
 plus infinity), a 1-D correlation y_i = sum_k g_k d_{i+k} (i < m) equals A^T [(G g) * (B^T d)], where
@@ -6,8 +8,9 @@ G (n x r) and H (n x m) evaluate polynomials of degree r-1 and m-1 at the points
 Vandermonde matrix with infinity, B^T = V^{-T} and A^T = H^T. In 2-D: Y = A^T [(G g G^T) * (B^T d B)] A.
 
 ``WinogradConv`` transforms the (constant) weights at generation time, U[xi][M][C] = (G g G^T)[xi], and marks
-the op (``winograd``) so that the C++ generator (backends/cpp/ops/conv.py) emits the input transform, alpha^2
-matrix products through the BLAS, and the output transform with bias and activation.
+the op (``winograd``: m, r, mode) so that the C++ generator (backends/cpp/ops/winograd.py) emits the input
+transform, the n^2 matrix products by the indirect kernel, and the output transform with bias, residual and
+activation.
 """
 from __future__ import annotations
 
