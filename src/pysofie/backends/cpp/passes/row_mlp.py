@@ -28,7 +28,7 @@ from ....passes.manager import Pass
 from ....passes.rewrites import ACTIVATIONS, _const, _single_internal_use
 from . import gemm_pack
 
-MIN_ROWS = 512  # fixed row counts below this (a graph's global MLP: 1 row, small batches) keep the plain layers
+MIN_ROWS = 512  # fixed row counts below this (small batches) keep the plain layers; 1 row: the GEMV chain
 MAX_WIDTH = 256  # layer widths up to this: two blocks of rows of the widest layer on the stack (<= 192 KiB)
 LAYER_ACTS = (None, "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "GeluTanh")
 
@@ -211,7 +211,7 @@ class FuseRowMLP(Pass):
     def _fuse(self, graph: Graph, head) -> bool:
         a = head.inputs[0]
         rows = a.shape[0]
-        if isinstance(rows, int) and rows < MIN_ROWS:
+        if isinstance(rows, int) and 1 < rows < MIN_ROWS:
             return False
         if a.producer is not None and _packed_layer(a.producer) and _single_internal_use(graph, a):
             return False  # not the head of its chain
