@@ -194,16 +194,26 @@ def _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act) -> None:
             w.line(f"{d0}[h] = {' + '.join(srcs)};")
     for k in range(p):
         last = k == p - 1
+        if p == 1 and not (q or a) and 0 in s.get("wt", []):
+            w.line(f"pysofie_gemv::gemv_rows({H}, {ks[0]}, {(ks[0] + 7) // 8 * 8}, {X[0]}, {cx.i(pos + 2 * ln)}, "
+                   f"{d0}, {b0}, {kind}, {slope});")
+            continue
         w.line(f"pysofie_gemv::gemv_packed({H}, {ks[k]}, {X[k]}, {W1[k]}, {d0}, {'true' if (q or a or k) else 'false'}, "
                f"{b0 if last else 'nullptr'}, {kind if last else 'pysofie_gemm::NONE'}, "
                f"{slope if last else lit(0.0, 'float')});")
     if not p:
         with w.loop("h", str(H)):
             w.line(f"{d0}[h] = pysofie_gemm::act_scalar({d0}[h] + {b0}[h], {kind}, {slope});")
+    wt = {li: cx.i(pos + 2 * ln + j) for j, li in enumerate(s.get("wt", []))}
     for k in range(1, nl):
         kind, slope = act(layers[k])
         N, K = int(layers[k]["N"]), int(layers[k - 1]["N"])
-        w.line(f"pysofie_gemv::gemv_packed({N}, {K}, {dst(k - 1)}, {W[k]}, {dst(k)}, false, {B[k]}, {kind}, {slope});")
+        if k in wt:
+            w.line(f"pysofie_gemv::gemv_rows({N}, {K}, {(K + 7) // 8 * 8}, {dst(k - 1)}, {wt[k]}, {dst(k)}, {B[k]}, "
+                   f"{kind}, {slope});")
+        else:
+            w.line(f"pysofie_gemv::gemv_packed({N}, {K}, {dst(k - 1)}, {W[k]}, {dst(k)}, false, {B[k]}, {kind}, "
+                   f"{slope});")
     if ln:
         N = int(layers[-1]["N"])
         w.line(f"pysofie_vm::layernorm_rows({dst(nl - 1)}, {cx.i(pos)}, {cx.i(pos + 1)}, {Y}, 0, 1, {N}, "

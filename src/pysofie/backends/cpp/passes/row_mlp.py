@@ -30,6 +30,7 @@ from . import gemm_pack
 
 MIN_ROWS = 512  # fixed row counts below this (small batches) keep the plain layers; 1 row: the GEMV chain
 MAX_WIDTH = 256  # layer widths up to this: two blocks of rows of the widest layer on the stack (<= 192 KiB)
+NARROW = 4  # layers this narrow get a W^T copy for the batch-of-one path (passes below)
 LAYER_ACTS = (None, "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "GeluTanh")
 
 
@@ -276,6 +277,20 @@ class FuseRowMLP(Pass):
             spec["ln_eps"] = float(ln.op.epsilon)
             old.append(ln)
             out = ln.outputs[0]
+        # narrow layers (at most NARROW columns, e.g. a classifier's last) also as rows of W^T (N x K, K padded to 8):
+        # the batch-of-one path reads them with dot products instead of 8- or 16-wide panels that are mostly zeros
+        wt = []
+        for k, n in enumerate(chain):
+            info = n.op.__dict__["packed_gemm"]
+            li = k + (first is not None)
+            if info["N"] <= NARROW and n.inputs[1].const is not None:
+                K, N = info["K"], info["N"]
+                w = unpack_panels(np.asarray(n.inputs[1].const, np.float32).reshape(-1), K, N)
+                t = np.zeros((N, (K + 7) // 8 * 8), np.float32)
+                t[:, :K] = w.T
+                inputs.append(_const(graph, f"{n.name}_rowmlp_wt", t))
+                wt.append(li)
+        spec["wt"] = wt
         # the fused node goes where its last part was: after every input's producer, before every reader
         order = {id(n): i for i, n in enumerate(graph.nodes)}
         last = max(old, key=lambda n: order[id(n)])

@@ -168,6 +168,42 @@ inline void gemv_packed(long N, long K, const float* __restrict x, const float* 
    act_stored(y, N, act, slope);
 }
 
+// y[0, N) = act(x[0, K) * W + bias[0, N)) for a narrow W given as rows of W^T (row n: column n of W, K values
+// padded with zeros to ld, a multiple of 8): one dot product per output; x is read only up to K. bias may be null.
+inline void gemv_rows(long N, long K, long ld, const float* __restrict x, const float* __restrict wt,
+                      float* __restrict y, const float* __restrict bias, int act, float slope) {
+   for (long n = 0; n < N; ++n) {
+      const float* __restrict r = wt + n * ld;
+      float v;
+#if defined(__AVX2__) && defined(__FMA__)
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+      long k = 0;
+      for (; k + 16 <= K; k += 16) {
+         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(r + k), a0);
+         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(r + k + 8), a1);
+      }
+      for (; k < K; k += 8) {
+         const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(K - k)),
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+         a0 = _mm256_fmadd_ps(_mm256_maskload_ps(x + k, m), _mm256_loadu_ps(r + k), a0);
+      }
+      a0 = _mm256_add_ps(a0, a1);
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_add_ss(h, _mm_movehdup_ps(h));
+      v = _mm_cvtss_f32(h);
+#else
+      float acc[8] = {};
+      long k = 0;
+      for (; k + 8 <= K; k += 8)
+         for (int t = 0; t < 8; ++t) acc[t] += x[k + t] * r[k + t];
+      for (; k < K; ++k) acc[k & 7] += x[k] * r[k];
+      v = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+#endif
+      y[n] = pysofie_gemm::act_scalar(v + (bias ? bias[n] : 0.f), act, slope);
+   }
+}
+
 }  // namespace pysofie_gemv
 
 #endif  // PYSOFIE_GEMV_H
