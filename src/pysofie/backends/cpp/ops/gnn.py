@@ -198,8 +198,9 @@ def _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act) -> None:
             w.line(f"pysofie_gemv::gemv_rows({H}, {ks[0]}, {(ks[0] + 7) // 8 * 8}, {X[0]}, {cx.i(pos + 2 * ln)}, "
                    f"{d0}, {b0}, {kind}, {slope});")
             continue
-        w.line(f"pysofie_gemv::gemv_packed({H}, {ks[k]}, {X[k]}, {W1[k]}, {d0}, {'true' if (q or a or k) else 'false'}, "
-               f"{b0 if last else 'nullptr'}, {kind if last else 'pysofie_gemm::NONE'}, "
+        acc = "true" if (q or a or k) else "false"
+        w.line(f"pysofie_gemv::gemv_packed({H}, {ks[k]}, {X[k]}, {W1[k]}, {d0}, {acc}, {b0 if last else 'nullptr'}, "
+               f"{kind if last else 'pysofie_gemm::NONE'}, "
                f"{slope if last else lit(0.0, 'float')});")
     if not p:
         with w.loop("h", str(H)):
