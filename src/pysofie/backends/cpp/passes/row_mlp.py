@@ -6,7 +6,11 @@ rows (8 MB per activation) run at ~70 GFLOP/s with the packed kernel (OpenBLAS's
 ReLU pass it would still need) against ~92 at 4000 rows, on the development machine (Zen 4, one thread); by blocks
 of 96 rows the chain keeps ~86-92 at every size and the time grows linearly with the rows.
 
-What is fused, for a row count that is symbolic or at least MIN_ROWS:
+One row (a batch of one at run time, or a row count fixed at 1): the generated code skips the blocks, tiles and
+thread pool and runs one matrix-vector product per layer over the same packed weights (runtime/pysofie_gemv.h);
+layers of at most NARROW columns also get their weights as rows of W^T for dot products.
+
+What is fused, for a row count that is symbolic, 1, or at least MIN_ROWS:
 - layers: float Gemm / MatMul whose constant B was packed (passes/gemm_pack.py), bias and activation in the
   store, each output read only by the next layer; then optionally a LayerNormalization over the last axis with
   constant scale / bias (a Sonnet MLP + LayerNorm);
