@@ -109,7 +109,8 @@ class RowMLP(_GnnOp):
     rows: r, adds: a (0 when absent), ks: [K of each direct input], layers: [{N, act}], ln_eps: float or None,
     whats: [index names]}. Inputs: X_1..X_p [M, K_i], tables T_1..T_q [*, N_1], indices I_1..I_q [M], rows
     R_1..R_r [1, N_1], addends A_1..A_a [M, N_1], packed W_1..W_p, bias_1 (padded), then (packed W, padded bias) of
-    every further layer, then LayerNorm scale and bias when ln_eps is set.
+    every further layer, then LayerNorm scale and bias when ln_eps is set, then for each layer index in wt (when
+    present) that layer's weights as rows of W^T [N, K padded to 8] (read by the batch-of-one path).
     Layer 1 = act(sum_i X_i W_i + sum_j T_j[I_j] + sum_k R_k + sum_l A_l + bias_1); Y [M, N_last]."""
     ATTRS = {"spec": REQUIRED}
     INPUTS = ("inputs*",)

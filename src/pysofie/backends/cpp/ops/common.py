@@ -28,7 +28,8 @@ def lit(x, ctype: str = "double") -> str:
 HEADER_DEPS = {"pysofie_conv.h": ("pysofie_vmath.h", "pysofie_conv512.h"),
                "pysofie_gemm.h": ("pysofie_vmath.h", "pysofie_gemm512.h"),
                "pysofie_attn.h": ("pysofie_vmath.h", "pysofie_transpose.h"),
-               "pysofie_rnn.h": ("pysofie_vmath.h",)}
+               "pysofie_rnn.h": ("pysofie_vmath.h",),
+               "pysofie_gemv.h": ("pysofie_gemm.h",)}
 
 
 def use_runtime_header(cx, name: str) -> None:

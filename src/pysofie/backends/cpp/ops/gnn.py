@@ -153,6 +153,83 @@ def gen_row_mlp(cx):
         with w.block(f"for (size_t e = 0; e < static_cast<size_t>({M}); ++e)"):
             for j in range(q):
                 _index_check(w, f"k{j}", f"{I[j]}[e]", Tn[j], s["whats"][j], "rows")
+    rows = cx.vout(0).shape[0]
+    if isinstance(rows, int):  # known at generation: one row is the matrix-vector chain alone
+        if rows == 1:
+            _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act)
+        else:
+            _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax)
+        return
+    with w.block(f"if ({M} == 1)"):  # one row at run time (an event at a time): no thread pool, blocks or tiles
+        _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act)
+    with w.block("else"):
+        _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax)
+
+
+def _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act) -> None:
+    """The layers as matrix-vector products over the packed weights (pysofie_gemv.h), bias and activation in the
+    store, in two small stack buffers."""
+    from .common import lit, use_runtime_header
+    use_runtime_header(cx, "pysofie_gemv.h")
+    w, s = cx.w, cx.op.spec
+    p, q, a = s["direct"], s["gather"], s.get("adds", 0)
+    layers, ks = s["layers"], s["ks"]
+    ln = s["ln_eps"] is not None
+    H = int(layers[0]["N"])
+    nl = len(layers)
+    Y = cx.o(0)
+    wmax = max(int(ly["N"]) for ly in layers)
+    used = sorted({("g0", "g1")[k % 2] for k in range(nl) if k < nl - 1 or ln})
+    if used:
+        w.line("alignas(64) float " + ", ".join(f"{b}[{wmax}]" for b in used) + ";")
+
+    def dst(k):
+        return Y if k == nl - 1 and not ln else ("g0", "g1")[k % 2]
+    kind, slope = act(layers[0])
+    d0 = dst(0)
+    if q or a:  # the gathered and added terms first; the products accumulate onto them
+        srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[0]) * {H} + h]" for j in range(q)]
+        srcs += [f"{A[j]}[h]" for j in range(a)]
+        with w.loop("h", str(H)):
+            w.line(f"{d0}[h] = {' + '.join(srcs)};")
+    for k in range(p):
+        last = k == p - 1
+        if p == 1 and not (q or a) and 0 in s.get("wt", []):
+            w.line(f"pysofie_gemv::gemv_rows({H}, {ks[0]}, {(ks[0] + 7) // 8 * 8}, {X[0]}, {cx.i(pos + 2 * ln)}, "
+                   f"{d0}, {b0}, {kind}, {slope});")
+            continue
+        acc = "true" if (q or a or k) else "false"
+        w.line(f"pysofie_gemv::gemv_packed({H}, {ks[k]}, {X[k]}, {W1[k]}, {d0}, {acc}, {b0 if last else 'nullptr'}, "
+               f"{kind if last else 'pysofie_gemm::NONE'}, "
+               f"{slope if last else lit(0.0, 'float')});")
+    if not p:
+        with w.loop("h", str(H)):
+            w.line(f"{d0}[h] = pysofie_gemm::act_scalar({d0}[h] + {b0}[h], {kind}, {slope});")
+    wt = {li: cx.i(pos + 2 * ln + j) for j, li in enumerate(s.get("wt", []))}
+    for k in range(1, nl):
+        kind, slope = act(layers[k])
+        N, K = int(layers[k]["N"]), int(layers[k - 1]["N"])
+        if k in wt:
+            w.line(f"pysofie_gemv::gemv_rows({N}, {K}, {(K + 7) // 8 * 8}, {dst(k - 1)}, {wt[k]}, {dst(k)}, {B[k]}, "
+                   f"{kind}, {slope});")
+        else:
+            w.line(f"pysofie_gemv::gemv_packed({N}, {K}, {dst(k - 1)}, {W[k]}, {dst(k)}, false, {B[k]}, {kind}, "
+                   f"{slope});")
+    if ln:
+        N = int(layers[-1]["N"])
+        w.line(f"pysofie_vm::layernorm_rows({dst(nl - 1)}, {cx.i(pos)}, {cx.i(pos + 1)}, {Y}, 0, 1, {N}, "
+               f"{lit(float(s['ln_eps']), 'double')}, nullptr, nullptr);")
+
+
+def _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax) -> None:
+    """Blocks of ROW_BLOCK rows on the thread pool, each through every layer in two stack buffers."""
+    from .common import lit
+    w, s = cx.w, cx.op.spec
+    p, q, a = s["direct"], s["gather"], s.get("adds", 0)
+    layers, ks = s["layers"], s["ks"]
+    ln = s["ln_eps"] is not None
+    H = int(layers[0]["N"])
+    Y = cx.o(0)
     RB = ROW_BLOCK
     with w.block(f"{cx.pool()}.run_range(static_cast<long>({M}), {ROW_GRAIN}, [&](long r0, long r1, int)", close="});"):
         nl = len(layers)

@@ -6,7 +6,11 @@ rows (8 MB per activation) run at ~70 GFLOP/s with the packed kernel (OpenBLAS's
 ReLU pass it would still need) against ~92 at 4000 rows, on the development machine (Zen 4, one thread); by blocks
 of 96 rows the chain keeps ~86-92 at every size and the time grows linearly with the rows.
 
-What is fused, for a row count that is symbolic or at least MIN_ROWS:
+One row (a batch of one at run time, or a row count fixed at 1): the generated code skips the blocks, tiles and
+thread pool and runs one matrix-vector product per layer over the same packed weights (runtime/pysofie_gemv.h);
+layers of at most NARROW columns also get their weights as rows of W^T for dot products.
+
+What is fused, for a row count that is symbolic, 1, or at least MIN_ROWS:
 - layers: float Gemm / MatMul whose constant B was packed (passes/gemm_pack.py), bias and activation in the
   store, each output read only by the next layer; then optionally a LayerNormalization over the last axis with
   constant scale / bias (a Sonnet MLP + LayerNorm);
@@ -28,8 +32,9 @@ from ....passes.manager import Pass
 from ....passes.rewrites import ACTIVATIONS, _const, _single_internal_use
 from . import gemm_pack
 
-MIN_ROWS = 512  # fixed row counts below this (a graph's global MLP: 1 row, small batches) keep the plain layers
+MIN_ROWS = 512  # fixed row counts below this (small batches) keep the plain layers; 1 row: the GEMV chain
 MAX_WIDTH = 256  # layer widths up to this: two blocks of rows of the widest layer on the stack (<= 192 KiB)
+NARROW = 4  # layers this narrow get a W^T copy for the batch-of-one path (passes below)
 LAYER_ACTS = (None, "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "GeluTanh")
 
 
@@ -211,7 +216,7 @@ class FuseRowMLP(Pass):
     def _fuse(self, graph: Graph, head) -> bool:
         a = head.inputs[0]
         rows = a.shape[0]
-        if isinstance(rows, int) and rows < MIN_ROWS:
+        if isinstance(rows, int) and 1 < rows < MIN_ROWS:
             return False
         if a.producer is not None and _packed_layer(a.producer) and _single_internal_use(graph, a):
             return False  # not the head of its chain
@@ -276,6 +281,20 @@ class FuseRowMLP(Pass):
             spec["ln_eps"] = float(ln.op.epsilon)
             old.append(ln)
             out = ln.outputs[0]
+        # narrow layers (at most NARROW columns, e.g. a classifier's last) also as rows of W^T (N x K, K padded to 8):
+        # the batch-of-one path reads them with dot products instead of 8- or 16-wide panels that are mostly zeros
+        wt = []
+        for k, n in enumerate(chain):
+            info = n.op.__dict__["packed_gemm"]
+            li = k + (first is not None)
+            if info["N"] <= NARROW and n.inputs[1].const is not None:
+                K, N = info["K"], info["N"]
+                w = unpack_panels(np.asarray(n.inputs[1].const, np.float32).reshape(-1), K, N)
+                t = np.zeros((N, (K + 7) // 8 * 8), np.float32)
+                t[:, :K] = w.T
+                inputs.append(_const(graph, f"{n.name}_rowmlp_wt", t))
+                wt.append(li)
+        spec["wt"] = wt
         # the fused node goes where its last part was: after every input's producer, before every reader
         order = {id(n): i for i, n in enumerate(graph.nodes)}
         last = max(old, key=lambda n: order[id(n)])
