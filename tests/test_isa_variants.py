@@ -152,20 +152,27 @@ def _isa(macros):
     return "avx2" if "__AVX2__" in macros and "__FMA__" in macros else "scalar"
 
 
-@pytest.fixture(scope="module")
-def builds():
-    """{variant: (isa it targets, {model id: session}) } for the variants that differ from each other."""
+def build_variants(models: dict, prefix: str) -> dict:
+    """{variant: (isa it targets, {id: generated model}, {id: session or the exception}) } for the VARIANTS whose
+    builds differ (e.g. no AVX-512 here: the native build is already the AVX2 one), one batch compile each."""
     from pysofie.api import generate_code
     from pysofie.build.batch import sessions_for
     out, seen = {}, set()
     for name, extra in VARIANTS.items():
         isa = _isa(_macros(extra))
-        if isa in seen:  # e.g. no AVX-512 here: the native build is already the AVX2 one
+        if isa in seen:
             continue
         seen.add(isa)
-        gms = [generate_code(MODELS[i][0], namespace=f"isa_{name}_{k}") for k, i in enumerate(MODELS)]
-        out[name] = (isa, dict(zip(MODELS, sessions_for(gms, extra_flags=extra))), gms)
+        gms = {i: generate_code(m, namespace=f"{prefix}_{name}_{k}") for k, (i, m) in enumerate(models.items())}
+        out[name] = (isa, gms, dict(zip(gms, sessions_for(list(gms.values()), extra_flags=extra))))
     return out
+
+
+@pytest.fixture(scope="module")
+def builds():
+    """{variant: (isa it targets, {model id: session}, [generated model]) } for the variants that differ."""
+    return {name: (isa, sessions, list(gms.values()))
+            for name, (isa, gms, sessions) in build_variants({i: m[0] for i, m in MODELS.items()}, "isa").items()}
 
 
 def test_variants_target_what_they_say(builds):

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.test_isa_variants import VARIANTS, _isa, _macros
+from tests.test_isa_variants import VARIANTS, build_variants
 from tests.util import assert_close, ort, rand
 
 CASES = {}  # id -> (model, feeds)
@@ -55,18 +55,10 @@ add("rnn-h8-sigmoid-lens", "RNN", 8, B=3, lens=[6, 3, 1], activations=["Sigmoid"
 
 @pytest.fixture(scope="module")
 def builds():
-    from pysofie.api import generate_code
-    from pysofie.build.batch import sessions_for
-    out, seen = {}, set()
-    for name, extra in VARIANTS.items():
-        isa = _isa(_macros(extra))
-        if isa in seen:
-            continue
-        seen.add(isa)
-        gms = [generate_code(CASES[i][0], namespace=f"rnn_isa_{name}_{k}") for k, i in enumerate(CASES)]
-        assert all("pysofie_rnn::" in gm.header for gm in gms)
-        out[name] = (isa, dict(zip(CASES, sessions_for(gms, extra_flags=extra))))
-    return out
+    out = build_variants({i: c[0] for i, c in CASES.items()}, "rnn_isa")
+    for isa, gms, _ in out.values():
+        assert all("pysofie_rnn::" in gm.header for gm in gms.values())
+    return {name: (isa, sessions) for name, (isa, _, sessions) in out.items()}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

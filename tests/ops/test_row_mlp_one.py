@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.ops.test_row_mlp import mlp_model
-from tests.test_isa_variants import VARIANTS, _isa, _macros
+from tests.test_isa_variants import VARIANTS, build_variants
 from tests.util import assert_close, ort, rand
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -55,17 +55,7 @@ def feeds(name, n, seed):
 
 @pytest.fixture(scope="module")
 def builds():
-    from pysofie.api import generate_code
-    from pysofie.build.batch import sessions_for
-    out, seen = {}, set()
-    for variant, extra in VARIANTS.items():
-        isa = _isa(_macros(extra))
-        if isa in seen:
-            continue
-        seen.add(isa)
-        gms = [generate_code(m, namespace=f"rowone_{variant}_{k}") for k, m in enumerate(MODELS.values())]
-        out[variant] = (isa, dict(zip(MODELS, gms)), dict(zip(MODELS, sessions_for(gms, extra_flags=extra))))
-    return out
+    return build_variants(MODELS, "rowone")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
