@@ -34,6 +34,24 @@ def _single_internal_use(graph: Graph, v: Value) -> bool:
     return len(v.uses) == 1 and not graph.is_output(v)
 
 
+def _sole_user(graph: Graph, v: Value, op_type: str | None = None):
+    """The only node reading v (of op_type, when given), v being no graph output; else None."""
+    if not _single_internal_use(graph, v):
+        return None
+    n = v.uses[0][0] if isinstance(v.uses[0], tuple) else v.uses[0]
+    return n if op_type is None or n.op_type == op_type else None
+
+
+def _other(node, v: Value):
+    """The operand of a two-input node that is not v (None when v is not one of them or both are v)."""
+    a, b = node.inputs[0], node.inputs[1]
+    if a is v and b is not v:
+        return b
+    if b is v and a is not v:
+        return a
+    return None
+
+
 def _clone_op(op):
     new = copy.copy(op)
     new.__dict__["attrs"] = dict(op.attrs)
@@ -202,10 +220,7 @@ class FuseActivation(Pass):
                 continue
             if not _float(x) or act.outputs[0].dtype is not x.dtype:
                 continue
-            alpha = float(act.op.alpha) if act.op_type == "LeakyRelu" else None
-            op = _clone_op(prod.op)
-            op.__dict__["fused_act"] = (act.op_type, alpha)
-            _replace(graph, [prod, act], op, list(prod.inputs), act.outputs[0], prod.name)
+            _fuse_activation(graph, prod, act)
             changed = True
         return changed
 

@@ -14,7 +14,7 @@ import numpy as np
 from ...ir import Graph
 from ...ir.shapes import numel
 from ...passes.manager import Pass
-from ...passes.rewrites import ACTIVATIONS, _clone_op, _const, _float, _fuse_activation, _replace, _single_internal_use
+from ...passes.rewrites import ACTIVATIONS, _clone_op, _const, _float, _fuse_activation, _other, _replace, _sole_user
 
 
 def _one_b(n) -> bool:
@@ -26,13 +26,6 @@ def _one_b(n) -> bool:
     if a is None or b is None or a.rank < 1 or b.rank < 2 or numel(list(b.shape[:-2])) != 1:
         return False
     return _float(n.outputs[0])
-
-
-def _sole_user(graph: Graph, v):
-    if not _single_internal_use(graph, v):
-        return None
-    u = v.uses[0]
-    return u[0] if isinstance(u, tuple) else u
 
 
 class FuseMatMulEpilogue(Pass):
@@ -55,11 +48,11 @@ class FuseMatMulEpilogue(Pass):
     @staticmethod
     def _bias(graph: Graph, mm) -> bool:
         y = mm.outputs[0]
-        add = _sole_user(graph, y)
-        if add is None or add.op_type != "Add" or len(add.inputs) != 2:
+        add = _sole_user(graph, y, "Add")
+        if add is None or len(add.inputs) != 2:
             return False
-        c = add.inputs[1] if add.inputs[0] is y else add.inputs[0]
-        if c is None or c is y or c.const is None or c.dtype is not y.dtype or c.rank > y.rank or c.rank < 1:
+        c = _other(add, y)
+        if c is None or c.const is None or c.dtype is not y.dtype or c.rank > y.rank or c.rank < 1:
             return False
         N = y.shape[-1]
         if not isinstance(N, int) or int(c.shape[-1]) != N or any(int(d) != 1 for d in c.shape[:-1]):

@@ -18,7 +18,8 @@ import numpy as np
 
 from ....ir import Graph, Value
 from ....passes.manager import Pass
-from ....passes.rewrites import _clone_op, _const, _float, _fuse_activation, _replace, _single_internal_use
+from ....passes.rewrites import (_clone_op, _const, _float, _fuse_activation, _other, _replace, _single_internal_use,
+                                 _sole_user)
 
 DENSE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu")
 
@@ -29,23 +30,6 @@ def _scalar(v: Value):
         return None
     return float(np.asarray(v.const).reshape(-1)[0])
 
-
-def _sole_user(graph: Graph, v: Value, op_type: str):
-    """The only node reading v, when it is of op_type and v is no graph output."""
-    if not _single_internal_use(graph, v):
-        return None
-    n = v.uses[0][0] if isinstance(v.uses[0], tuple) else v.uses[0]
-    return n if n.op_type == op_type else None
-
-
-def _other(node, v: Value):
-    """The operand of a two-input node that is not v (None when v is not one of them or both are v)."""
-    a, b = node.inputs[0], node.inputs[1]
-    if a is v and b is not v:
-        return b
-    if b is v and a is not v:
-        return a
-    return None
 
 
 def _near(x, target, tol=1e-5):
