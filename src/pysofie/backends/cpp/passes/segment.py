@@ -12,14 +12,12 @@
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from ....ir import Graph
 from ....ir.shapes import dims_equal
 from ....passes.manager import Pass
-from ....passes.rewrites import _single_internal_use
+from ....passes.rewrites import _clone_op, _replace, _single_internal_use
 
 
 def _zeros(v) -> bool:
@@ -79,12 +77,9 @@ class ScatterAddToSegmentSum(Pass):
             idx = _row_index(ind, upd.shape[0])
             if idx is None:
                 continue
-            y = n.outputs[0]
-            index = graph.nodes.index(n)
-            graph.remove_node(n)
             op = SegmentReduce(reduction="sum", num_segments=data.shape[0], what=f"{n.name}: indices",
                                negative="wrap")
-            graph.add_node(op, [upd, idx], [y], n.name + "_segment_sum", index=index)
+            _replace(graph, [n], op, [upd, idx], n.outputs[0], n.name + "_segment_sum")
             changed = True
         return changed
 
@@ -99,8 +94,8 @@ class ScatterAddToSegmentSum(Pass):
         if x is None or rows is None or rows.rank != 1 or x.rank < 1 or x.rank != data.rank \
                 or (g.op.axis + x.rank if g.op.axis < 0 else g.op.axis) != 0:
             return False
-        op = copy.copy(n.op)
-        op.__dict__["attrs"] = dict(n.op.attrs, rows_what=f"{g.name}: indices")
+        op = _clone_op(n.op)
+        op.attrs["rows_what"] = f"{g.name}: indices"
         y = n.outputs[0]
         index = graph.nodes.index(n)
         graph.remove_node(n)
