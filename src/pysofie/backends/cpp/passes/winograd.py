@@ -61,10 +61,6 @@ def tile_size(r: int) -> int:
     return 2
 
 
-# F(4x4, 3x3) (36 products per 16 outputs instead of 16 per 4) where the output rows fill groups of 8 tiles
-F4 = True
-
-
 def _fills(ow: int, m: int, slack: float) -> bool:
     """The tile rows of an output ow wide, padded to groups of 8 tiles of m columns, waste at most `slack`."""
     tw = -(-ow // m)
@@ -102,7 +98,7 @@ def choose(M: int, C: int, r: int, ow: int):
     # the vectorized transforms take tile rows in groups of 8 tiles: narrow outputs (e.g. 7 columns = 4 tiles
     # padded to 8) would waste more products than Winograd saves. F(4x4, 4x4) saves 5.2x, F(4x4, 3x3) 4x,
     # F(2x2, 5x5) 2.8x, F(2x2, 4x4) 2.6x, F(2x2, 3x3) 2.25x
-    if r in (3, 4) and F4 and _fills(ow, 4, 1.15 if r == 3 else 1.3):
+    if r in (3, 4) and _fills(ow, 4, 1.15 if r == 3 else 1.3):
         return "rows", 4
     if _fills(ow, tile_size(r), 1.15 if r == 3 else 1.3):
         return "rows", tile_size(r)
@@ -113,9 +109,6 @@ def choose(M: int, C: int, r: int, ow: int):
 
 
 TILES_MIN_CHANNELS = 256
-
-
-TRANSPOSE_AS_CONV = True  # stride-1 ConvTranspose as the equivalent Conv where that runs Winograd
 
 
 def transpose_as_conv(graph: Graph, n):
@@ -158,7 +151,7 @@ class WinogradConv(Pass):
         changed = False
         for n in list(graph.nodes):
             if n.op_type == "ConvTranspose":
-                n = transpose_as_conv(graph, n) if TRANSPOSE_AS_CONV else None
+                n = transpose_as_conv(graph, n)
                 if n is None:
                     continue
                 changed = True
