@@ -120,16 +120,10 @@ struct ActRelu {
    __m256 vec(__m256 v) const { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN: the second operand
 #endif
 };
-#if defined(__AVX2__) && defined(__FMA__)
-using pysofie_vm::exp8;
-#endif
 struct ActSigmoid {
    float operator()(float v) const { return 1.f / (1.f + std::exp(-v)); }
 #if defined(__AVX2__) && defined(__FMA__)
-   __m256 vec(__m256 v) const {
-      const __m256 one = _mm256_set1_ps(1.f);
-      return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
-   }
+   __m256 vec(__m256 v) const { return pysofie_vm::sigmoid8(v); }
 #endif
 };
 struct ActTanh {

@@ -188,10 +188,7 @@ inline void gemv_rows(long N, long K, long ld, const float* __restrict x, const 
          a0 = _mm256_fmadd_ps(_mm256_maskload_ps(x + k, m), _mm256_loadu_ps(r + k), a0);
       }
       a0 = _mm256_add_ps(a0, a1);
-      __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-      h = _mm_add_ss(h, _mm_movehdup_ps(h));
-      v = _mm_cvtss_f32(h);
+      v = pysofie_vm::hsum8(a0);
 #else
       float acc[8] = {};
       long k = 0;

@@ -12,11 +12,6 @@
 namespace pysofie_rnn {
 
 #if defined(__AVX2__) && defined(__FMA__)
-inline __m256 sigmoid8(__m256 x) {
-   const __m256 one = _mm256_set1_ps(1.f);
-   return _mm256_div_ps(one, _mm256_add_ps(one, pysofie_vm::exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
 // f applied to x[0, n) in place, 8 lanes at a time.
 template <class F>
 inline void apply8(float* x, long n, F f) {
@@ -34,7 +29,7 @@ inline void apply8(float* x, long n, F f) {
 // x = 1 / (1 + exp(-x)) on x[0, n)
 inline void sigmoid(float* x, long n) {
 #if defined(__AVX2__) && defined(__FMA__)
-   apply8(x, n, [](__m256 v) { return sigmoid8(v); });
+   apply8(x, n, [](__m256 v) { return pysofie_vm::sigmoid8(v); });
 #else
    for (long j = 0; j < n; ++j) x[j] = 1.f / (1.f + std::exp(-x[j]));
 #endif
@@ -99,9 +94,7 @@ inline void matvec(const float* __restrict R, long N, long K, const float* __res
       __m256 a = _mm256_setzero_ps();
       for (long k = 0; k < kf; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(x + k), a);
       if (kf < K) a = _mm256_fmadd_ps(_mm256_maskload_ps(r + kf, tail), _mm256_maskload_ps(x + kf, tail), a);
-      __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-      q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-      y[n] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q))) + (add ? add[n] : 0.f);
+      y[n] = pysofie_vm::hsum8(a) + (add ? add[n] : 0.f);
    }
 #endif
    for (; n < N; ++n) {

@@ -74,6 +74,19 @@ inline __m256 tanh8(__m256 x) {
    return _mm256_sub_ps(one, _mm256_div_ps(_mm256_add_ps(one, one), _mm256_add_ps(one, e)));
 }
 
+// sigmoid on 8 lanes: 1 / (1 + exp(-x)).
+inline __m256 sigmoid8(__m256 x) {
+   const __m256 one = _mm256_set1_ps(1.f);
+   return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// The sum of the 8 lanes (pairwise: halves, then pairs, then the last two).
+inline float hsum8(__m256 v) {
+   __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+   q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+   return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
 // GELU on 8 lanes: x / 2 * (1 + erf(x / sqrt(2))) with erf(x / sqrt(2)) = xc P(xc^2) / Q(xc^2), xc = x clamped to
 // +-XMAX (erf(3.9) = 1 - 3.5e-8), P and Q of degree 5 (gelu_rat: a rational least-squares fit made for pysofie,
 // docs/gelu_erf_fit.py, by
