@@ -96,12 +96,9 @@ class SlotBuffers {
 // gets buffers of its own, so two columns never view one buffer.
 template <class Session, class Out, class In, class... Cols>
 class SofieFunctor {
-   struct Sessions {
-      std::vector<std::unique_ptr<Session>> owned;
-      std::vector<Session*> raw;  // the same, without the indirection of unique_ptr
-   };
-   std::shared_ptr<const Sessions> fOwner;  // one Session per slot, shared by the copies of the functor
-   Session* const* fSessions = nullptr;     // fOwner->raw.data(), for the per-event path
+   using Sessions = std::vector<std::unique_ptr<Session>>;
+   std::shared_ptr<const Sessions> fOwner;                // one Session per slot, shared by the copies of the functor
+   const std::unique_ptr<Session>* fSessions = nullptr;  // fOwner->data(), for the per-event path
    detail::SlotBuffers<Out> fOut;           // this copy's output buffers
    std::size_t fNOut = 0;
 
@@ -110,11 +107,8 @@ class SofieFunctor {
       if (nslots == 0) throw std::invalid_argument("pysofie::SofieFunctor: nslots must be at least 1");
       fNOut = nout;
       auto owner = std::make_shared<Sessions>();
-      for (unsigned i = 0; i < nslots; ++i) {
-         owner->owned.push_back(std::make_unique<Session>(session_args...));
-         owner->raw.push_back(owner->owned.back().get());
-      }
-      fSessions = owner->raw.data();
+      for (unsigned i = 0; i < nslots; ++i) owner->push_back(std::make_unique<Session>(session_args...));
+      fSessions = owner->data();
       fOwner = std::move(owner);
       fOut = detail::SlotBuffers<Out>(nslots, nout);
    }
@@ -135,7 +129,7 @@ class SofieFunctor {
       return ROOT::RVec<Out>(y, fNOut);
    }
 
-   unsigned GetNSlots() const { return static_cast<unsigned>(fOwner->raw.size()); }
+   unsigned GetNSlots() const { return static_cast<unsigned>(fOwner->size()); }
 };
 
 // The same evaluation without slots, for RDataFrame string expressions (distributed RDataFrame builds its graph
