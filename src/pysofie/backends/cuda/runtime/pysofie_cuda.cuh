@@ -153,12 +153,12 @@ class Blas {
       plans_.clear();
    }
    // The plan of a key, made on first use (host work only: safe while a CUDA graph is captured).
-   Plan& plan(const Key& k, cublasLtEpilogue_t epi) {
+   Plan& plan(const Key& k) {
       auto it = plans_.find(k);
       if (it != plans_.end()) return it->second;
       if (plans_.size() >= 256) clear_plans();
       Plan& p = plans_[k];
-      make(p, k, epi);
+      make(p, k);
       return p;
    }
 
@@ -173,7 +173,8 @@ class Blas {
       p = Plan{};
    }
    // Key: m, n, k (column major: D is m x n), lda, ldb, ldc, opA, opB, epilogue, alignments of A, B and C/D.
-   void make(Plan& p, const Key& k, cublasLtEpilogue_t epi) {
+   void make(Plan& p, const Key& k) {
+      const auto epi = static_cast<cublasLtEpilogue_t>(k[8]);
       const cublasOperation_t ta = k[6] ? CUBLAS_OP_T : CUBLAS_OP_N, tb = k[7] ? CUBLAS_OP_T : CUBLAS_OP_N;
       const long long m = k[0], n = k[1], kk = k[2];
       bool ok = cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS;
@@ -233,7 +234,7 @@ inline bool sgemm_epilogue(Blas& b, cudaStream_t stream, cublasLtEpilogue_t epi,
    if (bias && reinterpret_cast<uintptr_t>(bias) % 16) return false;
    const Blas::Key key{(long long)N, (long long)M, (long long)K, (long long)ldb, (long long)lda, (long long)ldc,
                        transB ? 1 : 0, transA ? 1 : 0, (long long)epi, alignment(B), alignment(A), alignment(C)};
-   Blas::Plan& p = b.plan(key, epi);
+   Blas::Plan& p = b.plan(key);
    if (!p.ok) return false;
    if (bias && cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) != 0)
       return false;
