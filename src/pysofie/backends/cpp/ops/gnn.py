@@ -156,17 +156,17 @@ def gen_row_mlp(cx):
     rows = cx.vout(0).shape[0]
     if isinstance(rows, int):  # known at generation: one row is the matrix-vector chain alone
         if rows == 1:
-            _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act)
+            _one_row(cx, X, T, I, A, W1, W, B, b0, pos, act)
         else:
             _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax)
         return
     with w.block(f"if ({M} == 1)"):  # one row at run time (an event at a time): no thread pool, blocks or tiles
-        _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act)
+        _one_row(cx, X, T, I, A, W1, W, B, b0, pos, act)
     with w.block("else"):
         _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax)
 
 
-def _one_row(cx, M, X, T, I, A, W1, W, B, b0, pos, act) -> None:
+def _one_row(cx, X, T, I, A, W1, W, B, b0, pos, act) -> None:
     """The layers as matrix-vector products over the packed weights (pysofie_gemv.h), bias and activation in the
     store, in two small stack buffers."""
     from .common import lit, use_runtime_header
