@@ -25,7 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -40,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 import cProfile  # noqa: E402,F401
 sys.path.insert(0, HERE)
-from common import cpu_name as _cpu_name, interleaved, isa as _isa  # noqa: E402
+from common import cpu_name as _cpu_name, interleaved, isa as _isa, write_results  # noqa: E402
 from run import cxx_flags, ort_session, sgemm_gflops  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -400,10 +399,7 @@ def main(argv=None) -> int:
             "isa_flags": _isa(), "load_average_1min_at_start_end": [load0, os.getloadavg()[0]],
             "cpus": os.cpu_count(), "clock": args.clock}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write(markdown(meta, rows))
+    write_results(args.out, {"meta": meta, "rows": rows}, markdown(meta, rows))
     if not args.no_plot:
         plot(rows, args.out + ".png", meta)
     print(f"wrote {args.out}.json, .md" + ("" if args.no_plot else ", .png"))

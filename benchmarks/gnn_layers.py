@@ -19,7 +19,6 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
@@ -33,6 +32,7 @@ sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 import cProfile  # noqa: E402,F401
 sys.path.insert(0, HERE)
 from run import _cpu_name, interleaved, ort_session  # noqa: E402
+from common import write_results  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 GRAPHS = 4  # graphs in the batch vector of the MetaLayer and pooling models
@@ -194,10 +194,7 @@ def main(argv=None) -> int:
             "torch": torch.__version__, "load_average_1min_at_start_end": [load0, os.getloadavg()[0]],
             "cpus": os.cpu_count()}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write(markdown(meta, rows))
+    write_results(args.out, {"meta": meta, "rows": rows}, markdown(meta, rows))
     print(f"wrote {args.out}.json, .md")
     return 0
 

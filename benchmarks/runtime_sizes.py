@@ -17,7 +17,6 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -27,6 +26,7 @@ from onnx import TensorProto as T, helper, numpy_helper  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from run import RESULTS, _cpu_name, _isa, interleaved  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def _model(name, nodes, inputs, outputs, inits=()):
@@ -88,10 +88,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
+    write_results(args.out, {"meta": meta, "rows": rows}, text)
     return 0
 
 
