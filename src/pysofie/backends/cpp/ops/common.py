@@ -25,7 +25,7 @@ def lit(x, ctype: str = "double") -> str:
 
 
 # runtime headers that others need inlined before them
-HEADER_DEPS = {"pysofie_conv.h": ("pysofie_vmath.h", "pysofie_conv512.h"),
+HEADER_DEPS = {"pysofie_conv.h": ("pysofie_vmath.h", "pysofie_transpose.h", "pysofie_conv512.h"),
                "pysofie_gemm.h": ("pysofie_vmath.h", "pysofie_gemm512.h"),
                "pysofie_attn.h": ("pysofie_vmath.h", "pysofie_transpose.h"),
                "pysofie_rnn.h": ("pysofie_vmath.h",),

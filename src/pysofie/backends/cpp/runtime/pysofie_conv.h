@@ -22,6 +22,9 @@
 #ifndef PYSOFIE_VMATH_H
 #include "pysofie_vmath.h"
 #endif
+#ifndef PYSOFIE_TRANSPOSE_H
+#include "pysofie_transpose.h"
+#endif
 #ifndef PYSOFIE_CONV512_H
 #include "pysofie_conv512.h"  // the AVX-512 micro-kernel
 #endif
@@ -574,25 +577,7 @@ void depthwise2d(const float* x, long H, long W, long KH, long KW, long pt, long
 #else
 #define PYSOFIE_UNROLL
 #endif
-// 8x8 transpose of r[0..7] in place (row i, lane j -> row j, lane i).
-inline void transpose8(__m256 (&r)[8]) {
-   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-   const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-   const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-   const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-   const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-   const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-   r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-   r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-   r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-   r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-   r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-   r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
+using pysofie_tr::transpose8;
 
 // One block of depthwise8: NP output pixels x 8 channels, acc[p] = bias + sum over kernel rows kh0 .. kh1 - 1 and
 // columns kw of w8[kh][kw] * xr[(kh - kh0) * Wp8 + p + kw]; Edge: only the packed columns j (relative to the

@@ -18,22 +18,32 @@
 namespace pysofie_tr {
 
 #if defined(__AVX2__) && defined(__FMA__)
+// 8x8 transpose of r[0..7] in place (row i, lane j -> row j, lane i).
+inline void transpose8(__m256 (&r)[8]) {
+   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+   const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+   const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+   const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+   const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+   const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+   r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+   r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+   r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+   r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+   r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+   r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 // y[k * ys + a] = x[a * xs + k] for a, k < 8: an 8 x 8 float block transposed in registers (bit-exact moves)
 inline void transpose8x8(const float* x, long xs, float* y, long ys) {
-   __m256 r[8], t[8];
+   __m256 r[8];
    for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(x + k * xs);
-   t[0] = _mm256_unpacklo_ps(r[0], r[1]); t[1] = _mm256_unpackhi_ps(r[0], r[1]);
-   t[2] = _mm256_unpacklo_ps(r[2], r[3]); t[3] = _mm256_unpackhi_ps(r[2], r[3]);
-   t[4] = _mm256_unpacklo_ps(r[4], r[5]); t[5] = _mm256_unpackhi_ps(r[4], r[5]);
-   t[6] = _mm256_unpacklo_ps(r[6], r[7]); t[7] = _mm256_unpackhi_ps(r[6], r[7]);
-   r[0] = _mm256_shuffle_ps(t[0], t[2], 0x44); r[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-   r[2] = _mm256_shuffle_ps(t[1], t[3], 0x44); r[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-   r[4] = _mm256_shuffle_ps(t[4], t[6], 0x44); r[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-   r[6] = _mm256_shuffle_ps(t[5], t[7], 0x44); r[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-   for (int k = 0; k < 4; ++k) {
-      _mm256_storeu_ps(y + k * ys, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-      _mm256_storeu_ps(y + (k + 4) * ys, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-   }
+   transpose8(r);
+   for (int k = 0; k < 8; ++k) _mm256_storeu_ps(y + k * ys, r[k]);
 }
 #endif
 
