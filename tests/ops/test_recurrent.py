@@ -163,6 +163,9 @@ for op in ["RNN", "GRU", "LSTM"]:
     # batches above 4 run the per-step products through the BLAS (smaller ones through loops)
     case(f"{op}-batch6-blas", op, B=6, direction="bidirectional", lens=[5, 1, 0, 3, 5, 2], h0=True, **extra)
     case(f"{op}-batch6-blas-layout1", op, B=6, layout=1, h0=True, **extra)
+    # a symbolic batch above 4: the small input projection's BLAS branch, chosen at run time
+    case(f"{op}-symbolic-batch6-blas", op, symbolic_batch=True, B=6, direction="bidirectional",
+         lens=[5, 1, 0, 3, 5, 2], h0=True, **extra)
     # size parameters named like the generated code's loop variables, or like the spec's input names
     case(f"{op}-symbolic-named-b-s", op, symbolic_batch="b", symbolic_seq="s", direction="bidirectional", B=4,
          lens=LENS, h0=True, **extra)

@@ -161,26 +161,32 @@ class _Layer:
                 w.line(f"throw std::runtime_error({msg} + std::to_string(b) + \"] = \" + std::to_string(len) + "
                        f"\" is outside [0, \" + std::to_string({self.seq}) + \"]\");")
 
+    def combined_bias(self, dst: str, rbias_gates: int) -> None:
+        """dst[d * GH + k] = Wb + Rb of direction d (Rb only for the first rbias_gates gates)."""
+        w, Bi, GH = self.cx.w, self.cx.i(3), self.GH
+        with w.loop("d", self.D):
+            with w.loop("k", GH):
+                rb = f"{Bi}[d * {2 * GH} + {GH} + k]"
+                if rbias_gates != self.G:
+                    rb = f"(k < {rbias_gates * self.H} ? {rb} : {self.T}(0))"
+                w.line(f"{dst}[d * {GH} + k] = {Bi}[d * {2 * GH} + k] + {rb};")
+
     def input_projection(self, XW: str, rbias_gates: int) -> None:
-        """XW = X * W^T + Wb + Rb for all time steps and directions in one product: row (t, b) of XW holds
-        the D*G*H projections of X[t, b]. Rb is added here only for the first rbias_gates gates."""
+        """XW = X * W^T + Wb + Rb for all time steps and directions: row (t, b) of XW holds the D*G*H
+        projections of X[t, b]. Rb is added here only for the first rbias_gates gates."""
+        if vec.small_projection(self):
+            vec.input_projection(self, XW, rbias_gates, lambda: self.blas_projection(XW, rbias_gates))
+        else:
+            self.blas_projection(XW, rbias_gates)
+
+    def blas_projection(self, XW: str, rbias_gates: int) -> None:
+        """input_projection in one BLAS product, accumulating onto the combined biases copied to every row."""
         w, cx, T = self.cx.w, self.cx, self.T
-        GH, I, DGH = self.GH, self.d.input, self.D * self.GH
+        I, DGH = self.d.input, self.D * self.GH
         rows = f"{self.seq} * {self.batch}"
         beta = 0.0
-        if vec.small_projection(self):
-            vec.input_projection(self, XW, rbias_gates, gemm_call(T, False, True, rows, DGH, I, 1.0, cx.i(0), I,
-                                                                  cx.i(1), I, 0.0, XW, DGH))
-            return
         if cx.has(3):
-            # the combined biases in row 0, then copied to every row; the product accumulates onto them
-            Bi = cx.i(3)
-            with w.loop("d", self.D):
-                with w.loop("k", GH):
-                    rb = f"{Bi}[d * {2 * GH} + {GH} + k]"
-                    if rbias_gates != self.G:
-                        rb = f"(k < {rbias_gates * self.H} ? {rb} : {T}(0))"
-                    w.line(f"{XW}[d * {GH} + k] = {Bi}[d * {2 * GH} + k] + {rb};")
+            self.combined_bias(XW, rbias_gates)
             with w.loop("r", rows, start="1"):
                 w.line(f"std::copy_n({XW}, {DGH}, {XW} + r * {DGH});")
             beta = 1.0

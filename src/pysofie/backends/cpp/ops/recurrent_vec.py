@@ -66,28 +66,21 @@ def small_projection(L) -> bool:
             and L.d.seq * L.D * L.GH * L.d.input <= SMALL_PROJECTION)
 
 
-def input_projection(L, XW: str, rbias_gates: int, blas_call: str) -> None:
+def input_projection(L, XW: str, rbias_gates: int, blas_projection) -> None:
     """XW = X * W^T + Wb + Rb (Rb only for the first rbias_gates gates) for a small batch: one matvec per row of
-    X (a BLAS call costs more than such a product); with a symbolic batch size, blas_call (beta 0, the biases
-    added after it) above SMALL_BATCH."""
+    X (a BLAS call costs more than such a product); with a symbolic batch size above SMALL_BATCH,
+    blas_projection() emits the layer's one-product path instead."""
     from .recurrent import SMALL_BATCH
-    cx, w, T = L.cx, L.cx.w, L.T
-    GH, I, DGH = L.GH, L.d.input, L.D * L.GH
-    rows = f"{L.seq} * {L.batch}"
+    cx, w = L.cx, L.cx.w
+    I, DGH = L.d.input, L.D * L.GH
     bias = "nullptr"
     if cx.has(3):
-        Bi = cx.i(3)
-        with w.loop("d", str(L.D)):
-            with w.loop("k", str(GH)):
-                rb = f"{Bi}[d * {2 * GH} + {GH} + k]"
-                if rbias_gates != L.G:
-                    rb = f"(k < {rbias_gates * L.H} ? {rb} : {T}(0))"
-                w.line(f"Bc[d * {GH} + k] = {Bi}[d * {2 * GH} + k] + {rb};")
+        L.combined_bias("Bc", rbias_gates)
         bias = "Bc"
     use_runtime_header(cx, "pysofie_rnn.h")
 
     def loops():
-        with w.loop("r", rows):
+        with w.loop("r", f"{L.seq} * {L.batch}"):
             w.line(f"pysofie_rnn::matvec({cx.i(1)}, {DGH}, {I}, {cx.i(0)} + r * {I}, {XW} + r * {DGH}, {bias});")
 
     if L.mode == "loop":
@@ -96,11 +89,7 @@ def input_projection(L, XW: str, rbias_gates: int, blas_call: str) -> None:
     with w.block(f"if ({L.batch} <= {SMALL_BATCH})"):
         loops()
     with w.block("else"):
-        w.line(blas_call)
-        if bias != "nullptr":
-            with w.loop("r", rows):
-                with w.loop("k", str(DGH)):
-                    w.line(f"{XW}[r * {DGH} + k] += Bc[k];")
+        blas_projection()
 
 
 def rnn_step(L, d: int) -> None:
