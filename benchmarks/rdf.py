@@ -71,6 +71,7 @@ def mlp(name: str, widths: list[int], seed: int = 0) -> onnx.ModelProto:
 
 
 MODELS = {"small": [16, 1], "medium": [64, 64, 1]}
+CHASE_LINES = 256  # 16 KB of dependent loads between events in the chase loop (half of the 32 KB L1 data cache)
 
 HELPERS = r"""
 #pragma cling optimize(2)
@@ -123,6 +124,32 @@ double FunctorLoop(const float* x, std::size_t n, const std::string& weights) {
    }
    return t;
 }
+// A plain loop with a pointer chase between events over `lines` cache lines (one per 3 lines of a 3x larger array,
+// in a random cyclic order, each line read and its neighbour word written): a per-event working set of dependent
+// loads like the one RDataFrame's TTree reading walks, without RDataFrame. ChaseLoop<NullSession> is the chase alone.
+template <class S>
+double ChaseLoop(const float* x, std::size_t n, float* y, std::size_t lines) {
+   S s;
+   std::vector<long> next(lines * 24 + 8, 0), order(lines);
+   for (std::size_t i = 0; i < lines; ++i) order[i] = long(i * 24);
+   unsigned long long r = 12345;
+   for (std::size_t i = lines - 1; i > 0; --i) {
+      r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+      std::swap(order[i], order[(r >> 33) % (i + 1)]);
+   }
+   for (std::size_t i = 0; i < lines; ++i) next[order[i]] = order[(i + 1) % lines];
+   long cur = order[0];
+   for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t l = 0; l < lines; ++l) {
+         cur = next[cur];
+         next[cur + 1] += 1;
+      }
+      s.infer(1, x + i * 8, y + i);
+   }
+   double t = double(cur) * 0;
+   for (std::size_t i = 0; i < n; ++i) t += y[i];
+   return t;
+}
 template <class S>
 double Loop(const float* x, std::size_t n, float* y) {
    S s;
@@ -165,6 +192,9 @@ def main(argv=None) -> int:
     opts = ROOT.RDF.RSnapshotOptions()
     opts.fAutoFlush = 10_000  # 10 clusters: work for 2 slots
     df0.Snapshot("events", path, COLS, opts)
+    raw_path = os.path.join(work, "events_uncompressed.root")  # the same tree without compression (zlib 1 above)
+    opts.fCompressionAlgorithm, opts.fCompressionLevel = 1, 0
+    df0.Snapshot("events", raw_path, COLS, opts)
     cols = ROOT.std.vector["std::string"](COLS)
     X = np.ascontiguousarray(np.stack([data[c] for c in COLS], 1))
 
@@ -177,19 +207,28 @@ def main(argv=None) -> int:
                 ROOT.DisableImplicitMT()
                 ROOT.EnableImplicitMT(n)
 
-    def frame():
-        return AsRNode(RDataFrame("events", path))
+    def frame(source="tree"):
+        if source == "npy":  # the columns in memory (data stays alive: main's local)
+            return AsRNode(ROOT.RDF.FromNumpy(data))
+        return AsRNode(RDataFrame("events", raw_path if source == "raw" else path))
+
+    declared_loops = {}
 
     def loops(session_class):
-        """Loop and FunctorLoop for a Session class, instantiated where cling optimizes them (a template that cppyy
-        instantiates on first use, B.Loop[cls], is compiled at -O0)"""
+        """Loop, FunctorLoop and ChaseLoop for a Session class, instantiated where cling optimizes them (a template
+        that cppyy instantiates on first use, B.Loop[cls], is compiled at -O0); once per class"""
+        if session_class in declared_loops:
+            return declared_loops[session_class]
         ok = ROOT.gInterpreter.Declare("#pragma cling optimize(2)\n" + "".join(
             f"template double pysofie_bench::{f}<{session_class}>{sig};\n"
             for f, sig in (("Loop", "(const float*, std::size_t, float*)"),
+                           ("ChaseLoop", "(const float*, std::size_t, float*, std::size_t)"),
                            ("FunctorLoop", "(const float*, std::size_t, const std::string&)"))))
         if not ok:
             raise SystemExit(f"the loops over {session_class} did not compile")
-        return B.Loop[session_class], B.FunctorLoop[session_class]
+        declared_loops[session_class] = (B.Loop[session_class], B.FunctorLoop[session_class],
+                                         B.ChaseLoop[session_class])
+        return declared_loops[session_class]
 
     def functor(df, session_class, nslots):
         """SumFirst of pysofie.root.define's node with another Session class (the same C++ code path, compiled
@@ -204,13 +243,19 @@ def main(argv=None) -> int:
         for sname, cls in (("registers", "pysofie_bench::Registers"), ("touch20k", "pysofie_bench::Touch20K")):
             syn_fns[f"{sname}_rdf"] = (lambda c=cls: functor(frame(), c, 1))
             syn_fns[f"{sname}_loop"] = (lambda c=loops(cls)[0]: c(X, args.events, np.zeros(args.events, np.float32)))
+            syn_fns[f"{sname}_chase"] = (lambda c=loops(cls)[2]: c(X, args.events, np.zeros(args.events, np.float32),
+                                                                   CHASE_LINES))
+        syn_fns["chase_null"] = (lambda c=loops("pysofie_bench::NullSession")[2]:
+                                 c(X, args.events, np.zeros(args.events, np.float32), CHASE_LINES))
         threads(1)
         _, scpu = interleaved(syn_fns, args.reps, target_s=0, budget_s=None, warmup=1, cpu_time=True)
         sper = {k: v / args.events for k, v in scpu.items()}
         for sname in ("registers", "touch20k"):
             cost = sper[f"{sname}_rdf"] - sper["noop_1"]
+            chase = sper[f"{sname}_chase"] - sper["chase_null"]
             synthetic[sname] = {"loop_per_event_s": sper[f"{sname}_loop"], "in_rdf_per_event_s": cost,
-                                "overhead_ratio": cost / sper[f"{sname}_loop"]}
+                                "overhead_ratio": cost / sper[f"{sname}_loop"], "in_chase_loop_per_event_s": chase,
+                                "chase_ratio": chase / sper[f"{sname}_loop"]}
             print(f"synthetic {sname}: loop {sper[f'{sname}_loop'] * 1e9:.0f} ns, (in RDataFrame - noop) "
                   f"{cost * 1e9:.0f} ns per event: ratio {cost / sper[f'{sname}_loop']:.2f}", flush=True)
     for mname, widths in MODELS.items():
@@ -220,21 +265,22 @@ def main(argv=None) -> int:
         jsess = pysofie.InferenceSession(model, name=f"rdf_{mname}_jit")
         pr.declare(jsess, jit=True)
         y = np.zeros(args.events, np.float32)
-        loop_fn, functor_loop_fn = loops(dm.session_class)
+        loop_fn, functor_loop_fn, chase_fn = loops(dm.session_class)
+        chase_null = loops("pysofie_bench::NullSession")[2]
         expected = float(sess.run(None, {"x": X})[0].astype(np.float64).sum())
 
-        def run_define(n, s=sess, jit=False):
+        def run_define(n, s=sess, jit=False, source="tree"):
             threads(n)
-            df = frame()
+            df = frame(source)
             return B.SumFirst(AsRNode(pr.define(df, "score", s, COLS, jit=jit)))
 
         def run_read(n):
             threads(n)
             return B.Read(frame(), cols)
 
-        def run_noop(n):
+        def run_noop(n, source="tree"):
             threads(n)
-            df = frame()
+            df = frame(source)
             return functor(df, "pysofie_bench::NullSession", df.GetNSlots())
 
         def run_asnumpy():
@@ -248,9 +294,16 @@ def main(argv=None) -> int:
                "define_1": lambda: run_define(1), "define_2": lambda: run_define(2),
                "define_jit_1": lambda: run_define(1, jsess, True),
                "loop": lambda: loop_fn(X, args.events, y),
-               "functor_loop": lambda: functor_loop_fn(X, args.events, dm.weight_file), "asnumpy": run_asnumpy}
+               "functor_loop": lambda: functor_loop_fn(X, args.events, dm.weight_file), "asnumpy": run_asnumpy,
+               # where the interference comes from: the same over in-memory columns and over the uncompressed tree,
+               # and the plain loop with a pointer chase between events in place of RDataFrame
+               "noop_npy": lambda: run_noop(1, "npy"), "define_npy": lambda: run_define(1, source="npy"),
+               "noop_raw": lambda: run_noop(1, "raw"), "define_raw": lambda: run_define(1, source="raw"),
+               "chase_null": lambda: chase_null(X, args.events, y, CHASE_LINES),
+               "chase": lambda: chase_fn(X, args.events, y, CHASE_LINES)}
         # the results agree before anything is timed
-        for k in ("define_1", "define_2", "define_jit_1", "loop", "functor_loop", "asnumpy"):
+        for k in ("define_1", "define_2", "define_jit_1", "loop", "functor_loop", "asnumpy", "define_npy",
+                  "define_raw", "chase"):
             got = fns[k]()
             if not np.isclose(got, expected, rtol=1e-4):
                 raise SystemExit(f"{mname} {k}: sum of outputs {got} != {expected}")
@@ -267,6 +320,9 @@ def main(argv=None) -> int:
                "events_per_cpu_s": {k: args.events / v for k, v in cpu.items()},
                "model_cost_per_event_s": model_cost, "loop_per_event_s": per["loop"],
                "overhead_ratio": model_cost / per["loop"],
+               "overhead_ratio_npy": (per["define_npy"] - per["noop_npy"]) / per["loop"],
+               "overhead_ratio_raw": (per["define_raw"] - per["noop_raw"]) / per["loop"],
+               "overhead_ratio_chase": (per["chase"] - per["chase_null"]) / per["loop"],
                "overhead_ratio_paired": statistics.median(paired), "pairs": len(paired),
                "define_vs_asnumpy": cpu["asnumpy"] / cpu["define_1"]}
         rows.append(row)
@@ -306,7 +362,13 @@ LABELS = [("read_1", "read, 1 slot"), ("read_2", "read, 2 slots"), ("noop_1", "d
           ("define_2", "pysofie.root.define, 2 slots"), ("define_jit_1", "define, jit=True (cling), 1 slot"),
           ("loop", "plain C++ loop, same Session (inputs in memory)"),
           ("functor_loop", "SofieFunctor in a plain C++ loop (inputs in memory)"),
-          ("asnumpy", "AsNumpy + batched InferenceSession.run")]
+          ("asnumpy", "AsNumpy + batched InferenceSession.run"),
+          ("noop_npy", "do-nothing functor, columns in memory (RDF.FromNumpy), 1 slot"),
+          ("define_npy", "pysofie.root.define, columns in memory (RDF.FromNumpy), 1 slot"),
+          ("noop_raw", "do-nothing functor, uncompressed copy of the tree, 1 slot"),
+          ("define_raw", "pysofie.root.define, uncompressed copy of the tree, 1 slot"),
+          ("chase_null", "plain C++ loop of a 16 KB pointer chase per event (no model)"),
+          ("chase", "the same loop, chase + the Session per event")]
 
 
 def table(rows, meta, synthetic=None) -> str:
@@ -325,6 +387,10 @@ def table(rows, meta, synthetic=None) -> str:
                + " | ".join(f"{r['overhead_ratio']:.2f}" for r in rows) + " |")
     out.append("| the same, median of the ratios of paired repetitions (the three runs back to back) | "
                + " | ".join(f"{r['overhead_ratio_paired']:.2f} ({r['pairs']})" for r in rows) + " |")
+    for key, label in (("overhead_ratio_npy", "the same ratio over in-memory columns (RDF.FromNumpy)"),
+                       ("overhead_ratio_raw", "the same ratio over the uncompressed copy of the tree"),
+                       ("overhead_ratio_chase", "no RDataFrame: (chase + Session − chase) / loop, plain C++ loops")):
+        out.append(f"| {label} | " + " | ".join(f"{r[key]:.2f}" for r in rows) + " |")
     out.append("| AsNumpy+run CPU / define CPU, 1 slot (> 1: the event loop wins) | "
                + " | ".join(f"{r['define_vs_asnumpy']:.2f}" for r in rows) + " |")
     out.append("| (define − do-nothing) − loop, ns per event, 1 slot | "
@@ -332,12 +398,14 @@ def table(rows, meta, synthetic=None) -> str:
     if synthetic:
         out += ["", "Interference: the same functor with sessions that are not models, CPU ns per event, 1 slot "
                 "(what RDataFrame adds to the work of a functor, and that work to RDataFrame's own).", "",
-                "| session | plain C++ loop | in RDataFrame − do-nothing | ratio |", "|---|---:|---:|---:|"]
+                "| session | plain C++ loop | in RDataFrame − do-nothing | ratio | in the chase loop − chase | ratio |",
+                "|---|---:|---:|---:|---:|---:|"]
         for k, label in (("registers", "arithmetic on registers only"),
                          ("touch20k", "reads 320 cache lines (20 KB, like the medium model's weights)")):
             v = synthetic[k]
             out.append(f"| {label} | {v['loop_per_event_s'] * 1e9:.0f} | {v['in_rdf_per_event_s'] * 1e9:.0f} | "
-                       f"{v['overhead_ratio']:.2f} |")
+                       f"{v['overhead_ratio']:.2f} | {v['in_chase_loop_per_event_s'] * 1e9:.0f} | "
+                       f"{v['chase_ratio']:.2f} |")
     return "\n".join(out) + "\n"
 
 
