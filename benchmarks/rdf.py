@@ -13,7 +13,12 @@ For two MLPs (small: 8-16-1, medium: 8-64-64-1), in one process, repetitions int
 - loop:      a plain C++ loop calling the same compiled Session for one event at a time over the same inputs
              (already in memory: the model's cost alone);
 - functor_loop: the same loop through pysofie::SofieFunctor (the functor's own cost, outside RDataFrame);
-- asnumpy:   RDataFrame.AsNumpy of the columns + one batched InferenceSession.run over all events.
+- asnumpy:   RDataFrame.AsNumpy of the columns + one batched InferenceSession.run over all events;
+- where the excess over the loop goes: noop and define over the columns in memory (RDF.FromNumpy, *_npy) and over
+             an uncompressed copy of the tree (*_raw); the plain loop with a 16 KB pointer chase between events
+             (chase, chase_null: a working set of dependent loads like the TTree read path's, without RDataFrame);
+             the plain loop with each event's input waiting for the previous output (latency_loop). Notes under
+             the tables say what this run's rows show.
 Each RDataFrame graph is built by C++ functions declared once (no jitting inside the timed region), all of them
 (the helpers below as pysofie.root's declarations) compiled by cling with `#pragma cling optimize(2)`: without
 it cling compiles at -O0. The targets
