@@ -476,9 +476,9 @@ def notes(rows, synthetic=None) -> str:
             "Tried while looking for a cure, in standalone C++ tests (g++ -O3, the generated code with a 16 KB "
             "pointer chase between events), none moved the cost by more than the noise (±10%): software prefetch "
             "of the weights 32 or 64 floats ahead (T0 or NTA hint), and alternating the order of the 64x64 "
-            "layer's column panels between events (outputs unchanged); keeping 18 KB of streamed weights to half "
-            "of the L1 sets (2 KB of every 4 KB) cut the interference by a third but made the hot loop 40% "
-            "slower. Reading fewer bytes per event would need weights of another precision (results no longer "
+            "layer's column panels between events (outputs unchanged); with a synthetic 18 KB stream in place "
+            "of the model, keeping it to half of the L1 sets (2 KB of every 4 KB) cut the interference by a third "
+            "but made the stream 40% slower when hot. Reading fewer bytes per event would need weights of another precision (results no longer "
             "those of InferenceSession).")
     if "small" in by:
         r = by["small"]
