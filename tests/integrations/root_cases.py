@@ -174,6 +174,51 @@ ROOT::RDF::RNode rootwide_twice(ROOT::RDF::RNode df, const std::string& weights)
     np.testing.assert_array_equal(both[:, 20:], _per_event(dm.session, np.ascontiguousarray(x[:, [1, 0, 2, 3]])))
 
 
+def test_functor_sessions_one_per_slot_on_own_lines_and_freed():
+    """SofieFunctor's Sessions (one per slot, in one allocation): each slot reaches its own Session, on cache lines
+    of its own; the copies share them; all are destroyed with the last copy; a Session constructor that throws
+    destroys those already made and the functor constructor throws."""
+    pr._functor_prelude(ROOT)
+    assert ROOT.gInterpreter.Declare("""
+namespace rootcase_sessions {
+int live = 0, made = 0, fail_at = -1;
+struct Counting {
+   char pad[40];  // not a multiple of the cache line
+   int id;
+   explicit Counting(const std::string& w) : id(made) {
+      if (made == fail_at) throw std::runtime_error("session " + std::to_string(made) + " of " + w);
+      ++made;
+      ++live;
+   }
+   ~Counting() { --live; }
+   void infer(std::size_t n, const float* x, float* y) { y[0] = x[0] + 1000.f * id; y[1] = float(reinterpret_cast<std::uintptr_t>(this) % 64); (void)n; }
+};
+using F = pysofie::SofieFunctor<Counting, float, float, float>;
+std::vector<float> run(unsigned nslots) {
+   std::vector<float> out;
+   {
+      F f(nslots, 2, "w");
+      F copy = f;
+      for (unsigned s = 0; s < nslots; ++s) {
+         auto r = copy(s, 0.5f);
+         out.push_back(r[0]);
+         out.push_back(r[1]);
+      }
+      out.push_back(float(live));
+   }
+   out.push_back(float(live));
+   return out;
+}
+}""")
+    ns = ROOT.rootcase_sessions
+    out = list(ns.run(3))
+    assert out == [0.5, 0.0, 1000.5, 0.0, 2000.5, 0.0, 3.0, 0.0]  # slot s: Session s, 64-byte aligned; freed
+    ns.made, ns.fail_at = 0, 2
+    with pytest.raises(Exception, match="session 2 of w"):
+        ns.run(4)
+    assert ns.live == 0
+
+
 def test_define_errors(declared, model, tree):
     df = ROOT.RDataFrame("events", tree)
     with pytest.raises(pysofie.InvalidInputError, match="4 values per event, 3 columns"):

@@ -82,6 +82,45 @@ class SlotBuffers {
    Out* operator[](unsigned slot) const { return fData.get() + slot * fStride; }
 };
 
+// The Sessions of one SofieFunctor, one per slot, in one allocation, each on cache lines of its own: the per-event
+// path reaches a slot's Session by address arithmetic (base + slot * a compile-time stride), not through a pointer
+// loaded per event, and two slots never write to one line. Constructed and destroyed in one place, never copied
+// (the copies of a SofieFunctor share it).
+template <class Session>
+class SlotSessions {
+ public:
+   static constexpr std::size_t kAlign = alignof(Session) > 64 ? alignof(Session) : 64;
+   static constexpr std::size_t kStride = (sizeof(Session) + kAlign - 1) / kAlign * kAlign;
+
+   template <class... A>
+   SlotSessions(unsigned nslots, const A&... session_args) {
+      fData = static_cast<unsigned char*>(::operator new(kStride * nslots, std::align_val_t(kAlign)));
+      try {
+         for (; fN < nslots; ++fN) new (fData + fN * kStride) Session(session_args...);
+      } catch (...) {
+         Destroy();
+         throw;
+      }
+   }
+   SlotSessions(const SlotSessions&) = delete;
+   SlotSessions& operator=(const SlotSessions&) = delete;
+   ~SlotSessions() { Destroy(); }
+
+   unsigned size() const { return fN; }
+   unsigned char* data() const { return fData; }
+   static Session& At(unsigned char* data, unsigned slot) {
+      return *std::launder(reinterpret_cast<Session*>(data + slot * kStride));
+   }
+
+ private:
+   unsigned char* fData = nullptr;
+   unsigned fN = 0;  // Sessions constructed
+   void Destroy() noexcept {
+      for (unsigned i = fN; i-- > 0;) At(fData, i).~Session();
+      ::operator delete(fData, std::align_val_t(kAlign));
+   }
+};
+
 }  // namespace detail
 
 // Session: the model's Session class. Out / In: its output and input element types. Cols: the column types.
@@ -96,9 +135,9 @@ class SlotBuffers {
 // gets buffers of its own, so two columns never view one buffer.
 template <class Session, class Out, class In, class... Cols>
 class SofieFunctor {
-   using Sessions = std::vector<std::unique_ptr<Session>>;
-   std::shared_ptr<const Sessions> fOwner;                // one Session per slot, shared by the copies of the functor
-   const std::unique_ptr<Session>* fSessions = nullptr;  // fOwner->data(), for the per-event path
+   using Sessions = detail::SlotSessions<Session>;
+   std::shared_ptr<const Sessions> fOwner;  // one Session per slot, shared by the copies of the functor
+   unsigned char* fSessions = nullptr;      // fOwner->data(), for the per-event path
    detail::SlotBuffers<Out> fOut;           // this copy's output buffers
    std::size_t fNOut = 0;
 
@@ -106,8 +145,7 @@ class SofieFunctor {
    void Init(unsigned nslots, std::size_t nout, A&&... session_args) {
       if (nslots == 0) throw std::invalid_argument("pysofie::SofieFunctor: nslots must be at least 1");
       fNOut = nout;
-      auto owner = std::make_shared<Sessions>();
-      for (unsigned i = 0; i < nslots; ++i) owner->push_back(std::make_unique<Session>(session_args...));
+      auto owner = std::make_shared<Sessions>(nslots, session_args...);
       fSessions = owner->data();
       fOwner = std::move(owner);
       fOut = detail::SlotBuffers<Out>(nslots, nout);
@@ -125,7 +163,7 @@ class SofieFunctor {
    ROOT::RVec<Out> operator()(unsigned slot, Cols... cols) {
       const In x[sizeof...(Cols)] = {static_cast<In>(cols)...};
       Out* y = fOut[slot];
-      detail::InferOne(*fSessions[slot], x, y);
+      detail::InferOne(Sessions::At(fSessions, slot), x, y);
       return ROOT::RVec<Out>(y, fNOut);
    }
 
