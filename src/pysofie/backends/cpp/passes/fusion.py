@@ -203,6 +203,7 @@ def optimization_passes() -> list:
     from .segment import ScatterAddToSegmentSum  # PyG's scatter-add exports: one pass over the rows
     from .winograd import WinogradConv
     from .row_prune import PruneGatheredRows  # only the token a Gather keeps (BERT's pooler, ViT's head)
+    from .channel_norm import FuseChannelLayerNorm, FuseScaleTransposeAdd  # ConvNeXt's permutes folded in
     return [ShareRowProducts(), ScatterAddToSegmentSum(), FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
-            PruneGatheredRows(), FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
+            PruneGatheredRows(), FuseChannelLayerNorm(), FuseScaleTransposeAdd(), FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
             PackGemmWeights(), FuseDenseEpilogue(), FuseRowMLP()]
