@@ -59,23 +59,40 @@ for name, norm in (("layernorm-over-axis", helper.make_node("LayerNormalization"
     MODELS[name] = (graph_model(nodes, {"x": X}, inits, ["y"]), {"x": X}, False)
 
 
-def _attention_cls(seed):
-    """BERT's last layer: fused q/k/v projection Split, attention with an additive padding mask, the heads
-    Reshape back, the output projection and a residual Add, then token 0."""
+def _attention_cls(seed, split="qkv", projection=False):
+    """BERT's last layer: fused q/k/v Split (of an input, or with `projection` of a dense layer with bias over
+    an input h, h also added back after the attention), attention with an additive padding mask, the heads Reshape
+    back, the output projection, then token 0."""
     B, H, S, D = 2, 3, 19, 8
-    model, feeds = attention(B=B, H=H, S=S, T=S, D=D, Dv=D, masks=("add-input",), split="qkv", seed=seed)
+    model, feeds = attention(B=B, H=H, S=S, T=S, D=D, Dv=D, masks=("add-input",), split=split, seed=seed)
     inits = {"wo": rand(H * D, H * D, seed=seed + 40) * 0.3, "bo": rand(H * D, seed=seed + 41)}
     g = model.graph
+    out = "pr"
+    if projection:
+        h = rand(B, S, H * D, seed=seed + 42)
+        inits.update(wqkv=rand(H * D, 3 * H * D, seed=seed + 43) * 0.3, bqkv=rand(3 * H * D, seed=seed + 44))
+        g.node.insert(0, helper.make_node("Add", ["hw", "bqkv"], ["x"]))
+        g.node.insert(0, helper.make_node("MatMul", ["h", "wqkv"], ["hw"]))
+        del g.input[:]
+        g.input.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, [B, S, H * D]))
+        g.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, list(feeds["mask"].shape)))
+        feeds = {"h": h, "mask": feeds["mask"]}
+        out = "res"
     g.initializer.extend(numpy_helper.from_array(v, k) for k, v in inits.items())
     g.node.extend([helper.make_node("MatMul", ["y", "wo"], ["proj"]), helper.make_node("Add", ["proj", "bo"], ["pb"]),
-                   helper.make_node("Relu", ["pb"], ["pr"]), _idx("i0", 0),
-                   helper.make_node("Gather", ["pr", "i0"], ["cls"], axis=1)])
+                   helper.make_node("Relu", ["pb"], ["pr"])])
+    if projection:
+        g.node.append(helper.make_node("Add", ["h", "pr"], ["res"]))
+    g.node.extend([_idx("i0", 0), helper.make_node("Gather", [out, "i0"], ["cls"], axis=1)])
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("cls", TensorProto.FLOAT, [B, H * D]))
     return model, feeds
 
 
 MODELS["attention-cls"] = _attention_cls(30) + (True,)
+# the q/k/v projection splits: the query columns (the middle third with "kqv") for token 0 only, the keys' and
+# values' for every row; the projection's input also feeds the residual Add
+MODELS["attention-cls-projection"] = _attention_cls(31, split="kqv", projection=True) + (True,)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +108,8 @@ def test_pruned_rows(case, sessions):
     if isinstance(sess, Exception):
         raise sess
     nodes = sess._gm.emitter.graph.nodes
-    dense = [n for n in nodes if n.op_type in ("MatMul", "Gemm", "PysofieAttention")]
+    kv = {id(n.inputs[1]) for n in nodes if n.op_type == "PysofieAttention"}  # keys / values: every row
+    dense = [n for n in nodes if n.op_type in ("MatMul", "Gemm", "PysofieAttention") and id(n.outputs[0]) not in kv]
     assert dense, case
     axis = 0 if case.startswith("gemm") else 1
     rows = [n.outputs[0].shape[axis] for n in dense]
@@ -99,7 +117,10 @@ def test_pruned_rows(case, sessions):
         assert all(r == 1 for r in rows), (case, rows)
     else:
         assert all(r > 1 for r in rows), (case, rows)
-    if case == "attention-cls":  # the keys and values are read whole: the projection is not pruned
+    if case.startswith("attention-cls"):  # the keys and values are read whole: the projection is not pruned
         (att,) = [n for n in nodes if n.op_type == "PysofieAttention"]
         assert att.inputs[1].shape[1] == 19 and att.inputs[0].shape[1] == 1, [v.shape for v in att.inputs[:3]]
+        # with the projection in the graph: its query columns for one row, the keys and values for all
+        widths = (att.inputs[0].shape[2], att.inputs[1].shape[2])
+        assert widths == ((24, 48) if case.endswith("projection") else (72, 72)), widths
     assert_close(sess.run(None, feeds), ort(model, feeds), 1e-4, 1e-5, what=case)

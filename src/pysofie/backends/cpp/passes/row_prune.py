@@ -48,7 +48,7 @@ def _row_axes(graph: Graph, n, a: int):
         ax = n.op.axis % x.rank if t != "Softmax" or n.op.axis is not None else x.rank - 1
         if t in ("LayerNormalization", "RMSNormalization") and ax <= a:
             return None  # the normalized axes include a
-        if t in ("Softmax", "LogSoftmax") and (ax == a or getattr(n.op, "opset", 13) < 13):
+        if t in ("Softmax", "LogSoftmax") and (ax == a or 0 < getattr(n.op, "opset", 0) < 13):
             return None
         return [a] + [None] * (len(n.inputs) - 1)
     if t == "MatMul":
@@ -125,6 +125,9 @@ class PruneGatheredRows(Pass):
                    for v, _ in rows.values()):
             return False  # nothing worth the rewrite
         self._rewrite(graph, g, rows, need, k)
+        for n in list(graph.nodes):
+            if n.op_type == "PysofieAttention":
+                _split_query_projection(graph, n)
         return True
 
     @staticmethod
@@ -181,3 +184,80 @@ class PruneGatheredRows(Pass):
         x, idx = g.inputs
         graph.set_input(g, 0, new[id(x)])
         graph.set_input(g, 1, Value(fresh(idx.name + "_row"), const=np.zeros_like(np.asarray(idx.const))))
+
+
+def _split_query_projection(graph: Graph, att) -> None:
+    """The attention's queries reduced to one row of a fused q/k/v projection (B, S, W) = x W (+ b) whose keys and
+    values are read whole: the projection splits into the query columns for that row only and the key / value
+    columns for every row (the query columns of the other rows are not computed)."""
+    from ....ops.base import lookup
+    from ....passes.rewrites import _clone_op, _const
+    op = att.op
+    q, k, v = att.inputs[:3]
+    if not int(op.heads) or k is not v or q is k:
+        return
+    gq = q.producer
+    if gq is None or gq.op_type != "Gather" or gq.inputs[0] is not k or len(k.uses) != 3 or graph.is_output(k) \
+            or graph.is_output(q) or len(q.uses) != 1:
+        return
+    ax = gq.op.axis % k.rank
+    if ax != 1 or k.rank != 3:
+        return
+    p, bias, mm = k.producer, None, k.producer
+    if p is not None and p.op_type == "Add":
+        j = next((j for j in (0, 1) if p.inputs[j].const is not None and p.inputs[j].rank == 1), None)
+        if j is None or len(p.inputs[1 - j].uses) != 1 or graph.is_output(p.inputs[1 - j]):
+            return
+        bias, mm = p.inputs[j], p.inputs[1 - j].producer
+    if mm is None or mm.op_type != "MatMul" or mm.inputs[1].const is None or mm.inputs[1].rank != 2:
+        return
+    x, wv = mm.inputs
+    W = np.asarray(wv.const)
+    H, dk, dv = int(op.heads), int(op.dk), int(op.dv)
+    qs = np.arange(int(op.q_off), int(op.q_off) + H * dk)
+    kvs = np.concatenate([np.arange(int(op.k_off), int(op.k_off) + H * dk),
+                          np.arange(int(op.v_off), int(op.v_off) + H * dv)])
+    if W.shape[1] != k.shape[2] or (bias is not None and bias.shape[0] != W.shape[1]):
+        return
+    taken = {v_.name for v_ in graph.values()}
+
+    def fresh(base):
+        name, i = base, 1
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        return name
+
+    at = graph.nodes.index(mm)
+    new_nodes = []
+
+    def dense(src, cols, label, rows_shape):
+        w = _const(graph, fresh(wv.name + label), W[:, cols])
+        taken.add(w.name)
+        out = Value(fresh(k.name + label), k.dtype, rows_shape[:2] + (len(cols),))
+        if bias is None:
+            new_nodes.append((_clone_op(mm.op), [src, w], out, mm.name + label))
+            return out
+        mid = Value(fresh(k.name + label + "_mm"), k.dtype, out.shape)
+        b = _const(graph, fresh(bias.name + label), np.asarray(bias.const)[cols])
+        taken.add(b.name)
+        new_nodes.append((_clone_op(mm.op), [src, w], mid, mm.name + label))
+        new_nodes.append((_clone_op(p.op), [mid, b], out, p.name + label))
+        return out
+
+    xr = Value(fresh(x.name + "_row"), x.dtype, (x.shape[0], 1) + tuple(x.shape[2:]))
+    ind = Value(fresh(x.name + "_row_index"), const=np.asarray(gq.inputs[1].const).copy())
+    new_nodes.insert(0, (lookup("Gather")(axis=1), [x, ind], xr, gq.name))
+    qv = dense(xr, qs, "_q", tuple(xr.shape))
+    kv = dense(x, kvs, "_kv", tuple(k.shape))
+    new_op = _clone_op(op)
+    new_op.attrs.update(q_off=0, k_off=0, v_off=H * dk)
+    removed = [gq, mm] + ([p] if bias is not None else [])
+    ai = graph.nodes.index(att)
+    for n in removed:
+        graph.remove_node(n)
+    graph.remove_node(att)
+    for i, (o, ins, out, name) in enumerate(new_nodes):
+        graph.add_node(o, ins, [out], name, index=at + i)
+    ai = ai - len(removed) + len(new_nodes)
+    graph.add_node(new_op, [qv, kv, kv] + list(att.inputs[3:]), list(att.outputs), att.name, index=ai)
