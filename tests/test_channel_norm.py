@@ -81,3 +81,15 @@ def test_channel_layout(case, sessions):
     ops = [n.op_type for n in sess._gm.emitter.graph.nodes]
     assert all(k in ops for k in kept) and not any(g in ops for g in gone), (case, ops)
     assert_close(sess.run(None, feeds), ort(model, feeds), 1e-4, 1e-5, what=case)
+
+
+def test_layernorm_scale_that_does_not_broadcast_is_refused():
+    """A scale of (9, 16) for a normalized shape (9, 24) is an error naming the node and the tensor (it was read
+    out of bounds)."""
+    from pysofie.errors import PysofieError
+    from pysofie.session import InferenceSession
+    x = rand(2, 9, 24, seed=20)
+    m = graph_model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=1)], {"x": x},
+                    {"g": rand(9, 16, seed=21), "b": rand(9, 16, seed=22)}, ["y"])
+    with pytest.raises(PysofieError, match=r"LayerNormalization.*'g'.*does not broadcast to the normalized shape"):
+        InferenceSession(m)
