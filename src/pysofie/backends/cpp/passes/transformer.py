@@ -216,8 +216,10 @@ def _attention_op_class():
         FuseAttention. Layouts: "bshd" (batch, sequence, head, element: the tensor before an exporter's
         Transpose) or "bhsd". Inputs: Q, K, V, additive mask (float, broadcast to (B, H, S, T)) or none, Where
         condition (bool, broadcast likewise; true: the score becomes `fill`) or none. With `heads` set, Q, K and
-        V are (B, S, W) tensors (one fused projection's output, all three the same) read from element q_off /
-        k_off / v_off of each row: `heads` heads of dk (Q, K) and dv (V) elements."""
+        V are (B, S, W) tensors (one fused projection's output, or Q another such tensor) read from element q_off /
+        k_off / v_off of each row: `heads` heads of dk (Q, K) and dv (V) elements. causal = c >= 0: the keys j > i + c
+        of query row i are masked (a constant Where condition with fill -inf as the last mask, not passed: the
+        kernel skips those keys)."""
         op_type = "PysofieAttention"
         domain = "pysofie"
         ATTRS = {"q_layout": "bhsd", "k_layout": "bhsd", "v_layout": "bhsd", "y_layout": "bhsd", "scale": 1.0,
@@ -300,7 +302,8 @@ class FuseAttention(Pass):
     exporters write attention (4-D (batch, head, sequence, element) tensors), becomes one PysofieAttention node
     run by runtime/pysofie_attn.h; Transposes that make the heads axis (perm 0,2,1,3 on Q, V and the output,
     0,2,3,1 on K) are folded into its strides when nothing else reads their outputs; so are a fused q/k/v
-    projection's Split (last axis) and the head Reshapes after it (the kernel reads the slices in place)."""
+    projection's Split (last axis) and the head Reshapes after it (the kernel reads the slices in place). A constant
+    causal condition becomes the node's `causal` offset (the kernel skips the keys it hides)."""
     name = "fuse-attention"
 
     def __call__(self, graph: Graph) -> bool:
