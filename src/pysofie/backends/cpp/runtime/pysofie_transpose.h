@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -211,26 +212,29 @@ inline void scale_transpose_add(const float* f, const float* g, const float* r, 
       long p = q0;
 #if defined(__AVX2__) && defined(__FMA__)
       if (C % 8 == 0) {
-         auto block = [&](long pb, long c0, const __m256 gv) {  // 8 pixels pb.. x 8 channels c0..
-            __m256 v[8];
-            for (int k = 0; k < 8; ++k) {
-               v[k] = _mm256_loadu_ps(fi + (pb + k) * C + c0);
-               if (g) v[k] = _mm256_mul_ps(gv, v[k]);
+         // 8 * NH pixels pb.. x 8 channels c0..: each channel row's line of r and y is touched once (the rows
+         // are P floats apart: with P * 4 a multiple of 4 KiB, they share one L1 set)
+         auto block = [&](auto nh, long pb, long c0) {
+            constexpr int NH = decltype(nh)::value;
+            const __m256 gv = g ? _mm256_loadu_ps(g + c0) : _mm256_set1_ps(1.f);
+            __m256 v[NH][8];
+            for (int h = 0; h < NH; ++h) {
+               for (int k = 0; k < 8; ++k) {
+                  v[h][k] = _mm256_loadu_ps(fi + (pb + 8 * h + k) * C + c0);
+                  if (g) v[h][k] = _mm256_mul_ps(gv, v[h][k]);
+               }
+               transpose8(v[h]);
             }
-            transpose8(v);
             for (int k = 0; k < 8; ++k) {
                const long o = (c0 + k) * P + pb;
-               _mm256_storeu_ps(yi + o, _mm256_add_ps(_mm256_loadu_ps(ri + o), v[k]));
+               for (int h = 0; h < NH; ++h)
+                  _mm256_storeu_ps(yi + o + 8 * h, _mm256_add_ps(_mm256_loadu_ps(ri + o + 8 * h), v[h][k]));
             }
          };
          for (; p + 16 <= q1; p += 16)
-            for (long c0 = 0; c0 < C; c0 += 8) {
-               const __m256 gv = g ? _mm256_loadu_ps(g + c0) : _mm256_set1_ps(1.f);
-               block(p, c0, gv);
-               block(p + 8, c0, gv);
-            }
+            for (long c0 = 0; c0 < C; c0 += 8) block(std::integral_constant<int, 2>{}, p, c0);
          for (; p + 8 <= q1; p += 8)
-            for (long c0 = 0; c0 < C; c0 += 8) block(p, c0, g ? _mm256_loadu_ps(g + c0) : _mm256_set1_ps(1.f));
+            for (long c0 = 0; c0 < C; c0 += 8) block(std::integral_constant<int, 1>{}, p, c0);
       }
 #endif
       for (; p < q1; ++p)
