@@ -5,8 +5,9 @@ sequence axis). Every node between that token and the last attention works row b
 layers, activations, residual Adds, LayerNormalization, RMSNormalization, the attention's queries), so only the
 kept row of each is needed: the pass rewrites those nodes to compute that one row (the axis becomes 1 long) and
 puts a one-row Gather where a full tensor is still needed elsewhere (the attention's keys and values read the
-full projection; its queries become one row of it). Exact: every kept value is computed by the same operations
-on the same inputs as before.
+full projection; its queries become one row of it). Every kept value is computed by the same operations on the
+same inputs as before; only the order in which a one-row product sums its terms may differ (the matrix kernel's
+tiles of one or two rows keep partial sums), i.e. floating-point reassociation.
 
 A value is reduced only when every node reading it is reduced too (or is the Gather), and it is no graph output.
 """
