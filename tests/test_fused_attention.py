@@ -105,6 +105,13 @@ add("split-vqk-dv", B=1, H=2, S=23, T=23, D=16, Dv=24, masks=("where",), split="
 # K's slice also a graph output: the Split stays (attention still fused)
 add("split-k-output", B=1, H=2, S=9, T=9, D=8, Dv=8, split="qkv", k_out=True, seed=19)
 SPLIT_FOLDED = {"split-qkv": True, "split-vqk-dv": True, "split-k-output": False}
+# a causal Where (-inf) as the last mask: the kernel skips the hidden keys (Args::causal, the condition not read);
+# 50 query rows (three row blocks of the kernel, each with its own key count) over 53 keys (offset 3), and after
+# an additive bias; not when a bias is added after it (the kernel reads the condition)
+add("causal-offset-blocks", B=1, H=2, S=50, T=53, D=16, Dv=24, masks=("where",), seed=21)
+add("bias-then-causal-inf", B=2, H=3, S=30, T=30, D=8, Dv=8, masks=("add", "where"), seed=23)
+CAUSAL = {"causal-offset-blocks": 3, "bias-then-causal-inf": 0, "split-vqk-dv": 0, "causal-then-bias": -1,
+          "bias-then-causal": -1, "finite-fill-then-bias": -1}
 
 
 def rmsnorm(shape, form, weight=True, opset=17, seed=0):
@@ -157,6 +164,10 @@ def test_fused_attention(case, sessions):
         assert ops.count("PysofieAttention") == 1 and "Softmax" not in ops and "Transpose" not in ops, ops
     else:
         assert "PysofieAttention" not in ops and "Softmax" in ops, ops
+    if case in CAUSAL:
+        (att,) = [n for n in sess._gm.emitter.graph.nodes if n.op_type == "PysofieAttention"]
+        assert int(att.op.causal) == CAUSAL[case], (case, att.op.causal)
+        assert (att.inputs[4] is None) == (CAUSAL[case] >= 0), case  # the condition is not read when causal
     if case in SPLIT_FOLDED:
         # folded: only the attention and the output's Reshape are left
         assert (ops == ["PysofieAttention", "Reshape"]) == SPLIT_FOLDED[case], ops
@@ -183,7 +194,7 @@ def test_rmsnorm(case, sessions):
 def test_portable_build():
     """Compiled without -march=native: the scalar fallbacks of runtime/pysofie_attn.h."""
     from pysofie.build.batch import compile_many
-    cases = {**{i: MODELS[i][:2] for i in ("causal-then-bias", "k-bhtd-no-out-transpose")},
+    cases = {**{i: MODELS[i][:2] for i in ("causal-then-bias", "k-bhtd-no-out-transpose", "causal-offset-blocks")},
              "rms-pow-div1-w": RMS["rms-pow-div1-w"]}
     for case, sess in zip(cases, compile_many([m for m, _ in cases.values()], native=False)):
         if isinstance(sess, Exception):

@@ -7,7 +7,8 @@ build really targets is checked from the compiler's own predefined macros.
 The models are small, with sizes that hit the kernels' tails: the packed-GEMM micro-tile (rows not a multiple of
 6, a masked last panel), the indirect convolution (output positions not a multiple of 6, an odd number of
 16-channel blocks, weights of 1 MiB or more), Winograd, depthwise (channels not a multiple of 8), the vector math
-of Softmax / LayerNormalization / Gelu, and the GRU's 8-lane tanh update. Tolerance: rtol 1e-4 and atol 1e-5,
+of Softmax / LayerNormalization / Gelu, attention's softmax rows and causal skipping, ConvNeXt's channel LayerNorm
+and transposed residual, and the GRU's 8-lane tanh update. Tolerance: rtol 1e-4 and atol 1e-5,
 or 1e-4 where a reduction has more than 1000 terms (float32 sums in a different order than onnxruntime's).
 
 The three builds are one shared library each (one compiler run per variant)."""
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from tests.test_channel_norm import channel_ln, scale_transpose_add
+from tests.test_fused_attention import attention
 from tests.test_fusion import graph_model
 from tests.util import assert_close, ort, rand
 
@@ -134,6 +137,18 @@ m = graph_model([helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "y"], hidde
                 {"W": rand(1, 3 * H, I, seed=61) * 0.6, "R": rand(1, 3 * H, H, seed=62) * 0.6,
                  "B": rand(1, 6 * H, seed=63) * 0.5}, ["y"])
 add("gru-h13", m, {"x": rand(S, 1, I, seed=60)}, "pysofie_rnn::tanh(")
+
+# attention (runtime/pysofie_attn.h): softmax rows of 37 keys (two 16-lane vectors + a tail of 5; 8-lane: 4 + 5)
+# with a Where condition then a bias read by the vector loops, and a causal mask the kernel skips (50 queries in
+# three row blocks over 53 keys)
+m, f = attention(B=1, H=2, S=11, T=37, D=16, Dv=20, masks=("where", "add"), seed=70)
+add("attn-where-add-t37", m, f, "pysofie_attn::run")
+m, f = attention(B=1, H=2, S=50, T=53, D=16, Dv=24, masks=("where",), seed=71)
+add("attn-causal", m, f, ".causal = 3;")
+# ConvNeXt's channel LayerNorm (16- and 8-pixel blocks, a scalar tail, 13 channels: a channel tail after the
+# 8 x 8 transposes) and the layer-scaled residual from NHWC (runtime/pysofie_transpose.h)
+add("channel-ln-c13", *channel_ln((1, 13, 5, 9), seed=72), "pysofie_tr::channel_layernorm")
+add("scale-transpose-add", *scale_transpose_add((1, 24, 5, 5), seed=73), "pysofie_tr::scale_transpose_add")
 
 VARIANTS = {"native": [], "avx2": ["-mno-avx512f"], "scalar": ["-mno-avx512f", "-mno-avx2", "-mno-fma"]}
 

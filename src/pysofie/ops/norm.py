@@ -102,10 +102,15 @@ class LayerNormalization(Op):
         x = node.inputs[0]
         a = self.axis_of(node)
         stat = tuple(x.shape[:a]) + (1,) * (x.rank - a)
+        norm = list(x.shape[a:])
         for k in (1, 2):
             v = node.input(k)
-            if v is not None and v.rank > x.rank - a:
-                raise self.fail(node, f"'{v.name}' {v!r} does not broadcast to the normalized shape")
+            if v is None:
+                continue
+            dims = list(v.shape) if v.shape is not None else []
+            if v.rank > x.rank - a or any(isinstance(d, int) and isinstance(n, int) and d != 1 and d != n
+                                          for d, n in zip(dims[::-1], norm[::-1])):
+                raise self.fail(node, f"'{v.name}' {v!r} does not broadcast to the normalized shape {norm}")
         return [(x.dtype, x.shape), (x.dtype, stat), (x.dtype, stat)][:len(node.outputs)]
 
 

@@ -305,3 +305,16 @@ def gen_lrn(cx):
                 w.line(f"const size_t at = (n * {C} + c) * {inner} + k;")
                 w.line(f"{Y}[at] = static_cast<{T}>({X}[at] / std::pow({lit(float(op.bias), 'double')} + "
                        f"{lit(float(op.alpha) / size, 'double')} * sq, {lit(float(op.beta), 'double')}));")
+
+
+@generates("PysofieChannelLayerNorm")
+def gen_channel_layernorm(cx):
+    """passes/channel_norm.FuseChannelLayerNorm's node: runtime/pysofie_transpose.h's channel_layernorm."""
+    x = cx.vin(0)
+    N, C, P = cpp_dim(x.shape[0]), cpp_dim(x.shape[1]), cpp_dim(numel(x.shape[2:]))
+    use_runtime_header(cx, "pysofie_transpose.h")
+    bias = cx.i(2) if cx.has(2) else "nullptr"
+    nhwc = "true" if cx.op.layout == "nhwc" else "false"
+    buf, stride = cx.thread_scratch(x.shape[1] * 16, x.dtype, "cln")  # 16 pixels x C channels per thread
+    cx.w.line(f"pysofie_tr::channel_layernorm({cx.i(0)}, {cx.i(1)}, {bias}, {cx.o(0)}, {N}, {C}, {P}, "
+              f"{lit(float(cx.op.epsilon), 'double')}, {nhwc}, {buf}, {stride}, &{cx.pool()});")

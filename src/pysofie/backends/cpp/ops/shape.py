@@ -133,3 +133,13 @@ def gen_symbolic_value(cx):
     T = cx.vout(0).dtype.ctype
     for k, e in enumerate(cx.op.values):
         cx.w.line(f"{cx.o(0)}[{k}] = static_cast<{T}>(int64_t({cpp_dim(e)}));")
+
+
+@generates("PysofieScaleTransposeAdd")
+def gen_scale_transpose_add(cx):
+    """passes/channel_norm.FuseScaleTransposeAdd's node: runtime/pysofie_transpose.h's scale_transpose_add."""
+    r = cx.vin(2)
+    N, C, P = cpp_dim(r.shape[0]), cpp_dim(r.shape[1]), cpp_dim(numel(r.shape[2:]))
+    use_runtime_header(cx, "pysofie_transpose.h")
+    g = cx.i(1) if cx.has(1) else "nullptr"
+    cx.w.line(f"pysofie_tr::scale_transpose_add({cx.i(0)}, {g}, {cx.i(2)}, {cx.o(0)}, {N}, {C}, {P}, &{cx.pool()});")

@@ -495,6 +495,8 @@ def gen_fused_attention(cx):
             w.line(" ".join(f"{a}.{n} = static_cast<long>({s});" for n, s in zip(names, bs)))
     w.line(f"{a}.fill = {lit(float(op.fill), 'float')};")
     w.line(f"{a}.where_first = {'true' if int(op.where_first) else 'false'};")
+    if int(op.causal) >= 0:
+        w.line(f"{a}.causal = {int(op.causal)};")
     Tp = d["T"] + 15  # >= T rounded up to 16
     Dvp = (d["Dv"] + 15) // 16 * 16
     bufs = _scratch_buffers(cx, [("kt", numel([d["B"], d["H"], d["D"], Tp]), DType.FLOAT),

@@ -202,6 +202,8 @@ def optimization_passes() -> list:
     from .shared_products import ShareRowProducts  # a product several layers compute alike, computed once
     from .segment import ScatterAddToSegmentSum  # PyG's scatter-add exports: one pass over the rows
     from .winograd import WinogradConv
+    from .row_prune import PruneGatheredRows  # only the token a Gather keeps (BERT's pooler, ViT's head)
+    from .channel_norm import FuseChannelLayerNorm, FuseScaleTransposeAdd  # ConvNeXt's permutes folded in
     return [ShareRowProducts(), ScatterAddToSegmentSum(), FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
-            FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
+            PruneGatheredRows(), FuseChannelLayerNorm(), FuseScaleTransposeAdd(), FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
             PackGemmWeights(), FuseDenseEpilogue(), FuseRowMLP()]

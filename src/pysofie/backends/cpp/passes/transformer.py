@@ -216,12 +216,14 @@ def _attention_op_class():
         FuseAttention. Layouts: "bshd" (batch, sequence, head, element: the tensor before an exporter's
         Transpose) or "bhsd". Inputs: Q, K, V, additive mask (float, broadcast to (B, H, S, T)) or none, Where
         condition (bool, broadcast likewise; true: the score becomes `fill`) or none. With `heads` set, Q, K and
-        V are (B, S, W) tensors (one fused projection's output, all three the same) read from element q_off /
-        k_off / v_off of each row: `heads` heads of dk (Q, K) and dv (V) elements."""
+        V are (B, S, W) tensors (one fused projection's output, or Q another such tensor) read from element q_off /
+        k_off / v_off of each row: `heads` heads of dk (Q, K) and dv (V) elements. causal = c >= 0: the keys j > i + c
+        of query row i are masked (a constant Where condition with fill -inf as the last mask, not passed: the
+        kernel skips those keys)."""
         op_type = "PysofieAttention"
         domain = "pysofie"
         ATTRS = {"q_layout": "bhsd", "k_layout": "bhsd", "v_layout": "bhsd", "y_layout": "bhsd", "scale": 1.0,
-                 "fill": 0.0, "where_first": 1, "heads": 0, "dk": 0, "dv": 0, "q_off": 0, "k_off": 0, "v_off": 0}
+                 "fill": 0.0, "where_first": 1, "causal": -1, "heads": 0, "dk": 0, "dv": 0, "q_off": 0, "k_off": 0, "v_off": 0}
         INPUTS = ("Q", "K", "V", "mask", "cond")
         OUTPUTS = ("Y",)
 
@@ -275,12 +277,33 @@ def _broadcasts(v: Value, full) -> bool:
     return all((isinstance(a, int) and a == 1) or str(a) == str(b) for a, b in zip(shape, full))
 
 
+def _causal_offset(cond: Value, fill: float, full, last: bool) -> int:
+    """c >= 0 when the Where condition `cond` is a constant that hides exactly the keys j > i + c of every query
+    row i (the same for every batch and head) with fill -inf, as the last mask (`last`: nothing is added after
+    it, so those scores stay -inf and their probabilities are exactly 0); else -1."""
+    if cond is None or cond.const is None or not last or not (math.isinf(fill) and fill < 0):
+        return -1
+    S, T = full[2], full[3]
+    c = np.asarray(cond.const).astype(bool)
+    c = c.reshape((1,) * (4 - c.ndim) + c.shape)
+    if c.shape[2] != S or c.shape[3] != T:
+        return -1
+    if any(not np.array_equal(c[b, h], c[0, 0]) for b in range(c.shape[0]) for h in range(c.shape[1])):
+        return -1
+    off = int(np.count_nonzero(~c[0, 0, 0])) - 1  # row 0 keeps the keys 0..off
+    if off < 0 or off >= T - 1:
+        return -1  # no key kept in row 0, or nothing hidden
+    i, j = np.indices((S, T))
+    return off if np.array_equal(c[0, 0], j > i + off) else -1
+
+
 class FuseAttention(Pass):
     """MatMul(Q, K^T) [* or / scalar] [Where(cond, fill, s)] [+ mask] -> Softmax(last axis) -> MatMul(., V), as
     exporters write attention (4-D (batch, head, sequence, element) tensors), becomes one PysofieAttention node
     run by runtime/pysofie_attn.h; Transposes that make the heads axis (perm 0,2,1,3 on Q, V and the output,
     0,2,3,1 on K) are folded into its strides when nothing else reads their outputs; so are a fused q/k/v
-    projection's Split (last axis) and the head Reshapes after it (the kernel reads the slices in place)."""
+    projection's Split (last axis) and the head Reshapes after it (the kernel reads the slices in place). A constant
+    causal condition becomes the node's `causal` offset (the kernel skips the keys it hides)."""
     name = "fuse-attention"
 
     def __call__(self, graph: Graph) -> bool:
@@ -353,6 +376,9 @@ class FuseAttention(Pass):
         removed += [mm1, mm2]
         attrs = dict(scale=float(scale), fill=float(fill), where_first=int("where" in order and (
             "add" not in order or order.index("where") > order.index("add"))))  # order runs backwards
+        attrs["causal"] = _causal_offset(cond, fill, full, add is None or attrs["where_first"] == 0)
+        if attrs["causal"] >= 0:
+            cond = None  # the kernel skips the keys it hides instead of reading it
         srcs = []
         for t, name, perm in ((qh, "q", (0, 2, 1, 3)), (kt, "k", (0, 2, 3, 1)), (vh, "v", (0, 2, 1, 3))):
             p = t.producer

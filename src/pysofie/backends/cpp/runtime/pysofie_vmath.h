@@ -128,6 +128,31 @@ inline __m256 gelu_tanh8(__m256 x) {
 }
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+// exp on 16 lanes, exp8's formula with AVX-512's scalef for the 2^n (equal to exp8 lane by lane: both scale p(r)
+// exactly by 2^n in the normal range); exp(x) = 0 below -87.3 (so exp(-inf) = 0), NaN stays NaN (min / max return
+// their second operand when one is NaN). The maskz forms with all lanes set are the plain instructions, without
+// the undefined pass-through operand that draws GCC 12's -Wmaybe-uninitialized.
+inline __m512 exp16(__m512 x) {
+   const __mmask16 all = 0xFFFF;
+   const __m512 c =
+      _mm512_maskz_min_ps(all, _mm512_set1_ps(88.3f), _mm512_maskz_max_ps(all, _mm512_set1_ps(-87.3f), x));
+   const __m512 n = _mm512_maskz_roundscale_ps(all, _mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
+                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), c);
+   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+   __m512 p = _mm512_set1_ps(1.f / 720.f);
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+   const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ);  // x >= -87.3 or NaN
+   return _mm512_maskz_scalef_ps(keep, p, n);
+}
+#endif
+
 // y[r][k] = softmax over k < n of x[r][k] (rows r0 <= r < r1, contiguous rows of n).
 inline void softmax_rows(const float* x, float* y, long r0, long r1, long n) {
    for (long r = r0; r < r1; ++r) {
