@@ -79,8 +79,8 @@ def winograd_conv(cx, wino, ins, outs, pads):
 
 def winograd_tiles(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TB, acc, buf, tabs, act, threaded):
     """Winograd by blocks of TB tiles (of all the images of the batch), one patch at a time (scalar transforms):
-    the path of targets without AVX2, and of narrow outputs (passes.winograd: mode "tiles"), where the products dominate. threaded: the transforms
-    spread over the channels, the products over the n^2 planes, on the Session's pool (acc per thread)."""
+    the path of targets without AVX2, and of narrow outputs (passes.winograd: mode "tiles"), where the products
+    dominate. threaded: the transforms spread over the channels, the products over the n^2 planes, on the Session's pool (acc per thread)."""
     w = cx.w
     A2 = n * n
     H, W = ins[1], ins[2]
@@ -267,7 +267,7 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                                          lambda xi, e: f"_mm256_storeu_ps(V + (c * {A2} + {xi}) * nt + tt, {e});")
             w.close("});")
             _winograd_products(w, C, M, Mp, A2, U, acc[0], pool, acc[1])
-            # output transform, bias, activation; two output rows of 16 columns per 8 tiles
+            # output transform, bias, activation; m output rows of 8m columns per 8 tiles
             w.open(f"{pool}.run_range({M}, 1, [&](long m0, long m1, int)")
             with w.block("for (long mc = m0; mc < m1; ++mc)"):
                 w.line(f"float* ym = yb + mc * {OH * OW};")
@@ -283,35 +283,7 @@ def winograd_vector(cx, m, n, AT, BT, C, M, Mp, ins, outs, pads, TH, TW, TWv, RB
                             for j in range(m):
                                 e = _vlincomb(AT[j], [f"u{i}_{k}" for k in range(n)])
                                 w.line(f"const __m256 v{i}_{j} = _mm256_add_ps({e}, bm);")
-                        if m == 4:
-                            _store_rows4(w, OH, OW, residual)
-                        else:
-                            w.line("const long ow0 = 2 * tx0;")
-                            for i in range(m):
-                                with w.block(f"if (2 * ty + {i} < {OH})"):
-                                    w.line(f"const __m256 lo = _mm256_unpacklo_ps(v{i}_0, v{i}_1), "
-                                           f"hi = _mm256_unpackhi_ps(v{i}_0, v{i}_1);")
-                                    w.line("__m256 o0 = _mm256_permute2f128_ps(lo, hi, 0x20), "
-                                           "o1 = _mm256_permute2f128_ps(lo, hi, 0x31);")
-                                    w.line(f"float* yr = ym + (2 * ty + {i}) * {OW} + ow0;")
-                                    if residual:
-                                        w.line(f"const float* rr = rm + (2 * ty + {i}) * {OW} + ow0;")
-                                    with w.block(f"if (ow0 + 16 <= {OW})"):
-                                        if residual:
-                                            w.line("o0 = _mm256_add_ps(o0, _mm256_loadu_ps(rr));")
-                                            w.line("o1 = _mm256_add_ps(o1, _mm256_loadu_ps(rr + 8));")
-                                        w.line("_mm256_storeu_ps(yr, act.vec(o0));")
-                                        w.line("_mm256_storeu_ps(yr + 8, act.vec(o1));")
-                                    with w.block(f"else if (ow0 < {OW})"):  # the activation still on vectors
-                                        w.line("alignas(32) float t[16];")
-                                        w.line(f"const long nv = std::min<long>(16, {OW} - ow0);")
-                                        w.line("_mm256_store_ps(t, o0);")
-                                        w.line("_mm256_store_ps(t + 8, o1);")
-                                        if residual:
-                                            w.line("for (long j = 0; j < nv; ++j) t[j] += rr[j];")
-                                        w.line("_mm256_store_ps(t, act.vec(_mm256_load_ps(t)));")
-                                        w.line("_mm256_store_ps(t + 8, act.vec(_mm256_load_ps(t + 8)));")
-                                        w.line("std::copy(t, t + nv, yr);")
+                        _store_rows(w, m, OH, OW, residual)
             w.close("});")
 
 
@@ -344,26 +316,34 @@ def _load_patches4(w, n, Wq) -> None:
                 w.line(f"d{i}_{j} = e{j // 4}{j % 4};")
 
 
-def _store_rows4(w, OH, OW, residual) -> None:
-    """The 4 x 4 outputs v{i}_{j} of 8 tiles (lanes in the order 0 2 4 6 1 3 5 7) as 4 rows of 32 floats: lane-wise
-    4 x 4 transposes put each row in memory order; residual, activation, then the row's valid columns."""
-    w.line("const long ow0 = 4 * tx0;")
-    for i in range(4):
-        with w.block(f"if (4 * ty + {i} < {OH})"):
-            _transpose4(w, [f"v{i}_{j}" for j in range(4)], "o")
-            w.line(f"float* yr = ym + (4 * ty + {i}) * {OW} + ow0;")
+def _store_rows(w, m, OH, OW, residual) -> None:
+    """The m x m outputs v{i}_{j} of 8 tiles as m rows of 8m floats in memory order (m = 2: lanes interleaved by
+    unpack + permute; m = 4, lanes in the order 0 2 4 6 1 3 5 7: lane-wise 4 x 4 transposes); residual,
+    activation, then the row's valid columns."""
+    nf = 8 * m
+    w.line(f"const long ow0 = {m} * tx0;")
+    for i in range(m):
+        with w.block(f"if ({m} * ty + {i} < {OH})"):
+            if m == 4:
+                _transpose4(w, [f"v{i}_{j}" for j in range(4)], "o")
+            else:
+                w.line(f"const __m256 lo = _mm256_unpacklo_ps(v{i}_0, v{i}_1), "
+                       f"hi = _mm256_unpackhi_ps(v{i}_0, v{i}_1);")
+                w.line("const __m256 o0 = _mm256_permute2f128_ps(lo, hi, 0x20), "
+                       "o1 = _mm256_permute2f128_ps(lo, hi, 0x31);")
+            w.line(f"float* yr = ym + ({m} * ty + {i}) * {OW} + ow0;")
             if residual:
-                w.line(f"const float* rr = rm + (4 * ty + {i}) * {OW} + ow0;")
-            with w.block(f"if (ow0 + 32 <= {OW})"):
-                for k in range(4):
+                w.line(f"const float* rr = rm + ({m} * ty + {i}) * {OW} + ow0;")
+            with w.block(f"if (ow0 + {nf} <= {OW})"):
+                for k in range(m):
                     v = f"_mm256_add_ps(o{k}, _mm256_loadu_ps(rr + {8 * k}))" if residual else f"o{k}"
                     w.line(f"_mm256_storeu_ps(yr + {8 * k}, act.vec({v}));")
             with w.block(f"else if (ow0 < {OW})"):  # the last columns: the activation still on vectors
-                w.line("alignas(32) float t[32];")
-                w.line(f"const long nv = std::min<long>(32, {OW} - ow0);")
-                for k in range(4):
+                w.line(f"alignas(32) float t[{nf}];")
+                w.line(f"const long nv = std::min<long>({nf}, {OW} - ow0);")
+                for k in range(m):
                     w.line(f"_mm256_store_ps(t + {8 * k}, o{k});")
                 if residual:
                     w.line("for (long j = 0; j < nv; ++j) t[j] += rr[j];")
-                w.line("for (long k = 0; k < 32; k += 8) _mm256_store_ps(t + k, act.vec(_mm256_load_ps(t + k)));")
+                w.line(f"for (long k = 0; k < {nf}; k += 8) _mm256_store_ps(t + k, act.vec(_mm256_load_ps(t + k)));")
                 w.line("std::copy(t, t + nv, yr);")
