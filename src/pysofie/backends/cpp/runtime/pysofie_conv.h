@@ -569,14 +569,6 @@ void depthwise2d(const float* x, long H, long W, long KH, long KW, long pt, long
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// fully unrolled loops keep the register-blocked arrays in registers
-#if defined(__clang__)
-#define PYSOFIE_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define PYSOFIE_UNROLL _Pragma("GCC unroll 32")
-#else
-#define PYSOFIE_UNROLL
-#endif
 using pysofie_tr::transpose8;
 
 // One block of depthwise8: NP output pixels x 8 channels, acc[p] = bias + sum over kernel rows kh0 .. kh1 - 1 and

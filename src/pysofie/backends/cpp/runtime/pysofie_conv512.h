@@ -7,6 +7,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#ifndef PYSOFIE_VMATH_H  // generated files inline it before this header
+#include "pysofie_vmath.h"  // PYSOFIE_UNROLL
+#endif
 
 #if defined(__GNUC__)
 #define PYSOFIE_CONV512_NOINLINE __attribute__((noinline))
@@ -17,13 +20,6 @@
 namespace pysofie_conv {
 
 #if defined(__AVX512F__)
-#if defined(__clang__)
-#define PYSOFIE_CONV_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define PYSOFIE_CONV_UNROLL _Pragma("GCC unroll 32")
-#else
-#define PYSOFIE_CONV_UNROLL
-#endif
 // AVX-512: NPOS output positions x 16 * NB output channels (NB consecutive packed panels, the second at w + ws),
 // one 16-lane vector per position and panel. t[b * ts + j * 16 + c] (+)= sum_k w[b * ws + k * 16 + c] *
 // xb[j][off[k]]; `first` starts from zero. Two panels at once halve the broadcasts per FMA of the 6 x 16 AVX2
@@ -34,11 +30,11 @@ PYSOFIE_CONV512_NOINLINE void micro_avx512(long K, const float* __restrict w, lo
                                         const float* const* xb, float* __restrict t, long ts, bool first) {
    __m512 c[NPOS][NB];
    const float* x[NPOS];
-   PYSOFIE_CONV_UNROLL
+   PYSOFIE_UNROLL
    for (int j = 0; j < NPOS; ++j) x[j] = xb[j];
-   PYSOFIE_CONV_UNROLL
+   PYSOFIE_UNROLL
    for (int j = 0; j < NPOS; ++j) {
-      PYSOFIE_CONV_UNROLL
+      PYSOFIE_UNROLL
       for (int b = 0; b < NB; ++b) c[j][b] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + b * ts + j * 16);
    }
    const float* w1 = w + ws;
@@ -47,16 +43,16 @@ PYSOFIE_CONV512_NOINLINE void micro_avx512(long K, const float* __restrict w, lo
       __m512 wv[NB];
       wv[0] = _mm512_loadu_ps(w);
       if constexpr (NB > 1) wv[NB - 1] = _mm512_loadu_ps(w1);
-      PYSOFIE_CONV_UNROLL
+      PYSOFIE_UNROLL
       for (int j = 0; j < NPOS; ++j) {
          const __m512 a = _mm512_set1_ps(x[j][o]);
-         PYSOFIE_CONV_UNROLL
+         PYSOFIE_UNROLL
          for (int b = 0; b < NB; ++b) c[j][b] = _mm512_fmadd_ps(a, wv[b], c[j][b]);
       }
    }
-   PYSOFIE_CONV_UNROLL
+   PYSOFIE_UNROLL
    for (int j = 0; j < NPOS; ++j) {
-      PYSOFIE_CONV_UNROLL
+      PYSOFIE_UNROLL
       for (int b = 0; b < NB; ++b) _mm512_storeu_ps(t + b * ts + j * 16, c[j][b]);
    }
 }

@@ -9,6 +9,15 @@
 #include <immintrin.h>
 #endif
 
+// a loop fully unrolled, so that the kernels' register-blocked arrays stay in registers
+#if defined(__clang__)
+#define PYSOFIE_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PYSOFIE_UNROLL _Pragma("GCC unroll 32")
+#else
+#define PYSOFIE_UNROLL
+#endif
+
 namespace pysofie_vm {
 
 // GELU, exact (erf) and tanh-approximated forms, as the ONNX Gelu operator defines them.
