@@ -274,7 +274,9 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                                      NR * K);
                   } else if (w1 == 16) {
                      tile512_rows<1>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope);
-                  } else {  // an 8 wide last panel: the 8-lane tiles do half the work of 16-lane ones
+                  } else if (cs == 1) {  // an 8 wide last panel: 4 columns x 4 k per 16-lane FMA (rem512)
+                     rem512_rows(mr, kc, a, rs, b0, c, ldc, nv, load, epi, bj, vact, slope);
+                  } else {  // (A transposed) the 8-lane tiles do half the work of 16-lane ones
                      for (long r = 0; r < mr; r += MR)
                         tile_rows<1>(std::min(MR, mr - r), kc, a + r * rs, rs, cs, b0, c + r * ldc, ldc, nv, load,
                                      epi, bj, vact, slope);
