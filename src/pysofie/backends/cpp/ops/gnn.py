@@ -127,12 +127,15 @@ class _RowMLP:
         self.A = [cx.i(p + 2 * q + r + k) for k in range(a)]
         pos = p + 2 * q + r + a
         self.W1 = [cx.i(pos + k) for k in range(p)]
+        self.nw1 = [numel(cx.vin(pos + k).shape) for k in range(p)]  # their sizes (floats)
+        self.nw = [0]
         pos += p
         self.B = [cx.i(pos)]
         pos += 1
         self.W = [None]
         for _ in self.layers[1:]:
             self.W.append(cx.i(pos))
+            self.nw.append(numel(cx.vin(pos).shape))
             self.B.append(cx.i(pos + 1))
             pos += 2
         self.ln = (cx.i(pos), cx.i(pos + 1)) if self.ln_eps is not None else None
@@ -263,11 +266,16 @@ def _row_blocks(m: _RowMLP, M: str) -> None:
                     srcs += [f"{m.A[j]}[e * {H} + h]" for j in range(a)]
                     with w.loop("h", str(H)):
                         w.line(f"d[h] = {' + '.join(srcs)};")
+            # each product prefetches the weights of the one after it (the chain's weights come from L3 each call)
+            chain = [(m.W1[k], m.nw1[k]) for k in range(p)] + [(m.W[k], m.nw[k]) for k in range(1, nl)] + [None]
+
+            def nxt(t):
+                return f"nullptr, {chain[t + 1][0]}, {chain[t + 1][1]}" if chain[t + 1] else "nullptr"
             for k in range(p):
                 last = k == p - 1
                 w.line(f"pysofie_gemm::gemm_packed(m, {H}, {ks[k]}, {m.X[k]} + i0 * {ks[k]}, {ks[k]}, 1, {m.W1[k]}, "
                        f"{d0}, {H}, {'true' if (q or a or k) else 'false'}, {m.b0 if last else 'nullptr'}, "
-                       f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, nullptr);")
+                       f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, {nxt(k)});")
             if not p:
                 with w.block(f"for (long i = 0; i < m * {H}; ++i)"):
                     w.line(f"{d0}[i] = pysofie_gemm::act_scalar({d0}[i] + {m.b0}[i % {H}], {kind}, {slope});")
@@ -275,7 +283,7 @@ def _row_blocks(m: _RowMLP, M: str) -> None:
                 kind, slope = m.act(k)
                 N, K = int(layers[k]["N"]), int(layers[k - 1]["N"])
                 w.line(f"pysofie_gemm::gemm_packed(m, {N}, {K}, {bufs[(k - 1) % 2]}, {K}, 1, {m.W[k]}, {dst(k)}, {N}, "
-                       f"false, {m.B[k]}, {kind}, {slope}, nullptr);")
+                       f"false, {m.B[k]}, {kind}, {slope}, {nxt(p + k - 1)});")
             if m.ln:
                 N = int(layers[-1]["N"])
                 w.line(f"pysofie_vm::layernorm_rows({bufs[(nl - 1) % 2]}, {m.ln[0]}, {m.ln[1]}, {Y} + i0 * {N}, "

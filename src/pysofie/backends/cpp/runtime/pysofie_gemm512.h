@@ -29,11 +29,19 @@ constexpr long MR512 = 12;  // rows of C per AVX-512 micro-tile
 
 // x[s] += a[r * rs + k * cs] * B's 16 * NB columns at k, for k = kb + s (mod S) < ke; one broadcast of A per row
 // and k serves the NB FMAs (with NB == 1 it folds into the FMA: an embedded broadcast)
-// PF: also prefetch the lines at k of two panels at pf and pf + pfs (the next pair of gemm_block's row of tiles)
+// Two streams of lines to prefetch while a tile runs: stream t's line at k is p[t] + k * stride[t] (floats), for
+// k * stride[t] < n[t] (panels of the next pair, the last panel, the next layer's first panel: see gemm_block)
+struct Prefetch512 {
+   const float* p[2] = {nullptr, nullptr};
+   long stride[2] = {16, 16};
+   long n[2] = {0, 0};
+};
+
+// PF: also prefetch, per k, one line of each of pf's two streams
 template <int R, int NB, int S, bool UNIT, bool PF = false>
 inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long cs, const float* __restrict b0,
                       const float* __restrict b1, long w0, long w1, __mmask16 mb, __m512 (&x)[S][R][NB],
-                      const float* pf = nullptr, long pfs = 0) {
+                      const Prefetch512* pf = nullptr) {
    // rows r = 3q + t at aq[q] + t * rs: few address registers (base + index * {1, 2}), the bases step with k
    constexpr int Q = (R + 2) / 3;
    const long step = UNIT ? 1 : cs;
@@ -43,9 +51,12 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
    for (long k = kb; k < ke; k += S) {
       PYSOFIE_GEMM_UNROLL
       for (int s = 0; s < S; ++s) {
-         if constexpr (PF) {  // 16 floats: one line of each panel
-            _mm_prefetch(reinterpret_cast<const char*>(pf + (k + s) * 16), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(pf + pfs + (k + s) * 16), _MM_HINT_T0);
+         if constexpr (PF) {
+            PYSOFIE_GEMM_UNROLL
+            for (int t = 0; t < 2; ++t) {
+               const long o = (k + s) * pf->stride[t];
+               if (o < pf->n[t]) _mm_prefetch(reinterpret_cast<const char*>(pf->p[t] + o), _MM_HINT_T0);
+            }
          }
          __m512 bv[NB];
          if constexpr (NB == 1) {
@@ -138,7 +149,7 @@ inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.
 template <int R, int NB, bool PF = false>
 inline void tile512(long kc, const float* __restrict a, long rs, long cs, const float* __restrict b0,
                     const float* __restrict b1, long w1, float* __restrict c, long ldc, long nv, bool load, bool epi,
-                    const float* __restrict bias, int act, float slope, const float* pf = nullptr, long pfs = 0) {
+                    const float* __restrict bias, int act, float slope, const Prefetch512* pf = nullptr) {
    const long w0 = NB == 1 ? w1 : 16;
    const __mmask16 mb = w1 >= 16 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
    __mmask16 ms[NB];
@@ -185,8 +196,8 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
             y[0][r][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(ms[v], c + r * ldc + 16 * v), y[0][r][v]);
       }
    }
-   if (cs == 1) k_loop512<R, NB, 1, true, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf, pfs);
-   else k_loop512<R, NB, 1, false, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf, pfs);
+   if (cs == 1) k_loop512<R, NB, 1, true, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf);
+   else k_loop512<R, NB, 1, false, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf);
    if (epi) {
       if (bias) {
          PYSOFIE_GEMM_UNROLL
@@ -225,11 +236,11 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
 template <int NB>
 inline void tile512_rows(long mr, long kc, const float* a, long rs, long cs, const float* b0, const float* b1,
                          long w1, float* c, long ldc, long nv, bool load, bool epi, const float* bias, int act,
-                         float slope, const float* pf = nullptr, long pfs = 0) {
+                         float slope, const Prefetch512* pf = nullptr) {
    if (mr == 12) {
       if constexpr (NB == 2) {  // pf: the first full row tile of a pair prefetches the next pair
          if (pf) {
-            tile512<12, 2, true>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope, pf, pfs);
+            tile512<12, 2, true>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope, pf);
             return;
          }
       }
