@@ -307,6 +307,8 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                j += pair ? 2 * NR : NR;
             }
 #else
+            (void)next;  // the prefetch of the next product's weights is AVX-512 code only
+            (void)next_n;
             for (long j = j0; j < j1; j += NR) {
                const long nv = std::min(NR, N - j);  // valid columns of this panel
                const long wid = nv <= 8 ? 8 : 16;    // its packed width
