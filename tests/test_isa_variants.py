@@ -79,6 +79,16 @@ m = graph_model([helper.make_node("Gemm", ["x", "w", "cc"], ["c"], transA=1, bet
                  helper.make_node("LeakyRelu", ["c"], ["y"], alpha=0.2)],
                 {"x": rand(33, 19, seed=13)}, {"w": rand(33, 40, seed=14), "cc": rand(19, 40, seed=15)}, ["y"])
 add("gemm-leaky-accumulate", m, {"x": rand(33, 19, seed=13)}, "pysofie_gemm::LEAKY")
+# an 8 wide last panel of at most 4 columns (N = 100: three pairs + 4; AVX-512: rem512's 4 k x 4 column FMAs) and
+# of 6 (N = 38: 32 + 6, two 4-column passes): 29 rows (12 + 12 + 4 + 1), K = 37 (a 1-k tail after the blocks of
+# 4), bias + Relu; then K = 259 with 14 rows (two K blocks: the second adds to the stored first; tail 3), LeakyRelu
+for _i, (_m, _k, _n, _act) in enumerate([(29, 37, 100, "Relu"), (29, 37, 38, "Relu"), (14, 259, 100, "LeakyRelu"),
+                                         (14, 259, 6, "LeakyRelu")]):
+    m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
+                     helper.make_node(_act, ["c"], ["y"])],
+                    {"x": rand(_m, _k, seed=70 + _i)}, {"w": rand(_k, _n, seed=80 + _i) * 0.3,
+                                                         "b": rand(_n, seed=90 + _i)}, ["y"])
+    add(f"gemm-rem4-{_m}x{_k}x{_n}", m, {"x": rand(_m, _k, seed=70 + _i)}, "pysofie_gemm::gemm_packed")
 # indirect convolution: 40 output channels (a pair of 16-channel blocks + one), 77 positions (stride 2)
 add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", 10),
     "pysofie_conv::conv_indirect")

@@ -123,6 +123,9 @@ def _models():
     m["encode_process_decode"] = (epd, one)
     # latent 8: the encoded part's products with the core's first layers are shared by the steps
     m["encode_process_decode_many"] = (EncodeProcessDecode(latent=8, steps=3, node_out=5), many)
+    # latent 32: each step's copy of the core's, decoder's and transform's weight matrices (32 x 32: 4 KiB) is
+    # stored once (ShareConstants)
+    m["encode_process_decode_wide"] = (EncodeProcessDecode(latent=32, steps=3), one)
     return m
 
 
@@ -210,7 +213,8 @@ ONE_GRAPH_SIZES = [(4, 6), (1, 0), (1, 1), (7, 0), (30, 90), (200, 50), (120, 30
 MANY_GRAPH_SIZES = [[(3, 4), (2, 0), (4, 5)], [(1, 0)], [(3, 4), (0, 0), (2, 1)], [(5, 9), (1, 0), (6, 2), (40, 100)], [(1, 1)] * 7]
 
 
-@pytest.mark.parametrize("name", ["graph_network", "independent", "interaction", "encode_process_decode"])
+@pytest.mark.parametrize("name", ["graph_network", "independent", "interaction", "encode_process_decode",
+                                  "encode_process_decode_wide"])
 def test_one_graph(sessions, twins, name):
     model, example, sess = sessions[name]
     for k, sizes in enumerate(ONE_GRAPH_SIZES):
@@ -442,3 +446,19 @@ def test_encoded_products_computed_once(sessions):
     mlps = [n for n in g.nodes if n.op_type == "RowMLP" and ("edge_block" in n.name or "node_block" in n.name)]
     assert len(mlps) == 6, [n.name for n in mlps]  # edge and node blocks, 3 steps
     assert all(n.op.spec.get("adds", 0) >= 1 for n in mlps), [n.op.spec for n in mlps]
+
+
+def test_step_weights_stored_once(sessions):
+    """The model's loop traces a copy of the core's, decoder's and output transform's weights per processing step;
+    byte-identical weight matrices (>= 4 KiB) are one constant (backends/cpp/passes/shared_products.py
+    ShareConstants), read by every step's RowMLP. The numbers are checked against graph_nets by test_one_graph."""
+    import hashlib
+    sessions["encode_process_decode_wide"]
+    g = GRAPHS["encode_process_decode_wide"]
+    consts = [v for v in g.constants() if v.const.nbytes >= 4096]
+    digests = [hashlib.sha256(np.ascontiguousarray(v.const).tobytes()).hexdigest() for v in consts]
+    assert len(set(digests)) == len(digests), "byte-identical weight matrices kept as separate constants"
+    dec = [n for n in g.nodes if n.op_type == "RowMLP" and n.outputs[0].name.startswith("edges_")]
+    assert len(dec) == 3, [n.outputs[0].name for n in dec]  # decoder + output transform of the edges, per step
+    w = [{id(v) for v in n.inputs if v is not None and v.const is not None and v.const.nbytes >= 4096} for n in dec]
+    assert w[0] and w[0] == w[1] == w[2], "the steps' edge decoders do not share their weights"

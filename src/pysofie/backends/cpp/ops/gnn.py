@@ -104,136 +104,148 @@ ROW_BLOCK = 96  # rows per block: a multiple of the kernel's 6-row tiles; two bl
 ROW_GRAIN = 24  # fewest rows per thread task (a few hundred rows still spread over the threads)
 
 
+class _RowMLP:
+    """What both code paths of a RowMLP read: the spec's counts and layers, and the C++ names of its inputs
+    (X: direct row inputs, T / I: gathered tables and their indices, R: per-graph row terms, A: added row terms,
+    W1: the first layer's packed weights per direct input, W / B: later layers' packed weights and biases (W[0]
+    unused, B[0] the first layer's bias), `ln`: LayerNorm scale and bias, `wt`: layer -> its W^T copy)."""
+
+    def __init__(self, cx):
+        s = self.s = cx.op.spec
+        self.cx = cx
+        self.p, self.q, self.r, self.a = s["direct"], s["gather"], s["rows"], s.get("adds", 0)
+        self.layers, self.ks = s["layers"], s["ks"]
+        self.nl = len(self.layers)
+        self.H = int(self.layers[0]["N"])
+        self.ln_eps = s["ln_eps"]
+        p, q, r, a = self.p, self.q, self.r, self.a
+        self.X = [cx.i(k) for k in range(p)]
+        self.T = [cx.i(p + k) for k in range(q)]
+        self.Tn = [cpp_dim(cx.vin(p + k).shape[0]) for k in range(q)]
+        self.I = [cx.i(p + q + k) for k in range(q)]
+        self.R = [cx.i(p + 2 * q + k) for k in range(r)]
+        self.A = [cx.i(p + 2 * q + r + k) for k in range(a)]
+        pos = p + 2 * q + r + a
+        self.W1 = [cx.i(pos + k) for k in range(p)]
+        self.nw1 = [numel(cx.vin(pos + k).shape) for k in range(p)]  # their sizes (floats)
+        self.nw = [0]
+        pos += p
+        self.B = [cx.i(pos)]
+        pos += 1
+        self.W = [None]
+        for _ in self.layers[1:]:
+            self.W.append(cx.i(pos))
+            self.nw.append(numel(cx.vin(pos).shape))
+            self.B.append(cx.i(pos + 1))
+            pos += 2
+        self.ln = (cx.i(pos), cx.i(pos + 1)) if self.ln_eps is not None else None
+        pos += 2 if self.ln else 0
+        self.wt = {li: cx.i(pos + j) for j, li in enumerate(s.get("wt", []))}
+        self.Y = cx.o(0)
+
+    def act(self, k):
+        from .common import lit
+        from .gemm import ACT_CODES
+        a = self.layers[k]["act"]
+        return (f"pysofie_gemm::{ACT_CODES[a[0] if a else None]}",
+                lit(a[1] if a and a[1] is not None else 0.0, "float"))
+
+
 @generates("RowMLP")
 def gen_row_mlp(cx):
     """Every block of ROW_BLOCK rows goes through all the layers (and the LayerNorm) in two stack buffers."""
-    from .common import lit, use_runtime_header
-    from .gemm import ACT_CODES
-    w, s = cx.w, cx.op.spec
-    p, q, r, a = s["direct"], s["gather"], s["rows"], s.get("adds", 0)
-    layers, ks = s["layers"], s["ks"]
+    from .common import use_runtime_header
+    w, m = cx.w, _RowMLP(cx)
     use_runtime_header(cx, "pysofie_gemm.h")
     M = cpp_dim(cx.vout(0).shape[0])
-    X = [cx.i(k) for k in range(p)]
-    T = [cx.i(p + k) for k in range(q)]
-    Tn = [cpp_dim(cx.vin(p + k).shape[0]) for k in range(q)]
-    I = [cx.i(p + q + k) for k in range(q)]
-    R = [cx.i(p + 2 * q + k) for k in range(r)]
-    A = [cx.i(p + 2 * q + r + k) for k in range(a)]
-    pos = p + 2 * q + r + a
-    W1 = [cx.i(pos + k) for k in range(p)]
-    pos += p
-    B = [cx.i(pos)]
-    pos += 1
-    W = [None]
-    for _ in layers[1:]:
-        W.append(cx.i(pos))
-        B.append(cx.i(pos + 1))
-        pos += 2
-    ln = s["ln_eps"] is not None
-    H = int(layers[0]["N"])
+    H = m.H
     Hp = (H + 15) // 16 * 16
-    wmax = max((int(ly["N"]) + 15) // 16 * 16 for ly in layers)
-
-    def act(ly):
-        a = ly["act"]
-        return f"pysofie_gemm::{ACT_CODES[a[0] if a else None]}", lit(a[1] if a and a[1] is not None else 0.0,
-                                                                         "float")
-    Y = cx.o(0)
-    if r:
+    if m.r:
         w.line(f"alignas(64) float bias0[{Hp}];")
         with w.loop("h", str(Hp)):
-            w.line(f"bias0[h] = {B[0]}[h];")
+            w.line(f"bias0[h] = {m.B[0]}[h];")
         with w.loop("h", str(H)):
-            w.line("bias0[h] += " + " + ".join(f"{x}[h]" for x in R) + ";")
-        b0 = "bias0"
+            w.line("bias0[h] += " + " + ".join(f"{x}[h]" for x in m.R) + ";")
+        m.b0 = "bias0"
     else:
-        b0 = B[0]
-    if q:  # indices checked before the threads start (an exception must not leave a pool task)
+        m.b0 = m.B[0]
+    if m.q:  # indices checked before the threads start (an exception must not leave a pool task)
         with w.block(f"for (size_t e = 0; e < static_cast<size_t>({M}); ++e)"):
-            for j in range(q):
-                _index_check(w, f"k{j}", f"{I[j]}[e]", Tn[j], s["whats"][j], "rows")
+            for j in range(m.q):
+                _index_check(w, f"k{j}", f"{m.I[j]}[e]", m.Tn[j], m.s["whats"][j], "rows")
     rows = cx.vout(0).shape[0]
     if isinstance(rows, int):  # known at generation: one row is the matrix-vector chain alone
         if rows == 1:
-            _one_row(cx, X, T, I, A, W1, W, B, b0, pos, act)
+            _one_row(m)
         else:
-            _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax)
+            _row_blocks(m, M)
         return
     with w.block(f"if ({M} == 1)"):  # one row at run time (an event at a time): no thread pool, blocks or tiles
-        _one_row(cx, X, T, I, A, W1, W, B, b0, pos, act)
+        _one_row(m)
     with w.block("else"):
-        _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax)
+        _row_blocks(m, M)
 
 
-def _one_row(cx, X, T, I, A, W1, W, B, b0, pos, act) -> None:
+def _one_row(m: _RowMLP) -> None:
     """The layers as matrix-vector products over the packed weights (pysofie_gemv.h), bias and activation in the
     store, in two small stack buffers."""
     from .common import lit, use_runtime_header
+    cx = m.cx
     use_runtime_header(cx, "pysofie_gemv.h")
-    w, s = cx.w, cx.op.spec
-    p, q, a = s["direct"], s["gather"], s.get("adds", 0)
-    layers, ks = s["layers"], s["ks"]
-    ln = s["ln_eps"] is not None
-    H = int(layers[0]["N"])
-    nl = len(layers)
-    Y = cx.o(0)
-    wmax = max(int(ly["N"]) for ly in layers)
-    used = sorted({("g0", "g1")[k % 2] for k in range(nl) if k < nl - 1 or ln})
+    w = cx.w
+    p, q, a, nl, H, ks, Y = m.p, m.q, m.a, m.nl, m.H, m.ks, m.Y
+    wmax = max(int(ly["N"]) for ly in m.layers)
+    used = sorted({("g0", "g1")[k % 2] for k in range(nl) if k < nl - 1 or m.ln})
     if used:
         w.line("alignas(64) float " + ", ".join(f"{b}[{wmax}]" for b in used) + ";")
 
     def dst(k):
-        return Y if k == nl - 1 and not ln else ("g0", "g1")[k % 2]
-    kind, slope = act(layers[0])
+        return Y if k == nl - 1 and not m.ln else ("g0", "g1")[k % 2]
+    kind, slope = m.act(0)
     d0 = dst(0)
     if q or a:  # the gathered and added terms first; the products accumulate onto them
-        srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[0]) * {H} + h]" for j in range(q)]
-        srcs += [f"{A[j]}[h]" for j in range(a)]
+        srcs = [f"{m.T[j]}[static_cast<size_t>({m.I[j]}[0]) * {H} + h]" for j in range(q)]
+        srcs += [f"{m.A[j]}[h]" for j in range(a)]
         with w.loop("h", str(H)):
             w.line(f"{d0}[h] = {' + '.join(srcs)};")
     for k in range(p):
         last = k == p - 1
-        if p == 1 and not (q or a) and 0 in s.get("wt", []):
-            w.line(f"pysofie_gemv::gemv_rows({H}, {ks[0]}, {(ks[0] + 7) // 8 * 8}, {X[0]}, {cx.i(pos + 2 * ln)}, "
-                   f"{d0}, {b0}, {kind}, {slope});")
+        if p == 1 and not (q or a) and 0 in m.wt:
+            w.line(f"pysofie_gemv::gemv_rows({H}, {ks[0]}, {(ks[0] + 7) // 8 * 8}, {m.X[0]}, {m.wt[0]}, "
+                   f"{d0}, {m.b0}, {kind}, {slope});")
             continue
         acc = "true" if (q or a or k) else "false"
-        w.line(f"pysofie_gemv::gemv_packed({H}, {ks[k]}, {X[k]}, {W1[k]}, {d0}, {acc}, {b0 if last else 'nullptr'}, "
-               f"{kind if last else 'pysofie_gemm::NONE'}, "
+        w.line(f"pysofie_gemv::gemv_packed({H}, {ks[k]}, {m.X[k]}, {m.W1[k]}, {d0}, {acc}, "
+               f"{m.b0 if last else 'nullptr'}, {kind if last else 'pysofie_gemm::NONE'}, "
                f"{slope if last else lit(0.0, 'float')});")
     if not p:
         with w.loop("h", str(H)):
-            w.line(f"{d0}[h] = pysofie_gemm::act_scalar({d0}[h] + {b0}[h], {kind}, {slope});")
-    wt = {li: cx.i(pos + 2 * ln + j) for j, li in enumerate(s.get("wt", []))}
+            w.line(f"{d0}[h] = pysofie_gemm::act_scalar({d0}[h] + {m.b0}[h], {kind}, {slope});")
     for k in range(1, nl):
-        kind, slope = act(layers[k])
-        N, K = int(layers[k]["N"]), int(layers[k - 1]["N"])
-        if k in wt:
-            w.line(f"pysofie_gemv::gemv_rows({N}, {K}, {(K + 7) // 8 * 8}, {dst(k - 1)}, {wt[k]}, {dst(k)}, {B[k]}, "
-                   f"{kind}, {slope});")
+        kind, slope = m.act(k)
+        N, K = int(m.layers[k]["N"]), int(m.layers[k - 1]["N"])
+        if k in m.wt:
+            w.line(f"pysofie_gemv::gemv_rows({N}, {K}, {(K + 7) // 8 * 8}, {dst(k - 1)}, {m.wt[k]}, {dst(k)}, "
+                   f"{m.B[k]}, {kind}, {slope});")
         else:
-            w.line(f"pysofie_gemv::gemv_packed({N}, {K}, {dst(k - 1)}, {W[k]}, {dst(k)}, false, {B[k]}, {kind}, "
+            w.line(f"pysofie_gemv::gemv_packed({N}, {K}, {dst(k - 1)}, {m.W[k]}, {dst(k)}, false, {m.B[k]}, {kind}, "
                    f"{slope});")
-    if ln:
-        N = int(layers[-1]["N"])
-        w.line(f"pysofie_vm::layernorm_rows({dst(nl - 1)}, {cx.i(pos)}, {cx.i(pos + 1)}, {Y}, 0, 1, {N}, "
-               f"{lit(float(s['ln_eps']), 'double')}, nullptr, nullptr);")
+    if m.ln:
+        N = int(m.layers[-1]["N"])
+        w.line(f"pysofie_vm::layernorm_rows({dst(nl - 1)}, {m.ln[0]}, {m.ln[1]}, {Y}, 0, 1, {N}, "
+               f"{lit(float(m.ln_eps), 'double')}, nullptr, nullptr);")
 
 
-def _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax) -> None:
+def _row_blocks(m: _RowMLP, M: str) -> None:
     """Blocks of ROW_BLOCK rows on the thread pool, each through every layer in two stack buffers."""
     from .common import lit
-    w, s = cx.w, cx.op.spec
-    p, q, a = s["direct"], s["gather"], s.get("adds", 0)
-    layers, ks = s["layers"], s["ks"]
-    ln = s["ln_eps"] is not None
-    H = int(layers[0]["N"])
-    Y = cx.o(0)
+    cx = m.cx
+    w = cx.w
+    p, q, a, nl, H, ks, Y, layers = m.p, m.q, m.a, m.nl, m.H, m.ks, m.Y, m.layers
     RB = ROW_BLOCK
+    wmax = max((int(ly["N"]) + 15) // 16 * 16 for ly in layers)
     with w.block(f"{cx.pool()}.run_range(static_cast<long>({M}), {ROW_GRAIN}, [&](long r0, long r1, int)", close="});"):
-        nl = len(layers)
-        used = sorted({("buf0", "buf1")[k % 2] for k in range(nl) if k < nl - 1 or ln})
+        used = sorted({("buf0", "buf1")[k % 2] for k in range(nl) if k < nl - 1 or m.ln})
         if used:
             w.line("alignas(64) float " + ", ".join(f"{b}[{RB * wmax}]" for b in used) + ";")
         with w.block(f"for (long i0 = r0; i0 < r1; i0 += {RB})"):
@@ -241,34 +253,38 @@ def _row_blocks(cx, M, X, T, I, A, W1, W, B, b0, pos, act, wmax) -> None:
             bufs = ["buf0", "buf1"]
 
             def dst(k):  # where layer k writes: the output for the last layer without LayerNorm
-                if k == nl - 1 and not ln:
+                if k == nl - 1 and not m.ln:
                     return f"{Y} + i0 * {int(layers[k]['N'])}"
                 return bufs[k % 2]
-            kind, slope = act(layers[0])
+            kind, slope = m.act(0)
             d0 = dst(0)
             if q or a:
                 with w.block("for (long i = 0; i < m; ++i)"):
                     w.line("const size_t e = static_cast<size_t>(i0 + i);")
                     w.line(f"float* __restrict d = {d0} + i * {H};")
-                    srcs = [f"{T[j]}[static_cast<size_t>({I[j]}[e]) * {H} + h]" for j in range(q)]
-                    srcs += [f"{A[j]}[e * {H} + h]" for j in range(a)]
+                    srcs = [f"{m.T[j]}[static_cast<size_t>({m.I[j]}[e]) * {H} + h]" for j in range(q)]
+                    srcs += [f"{m.A[j]}[e * {H} + h]" for j in range(a)]
                     with w.loop("h", str(H)):
                         w.line(f"d[h] = {' + '.join(srcs)};")
+            # each product prefetches the weights of the one after it (the chain's weights come from L3 each call)
+            chain = [(m.W1[k], m.nw1[k]) for k in range(p)] + [(m.W[k], m.nw[k]) for k in range(1, nl)] + [None]
+
+            def nxt(t):
+                return f"nullptr, {chain[t + 1][0]}, {chain[t + 1][1]}" if chain[t + 1] else "nullptr"
             for k in range(p):
                 last = k == p - 1
-                w.line(f"pysofie_gemm::gemm_packed(m, {H}, {ks[k]}, {X[k]} + i0 * {ks[k]}, {ks[k]}, 1, {W1[k]}, {d0}, "
-                       f"{H}, {'true' if (q or a or k) else 'false'}, {b0 if last else 'nullptr'}, "
-                       f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, nullptr);")
+                w.line(f"pysofie_gemm::gemm_packed(m, {H}, {ks[k]}, {m.X[k]} + i0 * {ks[k]}, {ks[k]}, 1, {m.W1[k]}, "
+                       f"{d0}, {H}, {'true' if (q or a or k) else 'false'}, {m.b0 if last else 'nullptr'}, "
+                       f"{kind if last else 'pysofie_gemm::NONE'}, {slope if last else lit(0.0, 'float')}, {nxt(k)});")
             if not p:
                 with w.block(f"for (long i = 0; i < m * {H}; ++i)"):
-                    w.line(f"{d0}[i] = pysofie_gemm::act_scalar({d0}[i] + {b0}[i % {H}], {kind}, {slope});")
+                    w.line(f"{d0}[i] = pysofie_gemm::act_scalar({d0}[i] + {m.b0}[i % {H}], {kind}, {slope});")
             for k in range(1, nl):
-                kind, slope = act(layers[k])
+                kind, slope = m.act(k)
                 N, K = int(layers[k]["N"]), int(layers[k - 1]["N"])
-                w.line(f"pysofie_gemm::gemm_packed(m, {N}, {K}, {bufs[(k - 1) % 2]}, {K}, 1, {W[k]}, {dst(k)}, {N}, "
-                       f"false, {B[k]}, {kind}, {slope}, nullptr);")
-            if ln:
+                w.line(f"pysofie_gemm::gemm_packed(m, {N}, {K}, {bufs[(k - 1) % 2]}, {K}, 1, {m.W[k]}, {dst(k)}, {N}, "
+                       f"false, {m.B[k]}, {kind}, {slope}, {nxt(p + k - 1)});")
+            if m.ln:
                 N = int(layers[-1]["N"])
-                w.line(f"pysofie_vm::layernorm_rows({bufs[(nl - 1) % 2]}, {cx.i(pos)}, {cx.i(pos + 1)}, "
-                       f"{Y} + i0 * {N}, "
-                       f"0, m, {N}, {lit(float(s['ln_eps']), 'double')}, nullptr, nullptr);")
+                w.line(f"pysofie_vm::layernorm_rows({bufs[(nl - 1) % 2]}, {m.ln[0]}, {m.ln[1]}, {Y} + i0 * {N}, "
+                       f"0, m, {N}, {lit(float(m.ln_eps), 'double')}, nullptr, nullptr);")

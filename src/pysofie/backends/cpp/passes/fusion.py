@@ -199,11 +199,12 @@ def optimization_passes() -> list:
     from .gemm_pack import PackGemmWeights  # dense layers with constant weights (passes/gemm_pack.py)
     from .transformer import FuseAttention, FuseDenseEpilogue, FuseGelu, FuseRMSNorm  # passes/transformer.py
     from .row_mlp import FuseRowMLP  # chains of dense layers over many rows, by blocks of rows (GNN MLPs)
-    from .shared_products import ShareRowProducts  # a product several layers compute alike, computed once
+    from .shared_products import ShareConstants, ShareRowProducts  # products / weights alike: computed, kept once
     from .segment import ScatterAddToSegmentSum  # PyG's scatter-add exports: one pass over the rows
     from .winograd import WinogradConv
     from .row_prune import PruneGatheredRows  # only the token a Gather keeps (BERT's pooler, ViT's head)
     from .channel_norm import FuseChannelLayerNorm, FuseScaleTransposeAdd  # ConvNeXt's permutes folded in
-    return [ShareRowProducts(), ScatterAddToSegmentSum(), FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(), FuseAttention(), FuseRMSNorm(),
-            PruneGatheredRows(), FuseChannelLayerNorm(), FuseScaleTransposeAdd(), FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
-            PackGemmWeights(), FuseDenseEpilogue(), FuseRowMLP()]
+    return [ShareRowProducts(), ScatterAddToSegmentSum(), FoldBatchNorm(), FuseBiasAdd(), MatMulAddToGemm(), FuseGelu(),
+            FuseAttention(), FuseRMSNorm(), PruneGatheredRows(), FuseChannelLayerNorm(), FuseScaleTransposeAdd(),
+            FuseActivation(), PretransposeSmallGemm(), WinogradConv(), PackConvWeights(), FuseResidualAdd(),
+            PackGemmWeights(), FuseDenseEpilogue(), FuseRowMLP(), ShareConstants()]

@@ -235,9 +235,11 @@ inline float act_scalar(float x, int act, float slope) {
 }
 
 // Rows i0 <= i < i1 and columns j0 <= j < j1 (j0 a multiple of NR) of gemm_packed, K blocks of kcb.
+// next / next_n: the packed weights the caller multiplies by next (e.g. the next layer of a chain), prefetched
+// while the last pair of columns runs (nullptr: none).
 inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, long kcb, const float* A, long rs,
                        long cs, const float* Bp, float* C, long ldc, bool accumulate, const float* bias, int act,
-                       float slope) {
+                       float slope, const float* next = nullptr, long next_n = 0) {
    for (long j0 = j0b; j0 < j1b; j0 += NC) {
       const long j1 = std::min(j1b, j0 + NC);
       for (long k0 = 0; k0 < K; k0 += kcb) {
@@ -262,19 +264,38 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                const float* b0 = Bp + j * K + k0 * (pair ? NR : w1);
                const float* b1 = pair ? Bp + (j + NR) * K + k0 * w1 : b0;
                const float* bj = bias ? bias + j : nullptr;
+               // the first row tile of a pair pulls the next panels' k block into L1 while B streams from memory /
+               // L3 (a weight matrix larger than the caches, e.g. a language-model head: ~4 % faster there): the
+               // next pair; after the last pair, the last panel (8 or 16 wide) and the next product's first panel
+               // (a chain of small layers whose weights come from L3 each call: a GNN's MLPs)
+               Prefetch512 pf;
+               if (pair) {
+                  const long jn = j + 2 * NR;  // the panels after this pair
+                  long t = 0;
+                  for (long jp = jn; jp < std::min(N, jn + 2 * NR) && t < 2; jp += NR, ++t) {
+                     const long w = N - jp <= NR / 2 ? NR / 2 : NR;
+                     pf.p[t] = Bp + jp * K + k0 * w;
+                     pf.stride[t] = w;
+                     pf.n[t] = w * kc;
+                  }
+                  if (t < 2 && next && k0 + kc >= K) {
+                     pf.p[t] = next;
+                     pf.n[t] = std::min(NR * kc, next_n);
+                     ++t;
+                  }
+               }
                for (long i = i0; i < i1; i += MT) {
                   const long mr = std::min(MT, i1 - i);
                   const float* a = A + i * rs + k0 * cs;
                   float* c = C + i * ldc + j;
                   if (pair) {
-                     // the first row tile pulls the next pair's k block into L1 while B streams from memory / L3
-                     // (a weight matrix larger than the caches, e.g. a language-model head: ~4 % faster there)
-                     const float* pf = i == i0 && j + 3 * NR < N ? Bp + (j + 2 * NR) * K + k0 * NR : nullptr;
-                     tile512_rows<2>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope, pf,
-                                     NR * K);
+                     tile512_rows<2>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope,
+                                     i == i0 && (pf.n[0] > 0 || pf.n[1] > 0) ? &pf : nullptr);
                   } else if (w1 == 16) {
                      tile512_rows<1>(mr, kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bj, vact, slope);
-                  } else {  // an 8 wide last panel: the 8-lane tiles do half the work of 16-lane ones
+                  } else if (cs == 1) {  // an 8 wide last panel: 4 columns x 4 k per 16-lane FMA (rem512)
+                     rem512_rows(mr, kc, a, rs, b0, c, ldc, nv, load, epi, bj, vact, slope);
+                  } else {  // (A transposed) the 8-lane tiles do half the work of 16-lane ones
                      for (long r = 0; r < mr; r += MR)
                         tile_rows<1>(std::min(MR, mr - r), kc, a + r * rs, rs, cs, b0, c + r * ldc, ldc, nv, load,
                                      epi, bj, vact, slope);
@@ -286,6 +307,8 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                j += pair ? 2 * NR : NR;
             }
 #else
+            (void)next;  // the prefetch of the next product's weights is AVX-512 code only
+            (void)next_n;
             for (long j = j0; j < j1; j += NR) {
                const long nv = std::min(NR, N - j);  // valid columns of this panel
                const long wid = nv <= 8 ? 8 : 16;    // its packed width
@@ -313,10 +336,11 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
 // Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then panels of NR columns,
 // then MR x NR tiles. With a
 // pool, blocks of rows x columns are tasks (narrower column blocks when there are few); the K blocking, and so
-// every output's sum, is the same whatever the thread count.
+// every output's sum, is the same whatever the thread count. next (next_n floats): packed weights the caller
+// multiplies by next, to prefetch (AVX-512) while the last columns run, or nullptr.
 inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
                         long ldc, bool accumulate, const float* bias, int act, float slope,
-                        pysofie_par::Pool* pool = nullptr) {
+                        pysofie_par::Pool* pool = nullptr, const float* next = nullptr, long next_n = 0) {
    if (M <= 0 || N <= 0) return;
    if (K <= 0) {
       for (long i = 0; i < M; ++i)
@@ -331,7 +355,7 @@ inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs
    const long threads = pool ? pool->size() : 1;
    // tiny products are not worth waking the threads
    if (threads == 1 || M * N * K < (1L << 15)) {
-      gemm_block(0, M, 0, N, N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate, bias, act, slope);
+      gemm_block(0, M, 0, N, N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate, bias, act, slope, next, next_n);
       return;
    }
    const long rb = (M + MC - 1) / MC;
@@ -351,7 +375,7 @@ inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs
    pool->run(nr * cb, [&](long t, int) {
       const long i0 = (t / cb) * rh, j0 = (t % cb) * cw;
       gemm_block(i0, std::min(M, i0 + rh), j0, std::min(N, j0 + cw), N, K, kcb, A, rs, cs, Bp, C, ldc, accumulate,
-                 bias, act, slope);
+                 bias, act, slope, next, next_n);
    });
 }
 

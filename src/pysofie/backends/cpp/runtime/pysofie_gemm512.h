@@ -29,11 +29,19 @@ constexpr long MR512 = 12;  // rows of C per AVX-512 micro-tile
 
 // x[s] += a[r * rs + k * cs] * B's 16 * NB columns at k, for k = kb + s (mod S) < ke; one broadcast of A per row
 // and k serves the NB FMAs (with NB == 1 it folds into the FMA: an embedded broadcast)
-// PF: also prefetch the lines at k of two panels at pf and pf + pfs (the next pair of gemm_block's row of tiles)
+// Two streams of lines to prefetch while a tile runs: stream t's line at k is p[t] + k * stride[t] (floats), for
+// k * stride[t] < n[t] (panels of the next pair, the last panel, the next layer's first panel: see gemm_block)
+struct Prefetch512 {
+   const float* p[2] = {nullptr, nullptr};
+   long stride[2] = {16, 16};
+   long n[2] = {0, 0};
+};
+
+// PF: also prefetch, per k, one line of each of pf's two streams
 template <int R, int NB, int S, bool UNIT, bool PF = false>
 inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long cs, const float* __restrict b0,
                       const float* __restrict b1, long w0, long w1, __mmask16 mb, __m512 (&x)[S][R][NB],
-                      const float* pf = nullptr, long pfs = 0) {
+                      const Prefetch512* pf = nullptr) {
    // rows r = 3q + t at aq[q] + t * rs: few address registers (base + index * {1, 2}), the bases step with k
    constexpr int Q = (R + 2) / 3;
    const long step = UNIT ? 1 : cs;
@@ -43,9 +51,12 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
    for (long k = kb; k < ke; k += S) {
       PYSOFIE_GEMM_UNROLL
       for (int s = 0; s < S; ++s) {
-         if constexpr (PF) {  // 16 floats: one line of each panel
-            _mm_prefetch(reinterpret_cast<const char*>(pf + (k + s) * 16), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(pf + pfs + (k + s) * 16), _MM_HINT_T0);
+         if constexpr (PF) {
+            PYSOFIE_GEMM_UNROLL
+            for (int t = 0; t < 2; ++t) {
+               const long o = (k + s) * pf->stride[t];
+               if (o < pf->n[t]) _mm_prefetch(reinterpret_cast<const char*>(pf->p[t] + o), _MM_HINT_T0);
+            }
          }
          __m512 bv[NB];
          if constexpr (NB == 1) {
@@ -138,7 +149,7 @@ inline __m512 gelu_tanh16(__m512 x) {  // x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.
 template <int R, int NB, bool PF = false>
 inline void tile512(long kc, const float* __restrict a, long rs, long cs, const float* __restrict b0,
                     const float* __restrict b1, long w1, float* __restrict c, long ldc, long nv, bool load, bool epi,
-                    const float* __restrict bias, int act, float slope, const float* pf = nullptr, long pfs = 0) {
+                    const float* __restrict bias, int act, float slope, const Prefetch512* pf = nullptr) {
    const long w0 = NB == 1 ? w1 : 16;
    const __mmask16 mb = w1 >= 16 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
    __mmask16 ms[NB];
@@ -185,8 +196,8 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
             y[0][r][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(ms[v], c + r * ldc + 16 * v), y[0][r][v]);
       }
    }
-   if (cs == 1) k_loop512<R, NB, 1, true, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf, pfs);
-   else k_loop512<R, NB, 1, false, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf, pfs);
+   if (cs == 1) k_loop512<R, NB, 1, true, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf);
+   else k_loop512<R, NB, 1, false, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf);
    if (epi) {
       if (bias) {
          PYSOFIE_GEMM_UNROLL
@@ -225,11 +236,11 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
 template <int NB>
 inline void tile512_rows(long mr, long kc, const float* a, long rs, long cs, const float* b0, const float* b1,
                          long w1, float* c, long ldc, long nv, bool load, bool epi, const float* bias, int act,
-                         float slope, const float* pf = nullptr, long pfs = 0) {
+                         float slope, const Prefetch512* pf = nullptr) {
    if (mr == 12) {
       if constexpr (NB == 2) {  // pf: the first full row tile of a pair prefetches the next pair
          if (pf) {
-            tile512<12, 2, true>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope, pf, pfs);
+            tile512<12, 2, true>(kc, a, rs, cs, b0, b1, w1, c, ldc, nv, load, epi, bias, act, slope, pf);
             return;
          }
       }
@@ -244,6 +255,112 @@ inline void tile512_rows(long mr, long kc, const float* a, long rs, long cs, con
    }
    PG5_PART(8) PG5_PART(4) PG5_PART(2) PG5_PART(1)
 #undef PG5_PART
+}
+
+// The 8 wide last panel (at most 8 valid columns, e.g. the last 4 of N = 100), rows with A's k contiguous (cs == 1),
+// 4 columns g0 <= g < g0 + 4 at a time: one 16-lane vector per row holds lane 4 g + q = the sum over k = q (mod 4)
+// of A[r, k] * B[k, g0 + g]. Per 4 k: A's 4 values broadcast to the 4 lane groups (one 128-bit broadcast load) and
+// B's 4 x 4 block gathered from the panel's two 16-float rows by one two-source permute that every row shares; R
+// FMAs, each with 16 useful lanes, where the 8-lane tiles spent one 8-lane FMA per row and k with 4 of 8 lanes
+// used (and only 6 independent chains). At the end the four partial sums of each (row, column) are added
+// ((q0 + q2) + (q1 + q3)), four rows at a time, and stored to the valid columns only (nv of them). load / epi /
+// bias / act / slope as tile512. Each output's order depends only on kc (so only on M, not on the thread count).
+// lanes 0-3 of v in all four 128-bit lanes
+inline __m512 lanes0(__m512 v) { return _mm512_maskz_shuffle_f32x4(PG5_ALL, v, v, 0); }
+
+template <int R>
+inline void rem512(long kc, const float* __restrict a, long rs, const float* __restrict b, long g0,
+                   float* __restrict c, long ldc, long nv, bool load, bool epi, const float* __restrict bias, int act,
+                   float slope) {
+   __m512 x[R];
+   PYSOFIE_GEMM_UNROLL
+   for (int r = 0; r < R; ++r) x[r] = _mm512_setzero_ps();
+   // lane 4 g + q of the permuted block = panel float (q * 8 + g0 + g) of the 32 at k (k + q: row q of 4)
+   const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27),
+                                        _mm512_set1_epi32(static_cast<int>(g0)));
+   long k = 0;
+   for (; k + 4 <= kc; k += 4) {
+      const __m512 bq = _mm512_permutex2var_ps(_mm512_loadu_ps(b + k * 8), idx, _mm512_loadu_ps(b + k * 8 + 16));
+      PYSOFIE_GEMM_UNROLL
+      for (int r = 0; r < R; ++r)
+         x[r] = _mm512_fmadd_ps(_mm512_maskz_broadcast_f32x4(PG5_ALL, _mm_loadu_ps(a + r * rs + k)), bq, x[r]);
+   }
+   if (k < kc) {  // 1-3 more k: masked loads (nothing read past A's row or the panel)
+      const long t = kc - k;
+      const __mmask16 m0 = __mmask16((1u << std::min<long>(16, 8 * t)) - 1);
+      const __mmask16 m1 = t > 2 ? __mmask16((1u << (8 * t - 16)) - 1) : __mmask16(0);
+      const __m512 bq = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(m0, b + k * 8), idx,
+                                               _mm512_maskz_loadu_ps(m1, b + k * 8 + 16));
+      const __mmask16 ma = __mmask16((1u << t) - 1);
+      PYSOFIE_GEMM_UNROLL
+      for (int r = 0; r < R; ++r)
+         x[r] = _mm512_fmadd_ps(lanes0(_mm512_maskz_loadu_ps(ma, a + r * rs + k)), bq, x[r]);
+   }
+   const __mmask16 mv = __mmask16((1u << std::min<long>(4, nv - g0)) - 1);
+   const __m512 z = _mm512_setzero_ps();
+   const __m512 sl = _mm512_set1_ps(slope);
+   const __m512 bb = epi && bias ? lanes0(_mm512_maskz_loadu_ps(mv, bias + g0)) : z;
+   PYSOFIE_GEMM_UNROLL
+   for (int r0 = 0; r0 < R; r0 += 4) {
+      // rows r0..r0+3 (zeros past R): per 128-bit lane g, [sum of row r0, r0 + 1, r0 + 2, r0 + 3] at column g
+      const auto row = [&](int r) { return r < R ? x[r < R ? r : 0] : z; };
+      const __m512 v0 = x[r0], v1 = row(r0 + 1), v2 = row(r0 + 2), v3 = row(r0 + 3);
+      const __m512 s01 = _mm512_add_ps(_mm512_maskz_unpacklo_ps(PG5_ALL, v0, v1), _mm512_maskz_unpackhi_ps(PG5_ALL, v0, v1));  // q0+q2, q1+q3
+      const __m512 s23 = _mm512_add_ps(_mm512_maskz_unpacklo_ps(PG5_ALL, v2, v3), _mm512_maskz_unpackhi_ps(PG5_ALL, v2, v3));
+      const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xEE));
+      // lane 4 i + g: row r0 + i, column g
+      __m512 y = _mm512_maskz_permutexvar_ps(
+         PG5_ALL, _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s);
+      if (load) {
+         __m512 cv = z;
+         PYSOFIE_GEMM_UNROLL
+         for (int i = 0; i < 4; ++i)
+            if (r0 + i < R)  // row r0 + i's values into lanes 4 i .. 4 i + 3
+               cv = _mm512_mask_mov_ps(cv, __mmask16(0xFu << (4 * i)),
+                                       lanes0(_mm512_maskz_loadu_ps(mv, c + (r0 + i) * ldc + g0)));
+         y = _mm512_add_ps(cv, y);
+      }
+      if (epi) {
+         y = _mm512_add_ps(y, bb);
+         if (act == ACT512_RELU) y = _mm512_maskz_max_ps(PG5_ALL, z, y);
+         else if (act == ACT512_LEAKY) y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, z, _CMP_LT_OQ), y, sl);
+         else if (act == ACT512_GELU) y = gelu16(y);
+         else if (act == ACT512_GELU_TANH) y = gelu_tanh16(y);
+      }
+      PYSOFIE_GEMM_UNROLL
+      for (int i = 0; i < 4; ++i) {
+         if (r0 + i >= R) break;
+         __m512 yi;  // lanes 4 i .. 4 i + 3 moved to 0 .. 3
+         if (i == 0) yi = y;
+         else if (i == 1) yi = _mm512_maskz_shuffle_f32x4(PG5_ALL, y, y, 0x55);
+         else if (i == 2) yi = _mm512_maskz_shuffle_f32x4(PG5_ALL, y, y, 0xAA);
+         else yi = _mm512_maskz_shuffle_f32x4(PG5_ALL, y, y, 0xFF);
+         _mm512_mask_storeu_ps(c + (r0 + i) * ldc + g0, mv, yi);
+      }
+   }
+}
+
+// mr <= MR512 rows of the 8 wide last panel b (nv <= 8 valid columns): rem512 per 4 columns, tiles of 12, 8, 4, 2
+// and 1 rows (the split depends only on mr)
+inline void rem512_rows(long mr, long kc, const float* a, long rs, const float* b, float* c, long ldc, long nv,
+                        bool load, bool epi, const float* bias, int act, float slope) {
+   for (long g0 = 0; g0 < nv; g0 += 4) {
+      const float* ar = a;
+      float* cr = c;
+      long left = mr;
+      if (left == 12) {
+         rem512<12>(kc, ar, rs, b, g0, cr, ldc, nv, load, epi, bias, act, slope);
+         continue;
+      }
+#define PG5_REM(n) \
+   if (left & n) { \
+      rem512<n>(kc, ar, rs, b, g0, cr, ldc, nv, load, epi, bias, act, slope); \
+      ar += n * rs; \
+      cr += n * ldc; \
+   }
+      PG5_REM(8) PG5_REM(4) PG5_REM(2) PG5_REM(1)
+#undef PG5_REM
+   }
 }
 
 }  // namespace pysofie_gemm
