@@ -7,18 +7,10 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #ifndef PYSOFIE_VMATH_H  // generated files inline it before this header
-#include "pysofie_vmath.h"  // gelu_rat, the GELU's coefficients
+#include "pysofie_vmath.h"  // gelu_rat, the GELU's coefficients, PYSOFIE_UNROLL
 #endif
 
 namespace pysofie_gemm {
-
-#if defined(__clang__)
-#define PYSOFIE_GEMM_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define PYSOFIE_GEMM_UNROLL _Pragma("GCC unroll 32")
-#else
-#define PYSOFIE_GEMM_UNROLL
-#endif
 
 // activation codes of pysofie_gemm.h's Act (which is defined after this header; checked there)
 constexpr int ACT512_RELU = 1, ACT512_LEAKY = 2, ACT512_GELU = 5, ACT512_GELU_TANH = 6;
@@ -46,13 +38,13 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
    constexpr int Q = (R + 2) / 3;
    const long step = UNIT ? 1 : cs;
    const float* aq[Q];
-   PYSOFIE_GEMM_UNROLL
+   PYSOFIE_UNROLL
    for (int q = 0; q < Q; ++q) aq[q] = a + 3 * q * rs + kb * step;
    for (long k = kb; k < ke; k += S) {
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int s = 0; s < S; ++s) {
          if constexpr (PF) {
-            PYSOFIE_GEMM_UNROLL
+            PYSOFIE_UNROLL
             for (int t = 0; t < 2; ++t) {
                const long o = (k + s) * pf->stride[t];
                if (o < pf->n[t]) _mm_prefetch(reinterpret_cast<const char*>(pf->p[t] + o), _MM_HINT_T0);
@@ -65,14 +57,14 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
             bv[0] = _mm512_loadu_ps(b0 + (k + s) * 16);
             bv[1] = _mm512_maskz_loadu_ps(mb, b1 + (k + s) * w1);
          }
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int r = 0; r < R; ++r) {
             const __m512 av = _mm512_set1_ps(aq[r / 3][(r % 3) * rs + s * step]);
-            PYSOFIE_GEMM_UNROLL
+            PYSOFIE_UNROLL
             for (int v = 0; v < NB; ++v) x[s][r][v] = _mm512_fmadd_ps(av, bv[v], x[s][r][v]);
          }
       }
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int q = 0; q < Q; ++q) aq[q] += S * step;
    }
 }
@@ -153,45 +145,45 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
    const long w0 = NB == 1 ? w1 : 16;
    const __mmask16 mb = w1 >= 16 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
    __mmask16 ms[NB];
-   PYSOFIE_GEMM_UNROLL
+   PYSOFIE_UNROLL
    for (int v = 0; v < NB; ++v) {
       const long n = nv - 16 * v;
       ms[v] = n >= 16 ? __mmask16(0xFFFF) : n > 0 ? __mmask16((1u << n) - 1) : __mmask16(0);
    }
    constexpr int S = R <= 2 ? 4 / R : 1;
    __m512 y[1][R][NB];
-   PYSOFIE_GEMM_UNROLL
+   PYSOFIE_UNROLL
    for (int r = 0; r < R; ++r) {
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int v = 0; v < NB; ++v) y[0][r][v] = _mm512_setzero_ps();
    }
    long k0 = 0;
    if constexpr (S > 1) {
       __m512 x[S][R][NB];
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int s = 0; s < S; ++s) {
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int r = 0; r < R; ++r) {
-            PYSOFIE_GEMM_UNROLL
+            PYSOFIE_UNROLL
             for (int v = 0; v < NB; ++v) x[s][r][v] = _mm512_setzero_ps();
          }
       }
       k0 = kc / S * S;
       if (cs == 1) k_loop512<R, NB, S, true>(0, k0, a, rs, cs, b0, b1, w0, w1, mb, x);
       else k_loop512<R, NB, S, false>(0, k0, a, rs, cs, b0, b1, w0, w1, mb, x);
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int s = 0; s < S; ++s) {
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int r = 0; r < R; ++r) {
-            PYSOFIE_GEMM_UNROLL
+            PYSOFIE_UNROLL
             for (int v = 0; v < NB; ++v) y[0][r][v] = _mm512_add_ps(y[0][r][v], x[s][r][v]);
          }
       }
    }
    if (load) {
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int r = 0; r < R; ++r) {
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int v = 0; v < NB; ++v)
             y[0][r][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(ms[v], c + r * ldc + 16 * v), y[0][r][v]);
       }
@@ -200,18 +192,18 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
    else k_loop512<R, NB, 1, false, PF>(k0, kc, a, rs, cs, b0, b1, w0, w1, mb, y, pf);
    if (epi) {
       if (bias) {
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int v = 0; v < NB; ++v) {
             const __m512 bb = _mm512_maskz_loadu_ps(ms[v], bias + 16 * v);
-            PYSOFIE_GEMM_UNROLL
+            PYSOFIE_UNROLL
             for (int r = 0; r < R; ++r) y[0][r][v] = _mm512_add_ps(y[0][r][v], bb);
          }
       }
       const __m512 z = _mm512_setzero_ps();
       const __m512 sl = _mm512_set1_ps(slope);
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int r = 0; r < R; ++r) {
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int v = 0; v < NB; ++v) {
             __m512& t = y[0][r][v];
             if (act == ACT512_RELU) t = _mm512_maskz_max_ps(PG5_ALL, z, t);  // NaN stays NaN, as std::max(v, 0)
@@ -221,9 +213,9 @@ inline void tile512(long kc, const float* __restrict a, long rs, long cs, const 
          }
       }
    }
-   PYSOFIE_GEMM_UNROLL
+   PYSOFIE_UNROLL
    for (int r = 0; r < R; ++r) {
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int v = 0; v < NB; ++v) {
          if (ms[v] == 0xFFFF) _mm512_storeu_ps(c + r * ldc + 16 * v, y[0][r][v]);
          else _mm512_mask_storeu_ps(c + r * ldc + 16 * v, ms[v], y[0][r][v]);
@@ -273,7 +265,7 @@ inline void rem512(long kc, const float* __restrict a, long rs, const float* __r
                    float* __restrict c, long ldc, long nv, bool load, bool epi, const float* __restrict bias, int act,
                    float slope) {
    __m512 x[R];
-   PYSOFIE_GEMM_UNROLL
+   PYSOFIE_UNROLL
    for (int r = 0; r < R; ++r) x[r] = _mm512_setzero_ps();
    // lane 4 g + q of the permuted block = panel float (q * 8 + g0 + g) of the 32 at k (k + q: row q of 4)
    const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27),
@@ -281,7 +273,7 @@ inline void rem512(long kc, const float* __restrict a, long rs, const float* __r
    long k = 0;
    for (; k + 4 <= kc; k += 4) {
       const __m512 bq = _mm512_permutex2var_ps(_mm512_loadu_ps(b + k * 8), idx, _mm512_loadu_ps(b + k * 8 + 16));
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int r = 0; r < R; ++r)
          x[r] = _mm512_fmadd_ps(_mm512_maskz_broadcast_f32x4(PG5_ALL, _mm_loadu_ps(a + r * rs + k)), bq, x[r]);
    }
@@ -292,7 +284,7 @@ inline void rem512(long kc, const float* __restrict a, long rs, const float* __r
       const __m512 bq = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(m0, b + k * 8), idx,
                                                _mm512_maskz_loadu_ps(m1, b + k * 8 + 16));
       const __mmask16 ma = __mmask16((1u << t) - 1);
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int r = 0; r < R; ++r)
          x[r] = _mm512_fmadd_ps(lanes0(_mm512_maskz_loadu_ps(ma, a + r * rs + k)), bq, x[r]);
    }
@@ -300,7 +292,7 @@ inline void rem512(long kc, const float* __restrict a, long rs, const float* __r
    const __m512 z = _mm512_setzero_ps();
    const __m512 sl = _mm512_set1_ps(slope);
    const __m512 bb = epi && bias ? lanes0(_mm512_maskz_loadu_ps(mv, bias + g0)) : z;
-   PYSOFIE_GEMM_UNROLL
+   PYSOFIE_UNROLL
    for (int r0 = 0; r0 < R; r0 += 4) {
       // rows r0..r0+3 (zeros past R): per 128-bit lane g, [sum of row r0, r0 + 1, r0 + 2, r0 + 3] at column g
       const auto row = [&](int r) { return r < R ? x[r < R ? r : 0] : z; };
@@ -313,7 +305,7 @@ inline void rem512(long kc, const float* __restrict a, long rs, const float* __r
          PG5_ALL, _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s);
       if (load) {
          __m512 cv = z;
-         PYSOFIE_GEMM_UNROLL
+         PYSOFIE_UNROLL
          for (int i = 0; i < 4; ++i)
             if (r0 + i < R)  // row r0 + i's values into lanes 4 i .. 4 i + 3
                cv = _mm512_mask_mov_ps(cv, __mmask16(0xFu << (4 * i)),
@@ -327,7 +319,7 @@ inline void rem512(long kc, const float* __restrict a, long rs, const float* __r
          else if (act == ACT512_GELU) y = gelu16(y);
          else if (act == ACT512_GELU_TANH) y = gelu_tanh16(y);
       }
-      PYSOFIE_GEMM_UNROLL
+      PYSOFIE_UNROLL
       for (int i = 0; i < 4; ++i) {
          if (r0 + i >= R) break;
          __m512 yi;  // lanes 4 i .. 4 i + 3 moved to 0 .. 3
