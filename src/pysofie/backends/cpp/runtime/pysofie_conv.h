@@ -614,13 +614,16 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
    const long K = KH * KW;
    for (long k = 0; k < K; ++k)
       for (long c = 0; c < 8; ++c) w8[k * 8 + c] = c < nc ? w[c * K + k] : 0.f;
-   // pack row h (pt <= h < pt + H): 8 pixels x 8 channels transposed. The zero padding is not written: the
-   // blocks below never read it (they skip the kernel rows and columns that fall in it). Rows are packed just
-   // before the first output row that reads them (the KH rows in use stay in L1)
+   // the packed columns [cl, ch) hold the input, the others padding: a block whose KW + 7 columns reach outside
+   // skips the products with those zeros (dw8_block<KW, true>), and each output row the kernel rows that fall
+   // in the top or bottom padding
+   const long cl = std::min(pl, Wp8), ch = cl + std::max(0L, std::min(W, Wp8 - cl));
+   // pack row h (pt <= h < pt + H): 8 pixels x 8 channels transposed into columns [cl, ch). The zero padding is
+   // not written: the blocks below never read it. Rows are packed just before the first output row that reads
+   // them (the KH rows in use stay in L1)
    auto pack_row = [&](long h) {
       float* row = x8 + h * Wp8 * 8;
-      const long ih = h - pt;
-      const long lo = std::min(pl, Wp8), n = std::max(0L, std::min(W, Wp8 - lo));
+      const long ih = h - pt, lo = cl, n = ch - cl;
       long iw = 0;
       // the 8 channels' input rows; a missing channel (c >= nc) repeats channel 0: its lane is never stored
       const float* xs[8];
@@ -646,10 +649,6 @@ void depthwise8(const float* x, long nc, long H, long W, long KH, long pt, long 
    alignas(32) float bl[8];
    for (long c = 0; c < 8; ++c) bl[c] = bias && c < nc ? bias[c] : 0.f;
    const __m256 bv = _mm256_load_ps(bl);
-   // the packed columns [cl, ch) hold the input, the others padding: a block whose KW + 7 columns reach outside
-   // skips the products with those zeros (dw8_block<KW, true>), and each output row the kernel rows that fall
-   // in the top or bottom padding
-   const long cl = std::min(pl, Wp8), ch = cl + std::max(0L, std::min(W, Wp8 - cl));
    // act, 8x8 transpose, store to the nc planes of y (the last block: OW - ow)
    auto store8 = [&](const __m256* a, long oh, long ow) {
       __m256 r[8];

@@ -234,6 +234,13 @@ inline float act_scalar(float x, int act, float slope) {
    }
 }
 
+// the activations that the tiles leave to a scalar pass (sigmoid, tanh) on an mr x nv block of C
+inline void scalar_act(long mr, long nv, float* c, long ldc, int act, float slope) {
+   if (act != SIGMOID && act != TANH) return;
+   for (long r = 0; r < mr; ++r)
+      for (long t = 0; t < nv; ++t) c[r * ldc + t] = act_scalar(c[r * ldc + t], act, slope);
+}
+
 // Rows i0 <= i < i1 and columns j0 <= j < j1 (j0 a multiple of NR) of gemm_packed, K blocks of kcb.
 // next / next_n: the packed weights the caller multiplies by next (e.g. the next layer of a chain), prefetched
 // while the last pair of columns runs (nullptr: none).
@@ -300,9 +307,7 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                         tile_rows<1>(std::min(MR, mr - r), kc, a + r * rs, rs, cs, b0, c + r * ldc, ldc, nv, load,
                                      epi, bj, vact, slope);
                   }
-                  if (epi && (act == SIGMOID || act == TANH))
-                     for (long r = 0; r < mr; ++r)
-                        for (long t = 0; t < nv; ++t) c[r * ldc + t] = act_scalar(c[r * ldc + t], act, slope);
+                  if (epi) scalar_act(mr, nv, c, ldc, act, slope);
                }
                j += pair ? 2 * NR : NR;
             }
@@ -320,9 +325,7 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                   float* c = C + i * ldc + j;
                   if (wid == 16) tile_rows<2>(mr, kc, a, rs, cs, b, c, ldc, nv, load, epi, bj, vact, slope);
                   else tile_rows<1>(mr, kc, a, rs, cs, b, c, ldc, nv, load, epi, bj, vact, slope);
-                  if (epi && (act == SIGMOID || act == TANH))
-                     for (long r = 0; r < mr; ++r)
-                        for (long t = 0; t < nv; ++t) c[r * ldc + t] = act_scalar(c[r * ldc + t], act, slope);
+                  if (epi) scalar_act(mr, nv, c, ldc, act, slope);
                }
             }
 #endif
@@ -334,10 +337,9 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
 // C (M x N, row stride ldc) = A * Bp (+ C when accumulate) (+ bias) then act. A's element (i, k) is at
 // A[i * rs + k * cs] (rs = lda, cs = 1 for A; rs = 1, cs = lda for A transposed). Bp: packed as described above.
 // Loops: column blocks of NC, K blocks of KC, row blocks of MC (A's block stays in L2), then panels of NR columns,
-// then MR x NR tiles. With a
-// pool, blocks of rows x columns are tasks (narrower column blocks when there are few); the K blocking, and so
-// every output's sum, is the same whatever the thread count. next (next_n floats): packed weights the caller
-// multiplies by next, to prefetch (AVX-512) while the last columns run, or nullptr.
+// then MR x NR tiles. With a pool, blocks of rows x columns are tasks (narrower column blocks when there are
+// few); the K blocking, and so every output's sum, is the same whatever the thread count. next (next_n floats):
+// packed weights the caller multiplies by next, to prefetch (AVX-512) while the last columns run, or nullptr.
 inline void gemm_packed(long M, long N, long K, const float* A, long rs, long cs, const float* Bp, float* C,
                         long ldc, bool accumulate, const float* bias, int act, float slope,
                         pysofie_par::Pool* pool = nullptr, const float* next = nullptr, long next_n = 0) {
