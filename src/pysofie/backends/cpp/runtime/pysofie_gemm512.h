@@ -69,27 +69,11 @@ inline void k_loop512(long kb, long ke, const float* __restrict a, long rs, long
    }
 }
 
-// 16-lane exp / erf / GELU for the epilogue, with AVX-512's scalef (2^n) and rcp14 (+ one Newton step) instead
-// of integer exponent arithmetic and a division. Same formulas and accuracy as pysofie_vmath.h's 8-lane ones:
-// exp: 2^n * p(r), x = n ln2 + r, the degree-6 Taylor polynomial (relative error ~2e-7), x clamped to
-// [-87.3, 88.3]; erf: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7). NaN stays NaN (each clamp keeps it:
-// min / max return their second operand when one is NaN).
-inline __m512 exp16(__m512 x) {
-   const __m512 c =
-      _mm512_maskz_min_ps(PG5_ALL, _mm512_set1_ps(88.3f), _mm512_maskz_max_ps(PG5_ALL, _mm512_set1_ps(-87.3f), x));
-   const __m512 n = _mm512_maskz_roundscale_ps(PG5_ALL, _mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), c);
-   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-   __m512 p = _mm512_set1_ps(1.f / 720.f);
-   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
-   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
-   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
-   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-   return _mm512_maskz_scalef_ps(PG5_ALL, p, n);
-}
+// 16-lane erf / GELU for the epilogue, with AVX-512's rcp14 (+ one Newton step) instead of a division, and
+// pysofie_vmath.h's exp16 (scalef for the 2^n). Same formulas and accuracy as pysofie_vmath.h's 8-lane ones: erf:
+// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7). NaN stays NaN (each clamp keeps it: min / max return their
+// second operand when one is NaN).
+using pysofie_vm::exp16;
 
 // 1 / d for finite d >= 1 (relative error ~1e-8 after the Newton step; rcp14: 2^-14)
 inline __m512 recip16(__m512 d) {

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
-#if defined(__AVX2__) && defined(__FMA__)
+#if (defined(__AVX2__) && defined(__FMA__)) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -137,7 +137,7 @@ inline __m256 gelu_tanh8(__m256 x) {
 }
 #endif
 
-#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__)
 // exp on 16 lanes, exp8's formula with AVX-512's scalef for the 2^n (equal to exp8 lane by lane: both scale p(r)
 // exactly by 2^n in the normal range); exp(x) = 0 below -87.3 (so exp(-inf) = 0), NaN stays NaN (min / max return
 // their second operand when one is NaN). The maskz forms with all lanes set are the plain instructions, without
