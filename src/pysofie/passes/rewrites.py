@@ -66,9 +66,11 @@ def _const(graph: Graph, base: str, data: np.ndarray) -> Value:
     return Value(name, const=np.ascontiguousarray(data))
 
 
-def _replace(graph: Graph, old_nodes: list, op, inputs: list, output: Value, name: str):
-    """Remove old_nodes and put one node computing `output` where the first of them was."""
-    index = min(graph.nodes.index(n) for n in old_nodes)
+def _replace(graph: Graph, old_nodes: list, op, inputs: list, output: Value, name: str, at_last: bool = False):
+    """Remove old_nodes and put one node computing `output` where the first of them was (at_last: where the last
+    of them was, for a node that also reads values computed between them)."""
+    at = [graph.nodes.index(n) for n in old_nodes]
+    index = max(at) - (len(at) - 1) if at_last else min(at)
     for n in old_nodes:
         graph.remove_node(n)
     return graph.add_node(op, inputs, [output], name, index=index)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ....ir import DType, Graph, Value
 from ....passes.manager import Pass
-from ....passes.rewrites import _single_internal_use, _sole_user
+from ....passes.rewrites import _replace, _single_internal_use, _sole_user
 
 
 def _op_classes():
@@ -117,13 +117,8 @@ class FuseChannelLayerNorm(Pass):
         if back is not None and _perm(back, _to_second(r)):
             out, layout = back.outputs[0], "nchw"
             removed.append(back)
-        index = graph.nodes.index(removed[-1])
-        after = graph.nodes[index + 1] if index + 1 < len(graph.nodes) else None
-        for n in removed:
-            graph.remove_node(n)
         op = _classes()[0](epsilon=float(ln.op.epsilon), layout=layout)
-        graph.add_node(op, [x, scale, bias], [out], ln.name,
-                       index=graph.nodes.index(after) if after is not None else None)
+        _replace(graph, removed, op, [x, scale, bias], out, ln.name, at_last=True)
         return True
 
 
@@ -157,11 +152,6 @@ class FuseScaleTransposeAdd(Pass):
                         f, g = mul.inputs[1 - j], mul.inputs[j]
                         removed.insert(0, mul)
                         break
-            index = graph.nodes.index(add)
-            after = graph.nodes[index + 1] if index + 1 < len(graph.nodes) else None
-            for n in removed:
-                graph.remove_node(n)
-            graph.add_node(_classes()[1](), [f, g, res], [y], add.name,
-                           index=graph.nodes.index(after) if after is not None else None)
+            _replace(graph, removed, _classes()[1](), [f, g, res], y, add.name, at_last=True)
             return True
         return False
