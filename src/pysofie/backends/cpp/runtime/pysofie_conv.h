@@ -196,31 +196,9 @@ void store_band(const float* acc, long blk, long b0, long b1, const int32_t* yid
       long q = b0;
       for (; q + 8 <= b1; q += 8) {
          const float* a = am + (q - b0) * NC;
-         const __m256 r0 = _mm256_add_ps(_mm256_loadu_ps(a + 0 * NC), bv);
-         const __m256 r1 = _mm256_add_ps(_mm256_loadu_ps(a + 1 * NC), bv);
-         const __m256 r2 = _mm256_add_ps(_mm256_loadu_ps(a + 2 * NC), bv);
-         const __m256 r3 = _mm256_add_ps(_mm256_loadu_ps(a + 3 * NC), bv);
-         const __m256 r4 = _mm256_add_ps(_mm256_loadu_ps(a + 4 * NC), bv);
-         const __m256 r5 = _mm256_add_ps(_mm256_loadu_ps(a + 5 * NC), bv);
-         const __m256 r6 = _mm256_add_ps(_mm256_loadu_ps(a + 6 * NC), bv);
-         const __m256 r7 = _mm256_add_ps(_mm256_loadu_ps(a + 7 * NC), bv);
-         const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-         const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-         const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-         const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-         const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-         const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-         const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-         const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
          __m256 c[8];
-         c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-         c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-         c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-         c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-         c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-         c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-         c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-         c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+         for (int k = 0; k < 8; ++k) c[k] = _mm256_add_ps(_mm256_loadu_ps(a + k * NC), bv);
+         pysofie_tr::transpose8(c);  // c[i]: channel m0 + i at the 8 positions
          for (long i = 0; i < 8; ++i) {
             if (res) c[i] = _mm256_add_ps(c[i], _mm256_loadu_ps(res + (m0 + i) * ystride + q));
             c[i] = act.vec(c[i]);
