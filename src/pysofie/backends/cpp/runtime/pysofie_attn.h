@@ -262,10 +262,7 @@ inline void transpose_k(const float* k, long kj, long T, long D, float* kt) {
 inline void run(const Args& p, pysofie_par::Pool* pool) {
    const long B = p.B, H = p.H, S = p.S, T = p.T, D = p.D, Dv = p.Dv, Tp = padded(p.T), Dvp = padded(p.Dv);
    if (B <= 0 || H <= 0 || S <= 0) return;
-   auto par = [&](long n, auto&& f) {
-      if (pool) pool->run(n, [&](long t, int) { f(t); });
-      else for (long t = 0; t < n; ++t) f(t);
-   };
+   auto par = [&](long n, auto&& f) { pysofie_par::run(pool, n, [&](long t, int) { f(t); }); };
    // per (b, h): K transposed and V, both in panels of 16 columns
    par(B * H, [&](long bh) {
       const long b = bh / H, h = bh % H;

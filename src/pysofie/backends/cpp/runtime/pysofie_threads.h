@@ -180,6 +180,13 @@ private:
    std::atomic<bool> busy_{false};
 };
 
+// f(task, tid) for task = 0 .. n-1: on the pool, or in order on this thread (tid 0) without one
+template <class F>
+inline void run(Pool* pool, long n, F&& f) {
+   if (pool) pool->run(n, f);
+   else for (long t = 0; t < n; ++t) f(t, 0);
+}
+
 }  // namespace pysofie_par
 
 #endif  // PYSOFIE_THREADS_H

@@ -85,8 +85,7 @@ inline void swap_axes(const T* x, T* y, long outer, long A, long B, long inner, 
       const long o = t / nb, a0 = t % nb * 8;
       swap_block(x + o * per, y + o * per, A, B, inner, a0, std::min(A, a0 + 8));
    };
-   if (pool) pool->run(outer * nb, task);
-   else for (long t = 0; t < outer * nb; ++t) task(t, 0);
+   pysofie_par::run(pool, outer * nb, task);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -192,8 +191,7 @@ inline void channel_layernorm(const float* x, const float* scale, const float* b
          }
       }
    };
-   if (pool) pool->run(n * nb, task);
-   else for (long t = 0; t < n * nb; ++t) task(t, 0);
+   pysofie_par::run(pool, n * nb, task);
 }
 
 // ConvNeXt's layer-scaled residual in NCHW from an NHWC branch: y[c * P + p] = r[c * P + p] + g[c] * f[p * C + c]
@@ -243,8 +241,7 @@ inline void scale_transpose_add(const float* f, const float* g, const float* r, 
             yi[c * P + p] = ri[c * P + p] + b;
          }
    };
-   if (pool) pool->run(n * nb, task);
-   else for (long t = 0; t < n * nb; ++t) task(t, 0);
+   pysofie_par::run(pool, n * nb, task);
 }
 
 }  // namespace pysofie_tr
