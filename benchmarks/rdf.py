@@ -3,7 +3,10 @@
 
     python benchmarks/rdf.py [--events 100000] [--reps 7] [--no-plot]
 
-For two MLPs (small: 8-16-1, medium: 8-64-64-1), in one process, repetitions interleaved, medians:
+    python benchmarks/rdf.py --models small,medium   # a subset of the models
+
+For four MLPs (small: 8-16-1 and medium: 8-64-64-1, whose weights fit in a 32 KB L1 data cache; wide: 8-128-128-1
+and large: 8-256-256-1, whose weights do not), in one process, repetitions interleaved, medians:
 - read:      RDataFrame reading the 8 columns (a typed Define summing them, then Sum), 1 and 2 slots;
 - noop:      pysofie::SofieFunctor over the same columns with a Session that does nothing (RDataFrame's own cost
              of a functor returning an RVec), 1 and 2 slots, declared by the same code as define's (pysofie.root's
@@ -25,8 +28,9 @@ it cling compiles at -O0. The targets
 (issue #11): (define - noop) per event <= 1.25 x loop per event; for the small model, define beats asnumpy. The
 ratio comes twice: from the medians of the interleaved runs, and as the median of --pairs ratios of the three
 runs (noop, define, loop; 1 slot) back to back, which share the machine's load of their moment.
-Interference table (--no-synthetic skips it): the same functor over two sessions that are not models, one doing
-arithmetic on registers only, one reading 320 cache lines (20 KB, the size of the medium model's weights), each
+Interference table (--no-synthetic skips it): the same functor over three sessions that are not models, one doing
+arithmetic on registers only, two reading 64 and 320 cache lines (4 KB; 20 KB, the size of the medium model's
+weights), each
 in RDataFrame (minus noop) and in the plain loop: how much of (define - noop) - loop is RDataFrame and the work
 of a functor evicting each other's data from the caches, rather than anything pysofie does per event.
 Writes benchmarks/results/rdf.{json,md,png}.
@@ -75,7 +79,10 @@ def mlp(name: str, widths: list[int], seed: int = 0) -> onnx.ModelProto:
     return m
 
 
-MODELS = {"small": [16, 1], "medium": [64, 64, 1]}
+# small and medium fit in the 32 KB L1 data cache (0.6 and 18.7 KB of weights), wide and large do not (68 and 266 KB)
+MODELS = {"small": [16, 1], "medium": [64, 64, 1], "wide": [128, 128, 1], "large": [256, 256, 1]}
+SYNTHETIC = (("registers", "pysofie_bench::Registers"), ("touch4k", "pysofie_bench::Touch<4>"),
+             ("touch20k", "pysofie_bench::Touch<20>"))
 CHASE_LINES = 256  # 16 KB of dependent loads between events in the chase loop (half of the 32 KB L1 data cache)
 
 HELPERS = r"""
@@ -99,8 +106,9 @@ double Read(ROOT::RDF::RNode df, const Cols& c) {
       return double(a) + b + d + e + g + h + i + j; };
    return df.Define("s", f, c).Sum<double>("s").GetValue();
 }
-// Synthetic sessions (not models) for the interference table: Registers works on registers only; Touch20K reads
-// one float from each of the 320 cache lines of a 20 KB array (about the medium model's weights).
+// Synthetic sessions (not models) for the interference table: Registers works on registers only; Touch<KB> reads
+// one float from each cache line of a KB-kilobyte array (Touch<20>: 320 lines, about the medium model's weights;
+// Touch<4>: 64 lines, an eighth of the L1 data cache).
 struct Registers {
    explicit Registers(const std::string& = "") {}
    void infer(std::size_t, const float* x, float* y) {
@@ -109,9 +117,10 @@ struct Registers {
       y[0] = a;
    }
 };
-struct Touch20K {
-   std::vector<float> w = std::vector<float>(5120, 0.001f);
-   explicit Touch20K(const std::string& = "") {}
+template <int KB>
+struct Touch {
+   std::vector<float> w = std::vector<float>(KB * 256, 0.001f);
+   explicit Touch(const std::string& = "") {}
    void infer(std::size_t, const float* x, float* y) {
       float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (std::size_t i = 0; i < w.size(); i += 64) { s0 += w[i]; s1 += w[i + 16]; s2 += w[i + 32]; s3 += w[i + 48]; }
@@ -191,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synthetic", action="store_true", help="skip the interference table (synthetic sessions)")
     ap.add_argument("--pairs", type=int, default=15,
                     help="repetitions of the paired (define - noop) / loop measurement (1 slot)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     ap.add_argument("--out", default=os.path.join(RESULTS, "rdf"))
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -262,7 +272,7 @@ def main(argv=None) -> int:
     synthetic = {}
     if not args.no_synthetic:  # RDataFrame's interference with what a functor does, on sessions that are not models
         syn_fns = {"noop_1": lambda: functor(frame(), "pysofie_bench::NullSession", 1)}
-        for sname, cls in (("registers", "pysofie_bench::Registers"), ("touch20k", "pysofie_bench::Touch20K")):
+        for sname, cls in SYNTHETIC:
             syn_fns[f"{sname}_rdf"] = (lambda c=cls: functor(frame(), c, 1))
             syn_fns[f"{sname}_loop"] = (lambda c=loops(cls)[0]: c(X, args.events, np.zeros(args.events, np.float32)))
             syn_fns[f"{sname}_chase"] = (lambda c=loops(cls)[2]: c(X, args.events, np.zeros(args.events, np.float32),
@@ -272,7 +282,7 @@ def main(argv=None) -> int:
         threads(1)
         _, scpu = interleaved(syn_fns, args.reps, target_s=0, budget_s=None, warmup=1, cpu_time=True)
         sper = {k: v / args.events for k, v in scpu.items()}
-        for sname in ("registers", "touch20k"):
+        for sname, _ in SYNTHETIC:
             cost = sper[f"{sname}_rdf"] - sper["noop_1"]
             chase = sper[f"{sname}_chase"] - sper["chase_null"]
             synthetic[sname] = {"loop_per_event_s": sper[f"{sname}_loop"], "in_rdf_per_event_s": cost,
@@ -280,7 +290,10 @@ def main(argv=None) -> int:
                                 "chase_ratio": chase / sper[f"{sname}_loop"]}
             print(f"synthetic {sname}: loop {sper[f'{sname}_loop'] * 1e9:.0f} ns, (in RDataFrame - noop) "
                   f"{cost * 1e9:.0f} ns per event: ratio {cost / sper[f'{sname}_loop']:.2f}", flush=True)
-    for mname, widths in MODELS.items():
+    for mname in args.models.split(","):
+        if mname not in MODELS:
+            raise SystemExit(f"unknown model '{mname}' (known: {', '.join(MODELS)})")
+        widths = MODELS[mname]
         model = mlp(f"rdf_{mname}", widths)
         sess = pysofie.InferenceSession(model)
         dm = pr.declare(sess)
@@ -432,6 +445,7 @@ def table(rows, meta, synthetic=None) -> str:
                 "| session | plain C++ loop | in RDataFrame − do-nothing | ratio | in the chase loop − chase | ratio |",
                 "|---|---:|---:|---:|---:|---:|"]
         for k, label in (("registers", "arithmetic on registers only"),
+                         ("touch4k", "reads 64 cache lines (4 KB, an eighth of the L1 data cache)"),
                          ("touch20k", "reads 320 cache lines (20 KB, like the medium model's weights)")):
             v = synthetic[k]
             out.append(f"| {label} | {v['loop_per_event_s'] * 1e9:.0f} | {v['in_rdf_per_event_s'] * 1e9:.0f} | "
@@ -465,6 +479,21 @@ def notes(rows, synthetic=None) -> str:
              + (": most of the excess is the model and the TTree read path slowing each other down, not "
                 "RDataFrame's per-event machinery." if all(r["overhead_ratio_npy_paired"] < r["overhead_ratio_paired"]
                                                             for r in rows) else ".")]
+    if synthetic and "touch4k" in synthetic and "registers" in synthetic:
+        lines.append(
+            "- Not pysofie's code: through the same functor, a synthetic session that reads 64 cache lines (4 KB, "
+            f"an eighth of the L1 data cache) costs {synthetic['touch4k']['overhead_ratio']:.2f}× its plain-loop "
+            f"time inside RDataFrame, the 20 KB one {synthetic['touch20k']['overhead_ratio']:.2f}×, and one that "
+            f"works on registers only {synthetic['registers']['overhead_ratio']:.2f}× (interference table).")
+    if len(rows) > 1:
+        lines.append(
+            "- The size of the model: " + ", ".join(
+                f"{r['model']} ({'-'.join(map(str, r['widths']))}, {ns(r, 'loop'):.0f} ns per event in the loop) "
+                f"{r['overhead_ratio_paired']:.2f}" for r in rows)
+            + " (paired ratios; (define − do-nothing) − loop: " + ", ".join(
+                f"{(r['model_cost_per_event_s'] - r['loop_per_event_s']) * 1e9:.0f} ns" for r in rows)
+            + "). Where the model's own work per event is small, the interference of the event loop dominates the "
+            "ratio; models whose weights do not fit in the L1 data cache read them from L2 in the plain loop too.")
     if "medium" in by:
         r = by["medium"]
         lines.append(
@@ -476,10 +505,12 @@ def notes(rows, synthetic=None) -> str:
             "Tried while looking for a cure, in standalone C++ tests (g++ -O3, the generated code with a 16 KB "
             "pointer chase between events), none moved the cost by more than the noise (±10%): software prefetch "
             "of the weights 32 or 64 floats ahead (T0 or NTA hint), and alternating the order of the 64x64 "
-            "layer's column panels between events (outputs unchanged); with a synthetic 18 KB stream in place "
-            "of the model, keeping it to half of the L1 sets (2 KB of every 4 KB) cut the interference by a third "
-            "but made the stream 40% slower when hot. Reading fewer bytes per event would need weights of another precision (results no longer "
-            "those of InferenceSession).")
+            "layer's column panels between events (outputs unchanged). Prefetching every line of the weights at "
+            "the start of each call made it slower (2.6× instead of 1.9× in a g++-built equivalent of this "
+            "benchmark). With a synthetic 18 KB stream in place of the model, keeping it to half of the L1 sets "
+            "(2 KB of every 4 KB) cut the interference by a third but made the stream 40% slower when hot. "
+            "Reading fewer bytes per event would need weights of another precision (results no longer those of "
+            "InferenceSession).")
     if "small" in by:
         r = by["small"]
         lines.append(
