@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     n1, n2 = (int(v) for v in args.events.split(","))
     if not n2 > n1 > 0:
         raise SystemExit("--events: two counts, the second larger")
-    for tool in ("g++", "valgrind", "cg_annotate"):
+    for tool in ("g++", "valgrind"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not on the PATH (valgrind: apt install valgrind)")
     import numpy as np
