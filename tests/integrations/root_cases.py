@@ -227,9 +227,16 @@ def test_define_errors(declared, model, tree):
         pr.define(df, "score", model, columns=["a", "b", "c", "nope"])
     with pytest.raises(pysofie.InvalidInputError, match="scalar"):
         pr.define(df.Define("v", "ROOT::RVecF{a, b}"), "score", model, columns=["a", "b", "c", "v"])
+    # RDataFrame's own refusals, as pysofie errors naming the column (not cppyy's wrapper of the C++ exception)
+    with pytest.raises(pysofie.InvalidInputError, match="column 'a'.*already present"):
+        pr.define(df, "a", model, columns=COLS)
+    with pytest.raises(pysofie.InvalidInputError, match="column 'my score'.*Not a valid C\\+\\+ variable name"):
+        pr.define(df, "my score", model, columns=COLS)
 
 
 def test_declare_function_for_string_expressions(declared, model, tree):
+    with pytest.raises(pysofie.InvalidInputError, match="not C\\+\\+ type names: \\['float\\); abort\\(\\); \\(float'\\]"):
+        pr.declare_function(model, "rootmlp_bad", ["float", "float", "float); abort(); (float", "float"])
     pr.declare_function(model, "rootmlp_score", ["float", "float", "double", "float"])
     scores, x = _scores(ROOT.RDataFrame("events", tree).Define("score", "rootmlp_score(a, b, c, d)"))
     np.testing.assert_array_equal(scores, _per_event(declared.session, x))

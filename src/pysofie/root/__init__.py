@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import threading
 from typing import Optional, Sequence
 
@@ -250,8 +251,15 @@ def define(df, name: str, model, columns: Sequence[str], *, nslots: Optional[int
     _check_columns(dm, columns)
     types = _column_types(df, columns)
     n = int(nslots if nslots is not None else df.GetNSlots())
-    return _define_slots(ROOT, df, name, dm.session_class, dm.out_type, dm.in_type, columns, types, n, dm.n_out,
-                         dm.weight_file, optimize=dm.mode != "jit")
+    try:
+        return _define_slots(ROOT, df, name, dm.session_class, dm.out_type, dm.in_type, columns, types, n,
+                             dm.n_out, dm.weight_file, optimize=dm.mode != "jit")
+    except PysofieError:
+        raise
+    except Exception as e:  # RDataFrame's own refusal through cppyy (a column name that is taken or not valid C++)
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        why = (lines[-1] if lines else type(e).__name__).split("runtime_error: ", 1)[-1]
+        raise InvalidInputError(f"model '{dm.name}': RDataFrame cannot define column '{name}': {why}") from None
 
 
 def _define_slots(ROOT, df, name: str, session_class: str, out_type: str, in_type: str, columns, types, nslots: int,
@@ -278,6 +286,11 @@ ROOT::RDF::RNode {fn}(ROOT::RDF::RNode df, const std::string& name, const std::v
     return fn(as_node(df), name, vec(list(columns)), nslots, nout, weight_file)
 
 
+# what a column type may hold in the declared C++ (identifiers, scopes, template arguments, const, *, &): no
+# parentheses, braces, semicolons or quotes, so a type cannot carry code
+_CPP_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_:<>,*& ]*")
+
+
 def declare_function(model, function: str, column_types: Sequence[str], *, jit: bool = False,
                      **session_options) -> DeclaredModel:
     """Declare a C++ function ``ROOT::RVec<Out> function(Cols... values)`` evaluating the model for one event, for
@@ -292,6 +305,9 @@ def declare_function(model, function: str, column_types: Sequence[str], *, jit: 
     _check_columns(dm, types)
     if sanitize(function) != function:
         raise InvalidInputError(f"'{function}' is not a valid C++ function name")
+    bad = [t for t in types if not _CPP_TYPE.fullmatch(t)]
+    if bad:  # the types are written into the declared C++: a type name, not code
+        raise InvalidInputError(f"function '{function}': not C++ type names: {bad}")
     _functor_prelude(ROOT)
     sig = (dm.namespace, dm.code_hash, tuple(types))
     with _lock:
