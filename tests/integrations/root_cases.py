@@ -210,10 +210,20 @@ std::vector<float> run(unsigned nslots) {
    out.push_back(float(live));
    return out;
 }
+std::string beyond(unsigned nslots) {  // a slot the functor was not made for: an exception, not a stray Session
+   F f(nslots, 2, "w");
+   try {
+      f(nslots, 0.5f);
+   } catch (const std::out_of_range& e) {
+      return e.what();
+   }
+   return "";
+}
 }""")
     ns = ROOT.rootcase_sessions
     out = list(ns.run(3))
     assert out == [0.5, 0.0, 1000.5, 0.0, 2000.5, 0.0, 3.0, 0.0]  # slot s: Session s, 64-byte aligned; freed
+    assert "called for slot 2, made for 2 slot(s)" in str(ns.beyond(2))
     ns.made, ns.fail_at = 0, 2
     with pytest.raises(Exception, match="session 2 of w"):
         ns.run(4)
@@ -228,6 +238,8 @@ def test_define_errors(declared, model, tree):
         pr.define(df, "score", model, columns=["a", "b", "c", "nope"])
     with pytest.raises(pysofie.InvalidInputError, match="scalar"):
         pr.define(df.Define("v", "ROOT::RVecF{a, b}"), "score", model, columns=["a", "b", "c", "v"])
+    with pytest.raises(pysofie.InvalidInputError, match="nslots=0, but the RDataFrame runs 1 slots"):
+        pr.define(df, "score", model, columns=COLS, nslots=0)
     # RDataFrame's own refusals, as pysofie errors naming the column (not cppyy's wrapper of the C++ exception)
     with pytest.raises(pysofie.InvalidInputError, match="column 'a'.*already present"):
         pr.define(df, "a", model, columns=COLS)

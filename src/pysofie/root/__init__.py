@@ -251,6 +251,9 @@ def define(df, name: str, model, columns: Sequence[str], *, nslots: Optional[int
     _check_columns(dm, columns)
     types = _column_types(df, columns)
     n = int(nslots if nslots is not None else df.GetNSlots())
+    if n < int(df.GetNSlots()):
+        raise InvalidInputError(f"model '{dm.name}': nslots={n}, but the RDataFrame runs {df.GetNSlots()} slots "
+                                "(leave nslots out: df.GetNSlots())")
     try:
         return _define_slots(ROOT, df, name, dm.session_class, dm.out_type, dm.in_type, columns, types, n,
                              dm.n_out, dm.weight_file, optimize=dm.mode != "jit")

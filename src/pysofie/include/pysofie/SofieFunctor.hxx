@@ -140,11 +140,13 @@ class SofieFunctor {
    unsigned char* fSessions = nullptr;      // fOwner->data(), for the per-event path
    detail::SlotBuffers<Out> fOut;           // this copy's output buffers
    std::size_t fNOut = 0;
+   unsigned fNSlots = 0;
 
    template <class... A>
    void Init(unsigned nslots, std::size_t nout, A&&... session_args) {
       if (nslots == 0) throw std::invalid_argument("pysofie::SofieFunctor: nslots must be at least 1");
       fNOut = nout;
+      fNSlots = nslots;
       auto owner = std::make_shared<Sessions>(nslots, session_args...);
       fSessions = owner->data();
       fOwner = std::move(owner);
@@ -152,7 +154,8 @@ class SofieFunctor {
    }
 
  public:
-   // nslots: df.GetNSlots(); nout: values of the output per event; weight_file: passed to each Session.
+   // nslots: df.GetNSlots() (a call for a slot >= nslots throws std::out_of_range); nout: values of the output per
+   // event; weight_file: passed to each Session.
    SofieFunctor(unsigned nslots, std::size_t nout, const std::string& weight_file) {
       Init(nslots, nout, weight_file);
    }
@@ -161,6 +164,7 @@ class SofieFunctor {
 
    // The model's output for one event of `slot` (see above: a view, valid until the slot's next call).
    ROOT::RVec<Out> operator()(unsigned slot, Cols... cols) {
+      if (slot >= fNSlots) OutOfSlots(slot);
       const In x[sizeof...(Cols)] = {static_cast<In>(cols)...};
       Out* y = fOut[slot];
       detail::InferOne(Sessions::At(fSessions, slot), x, y);
@@ -168,6 +172,13 @@ class SofieFunctor {
    }
 
    unsigned GetNSlots() const { return static_cast<unsigned>(fOwner->size()); }
+
+ private:
+   // a slot beyond those the functor was made for (nslots smaller than the RDataFrame's GetNSlots())
+   [[noreturn]] void OutOfSlots(unsigned slot) const {
+      throw std::out_of_range("pysofie::SofieFunctor: called for slot " + std::to_string(slot) + ", made for " +
+                              std::to_string(fNSlots) + " slot(s): construct it with df.GetNSlots()");
+   }
 };
 
 // The same evaluation without slots, for RDataFrame string expressions (distributed RDataFrame builds its graph
