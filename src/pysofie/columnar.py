@@ -104,17 +104,33 @@ def _dtype_of(sess, name):
 
 
 def _stack(get, cols, dtype) -> np.ndarray:
-    """[N, len(cols)] array of the columns (each converted to the input's dtype)."""
-    arrays = []
+    """[N, len(cols)] array of the columns (each converted to the input's dtype). Every column that cannot be
+    taken is named in one error."""
+    arrays, problems = [], []
     for c in cols:
         try:
             a = np.asarray(get(c))
-        except (KeyError, ValueError, IndexError) as e:
-            raise InvalidInputError(f"column '{c}' not found in the data ({type(e).__name__}: {e})") from None
+        except KeyError:
+            problems.append(f"'{c}' is not in the data")
+            continue
+        except (ValueError, IndexError, TypeError) as e:  # e.g. an awkward column with a list per event
+            problems.append(f"'{c}' cannot be read as one value per event ({type(e).__name__}: {e})")
+            continue
         if a.ndim != 1:
-            raise InvalidInputError(f"column '{c}' has shape {list(a.shape)}: only scalar columns (one value per "
-                                    "event) are taken")
+            problems.append(f"'{c}' has shape {list(a.shape)}: only scalar columns (one value per event) are taken")
+            continue
+        if a.dtype.kind == "O":  # Python objects: numbers are taken (pandas' object columns), anything else not
+            try:
+                a = a.astype(dtype)
+            except (ValueError, TypeError) as e:
+                problems.append(f"'{c}' holds objects that are not numbers ({e})")
+                continue
+        elif a.dtype.kind not in "biuf":
+            problems.append(f"'{c}' holds {a.dtype} values, not numbers")
+            continue
         arrays.append(a)
+    if problems:
+        raise InvalidInputError("column " + "; column ".join(problems))
     n = {len(a) for a in arrays}
     if len(n) > 1:
         raise InvalidInputError(f"columns {cols} have different lengths {sorted(n)}")
@@ -138,11 +154,21 @@ def _feeds(sess, data, kind, groups) -> dict:
         get = arrays.__getitem__
     elif kind == "awkward":
         import awkward as ak
-        get = lambda c: ak.to_numpy(data[c])  # noqa: E731
+        fields = set(data.fields)
+
+        def get(c):
+            if c not in fields:
+                raise KeyError(c)
+            return ak.to_numpy(data[c])
     elif kind == "pandas":
         get = lambda c: data[c].to_numpy()  # noqa: E731
     else:  # structured arrays and dicts
-        get = data.__getitem__
+        names = set(data.dtype.names) if kind == "structured" else set(data)
+
+        def get(c):
+            if c not in names:
+                raise KeyError(c)
+            return data[c]
     return {name: _stack(get, cols, _dtype_of(sess, name)) for name, cols in groups}
 
 

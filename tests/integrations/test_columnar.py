@@ -91,6 +91,23 @@ def test_columnar_errors(sess):
         evaluate(sess, cols, output="z")
     with pytest.raises(pysofie.InvalidInputError, match="type"):
         evaluate(sess, [1, 2, 3])
+    # every column that cannot be taken, in one error: missing ones (a dict, a structured array), text, objects
+    # that are not numbers, a list per event (awkward)
+    with pytest.raises(pysofie.InvalidInputError, match="'pt' is not in the data; column 'mass' is not in the data"):
+        evaluate(sess, {k: v for k, v in cols.items() if k in ("eta", "phi")}, COLS)
+    st = np.zeros(10, dtype=[(c, "f4") for c in COLS[:3]])
+    with pytest.raises(pysofie.InvalidInputError, match="'mass' is not in the data"):
+        evaluate(sess, st, COLS)
+    bad = dict(cols, eta=np.array(["1.5"] * 10), phi=np.array([1.0] * 9 + ["z"], dtype=object))
+    with pytest.raises(pysofie.InvalidInputError, match="'eta' holds <U3 values, not numbers; column 'phi' holds "
+                                                        "objects that are not numbers"):
+        evaluate(sess, bad, COLS)
+    objects = dict(cols, phi=cols["phi"].astype(object))  # numbers as Python objects (pandas' object columns): taken
+    np.testing.assert_array_equal(evaluate(sess, objects, COLS), evaluate(sess, cols, COLS))
+    ak = pytest.importorskip("awkward")
+    jagged = ak.Array({c: [[1.0, 2.0], [3.0]] for c in COLS})
+    with pytest.raises(pysofie.InvalidInputError, match="'pt' cannot be read as one value per event"):
+        evaluate(sess, jagged, COLS)
 
 
 def test_dask_local_kinds(sess, tmp_path):
