@@ -78,6 +78,27 @@ def test_inconsistent_shapes_name_the_node():
         pysofie.load(m)
 
 
+@pytest.mark.parametrize("attrs, match", [
+    ({"pads": [0, 0, 9, 9]}, "'convt'.*output spatial size would be -"),  # more padding than output
+    ({"group": 3}, "'convt'.*input channels 4 not divisible by group 3"),
+])
+def test_conv_transpose_geometry_errors_name_the_node(attrs, match):
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="convt", **attrs)
+    m = _graph([node], [_vi("x", [1, 4, 3, 3])], [_vi("y", None)],
+               [numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")])
+    with pytest.raises(pysofie.ShapeInferenceError, match=match):
+        pysofie.load(m)
+
+
+@pytest.mark.parametrize("elem, error", [(TensorProto.STRING, pysofie.UnsupportedOperatorError),
+                                         (TensorProto.COMPLEX64, pysofie.UnsupportedOperatorError),
+                                         (TensorProto.UNDEFINED, pysofie.ModelLoadError)])
+def test_input_element_type_pysofie_does_not_run_names_the_input(elem, error):
+    m = _graph([helper.make_node("Identity", ["x"], ["y"])], [_vi("x", [2], elem)], [_vi("y", [2], elem)])
+    with pytest.raises(error, match="'x'"):
+        pysofie.load(m)
+
+
 def test_dangling_input_names_the_tensor():
     node = helper.make_node("Relu", ["ghost"], ["y"], name="r")
     m = _graph([node], [_vi("x", [2])], [_vi("y", [2])])

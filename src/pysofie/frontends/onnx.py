@@ -169,7 +169,10 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         tt = inp.type.tensor_type
         if not inp.type.HasField("tensor_type"):
             raise ModelLoadError(f"{source}: input '{inp.name}' is not a tensor (sequences and maps are not supported)")
-        dt = DType.from_onnx(tt.elem_type)
+        try:
+            dt = DType.from_onnx(tt.elem_type)
+        except TypeError as e:  # a valid element type pysofie does not run (strings, complex), or none at all
+            raise ModelLoadError(f"{source}: input '{inp.name}': {e}") from None
         dims: list = []
         if given is not None:
             declared = len(tt.shape.dim) if tt.HasField("shape") else None

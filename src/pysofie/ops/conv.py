@@ -149,10 +149,14 @@ class ConvTranspose(ConvBase):
         nsp = x.rank - 2
         if x.shape[1] != w.shape[0]:
             raise self.fail(node, f"input channels {x.shape[1]} != weight dim 0 {w.shape[0]}")
+        if isinstance(w.shape[0], int) and w.shape[0] % self.group:
+            raise self.fail(node, f"input channels {w.shape[0]} not divisible by group {self.group}")
         op = self._outpad(nsp)
         out = [x.shape[0], w.shape[1] * self.group]
         for i in range(nsp):
             o = strides[i] * (x.shape[2 + i] - 1) + op[i] + ((ks[i] - 1) * dil[i] + 1) - pads[i] - pads[nsp + i]
+            if isinstance(o, int) and o <= 0:
+                raise self.fail(node, f"output spatial size would be {o}")
             out.append(o)
         return [(x.dtype, tuple(out))]
 
