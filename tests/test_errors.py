@@ -90,6 +90,15 @@ def test_conv_transpose_geometry_errors_name_the_node(attrs, match):
         pysofie.load(m)
 
 
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+def test_conv_weight_of_run_time_size_names_the_node(op):
+    node = helper.make_node(op, ["x", "w"], ["y"], name="c_rt")  # the weight a model input with a symbolic size
+    m = _graph([node], [_vi("x", [1, 4, 5, 5]), _vi("w", ["N", 4, 3, 3])], [_vi("y", None)])
+    with pytest.raises(pysofie.ShapeInferenceError,
+                       match="'c_rt'.*weight 'w' has shape \\[N, 4, 3, 3\\]: its sizes must be known"):
+        pysofie.load(m)
+
+
 @pytest.mark.parametrize("elem, error", [(TensorProto.STRING, pysofie.UnsupportedOperatorError),
                                          (TensorProto.COMPLEX64, pysofie.UnsupportedOperatorError),
                                          (TensorProto.UNDEFINED, pysofie.ModelLoadError)])

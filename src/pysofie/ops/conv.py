@@ -16,6 +16,13 @@ def _spatial_attrs(op, node, nsp):
     return ks, strides, dil, pads
 
 
+def _static_weight_shape(op, node) -> None:
+    """The kernels need the weight's sizes at generation (a weight given as a model input included)."""
+    w = node.inputs[1]
+    if w.shape is not None and not all(isinstance(d, int) for d in w.shape):
+        raise op.fail(node, f"weight '{w.name}' has shape {list(w.shape)}: its sizes must be known, not run-time sizes")
+
+
 def auto_pads(auto_pad: str, in_size: int, eff_kernel: int, stride: int) -> tuple[int, int]:
     """(begin, end) padding for auto_pad SAME_UPPER / SAME_LOWER."""
     if stride == 1:  # the output keeps the input's length, whatever it is (also a symbolic one)
@@ -85,6 +92,7 @@ class Conv(ConvBase):
 
     def infer(self, node):
         x, w = node.inputs[0], node.inputs[1]
+        _static_weight_shape(self, node)
         ks, strides, dil, pads = self.geometry(node)
         nsp = x.rank - 2
         if x.shape[1] != w.shape[1] * self.group:
@@ -145,6 +153,7 @@ class ConvTranspose(ConvBase):
 
     def infer(self, node):
         x, w = node.inputs[0], node.inputs[1]
+        _static_weight_shape(self, node)
         ks, strides, dil, pads = self.geometry(node)
         nsp = x.rank - 2
         if x.shape[1] != w.shape[0]:
