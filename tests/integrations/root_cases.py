@@ -253,6 +253,21 @@ def test_declare_function_for_string_expressions(declared, model, tree):
     pr.declare_function(model, "rootmlp_score", ["float", "float", "double", "float"])
     scores, x = _scores(ROOT.RDataFrame("events", tree).Define("score", "rootmlp_score(a, b, c, d)"))
     np.testing.assert_array_equal(scores, _per_event(declared.session, x))
+    # two threads, each alternating between two functions of the same type (each thread keeps the Session of the
+    # function it called last, without a lock): every value still from that function's Session for that thread
+    pr.declare_function(model, "rootmlp_score2", ["float", "float", "double", "float"])
+    ROOT.EnableImplicitMT(2)
+    try:
+        df = ROOT.RDataFrame("events", tree)
+        out = df.Define("s1", "rootmlp_score(a, b, c, d)").Define("s2", "rootmlp_score2(d, c, b, a)") \
+            .AsNumpy(["s1", "s2", "idx"] + COLS)
+    finally:
+        ROOT.DisableImplicitMT()
+    order = np.argsort(out["idx"])
+    x = np.stack([out[c][order] for c in COLS], 1).astype(np.float32)
+    for col, xin in (("s1", x), ("s2", np.ascontiguousarray(x[:, ::-1]))):
+        got = np.stack([np.asarray(r) for r in out[col]])[order]
+        np.testing.assert_array_equal(got, _per_event(declared.session, xin))
 
 
 def test_config_cflags_has_the_functor_header():

@@ -17,6 +17,7 @@
 
 #include <ROOT/RVec.hxx>
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <cstring>
@@ -187,19 +188,33 @@ class SofieFunctor {
 // per-thread buffer would change under the first column's feet.
 template <class Session, class Out, class In, class... Cols>
 class SofieFunction {
+   static unsigned long long NextId() {
+      static std::atomic<unsigned long long> next{1};
+      return next.fetch_add(1, std::memory_order_relaxed);
+   }
    struct State {
       std::mutex mutex;
       std::unordered_map<std::thread::id, std::unique_ptr<Session>> sessions;
       std::string weight_file;
       bool default_weights = true;
+      const unsigned long long id = NextId();  // never reused, unlike the address of a State
    };
    std::shared_ptr<State> fState = std::make_shared<State>();
    std::size_t fNOut = 0;
 
+   // The calling thread's Session. The per-event path takes no lock: each thread remembers the last function
+   // (State id) it called and that function's Session for it; the map, under the lock, is for a thread's first
+   // call and for threads that alternate between functions. The Sessions live as long as the State.
    Session& ThisThreadSession() {
-      std::lock_guard<std::mutex> lock(fState->mutex);
-      auto& s = fState->sessions[std::this_thread::get_id()];
-      if (!s) s = fState->default_weights ? std::make_unique<Session>() : std::make_unique<Session>(fState->weight_file);
+      thread_local unsigned long long cached_id = 0;
+      thread_local Session* cached = nullptr;
+      State& st = *fState;
+      if (cached_id == st.id) return *cached;
+      std::lock_guard<std::mutex> lock(st.mutex);
+      auto& s = st.sessions[std::this_thread::get_id()];
+      if (!s) s = st.default_weights ? std::make_unique<Session>() : std::make_unique<Session>(st.weight_file);
+      cached_id = st.id;
+      cached = s.get();
       return *s;
    }
 
