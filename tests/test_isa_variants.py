@@ -222,3 +222,21 @@ def test_variant_matches_onnxruntime(builds, variant, id_):
     if isinstance(sess, Exception):
         raise sess
     assert_close(sess.run(None, feeds), ort(model, feeds), rtol, atol, what=f"{id_} ({variant}: {isa}) vs onnxruntime")
+
+
+def test_library_cache_keeps_the_variants_apart(tmp_path, monkeypatch):
+    """The same generated code with and without -mno-avx512f: two libraries (the flags are part of the cache key),
+    each found again in the cache when built with the same flags."""
+    from pysofie.api import generate_code
+    from pysofie.build.library import build_library
+    monkeypatch.setenv("PYSOFIE_CACHE_DIR", str(tmp_path))
+    model, _, _, _, _ = MODELS["vmath"]
+    gm = generate_code(model, namespace="isa_cache")
+    native = build_library([gm])
+    avx2 = build_library([gm], extra_flags=VARIANTS["avx2"])
+    assert native != avx2 and os.path.exists(native) and os.path.exists(avx2)
+    mtimes = (os.stat(native).st_mtime_ns, os.stat(avx2).st_mtime_ns)
+    assert build_library([gm]) == native and build_library([gm], extra_flags=VARIANTS["avx2"]) == avx2
+    assert (os.stat(native).st_mtime_ns, os.stat(avx2).st_mtime_ns) == mtimes  # not rebuilt
+    libs = sorted(f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".so"))
+    assert len(libs) == 2, libs
