@@ -39,7 +39,8 @@ def _conv(xs, ws, attrs, act=None, seed=0):
     return graph_model(nodes, {"x": rand(*xs, seed=seed)}, inits, ["y"]), {"x": rand(*xs, seed=seed)}
 
 
-# packed GEMM: 7 rows (a 6-row tile + 1), 45 columns (two 16-wide panels + a masked 13), fused bias + Relu
+# packed GEMM: 7 rows (a 6-row tile + 1: AVX2's first tile prefetches the next panel), 45 columns (two 16-wide
+# panels + a masked 13), fused bias + Relu
 m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
                  helper.make_node("Relu", ["c"], ["y"])],
                 {"x": rand(7, 37, seed=1)}, {"w": rand(37, 45, seed=2), "b": rand(45, seed=3)}, ["y"])
@@ -92,7 +93,7 @@ for _i, (_m, _k, _n, _act) in enumerate([(29, 37, 100, "Relu"), (29, 37, 38, "Re
 # indirect convolution: 40 output channels (a pair of 16-channel blocks + one), 77 positions (stride 2)
 add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", 10),
     "pysofie_conv::conv_indirect")
-# weights of 128 * 9 * 256 floats (1.1 MiB): the AVX-512 path's channel-blocks-outermost order; K = 1152
+# weights of 128 * 9 * 256 floats (1.1 MiB): the channel-blocks-outermost order (AVX-512 and AVX2); K = 1152
 add("conv-large-weights", *_conv((1, 128, 5, 5), (256, 128, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]},
                                  None, 20), "pysofie_conv::conv_indirect", atol=1e-4)
 # Winograd F(4x4, 3x3): 24 output channels, a partial tile row and column (19 x 31)

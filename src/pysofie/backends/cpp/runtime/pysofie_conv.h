@@ -277,40 +277,40 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
          else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
       }
    };
-   // Large weights (at least PYSOFIE_CONV_IBOUT floats, 1 MiB, for these blocks: they come from L3): channel
-   // blocks outermost, each block's packed weights read as one sequential stream while the band's input stays in
-   // L2 (measured 6-11% faster on the 512-channel 7x7 and the 256 -> 512 stride-2 layers of ResNet-18). Smaller
-   // weights: reduction chunks outermost, as in the AVX2 path (ResNet-18's Winograd products).
+   constexpr long step = NB;
+#else
+   auto tiles = [&](long ib, long k0) {
+      const long kn = std::min(KCHUNK, K - k0);
+      const float* wb = wp + (ib * K + k0) * NC;
+      float* ab = acc + (ib - ib0) * blk;
+      for (long t = 0; t < ntile; ++t) {
+         const float* xb[NP];
+         for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
+         micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+      }
+   };
+   constexpr long step = 1;
+#endif
+   // Large weights (at least PYSOFIE_CONV_IBOUT floats, 1 MiB, for these blocks: they come from L3 or memory):
+   // channel blocks outermost, each block's packed weights read as one sequential stream while the band's input
+   // stays in L2 (AVX-512: 6-11% faster on the 512-channel 7x7 and the 256 -> 512 stride-2 layers of ResNet-18;
+   // AVX2: the 512-channel 7x7 Winograd products ~30 % faster). Smaller weights: reduction chunks outermost
+   // (ResNet-18's other Winograd products). Every output's sum runs over the chunks in the same order either way.
 #ifndef PYSOFIE_CONV_IBOUT
 #define PYSOFIE_CONV_IBOUT (1L << 18)
 #endif
    if (K * (ib1 - ib0) * NC >= PYSOFIE_CONV_IBOUT) {
-      for (long ib = ib0; ib < ib1; ib += NB)
+      for (long ib = ib0; ib < ib1; ib += step)
          for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
             tiles(ib, k0);
             if (K == 0) break;
          }
    } else {
       for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-         for (long ib = ib0; ib < ib1; ib += NB) tiles(ib, k0);
+         for (long ib = ib0; ib < ib1; ib += step) tiles(ib, k0);
          if (K == 0) break;
       }
    }
-#else
-   for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-      const long kn = std::min(KCHUNK, K - k0);
-      for (long ib = ib0; ib < ib1; ++ib) {
-         const float* wb = wp + (ib * K + k0) * NC;
-         float* ab = acc + (ib - ib0) * blk;
-         for (long t = 0; t < ntile; ++t) {
-            const float* xb[NP];
-            for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-            micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
-         }
-      }
-      if (K == 0) break;
-   }
-#endif
    const long m0 = ib0 * NC;
    store_band(acc, blk, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
               y + m0 * ystride, ystride, act, res ? res + m0 * ystride : nullptr);
