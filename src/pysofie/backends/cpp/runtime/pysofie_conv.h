@@ -43,8 +43,10 @@ constexpr long NP = 6;   // output positions per micro-tile
 constexpr long NC = 16;  // output channels per micro-tile (weights packed in panels of NC)
 
 // t[j * NC + c] (+)= sum_k w[k * NC + c] * xb[j][off[k]] for j < NP, c < NC; `first` starts from zero.
-PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, const int32_t* __restrict off, const float* const* xb,
-                       float* __restrict t, bool first) {
+// PF: also prefetch the weights 32 k ahead (2 KiB), for weights that stream from L3 or memory (see conv_band).
+template <bool PF = false>
+PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, const int32_t* __restrict off,
+                                             const float* const* xb, float* __restrict t, bool first) {
 #if defined(__AVX2__) && defined(__FMA__)
    const float *x0 = xb[0], *x1 = xb[1], *x2 = xb[2], *x3 = xb[3], *x4 = xb[4], *x5 = xb[5];
    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
@@ -66,6 +68,9 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
    }
    for (long k = 0; k < K; ++k, w += NC) {
       const long o = off[k];
+      if constexpr (PF)  // an address only (no pointer past the weights' end): a prefetch never faults
+         _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w) + 32 * NC * sizeof(float)),
+                      _MM_HINT_T0);
       const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
       __m256 a = _mm256_broadcast_ss(x0 + o);
       c00 = _mm256_fmadd_ps(a, w0, c00);
@@ -280,6 +285,9 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
    constexpr long step = NB;
    constexpr long few_tiles = 0;
 #else
+   // ibout (channel blocks outermost, below): a block's weights are one stream, read first by tile 0, which
+   // prefetches them ahead (ResNet-18's 512-channel 7x7 layers, weights from memory: 2.6 -> 2.3 ms, CPU time)
+   bool ibout = false;
    auto tiles = [&](long ib, long k0) {
       const long kn = std::min(KCHUNK, K - k0);
       const float* wb = wp + (ib * K + k0) * NC;
@@ -287,7 +295,8 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
       for (long t = 0; t < ntile; ++t) {
          const float* xb[NP];
          for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-         micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+         if (ibout && t == 0) micro_6x16<true>(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+         else micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
       }
    };
    constexpr long step = 1;
@@ -304,6 +313,9 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
 #define PYSOFIE_CONV_IBOUT (1L << 18)
 #endif
    if (K * (ib1 - ib0) * NC >= PYSOFIE_CONV_IBOUT || (few_tiles > 0 && ntile <= few_tiles)) {
+#if !defined(__AVX512F__)
+      ibout = true;
+#endif
       for (long ib = ib0; ib < ib1; ib += step)
          for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
             tiles(ib, k0);
