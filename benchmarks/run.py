@@ -401,7 +401,7 @@ def table(rows: list[dict], sgemm: float | None) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: str) -> bool:
+def plot(rows: list[dict], path: str, built_for: str = "") -> bool:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -420,7 +420,7 @@ def plot(rows: list[dict], path: str) -> bool:
     ax.set_xticks(xs)
     ax.set_xticklabels([r["model"] for r in ok], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("time pysofie / ONNX Runtime (lower is better)")
-    ax.set_title("pysofie vs ONNX Runtime, single thread")
+    ax.set_title("pysofie vs ONNX Runtime, single thread" + (f" (pysofie built for {built_for})" if built_for else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -506,7 +506,7 @@ def main(argv=None) -> int:
                   f"pysofie built for {built_for}{''.join(' ' + f for f in EXTRA_FLAGS)}, "
                   f"1 thread unless said, onnxruntime {meta['onnxruntime']} -->\n" + md + "\n")
     if not args.no_plot and rows:
-        plot(rows, args.out + ".png")
+        plot(rows, args.out + ".png", built_for)
     print(f"\nwrote {args.out}.json, {args.out}.md" + ("" if args.no_plot else f", {args.out}.png"))
     return 0
 
