@@ -22,7 +22,7 @@ from onnx import helper
 from tests.test_channel_norm import channel_ln, scale_transpose_add
 from tests.test_fused_attention import attention
 from tests.test_fusion import graph_model
-from tests.util import assert_close, ort, rand
+from tests.util import ROOTBENCH, assert_close, ort, rand
 
 MODELS = {}  # id -> (model, feeds, rtol, atol, a string the generated code must contain)
 
@@ -241,3 +241,34 @@ def test_library_cache_keeps_the_variants_apart(tmp_path, monkeypatch):
     assert (os.stat(native).st_mtime_ns, os.stat(avx2).st_mtime_ns) == mtimes  # not rebuilt
     libs = sorted(f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".so"))
     assert len(libs) == 2, libs
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOTBENCH, "Linear_event.onnx")),
+                    reason=f"rootbench models not found in {ROOTBENCH}")
+def test_benchmark_isa_option_builds_and_records_avx2(tmp_path, monkeypatch):
+    """benchmarks/run.py --isa avx2: pysofie's kernels built with -mno-avx512f (the compiler's macros say AVX2),
+    recorded in the JSON and the Markdown header, written to latest_avx2.* by default (latest.* untouched)."""
+    import json
+    import sys
+    if _isa(_macros(VARIANTS["avx2"])) != "avx2":
+        pytest.skip("no AVX2 + FMA build here")
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # run.py sets them at import
+        monkeypatch.setenv(v, os.environ.get(v, "1"))
+    bench = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+    monkeypatch.syspath_prepend(bench)
+    import run
+    monkeypatch.setattr(run, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(run, "ROOTBENCH", ROOTBENCH)
+    monkeypatch.setattr(run, "EXTRA_FLAGS", [])
+    assert run.main(["--isa", "avx2", "--quick", "--models", "Linear_event", "--no-cpp", "--no-plot",
+                     "--budget", "0.5"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["latest_avx2.json", "latest_avx2.md"]
+    with open(tmp_path / "latest_avx2.json") as f:
+        data = json.load(f)
+    meta, (row,) = data["meta"], data["models"]
+    assert meta["pysofie_isa"] == "avx2" and meta["pysofie_extra_flags"] == ["-mno-avx512f"]
+    assert "--isa avx2" in meta["command"]
+    assert row["status"] == "ok" and row["max_abs_diff"] <= 1e-5 * max(1.0, row["max_abs_ref"])
+    header = (tmp_path / "latest_avx2.md").read_text().splitlines()[0]
+    assert "pysofie built for avx2 -mno-avx512f" in header
+    del sys.modules["run"]  # its EXTRA_FLAGS were set for this run
