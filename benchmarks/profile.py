@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Time per node of a generated model: a profiling build whose infer() times every node function.
 
-    python benchmarks/profile.py MODEL [--runs 20] [--threads 1] [--top 25]
+    python benchmarks/profile.py MODEL [--runs 20] [--threads 1] [--top 25] [--isa native|avx2]
 
 MODEL: an .onnx path, a rootbench name, resnet18, or a configuration of benchmarks/transformer_models.py
 (bert, gpt2, t5, vit, convnext, depthwise7x7). Prints the nodes by total time (median over runs), with their
 operator and share of the whole, and the total per operator type. Times are the calling thread's CPU time with one
-thread (robust on a busy machine), wall time with several.
+thread (robust on a busy machine), wall time with several. --isa avx2 builds it with -mno-avx512f (pysofie's
+AVX2 kernels on an AVX-512 machine), as benchmarks/run.py --isa avx2.
 """
 from __future__ import annotations
 
@@ -83,8 +84,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--top", type=int, default=25)
+    from run import ISA_FLAGS
+    ap.add_argument("--isa", choices=sorted(ISA_FLAGS), default="native")
     a = ap.parse_args()
     from pysofie.api import generate_code
+    from pysofie.build.library import build_library
     from pysofie.session import InferenceSession
     model, feeds = load(a.model)
     gm = generate_code(model)
@@ -92,7 +96,9 @@ def main() -> None:
     os.close(fd)
     header, calls = instrument(gm.header, path, cpu_time=a.threads == 1)
     gm2 = dataclasses.replace(gm, header=header)
-    sess = InferenceSession(None, _generated=gm2, **({"intra_op_num_threads": a.threads} if a.threads != 1 else {}))
+    lib = build_library([gm2], extra_flags=ISA_FLAGS[a.isa])
+    sess = InferenceSession(None, _generated=gm2, _library=lib,
+                            **({"intra_op_num_threads": a.threads} if a.threads != 1 else {}))
     for _ in range(a.runs + 2):
         sess.run(None, feeds)
     del sess
@@ -110,7 +116,7 @@ def main() -> None:
     desc = {}
     for m in re.finditer(r"// ([^\n]*)\n\s*inline void (op\d+_\w+)\(", gm.header):
         desc[m.group(2)] = m.group(1)
-    print(f"{a.model}: {total / 1e3:.1f} us per run over {len(calls)} nodes ({a.threads} thread(s))")
+    print(f"{a.model}: {total / 1e3:.1f} us per run over {len(calls)} nodes ({a.threads} thread(s), {a.isa})")
     by_op: dict[str, float] = {}
     for k, fn in enumerate(calls):
         op = fn.split("_", 1)[1]

@@ -3,7 +3,7 @@
 depthwise-convolution models (benchmarks/transformer_models.py), single core; plus a thread-scaling table.
 
     python benchmarks/run.py [--quick] [--models Linear_16 Conv_d100_L14_B1 bert ...] [--no-cpp] [--no-plot]
-                             [--scaling 1 2 4 8 16] [--scaling-only]
+                             [--scaling 1 2 4 8 16] [--scaling-only] [--isa native|avx2]
 
 For every model, in one process: (a) time per call from Python, pysofie.InferenceSession.run against
 onnxruntime.InferenceSession.run (1 intra-op / 1 inter-op thread, ORT_ENABLE_ALL), repetitions interleaved,
@@ -11,6 +11,10 @@ medians; (b) time per event of the generated C++ alone (a harness that includes 
 times `infer`, 64 events per iteration as SOFIE's benchmark does), compiled with pysofie's own flags and
 BLAS; (c) achieved GFLOP/s of the convolution and matrix-product models next to the BLAS's own single-thread
 sgemm GFLOP/s on this machine. Writes benchmarks/results/latest.{json,md,png}.
+
+--isa avx2 builds pysofie's libraries (the sessions' and the C++ harness's) with -mno-avx512f appended to its
+flags: its AVX2/FMA kernels on a machine that has AVX-512 (onnxruntime is unchanged and keeps its own choice).
+Its results go to benchmarks/results/latest_avx2.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -49,6 +53,9 @@ QUICK = ["Linear_event", "Linear_64", "SimpleNN_Alice", "higgs_model_dense", "Co
          "Conv3d_d32_L4_B1", "ConvTModel_G4", "resnet18"]
 # built from configurations with random weights (benchmarks/transformer_models.py; needs torch to export)
 TRANSFORMERS = ["bert", "gpt2", "t5", "vit", "convnext", "depthwise7x7"]
+# --isa: compiler flags appended to pysofie's own for its libraries and the C++ harness
+ISA_FLAGS = {"native": [], "avx2": ["-mno-avx512f"]}
+EXTRA_FLAGS: list[str] = []  # set by main() from --isa
 
 
 def available_models() -> list[str]:
@@ -204,7 +211,19 @@ def cxx_flags() -> tuple[str, list[str], list[str]]:
     from pysofie.build.blas import find_blas
     from pysofie.build.compiler import find_cxx, opt_flags
     blas = find_blas()
-    return find_cxx(), opt_flags() + list(blas.cflags), list(blas.libs)
+    return find_cxx(), opt_flags() + list(blas.cflags) + EXTRA_FLAGS, list(blas.libs)
+
+
+def target_isa() -> str:
+    """The instruction set pysofie's kernels are built for with these flags (from the compiler's predefined
+    macros, as the kernels' #if choose): avx512, avx2 (with FMA), or scalar."""
+    cxx, flags, _ = cxx_flags()
+    r = subprocess.run(cxx.split() + flags + ["-dM", "-E", "-x", "c++", os.devnull], capture_output=True, text=True,
+                       check=True)
+    macros = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("#define ")}
+    if {"__AVX512F__", "__AVX2__", "__FMA__"} <= macros:
+        return "avx512"
+    return "avx2" if {"__AVX2__", "__FMA__"} <= macros else "scalar"
 
 
 def sgemm_gflops(workdir: str, reps: int) -> dict:
@@ -285,6 +304,7 @@ def ort_session(model):
 def bench_model(name: str, args, workdir: str, sgemm: float | None) -> dict:
     import pysofie
     from pysofie.api import generate_code, load
+    from pysofie.build.library import build_library
     row: dict = {"model": name}
     model = load_model(name)
     feeds = model_feeds(name, model)
@@ -295,7 +315,9 @@ def bench_model(name: str, args, workdir: str, sgemm: float | None) -> dict:
         os.environ["PYSOFIE_CACHE_DIR"] = tempfile.mkdtemp(prefix="pysofie-cold-")
         try:
             gm = generate_code(model, weights="bin")  # as InferenceSession does by default
-            ps = pysofie.InferenceSession(model, _generated=gm)
+            # the library with --isa's flags (its cache key includes them), loaded as InferenceSession does
+            lib = build_library([gm], extra_flags=EXTRA_FLAGS)
+            ps = pysofie.InferenceSession(model, _generated=gm, _library=lib)
         finally:
             shutil.rmtree(os.environ["PYSOFIE_CACHE_DIR"], ignore_errors=True)
             if old is None:
@@ -379,7 +401,7 @@ def table(rows: list[dict], sgemm: float | None) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: str) -> bool:
+def plot(rows: list[dict], path: str, built_for: str = "") -> bool:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -398,7 +420,7 @@ def plot(rows: list[dict], path: str) -> bool:
     ax.set_xticks(xs)
     ax.set_xticklabels([r["model"] for r in ok], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("time pysofie / ONNX Runtime (lower is better)")
-    ax.set_title("pysofie vs ONNX Runtime, single thread")
+    ax.set_title("pysofie vs ONNX Runtime, single thread" + (f" (pysofie built for {built_for})" if built_for else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -413,14 +435,24 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cpp", action="store_true", help="skip the C++ harness")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--budget", type=float, default=8.0, help="seconds of Python-level timing per model")
+    ap.add_argument("--isa", choices=sorted(ISA_FLAGS), default="native",
+                    help="pysofie's kernels: native (pysofie's flags, -march=native) or avx2 (-mno-avx512f added; "
+                         "onnxruntime unchanged)")
     ap.add_argument("--out", default=None,
-                    help="output path stem (default: benchmarks/results/latest, or .../threads with --scaling-only)")
+                    help="output path stem (default: benchmarks/results/latest, latest_avx2 with --isa avx2, or "
+                         ".../threads with --scaling-only)")
     ap.add_argument("--scaling", nargs="*", type=int, metavar="N",
                     help="thread counts of the scaling table (e.g. 1 2 4 8 16; default: none)")
     ap.add_argument("--scaling-only", action="store_true", help="only the thread-scaling table")
     args = ap.parse_args(argv)
+    EXTRA_FLAGS[:] = ISA_FLAGS[args.isa]
+    suffix = "" if args.isa == "native" else "_" + args.isa
     if args.out is None:  # the scaling table alone must not replace the models' table
-        args.out = os.path.join(RESULTS, "threads" if args.scaling_only else "latest")
+        args.out = os.path.join(RESULTS, ("threads" if args.scaling_only else "latest") + suffix)
+    built_for = target_isa()
+    if args.isa == "avx2" and built_for != "avx2":
+        ap.error(f"--isa avx2: pysofie's flags here build {built_for} kernels, not AVX2 + FMA")
+    print(f"pysofie built for {built_for} ({' '.join(cxx_flags()[1])})")
     names = [] if args.scaling_only else (args.models or (QUICK if args.quick else
                                                           [m for m in available_models() if m != "resnet18_B16"]))
     unknown = [n for n in names if n not in available_models()]
@@ -450,7 +482,8 @@ def main(argv=None) -> int:
         scal = []
         if args.scaling:
             from threads import SCALING_MODELS, scaling
-            scal = scaling(SCALING_MODELS, args.scaling, load_model, model_feeds, interleaved, args.budget)
+            scal = scaling(SCALING_MODELS, args.scaling, load_model, model_feeds, interleaved, args.budget,
+                           EXTRA_FLAGS)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     import onnxruntime
@@ -464,14 +497,16 @@ def main(argv=None) -> int:
     print(md)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": platform.machine(),
             "cpu": _cpu_name(), "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "isa": _isa(), "pysofie": getattr(pysofie, "__version__", "?"), "threads": 1,
+            "isa": _isa(), "pysofie_isa": built_for, "pysofie_extra_flags": EXTRA_FLAGS,
+            "pysofie": getattr(pysofie, "__version__", "?"), "threads": 1,
             "scaling_threads": args.scaling or [], "events_per_iteration": EVENTS,
             "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])}
     write_results(args.out, {"meta": meta, "sgemm": sg_info, "models": rows, "scaling": scal},
                   f"<!-- generated by benchmarks/run.py on {meta['date']}, {meta['cpu']} ({', '.join(meta['isa'])}), "
+                  f"pysofie built for {built_for}{''.join(' ' + f for f in EXTRA_FLAGS)}, "
                   f"1 thread unless said, onnxruntime {meta['onnxruntime']} -->\n" + md + "\n")
     if not args.no_plot and rows:
-        plot(rows, args.out + ".png")
+        plot(rows, args.out + ".png", built_for)
     print(f"\nwrote {args.out}.json, {args.out}.md" + ("" if args.no_plot else f", {args.out}.png"))
     return 0
 

@@ -29,18 +29,20 @@ def ort_session(model, threads: int):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def scaling(models: list[str], counts: list[int], load_model, make_feeds, interleaved, budget: float) -> list[dict]:
-    """Rows {model, threads, pysofie_s, ort_s, ratio, max_abs_diff}; each model compiled once."""
+def scaling(models: list[str], counts: list[int], load_model, make_feeds, interleaved, budget: float,
+            extra_flags=()) -> list[dict]:
+    """Rows {model, threads, pysofie_s, ort_s, ratio, max_abs_diff}; each model compiled once (extra_flags
+    appended to pysofie's compiler flags, as run.py's --isa gives them)."""
     import pysofie
     from pysofie.api import generate_code
+    from pysofie.build.library import build_library
     rows = []
     cpus = usable_cpus()
     for name in models:
         model = load_model(name)
         feeds = make_feeds(name, model)
         gm = generate_code(model, weights="bin")
-        base = pysofie.InferenceSession(model, _generated=gm)
-        lib = base._native.lib._name
+        lib = build_library([gm], extra_flags=list(extra_flags))
         for n in counts:
             if n > cpus:
                 rows.append({"model": name, "threads": n, "status": f"skipped: {cpus} usable CPUs"})

@@ -22,7 +22,7 @@ from onnx import helper
 from tests.test_channel_norm import channel_ln, scale_transpose_add
 from tests.test_fused_attention import attention
 from tests.test_fusion import graph_model
-from tests.util import assert_close, ort, rand
+from tests.util import ROOTBENCH, assert_close, ort, rand
 
 MODELS = {}  # id -> (model, feeds, rtol, atol, a string the generated code must contain)
 
@@ -39,7 +39,8 @@ def _conv(xs, ws, attrs, act=None, seed=0):
     return graph_model(nodes, {"x": rand(*xs, seed=seed)}, inits, ["y"]), {"x": rand(*xs, seed=seed)}
 
 
-# packed GEMM: 7 rows (a 6-row tile + 1), 45 columns (two 16-wide panels + a masked 13), fused bias + Relu
+# packed GEMM: 7 rows (a 6-row tile + 1: AVX2's first tile prefetches the next panel), 45 columns (two 16-wide
+# panels + a masked 13), fused bias + Relu
 m = graph_model([helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Add", ["a", "b"], ["c"]),
                  helper.make_node("Relu", ["c"], ["y"])],
                 {"x": rand(7, 37, seed=1)}, {"w": rand(37, 45, seed=2), "b": rand(45, seed=3)}, ["y"])
@@ -92,7 +93,7 @@ for _i, (_m, _k, _n, _act) in enumerate([(29, 37, 100, "Relu"), (29, 37, 38, "Re
 # indirect convolution: 40 output channels (a pair of 16-channel blocks + one), 77 positions (stride 2)
 add("conv-odd", *_conv((1, 5, 13, 11), (40, 5, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Relu", 10),
     "pysofie_conv::conv_indirect")
-# weights of 128 * 9 * 256 floats (1.1 MiB): the AVX-512 path's channel-blocks-outermost order; K = 1152
+# weights of 128 * 9 * 256 floats (1.1 MiB): the channel-blocks-outermost order (AVX-512 and AVX2); K = 1152
 add("conv-large-weights", *_conv((1, 128, 5, 5), (256, 128, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]},
                                  None, 20), "pysofie_conv::conv_indirect", atol=1e-4)
 # Winograd F(4x4, 3x3): 24 output channels, a partial tile row and column (19 x 31)
@@ -222,3 +223,52 @@ def test_variant_matches_onnxruntime(builds, variant, id_):
     if isinstance(sess, Exception):
         raise sess
     assert_close(sess.run(None, feeds), ort(model, feeds), rtol, atol, what=f"{id_} ({variant}: {isa}) vs onnxruntime")
+
+
+def test_library_cache_keeps_the_variants_apart(tmp_path, monkeypatch):
+    """The same generated code with and without -mno-avx512f: two libraries (the flags are part of the cache key),
+    each found again in the cache when built with the same flags."""
+    from pysofie.api import generate_code
+    from pysofie.build.library import build_library
+    monkeypatch.setenv("PYSOFIE_CACHE_DIR", str(tmp_path))
+    model, _, _, _, _ = MODELS["vmath"]
+    gm = generate_code(model, namespace="isa_cache")
+    native = build_library([gm])
+    avx2 = build_library([gm], extra_flags=VARIANTS["avx2"])
+    assert native != avx2 and os.path.exists(native) and os.path.exists(avx2)
+    mtimes = (os.stat(native).st_mtime_ns, os.stat(avx2).st_mtime_ns)
+    assert build_library([gm]) == native and build_library([gm], extra_flags=VARIANTS["avx2"]) == avx2
+    assert (os.stat(native).st_mtime_ns, os.stat(avx2).st_mtime_ns) == mtimes  # not rebuilt
+    libs = sorted(f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".so"))
+    assert len(libs) == 2, libs
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOTBENCH, "Linear_event.onnx")),
+                    reason=f"rootbench models not found in {ROOTBENCH}")
+def test_benchmark_isa_option_builds_and_records_avx2(tmp_path, monkeypatch):
+    """benchmarks/run.py --isa avx2: pysofie's kernels built with -mno-avx512f (the compiler's macros say AVX2),
+    recorded in the JSON and the Markdown header, written to latest_avx2.* by default (latest.* untouched)."""
+    import json
+    import sys
+    if _isa(_macros(VARIANTS["avx2"])) != "avx2":
+        pytest.skip("no AVX2 + FMA build here")
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # run.py sets them at import
+        monkeypatch.setenv(v, os.environ.get(v, "1"))
+    bench = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+    monkeypatch.syspath_prepend(bench)
+    import run
+    monkeypatch.setattr(run, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(run, "ROOTBENCH", ROOTBENCH)
+    monkeypatch.setattr(run, "EXTRA_FLAGS", [])
+    assert run.main(["--isa", "avx2", "--quick", "--models", "Linear_event", "--no-cpp", "--no-plot",
+                     "--budget", "0.5"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["latest_avx2.json", "latest_avx2.md"]
+    with open(tmp_path / "latest_avx2.json") as f:
+        data = json.load(f)
+    meta, (row,) = data["meta"], data["models"]
+    assert meta["pysofie_isa"] == "avx2" and meta["pysofie_extra_flags"] == ["-mno-avx512f"]
+    assert "--isa avx2" in meta["command"]
+    assert row["status"] == "ok" and row["max_abs_diff"] <= 1e-5 * max(1.0, row["max_abs_ref"])
+    header = (tmp_path / "latest_avx2.md").read_text().splitlines()[0]
+    assert "pysofie built for avx2 -mno-avx512f" in header
+    del sys.modules["run"]  # its EXTRA_FLAGS were set for this run

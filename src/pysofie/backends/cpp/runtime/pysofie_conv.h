@@ -43,8 +43,10 @@ constexpr long NP = 6;   // output positions per micro-tile
 constexpr long NC = 16;  // output channels per micro-tile (weights packed in panels of NC)
 
 // t[j * NC + c] (+)= sum_k w[k * NC + c] * xb[j][off[k]] for j < NP, c < NC; `first` starts from zero.
-PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, const int32_t* __restrict off, const float* const* xb,
-                       float* __restrict t, bool first) {
+// PF: also prefetch the weights 32 k ahead (2 KiB), for weights that stream from L3 or memory (see conv_band).
+template <bool PF = false>
+PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, const int32_t* __restrict off,
+                                             const float* const* xb, float* __restrict t, bool first) {
 #if defined(__AVX2__) && defined(__FMA__)
    const float *x0 = xb[0], *x1 = xb[1], *x2 = xb[2], *x3 = xb[3], *x4 = xb[4], *x5 = xb[5];
    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
@@ -66,6 +68,9 @@ PYSOFIE_CONV_NOINLINE inline void micro_6x16(long K, const float* __restrict w, 
    }
    for (long k = 0; k < K; ++k, w += NC) {
       const long o = off[k];
+      if constexpr (PF)  // an address only (no pointer past the weights' end): a prefetch never faults
+         _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w) + 32 * NC * sizeof(float)),
+                      _MM_HINT_T0);
       const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
       __m256 a = _mm256_broadcast_ss(x0 + o);
       c00 = _mm256_fmadd_ps(a, w0, c00);
@@ -277,40 +282,51 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
          else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
       }
    };
-   // Large weights (at least PYSOFIE_CONV_IBOUT floats, 1 MiB, for these blocks: they come from L3): channel
-   // blocks outermost, each block's packed weights read as one sequential stream while the band's input stays in
-   // L2 (measured 6-11% faster on the 512-channel 7x7 and the 256 -> 512 stride-2 layers of ResNet-18). Smaller
-   // weights: reduction chunks outermost, as in the AVX2 path (ResNet-18's Winograd products).
+   constexpr long step = NB;
+   constexpr long few_tiles = 0;
+#else
+   // ibout (channel blocks outermost, below): a block's weights are one stream, read first by tile 0, which
+   // prefetches them ahead (ResNet-18's 512-channel 7x7 layers, weights from memory: 2.6 -> 2.3 ms, CPU time)
+   bool ibout = false;
+   auto tiles = [&](long ib, long k0) {
+      const long kn = std::min(KCHUNK, K - k0);
+      const float* wb = wp + (ib * K + k0) * NC;
+      float* ab = acc + (ib - ib0) * blk;
+      for (long t = 0; t < ntile; ++t) {
+         const float* xb[NP];
+         for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
+         if (ibout && t == 0) micro_6x16<true>(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+         else micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
+      }
+   };
+   constexpr long step = 1;
+   // AVX2: also for bands of at most 12 tiles (ResNet-18's 128- and 256-channel Winograd products, 9 and 3 tiles:
+   // 8-15 % faster, CPU time); their accumulators are small either way, and the weights come as one stream
+   constexpr long few_tiles = 12;
+#endif
+   // Large weights (at least PYSOFIE_CONV_IBOUT floats, 1 MiB, for these blocks: they come from L3 or memory):
+   // channel blocks outermost, each block's packed weights read as one sequential stream while the band's input
+   // stays in L2 (AVX-512: 6-11% faster on the 512-channel 7x7 and the 256 -> 512 stride-2 layers of ResNet-18;
+   // AVX2: the 512-channel 7x7 Winograd products ~30 % faster). Smaller weights: reduction chunks outermost
+   // (ResNet-18's other Winograd products). Every output's sum runs over the chunks in the same order either way.
 #ifndef PYSOFIE_CONV_IBOUT
 #define PYSOFIE_CONV_IBOUT (1L << 18)
 #endif
-   if (K * (ib1 - ib0) * NC >= PYSOFIE_CONV_IBOUT) {
-      for (long ib = ib0; ib < ib1; ib += NB)
+   if (K * (ib1 - ib0) * NC >= PYSOFIE_CONV_IBOUT || (few_tiles > 0 && ntile <= few_tiles)) {
+#if !defined(__AVX512F__)
+      ibout = true;
+#endif
+      for (long ib = ib0; ib < ib1; ib += step)
          for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
             tiles(ib, k0);
             if (K == 0) break;
          }
    } else {
       for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-         for (long ib = ib0; ib < ib1; ib += NB) tiles(ib, k0);
+         for (long ib = ib0; ib < ib1; ib += step) tiles(ib, k0);
          if (K == 0) break;
       }
    }
-#else
-   for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
-      const long kn = std::min(KCHUNK, K - k0);
-      for (long ib = ib0; ib < ib1; ++ib) {
-         const float* wb = wp + (ib * K + k0) * NC;
-         float* ab = acc + (ib - ib0) * blk;
-         for (long t = 0; t < ntile; ++t) {
-            const float* xb[NP];
-            for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-            micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
-         }
-      }
-      if (K == 0) break;
-   }
-#endif
    const long m0 = ib0 * NC;
    store_band(acc, blk, b0, b1, yidx, std::min(M, ib1 * NC) - m0, bias ? bias + m0 : nullptr,
               y + m0 * ystride, ystride, act, res ? res + m0 * ystride : nullptr);
