@@ -507,7 +507,7 @@ def main(argv=None) -> int:
                   f"1 thread unless said, onnxruntime {meta['onnxruntime']} -->\n" + md + "\n")
     if not args.no_plot and rows:
         plot(rows, args.out + ".png", built_for)
-    print(f"\nwrote {args.out}.json, {args.out}.md" + ("" if args.no_plot else f", {args.out}.png"))
+    print(f"\nwrote {args.out}.json, {args.out}.md" + ("" if args.no_plot or not rows else f", {args.out}.png"))
     return 0
 
 
