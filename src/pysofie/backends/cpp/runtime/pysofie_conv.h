@@ -270,7 +270,9 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
                long ystride, float* acc, Act act, const float* res) {
    const long ntile = (b1 - b0 + TP - 1) / TP;
    const long blk = ntile * TP * NC;
-#if defined(__AVX512F__)
+   // ibout (channel blocks outermost, below; AVX2): a block's weights are one stream, read first by tile 0, which
+   // prefetches them ahead (ResNet-18's 512-channel 7x7 layers, weights from memory: 2.6 -> 2.3 ms, CPU time)
+   [[maybe_unused]] bool ibout = false;
    auto tiles = [&](long ib, long k0) {
       const long kn = std::min(KCHUNK, K - k0);
       const float* wb = wp + (ib * K + k0) * NC;
@@ -278,27 +280,20 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
       for (long t = 0; t < ntile; ++t) {
          const float* xb[TP];
          for (long j = 0; j < TP; ++j) xb[j] = xp + pos[std::min(b0 + t * TP + j, P - 1)];
-         if (ib + 1 < ib1) micro_avx512<TP, NB>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
-         else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, ab + t * TP * NC, blk, k0 == 0);
+         float* at = ab + t * TP * NC;
+#if defined(__AVX512F__)
+         if (ib + 1 < ib1) micro_avx512<TP, NB>(kn, wb, K * NC, off + k0, xb, at, blk, k0 == 0);
+         else micro_avx512<TP, 1>(kn, wb, K * NC, off + k0, xb, at, blk, k0 == 0);
+#else
+         if (ibout && t == 0) micro_6x16<true>(kn, wb, off + k0, xb, at, k0 == 0);
+         else micro_6x16(kn, wb, off + k0, xb, at, k0 == 0);
+#endif
       }
    };
+#if defined(__AVX512F__)
    constexpr long step = NB;
    constexpr long few_tiles = 0;
 #else
-   // ibout (channel blocks outermost, below): a block's weights are one stream, read first by tile 0, which
-   // prefetches them ahead (ResNet-18's 512-channel 7x7 layers, weights from memory: 2.6 -> 2.3 ms, CPU time)
-   bool ibout = false;
-   auto tiles = [&](long ib, long k0) {
-      const long kn = std::min(KCHUNK, K - k0);
-      const float* wb = wp + (ib * K + k0) * NC;
-      float* ab = acc + (ib - ib0) * blk;
-      for (long t = 0; t < ntile; ++t) {
-         const float* xb[NP];
-         for (long j = 0; j < NP; ++j) xb[j] = xp + pos[std::min(b0 + t * NP + j, P - 1)];
-         if (ibout && t == 0) micro_6x16<true>(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
-         else micro_6x16(kn, wb, off + k0, xb, ab + t * NP * NC, k0 == 0);
-      }
-   };
    constexpr long step = 1;
    // AVX2: also for bands of at most 12 tiles (ResNet-18's 128- and 256-channel Winograd products, 9 and 3 tiles:
    // 8-15 % faster, CPU time); their accumulators are small either way, and the weights come as one stream
@@ -313,9 +308,7 @@ void conv_band(long b0, long b1, long ib0, long ib1, long P, const int32_t* pos,
 #define PYSOFIE_CONV_IBOUT (1L << 18)
 #endif
    if (K * (ib1 - ib0) * NC >= PYSOFIE_CONV_IBOUT || (few_tiles > 0 && ntile <= few_tiles)) {
-#if !defined(__AVX512F__)
       ibout = true;
-#endif
       for (long ib = ib0; ib < ib1; ib += step)
          for (long k0 = 0; k0 < K || k0 == 0; k0 += KCHUNK) {
             tiles(ib, k0);
