@@ -29,7 +29,8 @@ HEADER_DEPS = {"pysofie_conv.h": ("pysofie_vmath.h", "pysofie_transpose.h", "pys
                "pysofie_gemm.h": ("pysofie_vmath.h", "pysofie_gemm512.h"),
                "pysofie_attn.h": ("pysofie_vmath.h", "pysofie_transpose.h"),
                "pysofie_rnn.h": ("pysofie_vmath.h",),
-               "pysofie_gemv.h": ("pysofie_gemm.h",)}
+               "pysofie_gemv.h": ("pysofie_gemm.h",),
+               "pysofie_depthwise.h": ("pysofie_conv.h",)}
 
 
 def use_runtime_header(cx, name: str) -> None:

@@ -238,11 +238,11 @@ def depthwise_eligible(cx, G, Cg, Mg, nsp, s3, d3, residual) -> bool:
 
 
 def depthwise_conv(cx, ins, outs, k3, pads, G):
-    """Depthwise convolution by runtime/pysofie_conv.h's depthwise8 (AVX2: 8 channels per task, on the vector
+    """Depthwise convolution by runtime/pysofie_depthwise.h's depthwise8 (AVX2: 8 channels per task, on the vector
     lanes) or depthwise2d (one channel per task); the weights (packed by PackConvWeights for the row kernel:
     [G][KH * KW] when Mg = 1) are read as they are."""
     w = cx.w
-    use_runtime_header(cx, "pysofie_conv.h")
+    use_runtime_header(cx, "pysofie_depthwise.h")
     nsp = cx.vin(0).rank - 2
     H, W = ins[1], ins[2]
     OH, OW = outs[1], outs[2]
