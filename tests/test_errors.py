@@ -90,6 +90,20 @@ def test_conv_transpose_geometry_errors_name_the_node(attrs, match):
         pysofie.load(m)
 
 
+def test_range_input_that_is_not_a_scalar_names_the_node():
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s", 0), ("l", [5, 6]), ("d", 1))]
+    m = _graph([helper.make_node("Range", ["s", "l", "d"], ["y"], name="rng")], [], [_vi("y", None)], inits, opset=18)
+    with pytest.raises(pysofie.ShapeInferenceError, match="'rng'.*input 'l' must be a scalar, it has shape \\[2\\]"):
+        pysofie.load(m)
+
+
+def test_split_num_outputs_that_is_not_the_output_count_names_the_node():
+    m = _graph([helper.make_node("Split", ["x"], ["a", "b"], name="sp", axis=0, num_outputs=1 << 40)],
+               [_vi("x", [4])], [_vi("a", None), _vi("b", None)], opset=18)
+    with pytest.raises(pysofie.ShapeInferenceError, match="'sp'.*num_outputs=1099511627776, but the node has 2"):
+        pysofie.load(m)
+
+
 @pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
 def test_conv_weight_of_run_time_size_names_the_node(op):
     node = helper.make_node(op, ["x", "w"], ["y"], name="c_rt")  # the weight a model input with a symbolic size

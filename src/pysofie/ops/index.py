@@ -199,6 +199,8 @@ class Split(Op):
         a = norm_axis(self.axis, x.rank, node)
         d = x.shape[a]
         n = len(node.outputs)
+        if self.num_outputs is not None and int(self.num_outputs) != n:
+            raise self.fail(node, f"num_outputs={self.num_outputs}, but the node has {n} outputs")
         if node.input(1) is not None:
             s = _ints(self.const_input(node, 1, "split"))
         elif self.split is not None:
@@ -301,9 +303,12 @@ class Range(Op):
     def bounds(self, node):
         """(start, limit, delta) as dims/numbers; start and limit may be symbolic (arange(seq))."""
         def scalar(v):
-            if v.sym is not None:
+            if v.sym is not None and len(v.sym) == 1:
                 return v.sym[0]
-            c = np.asarray(v.const).reshape(())
+            c = np.asarray(v.const if v.sym is None else v.sym, dtype=object if v.sym is not None else None)
+            if c.size != 1:
+                raise self.fail(node, f"input '{v.name}' must be a scalar, it has shape {list(c.shape)}")
+            c = c.reshape(())
             return int(c) if v.dtype.is_int else float(c)
         return scalar(node.inputs[0]), scalar(node.inputs[1]), scalar(node.inputs[2])
 
