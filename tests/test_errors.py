@@ -97,6 +97,21 @@ def test_range_input_that_is_not_a_scalar_names_the_node():
         pysofie.load(m)
 
 
+def test_range_with_delta_zero_names_the_node():
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s", 0), ("l", 5), ("d", 0))]
+    m = _graph([helper.make_node("Range", ["s", "l", "d"], ["y"], name="rng0")], [], [_vi("y", None)], inits, opset=18)
+    with pytest.raises(pysofie.ShapeInferenceError, match="'rng0'.*delta is 0"):
+        pysofie.load(m)
+
+
+def test_group_normalization_with_no_groups_names_the_node():
+    inits = [numpy_helper.from_array(np.ones(4, np.float32), n) for n in ("scale", "bias")]
+    node = helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], name="gn0", num_groups=0)
+    m = _graph([node], [_vi("x", [1, 4, 3])], [_vi("y", None)], inits, opset=21)
+    with pytest.raises(pysofie.PysofieError, match="'gn0'.*num_groups=0 must be at least 1"):
+        pysofie.load(m)
+
+
 def test_split_num_outputs_that_is_not_the_output_count_names_the_node():
     m = _graph([helper.make_node("Split", ["x"], ["a", "b"], name="sp", axis=0, num_outputs=1 << 40)],
                [_vi("x", [4])], [_vi("a", None), _vi("b", None)], opset=18)

@@ -341,6 +341,8 @@ class Range(Op):
                 raise self.fail(node, f"a Range of symbolic length needs a nonzero integer delta, got {d}")
             n = ceildiv(self._span(node), abs(d))
         else:
+            if d == 0:
+                raise self.fail(node, "delta is 0: the Range never ends")
             n = max(int(np.ceil((l - s) / d)), 0)
         return [(node.inputs[0].dtype, (n,))]
 

@@ -142,7 +142,9 @@ class GroupNormalization(Op):
         p = _float_only(node)
         x = node.inputs[0]
         c = x.shape[1] if x.rank >= 2 else None
-        if not isinstance(c, int):
+        if int(self.num_groups) < 1:
+            p.append(f"{node.describe()}: num_groups={self.num_groups} must be at least 1")
+        elif not isinstance(c, int):
             p.append(f"{node.describe()}: the channel dimension must be known")
         elif c % int(self.num_groups):
             p.append(f"{node.describe()}: {c} channels do not divide into {self.num_groups} groups")
