@@ -112,6 +112,20 @@ def test_group_normalization_with_no_groups_names_the_node():
         pysofie.load(m)
 
 
+@pytest.mark.parametrize("num_scan_inputs", [1 << 40, 0, 3])
+def test_scan_with_inconsistent_scan_inputs_names_the_node(num_scan_inputs):
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]), helper.make_node("Identity", ["s_out"], ["y_t"])],
+        "body", [_vi("s_in", [2]), _vi("x_t", [2])], [_vi("s_out", [2]), _vi("y_t", [2])])
+    node = helper.make_node("Scan", ["s0", "xs"], ["s_final", "ys"], name="scan_bad", body=body,
+                            num_scan_inputs=num_scan_inputs)
+    m = _graph([node], [_vi("s0", [2]), _vi("xs", [3, 2])], [_vi("s_final", [2]), _vi("ys", [3, 2])], opset=11)
+    with pytest.raises(pysofie.PysofieError, match="scan_bad"):
+        pysofie.load(m)
+    next(a for a in m.graph.node[0].attribute if a.name == "num_scan_inputs").i = 1  # as it should be: loads
+    pysofie.load(m)
+
+
 def test_split_num_outputs_that_is_not_the_output_count_names_the_node():
     m = _graph([helper.make_node("Split", ["x"], ["a", "b"], name="sp", axis=0, num_outputs=1 << 40)],
                [_vi("x", [4])], [_vi("a", None), _vi("b", None)], opset=18)

@@ -318,13 +318,21 @@ def graph_from_onnx(model: onnx.ModelProto, *, name: str | None = None, source: 
         bin_ = [i.name for i in body.input]
         if n.op_type == "Scan":
             m = int(attrs.get("num_scan_inputs", 0))
+            if not 1 <= m <= len(n.input):
+                return f"num_scan_inputs={m} with {len(n.input)} inputs"
             ins = [get(scope, x, nname) for x in n.input]
             ns = len(ins) - m
+            nk = len(body.output) - ns
+            if nk < 0 or len(bin_) != ns + m:
+                return (f"its body takes {len(bin_)} inputs and gives {len(body.output)} outputs, for {ns} states "
+                        f"and {m} scan inputs")
             in_axes = list(attrs.get("scan_input_axes") or [0] * m)
             in_dirs = list(attrs.get("scan_input_directions") or [0] * m)
-            nk = len(body.output) - ns
             out_axes = list(attrs.get("scan_output_axes") or [0] * nk)
             out_dirs = list(attrs.get("scan_output_directions") or [0] * nk)
+            if (len(in_axes), len(in_dirs), len(out_axes), len(out_dirs)) != (m, m, nk, nk):
+                return "scan_input_axes/directions need one value per scan input, scan_output_axes/directions one " \
+                       "per scan output"
             lengths = set()
             for j in range(m):
                 shape = static_shapes.get(n.input[ns + j])
