@@ -126,6 +126,25 @@ def test_scan_with_inconsistent_scan_inputs_names_the_node(num_scan_inputs):
     pysofie.load(m)
 
 
+def test_reverse_sequence_with_swapped_inputs_names_the_node():
+    m = _graph([helper.make_node("ReverseSequence", ["lens", "x"], ["y"], name="rev", batch_axis=1, time_axis=0)],
+               [_vi("x", [4, 2]), _vi("lens", [2], TensorProto.INT64)], [_vi("y", None)])
+    with pytest.raises(pysofie.ShapeInferenceError, match="'rev'.*input has rank 1"):
+        pysofie.load(m)
+
+
+@pytest.mark.parametrize("node, inputs", [
+    # an operator's shape rules meeting what they do not expect: a shape error of the node, not a Python
+    # exception from inside pysofie (an empty name where Einsum needs an input; an element type with no name)
+    (helper.make_node("Einsum", ["x", ""], ["y"], name="bad_node", equation="i,i->"), [_vi("x", [3])]),
+    (helper.make_node("EyeLike", ["x"], ["y"], name="bad_node", dtype=0), [_vi("x", [3, 3])]),
+])
+def test_malformed_nodes_give_errors_naming_the_node(node, inputs):
+    m = _graph([node], inputs, [_vi("y", None)])
+    with pytest.raises(pysofie.PysofieError, match="'bad_node'"):
+        pysofie.load(m)
+
+
 def test_split_num_outputs_that_is_not_the_output_count_names_the_node():
     m = _graph([helper.make_node("Split", ["x"], ["a", "b"], name="sp", axis=0, num_outputs=1 << 40)],
                [_vi("x", [4])], [_vi("a", None), _vi("b", None)], opset=18)

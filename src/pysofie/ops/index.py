@@ -433,9 +433,17 @@ class ReverseSequence(Op):
     OUTPUTS = ("Y",)
 
     def infer(self, node):
-        x = node.inputs[0]
+        x, lens = node.inputs[0], node.inputs[1]
         if {self.batch_axis, self.time_axis} != {0, 1}:
             raise self.fail(node, "batch_axis and time_axis must be 0 and 1")
+        if x.rank < 2:
+            raise self.fail(node, f"input has rank {x.rank}: at least 2 (time and batch) is needed")
+        if lens.rank != 1 or not lens.dtype.is_int:
+            raise self.fail(node, f"sequence_lens must be a 1-D integer tensor, got {lens.dtype.name.lower()} "
+                                  f"of shape {list(lens.shape)}")
+        if not dims_equal(lens.shape[0], x.shape[self.batch_axis]):
+            raise self.fail(node, f"sequence_lens has {lens.shape[0]} values for a batch of "
+                                  f"{x.shape[self.batch_axis]}")
         return [(x.dtype, x.shape)]
 
 

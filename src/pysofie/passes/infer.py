@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidModelError, ShapeInferenceError, UnsupportedOperatorError
+from ..errors import InvalidModelError, PysofieError, ShapeInferenceError, UnsupportedOperatorError
 from ..ir import Graph, Node
 from ..ir.shapes import Sym, dims_equal
 from .lowp import promote as promote_lowp
@@ -53,6 +53,18 @@ def _onnx_attrs(op_type: str, domain: str, attrs: dict) -> dict:
     return out
 
 
+# what an operator's shape rules raise when a node's inputs or attributes are not what the operator takes (an
+# input missing, an attribute of the wrong size or range, an element type pysofie has no name for): reported as
+# a shape error of that node rather than as a Python exception from inside pysofie
+_MALFORMED = (TypeError, ValueError, IndexError, KeyError, AttributeError, ZeroDivisionError, OverflowError,
+              MemoryError)
+
+
+def _malformed(node, e: Exception) -> str:
+    return (f"{node.describe()}: its inputs or attributes do not fit the operator "
+            f"({type(e).__name__}: {str(e)[:300] or 'no message'})")
+
+
 class InferShapesAndFold(Pass):
     name = "infer"
 
@@ -87,6 +99,10 @@ class InferShapesAndFold(Pass):
                 issues = op.check(node)
             except ShapeInferenceError as e:
                 issues = [str(e)]
+            except PysofieError:
+                raise
+            except _MALFORMED as e:
+                issues = [_malformed(node, e)]
             if issues:
                 problems += issues
                 for v in node.outputs:
@@ -97,7 +113,12 @@ class InferShapesAndFold(Pass):
                     finish()
                 changed = True
                 continue
-            results = op.infer(node)
+            try:
+                results = op.infer(node)
+            except PysofieError:
+                raise
+            except _MALFORMED as e:
+                raise ShapeInferenceError(_malformed(node, e)) from None
             for v, (dt, shape) in zip(node.outputs, results):
                 v.dtype, v.shape = dt, tuple(shape)
             for expr, msg in op.guards(node):
