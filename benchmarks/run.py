@@ -214,18 +214,6 @@ def cxx_flags() -> tuple[str, list[str], list[str]]:
     return find_cxx(), opt_flags() + list(blas.cflags) + EXTRA_FLAGS, list(blas.libs)
 
 
-def target_isa() -> str:
-    """The instruction set pysofie's kernels are built for with these flags (from the compiler's predefined
-    macros, as the kernels' #if choose): avx512, avx2 (with FMA), or scalar."""
-    cxx, flags, _ = cxx_flags()
-    r = subprocess.run(cxx.split() + flags + ["-dM", "-E", "-x", "c++", os.devnull], capture_output=True, text=True,
-                       check=True)
-    macros = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("#define ")}
-    if {"__AVX512F__", "__AVX2__", "__FMA__"} <= macros:
-        return "avx512"
-    return "avx2" if {"__AVX2__", "__FMA__"} <= macros else "scalar"
-
-
 def sgemm_gflops(workdir: str, reps: int) -> dict:
     from pysofie.backends.cpp.emitter import RUNTIME_HEADER
     cxx, flags, libs = cxx_flags()
@@ -449,7 +437,8 @@ def main(argv=None) -> int:
     suffix = "" if args.isa == "native" else "_" + args.isa
     if args.out is None:  # the scaling table alone must not replace the models' table
         args.out = os.path.join(RESULTS, ("threads" if args.scaling_only else "latest") + suffix)
-    built_for = target_isa()
+    from pysofie.build.compiler import target_isa
+    built_for = target_isa(EXTRA_FLAGS)
     if args.isa == "avx2" and built_for != "avx2":
         ap.error(f"--isa avx2: pysofie's flags here build {built_for} kernels, not AVX2 + FMA")
     print(f"pysofie built for {built_for} ({' '.join(cxx_flags()[1])})")

@@ -13,12 +13,12 @@ or 1e-4 where a reduction has more than 1000 terms (float32 sums in a different 
 
 The three builds are one shared library each (one compiler run per variant)."""
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from onnx import helper
 
+from pysofie.build.compiler import target_isa
 from tests.test_channel_norm import channel_ln, scale_transpose_add
 from tests.test_fused_attention import attention
 from tests.test_fusion import graph_model
@@ -164,20 +164,6 @@ add("scale-transpose-add", *scale_transpose_add((1, 24, 5, 5), seed=73), "pysofi
 VARIANTS = {"native": [], "avx2": ["-mno-avx512f"], "scalar": ["-mno-avx512f", "-mno-avx2", "-mno-fma"]}
 
 
-def _macros(extra):
-    """The compiler's predefined macros with pysofie's flags plus `extra`."""
-    from pysofie.build.compiler import find_cxx, opt_flags
-    r = subprocess.run(find_cxx().split() + opt_flags() + list(extra) + ["-dM", "-E", "-x", "c++", os.devnull],
-                       capture_output=True, text=True, check=True)
-    return {line.split()[1] for line in r.stdout.splitlines() if line.startswith("#define ")}
-
-
-def _isa(macros):
-    if "__AVX512F__" in macros and "__AVX2__" in macros and "__FMA__" in macros:
-        return "avx512"
-    return "avx2" if "__AVX2__" in macros and "__FMA__" in macros else "scalar"
-
-
 def build_variants(models: dict, prefix: str) -> dict:
     """{variant: (isa it targets, {id: generated model}, {id: session or the exception}) } for the VARIANTS whose
     builds differ (e.g. no AVX-512 here: the native build is already the AVX2 one), one batch compile each."""
@@ -185,7 +171,7 @@ def build_variants(models: dict, prefix: str) -> dict:
     from pysofie.build.batch import sessions_for
     out, seen = {}, set()
     for name, extra in VARIANTS.items():
-        isa = _isa(_macros(extra))
+        isa = target_isa(extra)
         if isa in seen:
             continue
         seen.add(isa)
@@ -250,7 +236,7 @@ def test_benchmark_isa_option_builds_and_records_avx2(tmp_path, monkeypatch):
     recorded in the JSON and the Markdown header, written to latest_avx2.* by default (latest.* untouched)."""
     import json
     import sys
-    if _isa(_macros(VARIANTS["avx2"])) != "avx2":
+    if target_isa(VARIANTS["avx2"]) != "avx2":
         pytest.skip("no AVX2 + FMA build here")
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # run.py sets them at import
         monkeypatch.setenv(v, os.environ.get(v, "1"))

@@ -66,6 +66,17 @@ def opt_flags(level: str | int | None = None, native: bool | None = None) -> lis
     return flags
 
 
+def target_isa(extra_flags=()) -> str:
+    """The instruction set pysofie's kernels are built for with its flags plus `extra_flags`, from the compiler's
+    predefined macros (as the kernels' #if choose): avx512, avx2 (with FMA), or scalar."""
+    r = subprocess.run(find_cxx().split() + opt_flags() + list(extra_flags) + ["-dM", "-E", "-x", "c++", os.devnull],
+                       capture_output=True, text=True, check=True)
+    macros = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("#define ")}
+    if {"__AVX512F__", "__AVX2__", "__FMA__"} <= macros:
+        return "avx512"
+    return "avx2" if {"__AVX2__", "__FMA__"} <= macros else "scalar"
+
+
 def compile_shared(sources: list[str], output: str, flags: list[str], libs: list[str], cwd: str,
                    user_code: bool = False) -> None:
     """Compile C++ sources into a shared library; the library appears atomically at `output`. user_code: the
