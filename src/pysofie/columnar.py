@@ -140,6 +140,18 @@ def _stack(get, cols, dtype) -> np.ndarray:
     return out
 
 
+def _by_name(names, fetch):
+    """fetch(column), with a KeyError for a name that is not among `names` (as a dict lookup gives: what _stack
+    reports as missing, rather than each container's own error for it)."""
+    names = set(names)
+
+    def get(c):
+        if c not in names:
+            raise KeyError(c)
+        return fetch(c)
+    return get
+
+
 def _feeds(sess, data, kind, groups) -> dict:
     if kind == "ndarray":
         (name, _), = groups
@@ -154,21 +166,11 @@ def _feeds(sess, data, kind, groups) -> dict:
         get = arrays.__getitem__
     elif kind == "awkward":
         import awkward as ak
-        fields = set(data.fields)
-
-        def get(c):
-            if c not in fields:
-                raise KeyError(c)
-            return ak.to_numpy(data[c])
+        get = _by_name(data.fields, lambda c: ak.to_numpy(data[c]))
     elif kind == "pandas":
         get = lambda c: data[c].to_numpy()  # noqa: E731
     else:  # structured arrays and dicts
-        names = set(data.dtype.names) if kind == "structured" else set(data)
-
-        def get(c):
-            if c not in names:
-                raise KeyError(c)
-            return data[c]
+        get = _by_name(data.dtype.names if kind == "structured" else data, data.__getitem__)
     return {name: _stack(get, cols, _dtype_of(sess, name)) for name, cols in groups}
 
 

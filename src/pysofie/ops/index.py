@@ -303,13 +303,12 @@ class Range(Op):
     def bounds(self, node):
         """(start, limit, delta) as dims/numbers; start and limit may be symbolic (arange(seq))."""
         def scalar(v):
-            if v.sym is not None and len(v.sym) == 1:
-                return v.sym[0]
-            c = np.asarray(v.const if v.sym is None else v.sym, dtype=object if v.sym is not None else None)
-            if c.size != 1:
-                raise self.fail(node, f"input '{v.name}' must be a scalar, it has shape {list(c.shape)}")
-            c = c.reshape(())
-            return int(c) if v.dtype.is_int else float(c)
+            vals = list(v.sym) if v.sym is not None else np.asarray(v.const).reshape(-1)
+            if len(vals) != 1:
+                raise self.fail(node, f"input '{v.name}' must be a scalar, it has shape {list(v.shape)}")
+            if v.sym is not None:
+                return vals[0]
+            return int(vals[0]) if v.dtype.is_int else float(vals[0])
         return scalar(node.inputs[0]), scalar(node.inputs[1]), scalar(node.inputs[2])
 
     def _span(self, node):

@@ -141,7 +141,7 @@ class SofieFunctor {
    unsigned char* fSessions = nullptr;      // fOwner->data(), for the per-event path
    detail::SlotBuffers<Out> fOut;           // this copy's output buffers
    std::size_t fNOut = 0;
-   unsigned fNSlots = 0;
+   unsigned fNSlots = 0;                    // fOwner->size(), kept here for the per-event slot check
 
    template <class... A>
    void Init(unsigned nslots, std::size_t nout, A&&... session_args) {
@@ -172,7 +172,7 @@ class SofieFunctor {
       return ROOT::RVec<Out>(y, fNOut);
    }
 
-   unsigned GetNSlots() const { return static_cast<unsigned>(fOwner->size()); }
+   unsigned GetNSlots() const { return fNSlots; }
 
  private:
    // a slot beyond those the functor was made for (nslots smaller than the RDataFrame's GetNSlots())

@@ -335,12 +335,12 @@ inline void gemm_block(long i0b, long i1b, long j0b, long j1b, long N, long K, l
                // shapes unchanged). One row tile streams the panels in order: the hardware prefetches them.
                const float* pf = nullptr;
                long pfs = NR, pfn = 0;
-               if (i1 - i0 <= MR) {
-               } else if (j + NR < N) {
+               const bool several_tiles = i1 - i0 > MR;
+               if (several_tiles && j + NR < N) {
                   pfs = N - j - NR <= NR / 2 ? NR / 2 : NR;
                   pf = Bp + (j + NR) * K + k0 * pfs;
                   pfn = pfs * kc;
-               } else if (next && k0 + kc >= K) {
+               } else if (several_tiles && next && k0 + kc >= K) {
                   pf = next;
                   pfn = std::min(NR * kc, next_n);
                }
